@@ -1,0 +1,94 @@
+"""The firmware a cloud `update_firmware` push announces, validated before anything acts on it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+import re
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from .errors import InvalidFirmwareError
+
+VERSION_MAX = 32
+DEFAULT_MAX_FIRMWARE_SIZE = 512 * 1024 * 1024
+
+# Versions end up in file names and UI text: keep to characters that are safe in both, and no leading dot.
+_VERSION_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+\-]*")
+_MD5_RE = re.compile(r"[0-9a-fA-F]{32}")
+
+
+def validate_version(value: object) -> str:
+    """Return `value` if it can be a firmware version, else raise `InvalidFirmwareError`."""
+    if not isinstance(value, str) or not value:
+        raise InvalidFirmwareError("version is missing or not a string")
+    if len(value) > VERSION_MAX:
+        raise InvalidFirmwareError(
+            f"version is {len(value)} characters long; at most {VERSION_MAX} are allowed"
+        )
+    if not _VERSION_RE.fullmatch(value):
+        raise InvalidFirmwareError(
+            "version may hold only letters, digits and . _ + - and must not start with one"
+        )
+    return value
+
+
+def url_without_query(url: str) -> str:
+    """The URL as it may be logged or shown: a pre-signed URL's query is a credential."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+
+
+@dataclass(frozen=True, slots=True)
+class FirmwareSpec:
+    """One firmware image as announced: where to get it and how to check it."""
+
+    url: str
+    md5: str
+    size: int
+    version: str
+
+    def __repr__(self) -> str:
+        """Never show the signed query, even in a traceback."""
+        return f"FirmwareSpec(url={self.public_url!r}, md5={self.md5!r}, size={self.size}, version={self.version!r})"
+
+    @property
+    def public_url(self) -> str:
+        """The URL without its signed query."""
+        return url_without_query(self.url)
+
+    @property
+    def host(self) -> str:
+        """Where the image comes from, for release notes."""
+        return urlsplit(self.url).hostname or ""
+
+    @property
+    def image_key(self) -> tuple[str, int]:
+        """Images with the same key are the same bytes: one download serves them all."""
+        return (self.md5, self.size)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The push as stored, to survive a restart."""
+        return {"url": self.url, "md5sum": self.md5, "file_size": self.size, "version": self.version}
+
+    @classmethod
+    def parse(cls, payload: Mapping[str, Any], *, max_size: int = DEFAULT_MAX_FIRMWARE_SIZE) -> FirmwareSpec:
+        """Validate the fields of an `update_firmware` push (or of `to_dict`'s output)."""
+        version = validate_version(payload.get("version"))
+        url = payload.get("url")
+        if not isinstance(url, str) or not url:
+            raise InvalidFirmwareError("url is missing or not a string")
+        parts = urlsplit(url)
+        if parts.scheme not in {"http", "https"} or not parts.hostname or any(c.isspace() for c in url):
+            raise InvalidFirmwareError(f"url {url_without_query(url)!r} is not an http or https URL")
+        md5 = payload.get("md5sum")
+        if not isinstance(md5, str) or not _MD5_RE.fullmatch(md5):
+            raise InvalidFirmwareError("md5sum is not 32 hexadecimal digits")
+        size = payload.get("file_size")
+        if isinstance(size, bool) or not isinstance(size, int):
+            raise InvalidFirmwareError("file_size is missing or not an integer")
+        if size < 1:
+            raise InvalidFirmwareError(f"file_size {size} is not positive")
+        if size > max_size:
+            raise InvalidFirmwareError(f"file_size {size} exceeds the configured maximum of {max_size} bytes")
+        return cls(url=url, md5=md5.lower(), size=size, version=version)
