@@ -80,3 +80,53 @@ class InvalidFirmwareError(OtaError):
     """An `update_firmware` push is malformed (bad URL, MD5, size or version)."""
 
     code = OtaResultCode.UPGRADE_FAILED
+
+
+class AuthenticationError(TencentIotError):
+    """The broker refused the gateway's credentials (CONNACK 4 or 5): a new secret is needed."""
+
+
+class CannotConnectError(TencentIotError):
+    """The broker could not be reached, or the TLS handshake failed."""
+
+
+class NotConnectedError(TencentIotError):
+    """A message could not be sent because the MQTT session is down."""
+
+
+class OperationTimeoutError(TencentIotError):
+    """The cloud did not answer in time."""
+
+
+class SubscriptionRefusedError(TencentIotError):
+    """The broker refused a subscription (SUBACK failure): the topic is not this device's."""
+
+
+class GatewayOperationError(TencentIotError):
+    """The cloud answered a gateway operation with a failure `code` (spec §2)."""
+
+    def __init__(self, operation: str, device: str, code: int) -> None:
+        super().__init__(f"{operation} of {device} failed: {describe_gateway_result(code)} (result {code})")
+        self.operation = operation
+        self.device = device
+        self.code = code
+
+
+_GATEWAY_RESULTS = {
+    -1: "the sub-device is not bound to this gateway",
+    -2: "system error in the cloud",
+    801: "a parameter is wrong",
+    802: "no such device",
+    803: "the signature is wrong (check the sub-device secret)",
+    804: "the signature method is not supported",
+    805: "the signature has expired (check the clock)",
+    806: "the sub-device is bound to another gateway",
+    807: "the sub-device cannot be bound",
+    808: "the operation is not permitted",
+    809: "the sub-device is already bound to this gateway",
+}
+
+
+def describe_gateway_result(code: int) -> str:
+    """Words for a gateway result code; the cloud sends 809 with either sign, hence the absolute value."""
+    return _GATEWAY_RESULTS.get(code) or _GATEWAY_RESULTS.get(abs(code), "unknown error")

@@ -1,0 +1,403 @@
+"""One MQTT 3.1.1 session with the cloud, driven by the asyncio event loop.
+
+paho-mqtt does the protocol; the event loop does the I/O. paho's socket callbacks hand its socket to
+`add_reader`/`add_writer`, and a one-second timer runs its housekeeping (keepalive), so no network thread is
+ever started. Only the blocking part of `connect` (DNS, TCP and the TLS handshake) runs in the executor, as
+Home Assistant's own MQTT client does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+import logging
+import secrets
+import socket
+import ssl
+import threading
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.reasoncodes import ReasonCode
+
+from .auth import SignMethod, mqtt_credentials
+from .endpoints import TENCENT_ROOT_CA_FILE, BrokerEndpoint
+from .errors import (
+    AuthenticationError,
+    CannotConnectError,
+    NotConnectedError,
+    OperationTimeoutError,
+    SubscriptionRefusedError,
+)
+from .identity import DeviceId
+
+_LOGGER = logging.getLogger(__name__)
+
+KEEPALIVE_S = 120
+CONNECT_TIMEOUT_S = 15.0
+ACK_TIMEOUT_S = 20.0
+_MISC_INTERVAL_S = 1.0
+# CONNACK codes 4 and 5 of MQTT 3.1.1, as paho maps them to reason codes.
+_AUTH_REFUSED = {134, 135}
+_JITTER = secrets.SystemRandom()
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Capped exponential backoff with full jitter between reconnect attempts."""
+
+    initial_s: float = 1.0
+    maximum_s: float = 300.0
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait before attempt number `attempt` (1 is the first retry)."""
+        ceiling = min(self.maximum_s, self.initial_s * 2 ** min(attempt - 1, 30))
+        return _JITTER.uniform(ceiling / 2, ceiling)
+
+
+def _load_ssl_context(endpoint: BrokerEndpoint) -> ssl.SSLContext:
+    """Build the TLS context; reads certificates, so it runs in the executor."""
+    ca_pem = endpoint.ca_pem
+    if ca_pem is None:
+        ca_pem = TENCENT_ROOT_CA_FILE.read_text(encoding="ascii")
+    context = ssl.create_default_context(cadata=ca_pem)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
+class MqttSession:
+    """Keeps one gateway connected: fresh credentials on every connect, reconnecting forever on network loss.
+
+    `on_connected` runs after every successful CONNACK (the caller resubscribes and re-announces its devices
+    there); `on_message` gets every message; `on_connection_lost` and `on_auth_failed` tell the layer above.
+    A refused login stops the reconnect loop: retrying cannot fix a wrong secret.
+    """
+
+    def __init__(
+        self,
+        endpoint: BrokerEndpoint,
+        device: DeviceId,
+        device_secret: str,
+        *,
+        on_message: Callable[[str, bytes], None],
+        on_connected: Callable[[], Awaitable[None]],
+        on_connection_lost: Callable[[], None] | None = None,
+        on_auth_failed: Callable[[AuthenticationError], None] | None = None,
+        sign_method: SignMethod = SignMethod.HMAC_SHA256,
+        keepalive_s: int = KEEPALIVE_S,
+        connect_timeout_s: float = CONNECT_TIMEOUT_S,
+        ack_timeout_s: float = ACK_TIMEOUT_S,
+        backoff: Backoff | None = None,
+    ) -> None:
+        """Prepare a session; nothing is sent before `start`."""
+        self._endpoint = endpoint
+        self._device = device
+        self._secret = device_secret
+        self._on_message = on_message
+        self._on_connected = on_connected
+        self._on_connection_lost = on_connection_lost
+        self._on_auth_failed = on_auth_failed
+        self._sign_method = sign_method
+        self._keepalive_s = keepalive_s
+        self._connect_timeout_s = connect_timeout_s
+        self._ack_timeout_s = ack_timeout_s
+        self._backoff = backoff or Backoff()
+
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread = 0
+        self._ssl_context: ssl.SSLContext | None = None
+        self._client: mqtt.Client | None = None
+        self._sock: socket.socket | None = None
+        self._misc_task: asyncio.Task[None] | None = None
+        self._supervisor: asyncio.Task[None] | None = None
+        self._connack: asyncio.Future[ReasonCode] | None = None
+        self._acks: dict[int, asyncio.Future[list[ReasonCode] | None]] = {}
+        self._lost = asyncio.Event()
+        self._connected = False
+        self._stopping = False
+
+    @property
+    def connected(self) -> bool:
+        """Whether the broker accepted us and the connection is up."""
+        return self._connected
+
+    @property
+    def device(self) -> DeviceId:
+        """The device this session logs in as."""
+        return self._device
+
+    async def start(self) -> None:
+        """Connect once, raising `AuthenticationError` or `CannotConnectError`; then stay connected."""
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        self._stopping = False
+        if self._endpoint.tls and self._ssl_context is None:
+            try:
+                self._ssl_context = await self._loop.run_in_executor(None, _load_ssl_context, self._endpoint)
+            except (OSError, ssl.SSLError, ValueError) as err:
+                raise CannotConnectError(f"the CA certificate cannot be loaded: {err}") from None
+        await self._connect_and_announce()
+        self._supervisor = self._loop.create_task(self._supervise(), name=f"mqtt session {self._device}")
+
+    async def stop(self) -> None:
+        """Disconnect cleanly and stop reconnecting."""
+        self._stopping = True
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            await asyncio.gather(self._supervisor, return_exceptions=True)
+            self._supervisor = None
+        client = self._client
+        if client is not None and self._connected:
+            client.disconnect()
+        self._teardown_socket()
+        self._client = None
+        self._set_disconnected()
+
+    async def publish(self, topic: str, payload: str, qos: int = 1) -> None:
+        """Send a message; with QoS 1 return only once the broker acknowledged it."""
+        client = self._require_client()
+        info = client.publish(topic, payload, qos=qos)
+        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            raise NotConnectedError(f"publish to {topic} failed: {mqtt.error_string(info.rc)}")
+        if qos:
+            await self._await_ack(info.mid, f"PUBACK for {topic}")
+
+    async def subscribe(self, topics: list[str], qos: int = 1) -> None:
+        """Subscribe and wait for the SUBACK; a refused topic raises `SubscriptionRefusedError`."""
+        client = self._require_client()
+        result, mid = client.subscribe([(topic, qos) for topic in topics])
+        if result != MQTTErrorCode.MQTT_ERR_SUCCESS or mid is None:
+            raise NotConnectedError(f"subscribe failed: {mqtt.error_string(result)}")
+        codes = await self._await_ack(mid, "SUBACK")
+        refused = [topic for topic, code in zip(topics, codes or [], strict=False) if code.is_failure]
+        if refused:
+            raise SubscriptionRefusedError(f"the broker refused the subscription to {', '.join(refused)}")
+
+    # -- connecting -------------------------------------------------------------------------------------
+
+    async def _connect_and_announce(self) -> None:
+        await self._connect_once()
+        try:
+            await self._on_connected()
+        except (NotConnectedError, OperationTimeoutError) as err:
+            # The connection went away while we were re-announcing: the supervisor reconnects.
+            _LOGGER.debug("Connection lost while re-announcing the gateway: %s", err)
+
+    async def _connect_once(self) -> None:
+        assert self._loop is not None
+        self._teardown_socket()
+        self._lost.clear()
+        client = self._new_client()
+        credentials = mqtt_credentials(self._device, self._secret, method=self._sign_method)
+        client.username_pw_set(credentials.username, credentials.password)
+        self._client = client
+        self._connack = self._loop.create_future()
+        host, port = self._endpoint.host, self._endpoint.port
+        try:
+            await self._loop.run_in_executor(None, client.connect, host, port, self._keepalive_s)
+        except (OSError, ssl.SSLError) as err:
+            self._teardown_socket()
+            raise CannotConnectError(f"cannot connect to {host}:{port}: {err}") from None
+        try:
+            async with asyncio.timeout(self._connect_timeout_s):
+                reason = await self._connack
+        except TimeoutError:
+            self._teardown_socket()
+            raise CannotConnectError(f"{host}:{port} did not answer the MQTT CONNECT") from None
+        except NotConnectedError as err:
+            self._teardown_socket()
+            raise CannotConnectError(f"{host}:{port} closed the connection: {err}") from None
+        if reason.is_failure:
+            self._teardown_socket()
+            if reason.value in _AUTH_REFUSED:
+                raise AuthenticationError(
+                    f"the broker refused the credentials of {self._device} ({reason}): "
+                    "check the device secret"
+                )
+            raise CannotConnectError(f"the broker refused the connection: {reason}")
+        self._connected = True
+
+    def _new_client(self) -> mqtt.Client:
+        client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=self._device.client_id,
+            clean_session=True,
+            protocol=mqtt.MQTTv311,
+            reconnect_on_failure=False,
+        )
+        client.connect_timeout = self._connect_timeout_s
+        if self._ssl_context is not None:
+            client.tls_set_context(self._ssl_context)
+        client.on_connect = self._handle_connect
+        client.on_disconnect = self._handle_disconnect
+        client.on_message = self._handle_message
+        client.on_publish = self._handle_publish
+        client.on_subscribe = self._handle_subscribe
+        client.on_socket_open = self._handle_socket_open
+        client.on_socket_close = self._handle_socket_close
+        client.on_socket_register_write = self._handle_register_write
+        client.on_socket_unregister_write = self._handle_unregister_write
+        return client
+
+    async def _supervise(self) -> None:
+        """Reconnect after every loss, forever, until stopped or the credentials are refused."""
+        while not self._stopping:
+            await self._lost.wait()
+            _LOGGER.warning("Lost the connection to %s; reconnecting", self._endpoint.host)
+            if self._on_connection_lost is not None:
+                self._on_connection_lost()
+            attempt = 0
+            while not self._stopping:
+                attempt += 1
+                await asyncio.sleep(self._backoff.delay(attempt))
+                try:
+                    await self._connect_and_announce()
+                except AuthenticationError as err:
+                    _LOGGER.error("%s; no further reconnect attempts", err)
+                    if self._on_auth_failed is not None:
+                        self._on_auth_failed(err)
+                    return
+                except CannotConnectError as err:
+                    _LOGGER.debug("Reconnect attempt %d failed: %s", attempt, err)
+                    continue
+                _LOGGER.info("Reconnected to %s after %d attempt(s)", self._endpoint.host, attempt)
+                break
+
+    # -- acknowledgements -------------------------------------------------------------------------------
+
+    def _require_client(self) -> mqtt.Client:
+        if self._client is None or not self._connected:
+            raise NotConnectedError("the MQTT session is not connected")
+        return self._client
+
+    async def _await_ack(self, mid: int, what: str) -> list[ReasonCode] | None:
+        assert self._loop is not None
+        future = self._acks.setdefault(mid, self._loop.create_future())
+        try:
+            async with asyncio.timeout(self._ack_timeout_s):
+                return await future
+        except TimeoutError:
+            raise OperationTimeoutError(f"no {what} within {self._ack_timeout_s:.0f} s") from None
+        finally:
+            self._acks.pop(mid, None)
+
+    def _resolve_ack(self, mid: int, codes: list[ReasonCode] | None) -> None:
+        future = self._acks.get(mid)
+        if future is None:
+            # The ack raced ahead of `_await_ack`: leave it resolved for when the waiter arrives.
+            assert self._loop is not None
+            future = self._acks[mid] = self._loop.create_future()
+        if not future.done():
+            future.set_result(codes)
+
+    def _set_disconnected(self) -> None:
+        self._connected = False
+        error = NotConnectedError("the connection to the broker was lost")
+        for future in self._acks.values():
+            if not future.done():
+                future.set_exception(error)
+        self._acks.clear()
+        if self._connack is not None and not self._connack.done():
+            self._connack.set_exception(error)
+
+    # -- paho callbacks (always on the event loop thread, except the socket ones during connect) ----------
+
+    def _handle_connect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode, properties: Any
+    ) -> None:
+        if client is self._client and self._connack is not None and not self._connack.done():
+            self._connack.set_result(reason)
+
+    def _handle_disconnect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode, properties: Any
+    ) -> None:
+        if client is not self._client:
+            return
+        was_connected = self._connected
+        self._set_disconnected()
+        if was_connected and not self._stopping:
+            self._lost.set()
+
+    def _handle_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        if client is self._client:
+            self._on_message(message.topic, message.payload)
+
+    def _handle_publish(
+        self, client: mqtt.Client, userdata: Any, mid: int, reason: ReasonCode, properties: Any
+    ) -> None:
+        if client is self._client:
+            self._resolve_ack(mid, None)
+
+    def _handle_subscribe(
+        self, client: mqtt.Client, userdata: Any, mid: int, codes: list[ReasonCode], properties: Any
+    ) -> None:
+        if client is self._client:
+            self._resolve_ack(mid, codes)
+
+    def _on_loop_thread(self, callback: Callable[[], None]) -> None:
+        assert self._loop is not None
+        if threading.get_ident() == self._loop_thread:
+            callback()
+        else:
+            self._loop.call_soon_threadsafe(callback)
+
+    def _handle_socket_open(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
+        self._on_loop_thread(lambda: self._watch_socket(client, sock))
+
+    def _handle_socket_close(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
+        self._on_loop_thread(lambda: self._unwatch_socket(sock))
+
+    def _handle_register_write(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
+        def register() -> None:
+            current = self._sock
+            if current is not None and current is sock and current.fileno() != -1:
+                assert self._loop is not None
+                self._loop.add_writer(current, client.loop_write)
+
+        self._on_loop_thread(register)
+
+    def _handle_unregister_write(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
+        def unregister() -> None:
+            if sock.fileno() != -1:
+                assert self._loop is not None
+                self._loop.remove_writer(sock)
+
+        self._on_loop_thread(unregister)
+
+    def _watch_socket(self, client: mqtt.Client, sock: socket.socket) -> None:
+        assert self._loop is not None
+        if client is not self._client or sock.fileno() == -1:
+            return
+        self._sock = sock
+        self._loop.add_reader(sock, client.loop_read)
+        # paho may have left bytes of CONNECT unsent in the executor; let the writer drain them.
+        self._loop.add_writer(sock, client.loop_write)
+        self._misc_task = self._loop.create_task(self._misc_loop(client), name="mqtt keepalive")
+
+    def _unwatch_socket(self, sock: socket.socket) -> None:
+        assert self._loop is not None
+        if sock.fileno() != -1:
+            self._loop.remove_reader(sock)
+            self._loop.remove_writer(sock)
+        if sock is self._sock:
+            self._sock = None
+            if self._misc_task is not None:
+                self._misc_task.cancel()
+                self._misc_task = None
+
+    def _teardown_socket(self) -> None:
+        """Forget the current socket whatever state paho is in; safe to call twice."""
+        sock = self._sock
+        if sock is not None:
+            self._unwatch_socket(sock)
+            sock.close()
+        if self._misc_task is not None:
+            self._misc_task.cancel()
+            self._misc_task = None
+
+    async def _misc_loop(self, client: mqtt.Client) -> None:
+        while True:
+            await asyncio.sleep(_MISC_INTERVAL_S)
+            client.loop_misc()
