@@ -6,6 +6,8 @@ import importlib
 
 import pytest
 
+pytest_plugins = ["tests.emulator_fixtures"]
+
 # The harness ships a `custom_components` package of its own: importing ours first makes it the one that
 # Home Assistant's loader finds.
 importlib.import_module("custom_components.tencent_iot_gateway")

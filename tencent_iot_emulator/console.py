@@ -1,0 +1,295 @@
+"""The console API (JSON under /api) and Tencent's dynamic registration endpoint (spec §1)."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+import hashlib
+import hmac
+import json
+import secrets
+import time
+from typing import Any
+
+from aiohttp import web
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from .cloud import Cloud
+from .registry import (
+    BindingConflictError,
+    Registry,
+    RegistryError,
+    UnknownDeviceError,
+    device_key,
+    parse_key,
+    validate_device_name,
+    validate_product_id,
+)
+from .tasks import TaskError, TaskSpec
+
+REGISTER_PATH = "/device/register"
+REGISTER_CLOCK_SKEW_S = 300
+_AES_BLOCK = 16
+
+
+class Console:
+    """Routes of E1's half of the console."""
+
+    def __init__(self, registry: Registry, cloud: Cloud, firmware_exists: Callable[[str, str], bool]) -> None:
+        """`firmware_exists(product_id, version) -> bool` tells whether a task's image was uploaded."""
+        self._registry = registry
+        self._cloud = cloud
+        self._firmware_exists = firmware_exists
+
+    def register_routes(self, app: web.Application) -> None:
+        """Mount the console API and the dynamic registration endpoint on `app`."""
+        app.router.add_post("/api/products", self._post_product)
+        app.router.add_post("/api/devices", self._post_device)
+        app.router.add_get("/api/devices", self._list_devices)
+        app.router.add_get("/api/devices/{pid}/{dn}", self._get_device)
+        app.router.add_post("/api/bindings", self._post_binding)
+        app.router.add_delete("/api/bindings", self._delete_binding)
+        app.router.add_post("/api/unbind_all", self._post_unbind_all)
+        app.router.add_post("/api/tasks", self._post_task)
+        app.router.add_get("/api/tasks/{task_id}", self._get_task)
+        app.router.add_get("/api/messages", self._get_messages)
+        app.router.add_get("/api/violations", self._get_violations)
+        app.router.add_post(REGISTER_PATH, self._register)
+
+    # -- console -----------------------------------------------------------------------------------------
+
+    async def _post_product(self, request: web.Request) -> web.Response:
+        body = await _json_body(request)
+        product_id = _field(body, "product_id")
+        secret = body.get("product_secret")
+        try:
+            secret = await self._registry.add_product(validate_product_id(product_id), secret)
+        except RegistryError as err:
+            raise _error(400, str(err)) from None
+        return web.json_response({"product_id": product_id, "product_secret": secret}, status=201)
+
+    async def _post_device(self, request: web.Request) -> web.Response:
+        body = await _json_body(request)
+        try:
+            device = await self._registry.add_device(
+                _field(body, "product_id"), _field(body, "device_name"), body.get("device_secret")
+            )
+        except RegistryError as err:
+            raise _error(400, str(err)) from None
+        return web.json_response(
+            {
+                "product_id": device.product_id,
+                "device_name": device.device_name,
+                "device_secret": device.secret,
+            },
+            status=201,
+        )
+
+    async def _list_devices(self, request: web.Request) -> web.Response:
+        product_id = request.query.get("product_id")
+        devices = [self._status(d.key) for d in self._registry.devices(product_id)]
+        return web.json_response({"devices": devices})
+
+    async def _get_device(self, request: web.Request) -> web.Response:
+        key = device_key(request.match_info["pid"], request.match_info["dn"])
+        if self._registry.by_key(key) is None:
+            raise _error(404, f"no device {key}")
+        return web.json_response(self._status(key))
+
+    def _status(self, key: str) -> dict[str, Any]:
+        product_id, device_name = key.split("/", 1)
+        entry = self._cloud.tasks.latest_entry(key)
+        return {
+            "product_id": product_id,
+            "device_name": device_name,
+            "online": self._cloud.is_online(key),
+            "version": self._cloud.version_of(key),
+            "gateway": self._registry.gateway_of(key),
+            "task": entry.to_json() if entry is not None else None,
+        }
+
+    async def _binding_keys(self, request: web.Request) -> tuple[str, str]:
+        body = await _json_body(request)
+        try:
+            gateway = device_key(*parse_key(body.get("gateway")))
+            sub = device_key(*parse_key(body.get("subdevice")))
+        except RegistryError as err:
+            raise _error(400, f"gateway and subdevice: {err}") from None
+        return gateway, sub
+
+    async def _post_binding(self, request: web.Request) -> web.Response:
+        gateway, sub = await self._binding_keys(request)
+        try:
+            await self._registry.bind(gateway, sub)
+        except UnknownDeviceError as err:
+            raise _error(404, str(err)) from None
+        except BindingConflictError as err:
+            raise _error(409, str(err)) from None
+        pushed = await self._cloud.subdevices_changed(gateway, [sub], bound=True)
+        return web.json_response({"gateway": gateway, "subdevice": sub, "bound": True, "pushed": pushed})
+
+    async def _delete_binding(self, request: web.Request) -> web.Response:
+        gateway, sub = await self._binding_keys(request)
+        try:
+            await self._registry.unbind(gateway, sub)
+        except UnknownDeviceError as err:
+            raise _error(404, str(err)) from None
+        except BindingConflictError as err:
+            raise _error(409, str(err)) from None
+        pushed = await self._cloud.subdevices_changed(gateway, [sub], bound=False)
+        return web.json_response({"gateway": gateway, "subdevice": sub, "bound": False, "pushed": pushed})
+
+    async def _post_unbind_all(self, request: web.Request) -> web.Response:
+        body = await _json_body(request)
+        try:
+            gateway = device_key(*parse_key(body.get("gateway")))
+            subs = await self._registry.unbind_all(gateway)
+        except UnknownDeviceError as err:
+            raise _error(404, str(err)) from None
+        except RegistryError as err:
+            raise _error(400, str(err)) from None
+        pushed = await self._cloud.push_unbind_all(gateway, subs)
+        return web.json_response({"gateway": gateway, "subdevices": subs, "pushed": pushed})
+
+    async def _post_task(self, request: web.Request) -> web.Response:
+        body = await _json_body(request)
+        try:
+            spec = TaskSpec.parse(body, min_timeout_s=self._cloud.tasks.min_timeout_s)
+        except TaskError as err:
+            raise _error(400, str(err)) from None
+        if not self._firmware_exists(spec.product_id, spec.version):
+            raise _error(404, f"no firmware {spec.version} uploaded for product {spec.product_id}")
+        try:
+            task = await self._cloud.tasks.create(spec)
+        except TaskError as err:
+            raise _error(404, str(err)) from None
+        return web.json_response({"task_id": task.task_id}, status=201)
+
+    async def _get_task(self, request: web.Request) -> web.Response:
+        try:
+            task_id = int(request.match_info["task_id"])
+        except ValueError:
+            raise _error(400, "task_id must be an integer") from None
+        task = self._cloud.tasks.get(task_id)
+        if task is None:
+            raise _error(404, f"no task {task_id}")
+        return web.json_response(task.to_json())
+
+    async def _get_messages(self, request: web.Request) -> web.Response:
+        try:
+            key = device_key(*parse_key(request.query.get("client")))
+        except RegistryError as err:
+            raise _error(400, f"client: {err}") from None
+        return web.json_response({"messages": self._cloud.messages(key)})
+
+    async def _get_violations(self, request: web.Request) -> web.Response:
+        return web.json_response({"violations": self._cloud.violations()})
+
+    # -- dynamic registration (spec §1) --------------------------------------------------------------------
+
+    async def _register(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        request_id = secrets.token_hex(16)
+        try:
+            product_id, device_name = self._verify_registration(request, body)
+        except _RegistrationError as err:
+            return web.json_response(
+                {"Response": {"Error": {"Code": err.code, "Message": err.message}, "RequestId": request_id}}
+            )
+        product_secret = self._registry.product_secret(product_id) or ""
+        try:
+            device = await self._registry.add_device(product_id, device_name)
+        except RegistryError as err:
+            error = {"Code": "FailedOperation.DeviceRegisterFailed", "Message": str(err)}
+            return web.json_response({"Response": {"Error": error, "RequestId": request_id}})
+        plain = json.dumps({"encryptionType": 2, "psk": device.secret}, separators=(",", ":")).encode()
+        payload = encrypt_registration(plain, product_secret)
+        return web.json_response(
+            {"Response": {"Len": len(plain), "Payload": payload, "RequestId": request_id}}
+        )
+
+    def _verify_registration(self, request: web.Request, body: bytes) -> tuple[str, str]:
+        headers = request.headers
+        algorithm = headers.get("X-TC-Algorithm", "")
+        timestamp, nonce = headers.get("X-TC-Timestamp", ""), headers.get("X-TC-Nonce", "")
+        signature = headers.get("X-TC-Signature", "")
+        if algorithm != "hmacsha256":
+            raise _RegistrationError(
+                "InvalidParameterValue.AlgorithmNotSupported", "X-TC-Algorithm must be hmacsha256"
+            )
+        if not timestamp.isdigit() or not nonce.lstrip("-").isdigit() or not signature:
+            raise _RegistrationError(
+                "MissingParameter", "X-TC-Timestamp, X-TC-Nonce and X-TC-Signature are required"
+            )
+        try:
+            data = json.loads(body)
+            product_id = validate_product_id(data["ProductId"])
+            device_name = validate_device_name(data["DeviceName"])
+        except ValueError, KeyError, TypeError, RegistryError:
+            raise _RegistrationError(
+                "InvalidParameterValue", 'the body must be {"ProductId": ..., "DeviceName": ...}'
+            ) from None
+        product_secret = self._registry.product_secret(product_id)
+        if product_secret is None:
+            raise _RegistrationError(
+                "ResourceNotFound.ProductNotExist",
+                f"product {product_id} does not exist or has no product secret",
+            )
+        if abs(time.time() - int(timestamp)) > REGISTER_CLOCK_SKEW_S:
+            raise _RegistrationError(
+                "AuthFailure.SignatureExpire", "X-TC-Timestamp is too far from the server time"
+            )
+        body_hash = hashlib.sha256(body).hexdigest()
+        # Tencent signs its own host name; locally the Host header carries a port, so both forms are accepted.
+        hosts = dict.fromkeys([request.host, request.host.rsplit(":", 1)[0]])
+        for host in hosts:
+            lines = ("POST", host, REGISTER_PATH, "", algorithm, timestamp, nonce, body_hash)
+            string_to_sign = "\n".join(lines).encode()
+            expected = base64.b64encode(
+                hmac.new(product_secret.encode(), string_to_sign, hashlib.sha256).digest()
+            ).decode()
+            if hmac.compare_digest(expected, signature):
+                return product_id, device_name
+        raise _RegistrationError("AuthFailure.SignatureFailure", "the X-TC-Signature does not match")
+
+
+class _RegistrationError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def encrypt_registration(plain: bytes, product_secret: str) -> str:
+    """AES-128-CBC with the product secret's first 16 bytes, IV of sixteen ASCII zeros, zero padding; base64."""
+    padded = plain + b"\x00" * (-len(plain) % _AES_BLOCK)
+    encryptor = Cipher(
+        algorithms.AES(product_secret.encode()[:_AES_BLOCK]), modes.CBC(b"0" * _AES_BLOCK)
+    ).encryptor()
+    return base64.b64encode(encryptor.update(padded) + encryptor.finalize()).decode()
+
+
+async def _json_body(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except ValueError, UnicodeDecodeError:
+        raise _error(400, "the body must be JSON") from None
+    if not isinstance(body, dict):
+        raise _error(400, "the body must be a JSON object")
+    return body
+
+
+def _field(body: dict[str, Any], name: str) -> Any:
+    if name not in body:
+        raise _error(400, f"{name} is required")
+    return body[name]
+
+
+def _error(status: int, message: str) -> web.HTTPException:
+    """A 4xx with `{"error": message}`."""
+    text = json.dumps({"error": message})
+    if status == 404:
+        return web.HTTPNotFound(text=text, content_type="application/json")
+    if status == 409:
+        return web.HTTPConflict(text=text, content_type="application/json")
+    return web.HTTPBadRequest(text=text, content_type="application/json")
