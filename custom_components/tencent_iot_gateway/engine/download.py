@@ -1,0 +1,682 @@
+"""Firmware download: streamed to disk, hashed on the way, resumable across cut connections and restarts.
+
+One `Downloader` serves every OTA job of a gateway. The bytes go to the cache's partial file in chunks written
+(and MD5-hashed) in the executor, so neither the event loop nor memory ever holds the image. Progress towards
+a resume is persisted through a `StateStore` that belongs to the Downloader alone; the signed URL's query is a
+credential and is never stored, logged or put in an exception message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+import errno
+import hashlib
+import logging
+import os
+from pathlib import Path
+import random
+import re
+import time
+from typing import IO, Any, Final
+
+import aiohttp
+
+from .errors import (
+    DownloadTimeoutError,
+    FirmwareNotFoundError,
+    InsufficientSpaceError,
+    Md5MismatchError,
+    OtaError,
+    UrlExpiredError,
+)
+from .firmware import FirmwareSpec
+from .firmware_cache import FirmwareCache, ImageKey, image_file_stem, image_key_of
+from .storage import StateStore
+
+_LOGGER = logging.getLogger(__name__)
+
+STATE_KEY: Final = "downloads"
+_REHASH_BLOCK = 1024 * 1024
+_SPEED_WINDOW_S = 5.0
+_MAX_BUFFERED_CHUNKS = 4
+_CONTENT_RANGE_RE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
+# Anything that looks like a query string in a library's message: a signed URL's query is a credential.
+_QUERY_RE = re.compile(r"\?[^\s'\"<>)\]]*")
+_JITTER = random.SystemRandom()
+
+
+@dataclass(frozen=True, slots=True)
+class DownloadProgress:
+    """Where a download stands; `resumed_from` is 0 when it (re)started from byte 0."""
+
+    downloaded: int
+    total: int
+    resumed_from: int
+    speed_bps: float
+    eta_s: float | None
+
+    @property
+    def percent(self) -> int:
+        """Whole percent done, 0..100."""
+        return min(100, self.downloaded * 100 // self.total) if self.total > 0 else 0
+
+    @property
+    def fresh(self) -> bool:
+        """True when this download started from byte 0 (the caller then reports percent "0")."""
+        return self.resumed_from == 0
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeState:
+    """What is persisted about a partial download; `url` never holds the query."""
+
+    url: str
+    version: str
+    md5: str
+    size: int
+    downloaded: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """The stored form."""
+        return {
+            "url": self.url,
+            "version": self.version,
+            "md5": self.md5,
+            "size": self.size,
+            "downloaded": self.downloaded,
+        }
+
+    @classmethod
+    def from_dict(cls, data: object) -> ResumeState | None:
+        """Parse a stored entry; anything malformed is None (the download then starts afresh)."""
+        if not isinstance(data, dict):
+            return None
+        url, version, md5 = data.get("url"), data.get("version"), data.get("md5")
+        size, downloaded = data.get("size"), data.get("downloaded")
+        if not (isinstance(url, str) and isinstance(version, str) and isinstance(md5, str)):
+            return None
+        if not (isinstance(size, int) and isinstance(downloaded, int)):
+            return None
+        if isinstance(size, bool) or isinstance(downloaded, bool):
+            return None
+        return cls(url=url, version=version, md5=md5, size=size, downloaded=downloaded)
+
+    def matches(self, spec: FirmwareSpec) -> bool:
+        """Whether a partial file written under this state belongs to `spec`'s download."""
+        return (
+            self.url == spec.public_url
+            and self.md5 == spec.md5.lower()
+            and self.size == spec.size
+            and self.version == spec.version
+            and 0 <= self.downloaded <= spec.size
+        )
+
+
+def redact(text: str) -> str:
+    """`text` with anything shaped like a URL query removed, for logs and messages built from library errors."""
+    return _QUERY_RE.sub("?<redacted>", text)
+
+
+def _describe(err: BaseException) -> str:
+    detail = redact(str(err))
+    return f"{type(err).__name__}: {detail}" if detail else type(err).__name__
+
+
+class _RetryableError(Exception):
+    """One attempt failed in a way another attempt may fix; the message is already free of secrets."""
+
+
+class _PartialFile:
+    """The partial file, its running MD5 and the one write in flight (writes overlap with network reads)."""
+
+    def __init__(self, path: Path, size: int) -> None:
+        self.path = path
+        self.size = size
+        self.downloaded = 0
+        self._handle: IO[bytes] | None = None
+        self._digest = hashlib.md5(usedforsecurity=False)
+        self._pending: asyncio.Future[int] | None = None
+
+    async def open(self, offset: int) -> None:
+        """Open (creating) the file, keep its first `offset` bytes and hash them."""
+        self._handle, self._digest = await _run(self._open, offset)
+        self.downloaded = offset
+
+    def _open(self, offset: int) -> tuple[IO[bytes], Any]:
+        handle = self.path.open("r+b") if self.path.exists() else self.path.open("w+b")
+        try:
+            # Truncating a file (even an empty one) makes ext4 flush all of it to disk on close: only cut a
+            # partial file that is really longer than what we keep.
+            if os.fstat(handle.fileno()).st_size > offset:
+                handle.truncate(offset)
+            digest = _hash_prefix(handle, offset)
+        except BaseException:
+            handle.close()
+            raise
+        return handle, digest
+
+    async def restart(self) -> None:
+        """Throw away what is on disk: the next byte written is byte 0."""
+        await self.drain()
+        handle = self._require_handle()
+        await _run(_truncate, handle)
+        self._digest = hashlib.md5(usedforsecurity=False)
+        self.downloaded = 0
+
+    @property
+    def busy(self) -> bool:
+        """Whether a write is still running in the executor."""
+        return self._pending is not None and not self._pending.done()
+
+    def submit(self, data: bytearray) -> None:
+        """Start writing and hashing `data` in the executor (call `drain` first)."""
+        assert self._pending is None
+        handle = self._require_handle()
+        self._pending = asyncio.get_running_loop().run_in_executor(
+            None, _write_and_hash, handle, self._digest, data
+        )
+
+    async def drain(self) -> bool:
+        """Wait for the write in flight; True when there was one. A cancelled caller does not abandon it."""
+        pending = self._pending
+        if pending is None:
+            return False
+        try:
+            written = await asyncio.shield(pending)
+        except asyncio.CancelledError:
+            await self.settle()
+            raise
+        self._pending = None
+        self.downloaded += written
+        return True
+
+    async def settle(self) -> None:
+        """Wait for a write in flight even after cancellation, so the file and the count agree."""
+        pending = self._pending
+        if pending is None:
+            return
+        await asyncio.wait([pending])
+        self._pending = None
+        if not pending.cancelled() and pending.exception() is None:
+            self.downloaded += pending.result()
+
+    def hexdigest(self) -> str:
+        """The MD5 of everything written so far."""
+        return self._digest.hexdigest()
+
+    async def close(self) -> None:
+        """Finish the write in flight and close the file."""
+        await self.settle()
+        if self._handle is not None:
+            handle, self._handle = self._handle, None
+            await _run(handle.close)
+
+    def _require_handle(self) -> IO[bytes]:
+        if self._handle is None:
+            raise RuntimeError("partial file is not open")
+        return self._handle
+
+
+def _hash_prefix(handle: IO[bytes], length: int) -> Any:
+    """MD5 of the file's first `length` bytes (a resume re-hashes what is on disk); leaves the position there."""
+    handle.seek(0)
+    digest = hashlib.md5(usedforsecurity=False)
+    remaining = length
+    while remaining > 0:
+        block = handle.read(min(_REHASH_BLOCK, remaining))
+        if not block:
+            raise OSError(errno.EIO, "the partial file is shorter than its recorded length")
+        digest.update(block)
+        remaining -= len(block)
+    return digest
+
+
+def _write_and_hash(handle: IO[bytes], digest: Any, data: bytearray) -> int:
+    # hashlib releases the GIL on large buffers: hashing here runs beside the loop's network reads.
+    handle.write(data)
+    digest.update(data)
+    return len(data)
+
+
+def _truncate(handle: IO[bytes]) -> None:
+    handle.truncate(0)
+    handle.seek(0)
+
+
+def _file_length(path: Path) -> int:
+    """The file's length, or -1 when it does not exist."""
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return -1
+
+
+def _unlink_quietly(path: Path) -> None:
+    path.unlink(missing_ok=True)
+
+
+async def _run[T](func: Callable[..., T], *args: Any) -> T:
+    return await asyncio.get_running_loop().run_in_executor(None, func, *args)
+
+
+class _SpeedMeter:
+    """Bytes per second over the last few seconds."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._samples: deque[tuple[float, int]] = deque()
+        self._transferred = 0
+
+    def add(self, count: int) -> float:
+        """Record `count` new bytes and return the current speed."""
+        now = self._clock()
+        self._transferred += count
+        self._samples.append((now, self._transferred))
+        while len(self._samples) > 2 and now - self._samples[0][0] > _SPEED_WINDOW_S:
+            self._samples.popleft()
+        first_time, first_bytes = self._samples[0]
+        elapsed = now - first_time
+        return (self._transferred - first_bytes) / elapsed if elapsed > 0 else 0.0
+
+
+class Downloader:
+    """Fetches firmware images into a `FirmwareCache`, resuming where a previous attempt stopped.
+
+    The `store` holds only this Downloader's resume state (`{"downloads": {"<md5>-<size>": {...}}}`): give it a
+    store of its own.
+    """
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        cache: FirmwareCache,
+        store: StateStore,
+        *,
+        chunk_size: int = 256 * 1024,
+        max_attempts: int = 5,
+        backoff_s: float = 1.0,
+        backoff_max_s: float = 30.0,
+        read_timeout_s: float = 30.0,
+        save_interval_s: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """Download with `session` (its TLS settings decide the trust store) into `cache`."""
+        if chunk_size < 1 or max_attempts < 1:
+            raise ValueError("chunk_size and max_attempts must be positive")
+        self._session = session
+        self._cache = cache
+        self._store = store
+        self._settings = _Settings(
+            chunk_size=chunk_size,
+            max_attempts=max_attempts,
+            backoff_s=backoff_s,
+            backoff_max_s=backoff_max_s,
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=read_timeout_s, sock_read=read_timeout_s),
+            save_interval_s=save_interval_s,
+            clock=clock,
+        )
+        self._states: dict[str, dict[str, Any]] | None = None
+        self._state_lock = asyncio.Lock()
+        self._key_locks: dict[ImageKey, asyncio.Lock] = {}
+
+    async def fetch(self, spec: FirmwareSpec, on_progress: Callable[[DownloadProgress], None]) -> Path:
+        """Download and verify `spec`'s image; return the path of the verified file in the cache.
+
+        Raises an `OtaError` subclass carrying the code to report: `DownloadTimeoutError` (-1) after the
+        retries, `FirmwareNotFoundError` (-2), `UrlExpiredError` (-3), `Md5MismatchError` (-4, the partial file
+        is deleted), `InsufficientSpaceError`; another local write failure is a plain `OtaError` (-5).
+        Two fetches of the same image never run at once: the second waits and then finds the verified file.
+        """
+        key = image_key_of(spec)
+        lock = self._key_locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            return await self._fetch(spec, on_progress)
+
+    async def discard(self, item: FirmwareSpec | ImageKey) -> None:
+        """Forget a partial download for good: delete its partial file and its resume state."""
+        await _run(_unlink_quietly, self._cache.partial_path_for(item))
+        await self._forget(image_file_stem(item))
+
+    async def resume_state(self, item: FirmwareSpec | ImageKey) -> ResumeState | None:
+        """The persisted resume state of an image, if any (for diagnostics and tests)."""
+        states = await self._load_states()
+        return ResumeState.from_dict(states.get(image_file_stem(item)))
+
+    async def _fetch(self, spec: FirmwareSpec, on_progress: Callable[[DownloadProgress], None]) -> Path:
+        final = self._cache.path_for(spec)
+        if await _run(_file_length, final) == spec.size:
+            _LOGGER.debug("Firmware %s (md5 %s) is already in the cache", spec.version, spec.md5)
+            on_progress(DownloadProgress(spec.size, spec.size, spec.size, 0.0, 0.0))
+            return final
+        await self._cache.ensure_directory()
+        part = _PartialFile(self._cache.partial_path_for(spec), spec.size)
+        offset = await self._resume_offset(spec, part.path)
+        needed = spec.size - offset
+        free = await self._cache.free_space()
+        if free < needed:
+            raise InsufficientSpaceError(
+                f"not enough free disk space in {self._cache.directory} for firmware {spec.version}: "
+                f"{needed} bytes needed, {free} available"
+            )
+        if offset:
+            _LOGGER.info(
+                "Resuming download of firmware %s (%d bytes) from %s at byte %d",
+                spec.version,
+                spec.size,
+                spec.public_url,
+                offset,
+            )
+        else:
+            _LOGGER.info(
+                "Downloading firmware %s (%d bytes, md5 %s) from %s",
+                spec.version,
+                spec.size,
+                spec.md5,
+                spec.public_url,
+            )
+        try:
+            await part.open(offset)
+        except OSError as err:
+            raise _write_error(spec, part, err) from None
+        run = _Run(
+            self._settings,
+            self._session,
+            spec=spec,
+            part=part,
+            on_progress=on_progress,
+            remember=self._remember,
+            resumed_from=offset,
+        )
+        started = self._settings.clock()
+        verified = False
+        try:
+            try:
+                await run.download()
+                await part.close()
+                _check_md5(spec, part.hexdigest())
+                await _run(part.path.replace, final)
+            except OSError as err:
+                # Network errors are handled inside the run: what arrives here is the local disk failing.
+                raise _write_error(spec, part, err) from None
+            verified = True
+        except Md5MismatchError:
+            await part.close()
+            await self.discard(spec)
+            _LOGGER.warning("Deleted the download of firmware %s: md5 mismatch", spec.version)
+            raise
+        finally:
+            if not verified:
+                await part.close()
+                if await _run(_file_length, part.path) >= 0:
+                    await self._remember(spec, part.downloaded)
+        await self._forget(image_file_stem(spec))
+        elapsed = max(self._settings.clock() - started, 1e-9)
+        _LOGGER.info(
+            "Downloaded firmware %s (%d bytes) in %.1f s (%.0f KiB/s), md5 verified",
+            spec.version,
+            spec.size,
+            elapsed,
+            (spec.size - offset) / elapsed / 1024,
+        )
+        return final
+
+    async def _resume_offset(self, spec: FirmwareSpec, path: Path) -> int:
+        """Bytes of a matching partial file to keep; anything else on disk is thrown away."""
+        stem = image_file_stem(spec)
+        states = await self._load_states()
+        state = ResumeState.from_dict(states.get(stem))
+        length = await _run(_file_length, path)
+        if state is not None and state.matches(spec) and length >= state.downloaded:
+            # The file may be longer than the last save (saves are throttled); the excess is cut off.
+            return state.downloaded
+        if state is not None and not state.matches(spec):
+            _LOGGER.info(
+                "Stored download state of %s does not match firmware %s: starting from 0",
+                stem,
+                spec.version,
+            )
+        if length >= 0:
+            await _run(_unlink_quietly, path)
+        if state is not None:
+            await self._forget(stem)
+        return 0
+
+    async def _load_states(self) -> dict[str, dict[str, Any]]:
+        if self._states is None:
+            async with self._state_lock:
+                if self._states is None:
+                    document = await self._store.async_load() or {}
+                    raw = document.get(STATE_KEY)
+                    self._states = (
+                        {k: v for k, v in raw.items() if isinstance(v, dict)} if isinstance(raw, dict) else {}
+                    )
+        return self._states
+
+    async def _remember(self, spec: FirmwareSpec, downloaded: int) -> None:
+        state = ResumeState(spec.public_url, spec.version, spec.md5.lower(), spec.size, downloaded)
+        states = await self._load_states()
+        states[image_file_stem(spec)] = state.to_dict()
+        await self._save_states()
+
+    async def _forget(self, stem: str) -> None:
+        states = await self._load_states()
+        if states.pop(stem, None) is not None:
+            await self._save_states()
+
+    async def _save_states(self) -> None:
+        async with self._state_lock:
+            states = self._states or {}
+            await self._store.async_save({STATE_KEY: {k: dict(v) for k, v in states.items()}})
+
+
+def _check_md5(spec: FirmwareSpec, digest: str) -> None:
+    if digest != spec.md5.lower():
+        raise Md5MismatchError(
+            f"md5 mismatch for firmware {spec.version}: expected {spec.md5.lower()}, got {digest}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Settings:
+    chunk_size: int
+    max_attempts: int
+    backoff_s: float
+    backoff_max_s: float
+    timeout: aiohttp.ClientTimeout
+    save_interval_s: float
+    clock: Callable[[], float]
+
+    def backoff_delay(self, failures: int) -> float:
+        """Capped exponential backoff with jitter, so many gateways do not retry in step."""
+        base = min(self.backoff_max_s, self.backoff_s * 2 ** (failures - 1))
+        return float(base * _JITTER.uniform(0.5, 1.0))
+
+
+def _write_error(spec: FirmwareSpec, part: _PartialFile, err: OSError) -> OtaError:
+    if err.errno == errno.ENOSPC:
+        needed = spec.size - part.downloaded
+        return InsufficientSpaceError(
+            f"disk full while writing {part.path}: {needed} more bytes are needed for firmware "
+            f"{spec.version}; free some space and retry"
+        )
+    return OtaError(f"cannot write firmware file {part.path}: {err.strerror or _describe(err)}")
+
+
+class _Run:
+    """One `fetch`: requests, retries and progress for one partial file."""
+
+    def __init__(
+        self,
+        settings: _Settings,
+        session: aiohttp.ClientSession,
+        *,
+        spec: FirmwareSpec,
+        part: _PartialFile,
+        on_progress: Callable[[DownloadProgress], None],
+        remember: Callable[[FirmwareSpec, int], Awaitable[None]],
+        resumed_from: int,
+    ) -> None:
+        self._settings = settings
+        self._session = session
+        self._spec = spec
+        self._part = part
+        self._on_progress = on_progress
+        self._remember = remember
+        self._resumed_from = resumed_from
+        self._speed = _SpeedMeter(settings.clock)
+        self._last_save = settings.clock()
+
+    async def download(self) -> None:
+        """Request until the file is complete, retrying what a retry can fix."""
+        spec, part = self._spec, self._part
+        self._emit(0.0)
+        failures = 0
+        while part.downloaded < spec.size:
+            before = part.downloaded
+            try:
+                await self._attempt()
+            except _RetryableError as err:
+                reason = str(err)
+            except (aiohttp.ClientError, TimeoutError) as err:
+                reason = _describe(err)
+            else:
+                break
+            await part.drain()
+            failures = 1 if part.downloaded > before else failures + 1
+            if failures >= self._settings.max_attempts:
+                raise DownloadTimeoutError(
+                    f"download of firmware {spec.version} from {spec.public_url} failed after "
+                    f"{failures} attempts: {reason}"
+                ) from None
+            delay = self._settings.backoff_delay(failures)
+            _LOGGER.warning(
+                "Download of firmware %s from %s stopped at byte %d (%s); retrying in %.1f s",
+                spec.version,
+                spec.public_url,
+                part.downloaded,
+                reason,
+                delay,
+            )
+            await self._remember(spec, part.downloaded)
+            self._last_save = self._settings.clock()
+            await asyncio.sleep(delay)
+
+    async def _attempt(self) -> None:
+        spec, part = self._spec, self._part
+        offset = part.downloaded
+        headers = {"Accept-Encoding": "identity"}
+        if offset > 0:
+            headers["Range"] = f"bytes={offset}-{spec.size - 1}"
+        async with self._session.get(
+            spec.url,
+            headers=headers,
+            timeout=self._settings.timeout,
+            auto_decompress=False,
+            read_bufsize=self._settings.chunk_size,
+        ) as response:
+            await self._check_status(response, offset)
+            await self._read_body(response)
+        if part.downloaded < spec.size:
+            raise _RetryableError(f"the connection closed after {part.downloaded} of {spec.size} bytes")
+
+    async def _check_status(self, response: aiohttp.ClientResponse, offset: int) -> None:
+        spec, part = self._spec, self._part
+        status = response.status
+        if status == 404:
+            raise FirmwareNotFoundError(f"firmware {spec.version} not found at {spec.public_url} (HTTP 404)")
+        if status in {401, 403}:
+            raise UrlExpiredError(
+                f"the download URL of firmware {spec.version} was refused (HTTP {status}): "
+                "the signature has probably expired; a fresh URL is needed"
+            )
+        if status == 416:
+            await part.restart()
+            self._restarted()
+            raise _RetryableError("the server refused the range (HTTP 416); starting again from 0")
+        if status >= 500 or status in {408, 429}:
+            raise _RetryableError(f"the server answered HTTP {status}")
+        if status == 200:
+            if response.content_length is not None and response.content_length != spec.size:
+                raise Md5MismatchError(
+                    f"the server's file for firmware {spec.version} is {response.content_length} bytes, "
+                    f"not the announced {spec.size}"
+                )
+            if offset > 0:
+                _LOGGER.info(
+                    "Server ignored the range for firmware %s: starting again from byte 0", spec.version
+                )
+                await part.restart()
+                self._restarted()
+            return
+        if status == 206 and offset > 0:
+            match = _CONTENT_RANGE_RE.fullmatch(response.headers.get("Content-Range", "").strip())
+            if match is None or (
+                int(match[1]) != offset
+                or int(match[2]) != spec.size - 1
+                or match[3] not in {"*", str(spec.size)}
+            ):
+                await part.restart()
+                self._restarted()
+                raise _RetryableError(
+                    "the server answered a range that was not asked for; starting again from 0"
+                )
+            return
+        raise DownloadTimeoutError(
+            f"download of firmware {spec.version} from {spec.public_url} failed: HTTP {status}"
+        )
+
+    def _restarted(self) -> None:
+        self._resumed_from = 0
+        self._emit(0.0)
+
+    async def _read_body(self, response: aiohttp.ClientResponse) -> None:
+        chunk_size = self._settings.chunk_size
+        # While a write is still in flight, keep reading into the buffer (up to a bound) instead of waiting:
+        # fewer, larger hand-offs to the executor when the worker thread is slow to get the GIL back.
+        most = _MAX_BUFFERED_CHUNKS * chunk_size
+        pending = bytearray()
+        try:
+            async for piece in response.content.iter_any():
+                pending += piece
+                if len(pending) >= chunk_size and (not self._part.busy or len(pending) >= most):
+                    await self._commit(pending)
+                    pending = bytearray()
+        except aiohttp.ClientError, TimeoutError:
+            # Keep what arrived before the cut: the retry then asks only for what is missing.
+            if pending:
+                await self._commit(pending)
+            raise
+        if pending:
+            await self._commit(pending)
+        await self._account()
+
+    async def _commit(self, data: bytearray) -> None:
+        spec, part = self._spec, self._part
+        await self._account()
+        if part.downloaded + len(data) > spec.size:
+            raise Md5MismatchError(
+                f"the server sent more than the announced {spec.size} bytes of firmware {spec.version}"
+            )
+        part.submit(data)
+
+    async def _account(self) -> None:
+        """Settle the write in flight, then report progress and persist the resume point when due."""
+        part = self._part
+        before = part.downloaded
+        if not await part.drain():
+            return
+        self._emit(self._speed.add(part.downloaded - before))
+        now = self._settings.clock()
+        if now - self._last_save >= self._settings.save_interval_s:
+            self._last_save = now
+            await self._remember(self._spec, part.downloaded)
+
+    def _emit(self, speed: float) -> None:
+        downloaded, total = self._part.downloaded, self._spec.size
+        eta = (total - downloaded) / speed if speed > 0 else None
+        if downloaded >= total:
+            eta = 0.0
+        self._on_progress(DownloadProgress(downloaded, total, self._resumed_from, speed, eta))

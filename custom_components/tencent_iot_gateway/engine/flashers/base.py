@@ -1,0 +1,174 @@
+"""What every flasher shares: the interface, the argument templates and the settings stored per sub-device.
+
+A flasher puts a verified image on a sub-device. Its settings are small frozen dataclasses with `to_dict()` /
+`from_dict()`, so the integration can keep them in a config entry; `from_dict` validates every field and names
+the bad one (`InvalidFieldError`). Each kind registers itself with `register_flasher_kind`, so a kind defined
+elsewhere (the integration's "automation" flasher) plugs into the same `flasher_config_from_dict` /
+`build_flasher`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+import math
+from pathlib import Path
+import string
+from typing import Any, ClassVar, Protocol
+
+import aiohttp
+
+from custom_components.tencent_iot_gateway.engine.errors import InvalidFieldError
+from custom_components.tencent_iot_gateway.engine.firmware import FirmwareSpec
+from custom_components.tencent_iot_gateway.engine.identity import DeviceId
+
+PLACEHOLDERS: frozenset[str] = frozenset({"path", "product_id", "device_name", "version", "md5", "size"})
+"""The names a command argument or URL template may use, as `{name}`."""
+
+
+class Flasher(Protocol):
+    """Puts a verified image on one sub-device."""
+
+    async def flash(
+        self, image: Path, target: DeviceId, firmware: FirmwareSpec, progress: Callable[[int], None]
+    ) -> str:
+        """Flash `image` (the verified `firmware`) onto `target`; return the version it now runs.
+
+        `progress` takes a whole percent 0..100. Raises `FlashError` with a message fit for the cloud's
+        `result_msg` and the UI.
+        """
+
+
+class FlasherConfig(Protocol):
+    """The stored settings of one flasher kind."""
+
+    kind: ClassVar[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as JSON-able data, `kind` included."""
+
+
+type ConfigParser = Callable[[Mapping[str, Any]], FlasherConfig]
+type FlasherFactory = Callable[[Any, aiohttp.ClientSession], Flasher]
+
+
+@dataclass(frozen=True, slots=True)
+class _Kind:
+    config_type: type[Any]
+    parse: ConfigParser
+    build: FlasherFactory
+
+
+_KINDS: dict[str, _Kind] = {}
+
+
+def register_flasher_kind(
+    kind: str, config_type: type[Any], parse: ConfigParser, build: FlasherFactory
+) -> None:
+    """Make `kind` known to `flasher_config_from_dict` and `build_flasher` (a later call replaces it)."""
+    _KINDS[kind] = _Kind(config_type, parse, build)
+
+
+def flasher_kinds() -> list[str]:
+    """The kinds that can be configured, for a selector."""
+    return sorted(_KINDS)
+
+
+def flasher_config_from_dict(data: Mapping[str, Any]) -> FlasherConfig:
+    """Parse stored flasher settings of any registered kind."""
+    if not isinstance(data, Mapping):
+        raise InvalidFieldError("flasher", "must be an object")
+    kind = data.get("kind")
+    registered = _KINDS.get(kind) if isinstance(kind, str) else None
+    if registered is None:
+        raise InvalidFieldError("kind", f"must be one of: {', '.join(flasher_kinds())}")
+    return registered.parse(data)
+
+
+def build_flasher(config: FlasherConfig, session: aiohttp.ClientSession) -> Flasher:
+    """The flasher for `config`; `session` is used by the kinds that speak HTTP (its TLS settings apply)."""
+    registered = _KINDS.get(config.kind)
+    if registered is None or not isinstance(config, registered.config_type):
+        raise InvalidFieldError("kind", f"no flasher is registered for {config.kind!r}")
+    return registered.build(config, session)
+
+
+# --- templates -------------------------------------------------------------------------------------------
+
+
+def validate_template(template: object, field: str) -> str:
+    """Return `template` if it only uses known `{placeholders}` (no attribute access, no format spec)."""
+    if not isinstance(template, str):
+        raise InvalidFieldError(field, "must be a string")
+    if "\x00" in template:
+        raise InvalidFieldError(field, "must not contain a NUL character")
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as err:
+        raise InvalidFieldError(
+            field, f"is not a valid template ({err}); write {{{{ for a literal {{"
+        ) from None
+    allowed = ", ".join(f"{{{name}}}" for name in sorted(PLACEHOLDERS))
+    for _literal, name, spec, conversion in parsed:
+        if name is None:
+            continue
+        if name not in PLACEHOLDERS or spec or conversion:
+            raise InvalidFieldError(field, f"unknown placeholder {{{name}}}; allowed: {allowed}")
+    return template
+
+
+def render_template(
+    template: str, values: Mapping[str, str], *, quote: Callable[[str], str] | None = None
+) -> str:
+    """Substitute the placeholders of a validated template; `quote` escapes each value (URLs)."""
+    parts: list[str] = []
+    for literal, name, _spec, _conversion in string.Formatter().parse(template):
+        parts.append(literal)
+        if name is not None:
+            value = values[name]
+            parts.append(quote(value) if quote is not None else value)
+    return "".join(parts)
+
+
+def template_values(image: Path, target: DeviceId, firmware: FirmwareSpec) -> dict[str, str]:
+    """The placeholder values for one flash."""
+    return {
+        "path": str(image),
+        "product_id": target.product_id,
+        "device_name": target.device_name,
+        "version": firmware.version,
+        "md5": firmware.md5.lower(),
+        "size": str(firmware.size),
+    }
+
+
+# --- field validation shared by the config dataclasses --------------------------------------------------
+
+
+def check_seconds(value: object, field: str, *, maximum: float = 86_400.0) -> float:
+    """A positive, finite number of seconds up to `maximum`."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidFieldError(field, "must be a number of seconds")
+    if not math.isfinite(value) or value <= 0 or value > maximum:
+        raise InvalidFieldError(field, f"must be more than 0 and at most {maximum:g} seconds")
+    return float(value)
+
+
+def optional_text(value: object, field: str) -> str | None:
+    """None, or a non-empty single-line string."""
+    return None if value is None else check_text(value, field)
+
+
+def check_text(value: object, field: str) -> str:
+    """A non-empty single-line string."""
+    if not isinstance(value, str) or not value:
+        raise InvalidFieldError(field, "must be a non-empty string")
+    if any(ch in value for ch in "\x00\r\n"):
+        raise InvalidFieldError(field, "must be a single line without control characters")
+    return value
+
+
+def check_kind(data: Mapping[str, Any], kind: str) -> None:
+    """Refuse data stored for another kind."""
+    if data.get("kind", kind) != kind:
+        raise InvalidFieldError("kind", f"expected {kind!r}")

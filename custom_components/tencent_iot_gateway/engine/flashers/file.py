@@ -1,0 +1,143 @@
+"""The `file` flasher: drops the image into a directory (a share a device or a script picks it up from).
+
+The file is named `{product_id}_{device_name}_{version}.bin`, each part checked again here (a version must
+never become a path), and written atomically: a temporary file in the same directory, flushed, then renamed
+over the final name, so a reader never sees half an image.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+import logging
+import os
+from pathlib import Path
+import re
+import secrets
+from typing import IO, Any, ClassVar
+
+from custom_components.tencent_iot_gateway.engine.errors import (
+    FlashError,
+    InvalidFieldError,
+    InvalidFirmwareError,
+)
+from custom_components.tencent_iot_gateway.engine.firmware import FirmwareSpec, validate_version
+from custom_components.tencent_iot_gateway.engine.identity import DeviceId
+
+from .base import check_kind, check_text
+
+_LOGGER = logging.getLogger(__name__)
+
+COPY_CHUNK = 1024 * 1024
+# Device names may hold `:` and `@`, which some file systems and shares refuse: they become `_`.
+_UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._\-]")
+
+
+@dataclass(frozen=True, slots=True)
+class FileFlasherConfig:
+    """Write images into `directory` (an absolute path)."""
+
+    kind: ClassVar[str] = "file"
+
+    directory: str
+
+    def __post_init__(self) -> None:
+        """Validate the directory, naming the field."""
+        check_text(self.directory, "directory")
+        if not Path(self.directory).is_absolute():
+            raise InvalidFieldError("directory", "must be an absolute path")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The stored form."""
+        return {"kind": self.kind, "directory": self.directory}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FileFlasherConfig:
+        """Parse the stored form (raises `InvalidFieldError`)."""
+        check_kind(data, cls.kind)
+        return cls(directory=check_text(data.get("directory"), "directory"))
+
+
+def image_file_name(target: DeviceId, version: str) -> str:
+    """`{product_id}_{device_name}_{version}.bin`, with every part checked; raises `FlashError` otherwise."""
+    try:
+        validate_version(version)
+    except InvalidFirmwareError as err:
+        raise FlashError(f"refusing to write the image under version {version!r}: {err}") from None
+    device_part = _UNSAFE_NAME_CHARS.sub("_", target.device_name)
+    product_part = _UNSAFE_NAME_CHARS.sub("_", target.product_id)
+    name = f"{product_part}_{device_part}_{version}.bin"
+    if name.startswith(".") or "/" in name or "\\" in name:
+        raise FlashError(f"refusing the unsafe file name {name!r}")
+    return name
+
+
+class FileFlasher:
+    """Flashes by writing the image into a directory."""
+
+    def __init__(self, config: FileFlasherConfig) -> None:
+        """Write into `config.directory`."""
+        self._directory = Path(config.directory)
+
+    async def flash(
+        self, image: Path, target: DeviceId, firmware: FirmwareSpec, progress: Callable[[int], None]
+    ) -> str:
+        """Copy `image` to the directory atomically; return `firmware.version`."""
+        name = image_file_name(target, firmware.version)
+        final = self._directory / name
+        if final.parent != self._directory:
+            raise FlashError(f"refusing the unsafe file name {name!r}")
+        temporary = self._directory / f".{name}.{secrets.token_hex(4)}.tmp"
+        loop = asyncio.get_running_loop()
+        try:
+            source, sink = await loop.run_in_executor(None, _open_pair, image, temporary)
+        except OSError as err:
+            raise FlashError(f"cannot write {temporary}: {err.strerror or err}") from None
+        try:
+            total = await loop.run_in_executor(None, _size_of, source)
+            copied = 0
+            while chunk := await loop.run_in_executor(None, source.read, COPY_CHUNK):
+                await loop.run_in_executor(None, sink.write, chunk)
+                copied += len(chunk)
+                progress(min(99, copied * 100 // total) if total else 99)
+            await loop.run_in_executor(None, _finish, sink, temporary, final)
+        except OSError as err:
+            await loop.run_in_executor(None, _discard, sink, temporary)
+            raise FlashError(f"cannot write {final}: {err.strerror or err}") from None
+        except BaseException:
+            await loop.run_in_executor(None, _discard, sink, temporary)
+            raise
+        finally:
+            await loop.run_in_executor(None, source.close)
+        progress(100)
+        _LOGGER.info("Wrote firmware %s for %s to %s", firmware.version, target, final)
+        return firmware.version
+
+
+def _open_pair(image: Path, temporary: Path) -> tuple[IO[bytes], IO[bytes]]:
+    temporary.parent.mkdir(parents=True, exist_ok=True)
+    source = image.open("rb")
+    try:
+        sink = temporary.open("xb")
+    except BaseException:
+        source.close()
+        raise
+    return source, sink
+
+
+def _size_of(handle: IO[bytes]) -> int:
+    return os.fstat(handle.fileno()).st_size
+
+
+def _finish(sink: IO[bytes], temporary: Path, final: Path) -> None:
+    """Flush to disk, then rename: readers see the old file or the whole new one, never a part."""
+    sink.flush()
+    os.fsync(sink.fileno())
+    sink.close()
+    temporary.replace(final)
+
+
+def _discard(sink: IO[bytes], temporary: Path) -> None:
+    sink.close()
+    temporary.unlink(missing_ok=True)
