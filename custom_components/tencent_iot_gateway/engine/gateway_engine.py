@@ -21,11 +21,13 @@ from .errors import (
     GatewayOperationError,
     NotConnectedError,
     OperationTimeoutError,
+    SubscriptionRefusedError,
     TencentIotError,
 )
+from .flashers.base import Flasher
 from .gateway import AllUnbound, GatewayOperations, GatewayPush, SubDevicesChanged
 from .identity import DeviceId
-from .ota_jobs import Downloader, Flasher, ImageCache, JobSnapshot, OtaManager, OtaSettings
+from .ota_jobs import Downloader, ImageCache, JobSnapshot, OtaManager, OtaSettings
 from .session import Backoff, MqttSession
 from .storage import StateStore
 from .topics import gateway_operation_result, ota_update, parse_ota_update
@@ -127,6 +129,7 @@ class GatewayEngine:
             settings=settings,
         )
         self._background: set[asyncio.Task[None]] = set()
+        self._online_retry_s = operation_timeout_s
 
     @property
     def gateway(self) -> DeviceId:
@@ -164,7 +167,6 @@ class GatewayEngine:
             self._sub_devices[sub.device] = sub
             self._on_event(self._ota.add_device(sub.device, sub.installed_version))
         await self._session.start()
-        self._on_event(ConnectionChanged(connected=True))
 
     async def stop(self) -> None:
         """Stop jobs (keeping what can resume), then disconnect."""
@@ -179,9 +181,7 @@ class GatewayEngine:
         self._sub_devices[sub.device] = sub
         self._on_event(self._ota.add_device(sub.device, sub.installed_version))
         if self._session.connected:
-            await self._session.subscribe([ota_update(sub.device)])
             await self._bring_online([sub.device])
-            await self._ota.report_versions()
 
     async def remove_sub_device(self, device: DeviceId, *, unbind: bool = False) -> None:
         """Stop handling a sub-device: `offline`, and `unbind` when asked."""
@@ -198,21 +198,23 @@ class GatewayEngine:
 
     async def _announce(self) -> None:
         """Everything the cloud forgets on a reconnect, again."""
-        topics = [gateway_operation_result(self._gateway)] + [ota_update(d) for d in self._sub_devices]
-        for start in range(0, len(topics), SUBSCRIBE_BATCH):
-            await self._session.subscribe(topics[start : start + SUBSCRIBE_BATCH])
+        await self._session.subscribe([gateway_operation_result(self._gateway)])
         await self._bring_online(list(self._sub_devices))
-        await self._ota.report_versions()
         if not self._session.connected:
             raise NotConnectedError("the connection dropped while announcing the gateway")
+        self._on_event(ConnectionChanged(connected=True))
         _LOGGER.debug("Announced %s with %d sub-device(s)", self._gateway, len(self._sub_devices))
 
     async def _bring_online(self, devices: list[DeviceId]) -> None:
+        """`online` (binding first where we can), then the OTA topics and versions of those now online.
+
+        The broker only lets a gateway subscribe to topics of sub-devices bound to it, hence this order.
+        """
         if not devices:
             return
         outcome = await self._operations.online(devices)
         unbound = [d for d, code in outcome.results.items() if code == _NOT_BOUND]
-        bindable = [d for d in unbound if self._sub_devices.get(d, SubDevice(d, "0")).secret]
+        bindable = [d for d in unbound if d in self._sub_devices and self._sub_devices[d].secret]
         for device in bindable:
             secret = self._sub_devices[device].secret
             assert secret is not None
@@ -227,6 +229,26 @@ class GatewayEngine:
             self._set_online(device, code == 0, code)
         for device in outcome.unanswered:
             self._set_online(device, False, None)
+        online = [d for d, code in outcome.results.items() if code == 0 and d in self._sub_devices]
+        await self._subscribe([ota_update(d) for d in online])
+        await self._ota.report_versions(online)
+        if outcome.unanswered:
+            # The cloud lost the request (or is not listening yet): ask again while we stay connected.
+            self._run_in_background(self._retry_online(list(outcome.unanswered)))
+
+    async def _subscribe(self, topics: list[str]) -> None:
+        for start in range(0, len(topics), SUBSCRIBE_BATCH):
+            try:
+                await self._session.subscribe(topics[start : start + SUBSCRIBE_BATCH])
+            except SubscriptionRefusedError as err:
+                # Unbound in the console a moment ago: the `change` push that follows says so.
+                _LOGGER.warning("%s", err)
+
+    async def _retry_online(self, devices: list[DeviceId]) -> None:
+        await asyncio.sleep(self._online_retry_s)
+        pending = [d for d in devices if d in self._sub_devices and not self._online.get(d)]
+        if pending and self._session.connected:
+            await self._bring_online(pending)
 
     def _set_online(self, device: DeviceId, online: bool, result: int | None) -> None:
         if not online and result == _NOT_BOUND:

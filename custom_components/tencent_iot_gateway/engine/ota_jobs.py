@@ -20,6 +20,7 @@ from pathlib import Path
 import time
 from typing import Any, Protocol
 
+from .download import DownloadProgress
 from .errors import (
     FlashError,
     InvalidFirmwareError,
@@ -31,6 +32,7 @@ from .errors import (
     UrlExpiredError,
 )
 from .firmware import DEFAULT_MAX_FIRMWARE_SIZE, FirmwareSpec, validate_version
+from .flashers.base import Flasher
 from .identity import DeviceId
 from .ota_protocol import (
     InvalidUpdate,
@@ -78,17 +80,6 @@ class JobState(StrEnum):
 _RUNNING = frozenset({JobState.QUEUED, JobState.DOWNLOADING, JobState.VERIFYING, JobState.FLASHING})
 
 
-@dataclass(frozen=True, slots=True)
-class DownloadProgress:
-    """What the downloader tells about one image as it goes; `resumed_from` 0 means a fresh start."""
-
-    downloaded: int
-    total: int
-    resumed_from: int = 0
-    speed_bps: float = 0.0
-    eta_s: float | None = None
-
-
 class Downloader(Protocol):
     """Fetches and verifies one image (engine/download.py)."""
 
@@ -96,20 +87,14 @@ class Downloader(Protocol):
         """Return the path of the verified image."""
 
 
-class Flasher(Protocol):
-    """Puts a verified image on a sub-device (engine/flashers)."""
-
-    async def flash(
-        self, image: Path, target: DeviceId, firmware: FirmwareSpec, progress: Callable[[int], None]
-    ) -> str:
-        """Return the version the sub-device runs afterwards."""
-
-
 class ImageCache(Protocol):
-    """Deletes an image once no job needs it."""
+    """Counts the jobs that need an image and deletes it once none does (engine/firmware_cache.py)."""
 
-    async def release(self, spec: FirmwareSpec) -> None:
-        """Forget `spec`'s image (and its partial download)."""
+    def acquire(self, item: FirmwareSpec) -> None:
+        """One more job needs `item`'s image."""
+
+    async def release(self, item: FirmwareSpec, *, discard_partial: bool = False) -> None:
+        """One job less; the last one out deletes the image (and the partial file when asked)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,16 +240,12 @@ class OtaManager:
         await self._save()
         await self._report_version(entry)
 
-    async def report_versions(self) -> None:
-        """Report every sub-device's version, as after each (re)connect; resume interrupted installs."""
-        for entry in list(self._devices.values()):
-            try:
-                await self._report_version(entry)
-            except NotConnectedError, OperationTimeoutError:
-                raise
-            except TencentIotError as err:
-                _LOGGER.warning("Could not report the version of %s: %s", entry.device, err)
-        for entry in self._devices.values():
+    async def report_versions(self, devices: list[DeviceId]) -> None:
+        """Report these sub-devices' versions, as after each (re)connect; resume their interrupted installs."""
+        entries = [self._devices[d] for d in devices if d in self._devices]
+        for entry in entries:
+            await self._report_version(entry)
+        for entry in entries:
             if entry.install_requested and entry.job is None and entry.snapshot.target is not None:
                 _LOGGER.info(
                     "Resuming the interrupted update of %s to %s", entry.device, entry.snapshot.target.version
@@ -374,6 +355,7 @@ class OtaManager:
         target = entry.snapshot.target
         assert target is not None
         entry.install_requested = True
+        self._cache.acquire(target)
         self._update(entry, state=JobState.QUEUED, percent=None, result_code=None, message="", downloaded=0)
         entry.job = asyncio.get_running_loop().create_task(
             self._run_job(entry, target), name=f"ota {entry.device} {target.version}"
@@ -390,7 +372,7 @@ class OtaManager:
             entry.install_requested = False
             self._update(entry, state=JobState.DONE, installed_version=version, target=None, percent=100)
             await self._save()
-            await self._release_image(target)
+            await self._cache.release(target)
             _LOGGER.info("%s now runs %s", entry.device, version)
             with contextlib.suppress(TencentIotError):
                 await self._report_version(entry)
@@ -403,12 +385,15 @@ class OtaManager:
                 entry, state=JobState.FAILED, percent=None, result_code=int(err.code), message=str(err)
             )
             await self._save()
-            await self._release_image(target)
+            await self._cache.release(target)
             with contextlib.suppress(TencentIotError):
                 await self._send_report(entry, _fail_report(target.version, err))
         except asyncio.CancelledError:
-            if not self._stopping and entry.job is asyncio.current_task():
-                await self._on_cancelled(entry, target)
+            if not self._stopping:
+                if entry.job is asyncio.current_task():
+                    await self._on_cancelled(entry, target)
+                else:  # replaced by a push of another version: its bytes are not wanted any more
+                    await self._cache.release(target, discard_partial=True)
             raise
         finally:
             if entry.job is asyncio.current_task():
@@ -420,6 +405,7 @@ class OtaManager:
         _LOGGER.info("Update of %s to %s cancelled", entry.device, target.version)
         self._update(entry, state=JobState.AVAILABLE, percent=None, downloaded=0, message="")
         await self._save()
+        await self._cache.release(target, discard_partial=True)
         with contextlib.suppress(TencentIotError):
             await self._send_report(
                 entry,
@@ -537,17 +523,6 @@ class OtaManager:
         if version != target.version:
             raise FlashError(f"the sub-device runs {version!r} after flashing, not {target.version!r}")
         return version
-
-    async def _release_image(self, target: FirmwareSpec) -> None:
-        still_needed = any(
-            e.job is not None
-            and e.job is not asyncio.current_task()
-            and e.snapshot.target is not None
-            and e.snapshot.target.image_key == target.image_key
-            for e in self._devices.values()
-        )
-        if not still_needed:
-            await self._cache.release(target)
 
     # -- reports ------------------------------------------------------------------------------------------
 

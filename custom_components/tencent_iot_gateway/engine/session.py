@@ -182,8 +182,11 @@ class MqttSession:
         try:
             await self._on_connected()
         except (NotConnectedError, OperationTimeoutError) as err:
-            # The connection went away while we were re-announcing: the supervisor reconnects.
-            _LOGGER.debug("Connection lost while re-announcing the gateway: %s", err)
+            # Connected but not announced is the worst state to linger in (the cloud thinks every sub-device
+            # is offline): drop the connection, and the supervisor reconnects and announces again.
+            _LOGGER.warning("Announcing the gateway failed (%s); reconnecting", err)
+            if self._client is not None and self._connected:
+                self._client.disconnect()
 
     async def _connect_once(self) -> None:
         assert self._loop is not None

@@ -28,6 +28,8 @@ class JsonFileStore:
     def __init__(self, path: Path) -> None:
         """Keep the document at `path`."""
         self._path = path
+        # Saves overlap when several jobs change state at once: one at a time, so the last one wins whole.
+        self._lock = asyncio.Lock()
 
     async def async_load(self) -> dict[str, Any] | None:
         """Read the file; a missing file is an empty store."""
@@ -36,7 +38,8 @@ class JsonFileStore:
     async def async_save(self, data: dict[str, Any]) -> None:
         """Write to a temporary file, then rename it over the old one."""
         text = json.dumps(data, separators=(",", ":"), sort_keys=True)
-        await asyncio.get_running_loop().run_in_executor(None, self._save, text)
+        async with self._lock:
+            await asyncio.get_running_loop().run_in_executor(None, self._save, text)
 
     def _load(self) -> dict[str, Any] | None:
         try:

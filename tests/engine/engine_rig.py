@@ -1,0 +1,139 @@
+"""A gateway engine wired to a running emulator, as the integration wires it, for end-to-end tests."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+import contextlib
+from dataclasses import dataclass, field
+from pathlib import Path
+import ssl
+from typing import Any
+
+import aiohttp
+
+from custom_components.tencent_iot_gateway.engine.download import Downloader
+from custom_components.tencent_iot_gateway.engine.endpoints import BrokerEndpoint
+from custom_components.tencent_iot_gateway.engine.firmware_cache import FirmwareCache
+from custom_components.tencent_iot_gateway.engine.flashers import Flasher, HttpFlasherConfig, build_flasher
+from custom_components.tencent_iot_gateway.engine.gateway_engine import EngineEvent, GatewayEngine, SubDevice
+from custom_components.tencent_iot_gateway.engine.identity import DeviceId
+from custom_components.tencent_iot_gateway.engine.ota_jobs import JobSnapshot, JobState, OtaSettings
+from custom_components.tencent_iot_gateway.engine.session import Backoff
+from custom_components.tencent_iot_gateway.engine.storage import JsonFileStore
+from tencent_iot_emulator.console_client import ConsoleClient
+from tencent_iot_emulator.emulator import Emulator
+
+GATEWAY = DeviceId("GWPROD0001", "gateway1")
+LIGHTS = [DeviceId("LIGHTPID01", f"light{i}") for i in (1, 2, 3)]
+AIRCON = DeviceId("ACPROD0001", "airConditioner1")
+SEED = [*LIGHTS, AIRCON]
+
+
+@dataclass
+class Cloud:
+    """The emulator with the seed's devices registered and bound, and a console client."""
+
+    emu: Emulator
+    console: ConsoleClient
+    gateway_secret: str
+    secrets: dict[DeviceId, str]
+
+
+async def seed_cloud(emu: Emulator, http: aiohttp.ClientSession, *, bind: bool = True) -> Cloud:
+    """Register the gateway and the seed's sub-devices (bound from the console unless asked not to)."""
+    console = ConsoleClient(emu.http_url, http)
+    gateway = await console.add_device(GATEWAY.product_id, GATEWAY.device_name)
+    secrets: dict[DeviceId, str] = {}
+    for device in SEED:
+        credentials = await console.add_device(device.product_id, device.device_name)
+        secrets[device] = credentials.device_secret
+        if bind:
+            await console.bind(GATEWAY.key, device.key)
+        await console.put_virtual_device(device.product_id, device.device_name, "0.1")
+    return Cloud(emu, console, gateway.device_secret, secrets)
+
+
+def virtual_device_flasher(emu: Emulator, session: aiohttp.ClientSession) -> Flasher:
+    """The http flasher aimed at the emulator's virtual sub-devices."""
+    config = HttpFlasherConfig(
+        url=emu.http_url + "/devices/{product_id}/{device_name}/firmware",
+        version_url=emu.http_url + "/devices/{product_id}/{device_name}",
+        poll_interval_s=0.1,
+        version_timeout_s=10.0,
+    )
+    return build_flasher(config, session)
+
+
+@dataclass
+class Gateway:
+    """A running engine and everything it emitted."""
+
+    engine: GatewayEngine
+    events: list[EngineEvent] = field(default_factory=list)
+
+    def snapshots(self, device: DeviceId) -> list[JobSnapshot]:
+        """Every job snapshot emitted for `device`, in order."""
+        return [e for e in self.events if isinstance(e, JobSnapshot) and e.device == device]
+
+    def states(self, device: DeviceId) -> list[JobState]:
+        """The job states `device` went through, without repeats."""
+        states: list[JobState] = []
+        for snapshot in self.snapshots(device):
+            if not states or states[-1] is not snapshot.state:
+                states.append(snapshot.state)
+        return states
+
+
+def trusting_session(emu: Emulator) -> aiohttp.ClientSession:
+    """An aiohttp session that verifies the emulator's certificates against its CA."""
+    context = ssl.create_default_context(cafile=str(emu.ca_file))
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context))
+
+
+@contextlib.asynccontextmanager
+async def running_gateway(
+    cloud: Cloud,
+    state_dir: Path,
+    *,
+    sub_devices: list[SubDevice] | None = None,
+    flasher_for: Callable[[DeviceId], Flasher | None] | None = None,
+    auto_install: bool = True,
+    settings: OtaSettings | None = None,
+    downloader_options: dict[str, Any] | None = None,
+    start: bool = True,
+) -> AsyncIterator[Gateway]:
+    """Start an engine for the seed's gateway over TLS against the emulator's CA; stop it on exit."""
+    emu = cloud.emu
+    async with trusting_session(emu) as session:
+        cache = FirmwareCache(state_dir / "cache")
+        downloader = Downloader(
+            session,
+            cache,
+            JsonFileStore(state_dir / "downloads.json"),
+            **({"backoff_s": 0.05, "backoff_max_s": 0.2} | (downloader_options or {})),
+        )
+        flasher = virtual_device_flasher(emu, session)
+        events: list[EngineEvent] = []
+        engine = GatewayEngine(
+            endpoint=BrokerEndpoint("127.0.0.1", emu.mqtts_port, tls=True, ca_pem=emu.ca_file.read_text()),
+            gateway=GATEWAY,
+            device_secret=cloud.gateway_secret,
+            downloader=downloader,
+            cache=cache,
+            store=JsonFileStore(state_dir / "ota.json"),
+            flasher_for=flasher_for or (lambda _device: flasher),
+            auto_install=lambda _device: auto_install,
+            on_event=events.append,
+            settings=settings,
+            backoff=Backoff(initial_s=0.05, maximum_s=0.5),
+            operation_timeout_s=2.0,
+        )
+        gateway = Gateway(engine, events)
+        if start:
+            await engine.start(
+                sub_devices if sub_devices is not None else [SubDevice(d, "0.1") for d in SEED]
+            )
+        try:
+            yield gateway
+        finally:
+            await engine.stop()

@@ -1,0 +1,132 @@
+"""The gateway's MQTT session against the emulator's broker: TLS, refused logins, and reconnecting."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from custom_components.tencent_iot_gateway.engine.endpoints import BrokerEndpoint
+from custom_components.tencent_iot_gateway.engine.errors import AuthenticationError, CannotConnectError
+from custom_components.tencent_iot_gateway.engine.gateway_engine import ConnectionChanged, SubDeviceStatus
+from custom_components.tencent_iot_gateway.engine.session import MqttSession
+from tencent_iot_emulator.emulator import Emulator
+from tests.emulator_fixtures import eventually
+
+from .engine_rig import GATEWAY, SEED, running_gateway, seed_cloud
+
+
+async def _noop() -> None:
+    return None
+
+
+def _session(endpoint: BrokerEndpoint, secret: str) -> MqttSession:
+    return MqttSession(endpoint, GATEWAY, secret, on_message=lambda _t, _p: None, on_connected=_noop)
+
+
+async def test_tls_login_with_the_right_secret(emulator: Emulator, http: aiohttp.ClientSession) -> None:
+    """A signed login over TLS, verified against the given CA, is accepted."""
+    cloud = await seed_cloud(emulator, http)
+    session = _session(
+        BrokerEndpoint("127.0.0.1", emulator.mqtts_port, ca_pem=emulator.ca_file.read_text()),
+        cloud.gateway_secret,
+    )
+    await session.start()
+    try:
+        assert session.connected
+        assert (await cloud.console.get_device(GATEWAY.product_id, GATEWAY.device_name)).online
+    finally:
+        await session.stop()
+    assert not session.connected
+
+
+async def test_wrong_secret_is_an_authentication_error(
+    emulator: Emulator, http: aiohttp.ClientSession
+) -> None:
+    """A refused login is told apart from a network problem, so HA can ask for new credentials."""
+    await seed_cloud(emulator, http)
+    session = _session(
+        BrokerEndpoint("127.0.0.1", emulator.mqtts_port, ca_pem=emulator.ca_file.read_text()),
+        "d3Jvbmctc2VjcmV0LXdyb25n",
+    )
+    with pytest.raises(AuthenticationError, match="check the device secret"):
+        await session.start()
+    assert not session.connected
+
+
+async def test_untrusted_certificate_is_refused(emulator: Emulator, http: aiohttp.ClientSession) -> None:
+    """Tencent's root CA does not sign the emulator's certificate: the handshake must fail, never be skipped."""
+    cloud = await seed_cloud(emulator, http)
+    session = _session(BrokerEndpoint("127.0.0.1", emulator.mqtts_port), cloud.gateway_secret)
+    with pytest.raises(CannotConnectError, match="certificate verify failed"):
+        await session.start()
+
+
+async def test_unreachable_broker(emulator: Emulator, http: aiohttp.ClientSession) -> None:
+    """Nothing listening: a connection error naming the address."""
+    cloud = await seed_cloud(emulator, http)
+    session = _session(BrokerEndpoint("127.0.0.1", 1, tls=False), cloud.gateway_secret)
+    with pytest.raises(CannotConnectError, match=r"127\.0\.0\.1:1"):
+        await session.start()
+
+
+def _gateway_ops(messages: list[Any]) -> list[dict[str, Any]]:
+    return [m.payload for m in messages if m.direction == "in" and m.topic.startswith("$gateway/operation/")]
+
+
+async def test_reconnect_announces_everything_again(
+    emulator: Emulator, http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """After the broker restarts, the gateway reconnects, re-sends `online` and re-reports every version."""
+    cloud = await seed_cloud(emulator, http)
+    async with running_gateway(cloud, tmp_path / "gw") as gateway:
+        assert all(gateway.engine.is_online(d) for d in SEED)
+        http_port = int(emulator.http_url.rsplit(":", 1)[1])
+        https_port = int(emulator.https_url.rsplit(":", 1)[1])
+        await emulator.__aexit__(None, None, None)
+
+        async def lost() -> bool:
+            return not gateway.engine.connected
+
+        await eventually(lost, within=5)
+        assert ConnectionChanged(connected=False) in gateway.events
+        assert not any(gateway.engine.is_online(d) for d in SEED)
+
+        async with Emulator(
+            emulator.state_dir,
+            mqtt_port=emulator.mqtt_port,
+            mqtts_port=emulator.mqtts_port,
+            http_port=http_port,
+            https_port=https_port,
+        ) as again:
+            cloud.emu = again
+
+            async def back() -> bool:
+                announced = gateway.events.count(ConnectionChanged(connected=True)) == 2
+                return announced and all(gateway.engine.is_online(d) for d in SEED)
+
+            await eventually(back, within=15)
+            messages = await again.console.messages(GATEWAY.key)
+            online = [
+                d for op in _gateway_ops(messages) if op["type"] == "online" for d in op["payload"]["devices"]
+            ]
+            assert sorted((d["product_id"], d["device_name"]) for d in online) == sorted(
+                (d.product_id, d.device_name) for d in SEED
+            )
+            for device in SEED:
+                status = await again.console.get_device(device.product_id, device.device_name)
+                assert status.online
+
+                async def reported(device_key: str = device.key) -> bool:
+                    reports = [
+                        m.payload for m in await again.console.messages(device_key) if m.direction == "in"
+                    ]
+                    return {"type": "report_version", "report": {"version": "0.1"}} in reports
+
+                await eventually(reported)
+            statuses = [e for e in gateway.events if isinstance(e, SubDeviceStatus)]
+            assert set([s for s in statuses if s.online][-len(SEED) :]) == {
+                SubDeviceStatus(d, True, 0) for d in SEED
+            }

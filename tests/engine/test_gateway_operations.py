@@ -1,0 +1,114 @@
+"""Gateway operations (spec §2) against the emulator: results, typed errors, console pushes, many devices."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from custom_components.tencent_iot_gateway.engine.errors import GatewayOperationError
+from custom_components.tencent_iot_gateway.engine.gateway import AllUnbound, SubDevicesChanged
+from custom_components.tencent_iot_gateway.engine.gateway_engine import SubDevice, SubDeviceStatus
+from custom_components.tencent_iot_gateway.engine.identity import DeviceId
+from tencent_iot_emulator.emulator import Emulator
+from tests.emulator_fixtures import eventually
+
+from .engine_rig import AIRCON, GATEWAY, LIGHTS, running_gateway, seed_cloud
+
+
+async def test_unbound_sub_device_is_reported_and_bound_with_its_secret(
+    emulator: Emulator, http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """`online` of an unbound device gives -1; with its secret the gateway binds it itself and brings it online."""
+    cloud = await seed_cloud(emulator, http, bind=False)
+    subs = [SubDevice(LIGHTS[0], "0.1", secret=cloud.secrets[LIGHTS[0]]), SubDevice(LIGHTS[1], "0.1")]
+    async with running_gateway(cloud, tmp_path, sub_devices=subs) as gateway:
+        engine = gateway.engine
+        assert engine.is_online(LIGHTS[0])
+        assert not engine.is_online(LIGHTS[1])
+        assert SubDeviceStatus(LIGHTS[1], False, -1) in gateway.events
+        status = await cloud.console.get_device(LIGHTS[0].product_id, LIGHTS[0].device_name)
+        assert status.gateway == GATEWAY.key
+        assert status.online
+        assert await engine.operations.describe_sub_devices() == [LIGHTS[0]]
+
+
+async def test_bind_errors_are_typed(emulator: Emulator, http: aiohttp.ClientSession, tmp_path: Path) -> None:
+    """A wrong secret is 803, a device of another gateway 806, an unknown one 802; 809 counts as success."""
+    cloud = await seed_cloud(emulator, http, bind=False)
+    other_gateway = await cloud.console.add_device("GWPROD0001", "gateway2")
+    await cloud.console.bind(f"GWPROD0001/{other_gateway.device_name}", AIRCON.key)
+    async with running_gateway(cloud, tmp_path, sub_devices=[]) as gateway:
+        operations = gateway.engine.operations
+        with pytest.raises(GatewayOperationError, match="signature is wrong") as wrong:
+            await operations.bind(LIGHTS[0], cloud.secrets[LIGHTS[1]])
+        assert wrong.value.code == 803
+        with pytest.raises(GatewayOperationError) as elsewhere:
+            await operations.bind(AIRCON, cloud.secrets[AIRCON])
+        assert elsewhere.value.code == 806
+        with pytest.raises(GatewayOperationError) as unknown:
+            await operations.bind(DeviceId("LIGHTPID01", "nosuchlight"), cloud.secrets[LIGHTS[0]])
+        assert unknown.value.code == 802
+
+        await operations.bind(LIGHTS[0], cloud.secrets[LIGHTS[0]])
+        await operations.bind(LIGHTS[0], cloud.secrets[LIGHTS[0]])  # already bound here: fine
+        assert await operations.describe_sub_devices() == [LIGHTS[0]]
+
+        await operations.unbind(LIGHTS[0])
+        assert await operations.describe_sub_devices() == []
+        result = await operations.online([LIGHTS[0]])
+        assert result.results == {LIGHTS[0]: -1}
+        with pytest.raises(GatewayOperationError) as not_bound:
+            await operations.unbind(LIGHTS[0])
+        assert not_bound.value.code != 0
+
+
+async def test_console_pushes_become_events(
+    emulator: Emulator, http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """`change` from the console raises an event and brings a newly bound known device online; `unbind_all` is answered."""
+    cloud = await seed_cloud(emulator, http, bind=False)
+    async with running_gateway(cloud, tmp_path, sub_devices=[SubDevice(LIGHTS[0], "0.1")]) as gateway:
+        assert not gateway.engine.is_online(LIGHTS[0])
+        await cloud.console.bind(GATEWAY.key, LIGHTS[0].key)
+
+        async def came_online() -> bool:
+            return gateway.engine.is_online(LIGHTS[0])
+
+        await eventually(came_online)
+        assert SubDevicesChanged(bound=True, devices=(LIGHTS[0],)) in gateway.events
+
+        await cloud.console.unbind_all(GATEWAY.key)
+
+        async def acknowledged() -> bool:
+            messages = await cloud.console.messages(GATEWAY.key)
+            return any(
+                m.direction == "in" and m.payload == {"type": "unbind_all", "payload": {"result": 0}}
+                for m in messages
+            )
+
+        await eventually(acknowledged)
+        assert AllUnbound() in gateway.events
+
+
+async def test_many_sub_devices_come_online_in_bounded_batches(
+    emulator: Emulator, http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """120 sub-devices come online with a handful of batched requests, not 120 of them."""
+    cloud = await seed_cloud(emulator, http, bind=False)
+    devices = [DeviceId("MANYPID001", f"node{i:03d}") for i in range(120)]
+    await asyncio.gather(*(cloud.console.add_device(d.product_id, d.device_name) for d in devices))
+    for device in devices:
+        await cloud.console.bind(GATEWAY.key, device.key)
+    async with running_gateway(
+        cloud, tmp_path, sub_devices=[SubDevice(d, "1.0") for d in devices]
+    ) as gateway:
+        assert all(gateway.engine.is_online(d) for d in devices)
+        messages = await cloud.console.messages(GATEWAY.key)
+        online_requests = [
+            m.payload for m in messages if m.direction == "in" and m.payload.get("type") == "online"
+        ]
+        assert len(online_requests) == 3  # batches of 50
+        assert max(len(r["payload"]["devices"]) for r in online_requests) == 50
