@@ -65,10 +65,22 @@ stamp_file() {
   if [ "$(toolchain_mode)" = host ]; then echo "$TOP/.venv/.setup-stamp"; else echo "$ROOT_DIR$ROOT_VENV/.setup-stamp"; fi
 }
 
-environment_is_current() {
+PLUGIN_SOURCE="$TOP/tencent_iot_emulator/broker_plugin/tencent_auth.c"
+PLUGIN_BINARY="$TOP/build/tencent_auth_plugin.so"
+
+# The toolchain is shared between checkouts; the compiled broker plugin belongs to each checkout.
+requirements_are_current() {
   local file
   file=$(stamp_file)
   [ -f "$file" ] && [ "$(cat "$file")" = "$(wanted_stamp)" ]
+}
+
+plugin_is_current() {
+  [ ! -f "$PLUGIN_SOURCE" ] || { [ -f "$PLUGIN_BINARY" ] && [ "$PLUGIN_BINARY" -nt "$PLUGIN_SOURCE" ]; }
+}
+
+environment_is_current() {
+  requirements_are_current && plugin_is_current
 }
 
 ensure_environment() {
