@@ -571,6 +571,13 @@ class Cloud:
 
     # -- MQTT out ----------------------------------------------------------------------------------------
 
+    async def publish_raw(self, topic: str, payload: bytes) -> None:
+        """Send any bytes as the cloud: how tests and demos play a cloud that misbehaves (bad pushes)."""
+        owner = topic_owner(topic)
+        if owner is not None:
+            self._log(device_key(*owner), topic, "out", payload.decode("utf-8", errors="replace"))
+        await self._link.publish(topic, payload, qos=1)
+
     async def _publish(self, topic: str, message: dict[str, Any]) -> None:
         owner = topic_owner(topic)
         if owner is not None:

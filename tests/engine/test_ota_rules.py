@@ -1,0 +1,260 @@
+"""The OTA job rules of issue 4 §3, each against the emulator (real broker, real HTTPS, virtual devices)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from custom_components.tencent_iot_gateway.engine.errors import OtaError
+from custom_components.tencent_iot_gateway.engine.gateway_engine import SubDevice
+from custom_components.tencent_iot_gateway.engine.ota_jobs import JobState, OtaSettings
+from tencent_iot_emulator.emulator import Emulator
+from tests.emulator_fixtures import eventually
+
+from .engine_rig import LIGHTS, Cloud, running_gateway, seed_cloud
+
+IMAGE = bytes(range(256)) * 512  # 131,072 bytes
+PID = LIGHTS[0].product_id
+
+
+async def _fail_reports(cloud: Cloud, device_key: str) -> list[dict[str, Any]]:
+    pid, dn = device_key.split("/")
+    messages = await cloud.console.messages(device_key)
+    return [
+        m.payload["report"]
+        for m in messages
+        if m.direction == "in"
+        and m.topic == f"$ota/report/{pid}/{dn}"
+        and m.payload.get("type") == "report_progress"
+        and m.payload["report"]["progress"]["state"] == "fail"
+    ]
+
+
+async def _push(cloud: Cloud, version: str = "V2", devices: list[str] | None = None) -> str:
+    await cloud.console.upload_firmware(PID, version, IMAGE)
+    names = devices or [LIGHTS[0].device_name]
+    return await cloud.console.create_task(PID, version, "list", devices=names)
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"url": "ftp://host/fw.bin"}, "not an http or https URL"),
+        ({"md5sum": "nothex"}, "md5sum"),
+        ({"file_size": "12"}, "file_size"),
+        ({"file_size": 10**12}, "exceeds the configured maximum"),
+        ({"version": "../../evil"}, "version may hold only"),
+    ],
+)
+async def test_invalid_push_is_reported_and_changes_nothing(
+    emulator: Emulator, http: aiohttp.ClientSession, tmp_path: Path, change: dict[str, Any], reason: str
+) -> None:
+    """An invalid `update_firmware` is answered `fail` with a real message; the device's state stays as it was."""
+    cloud = await seed_cloud(emulator, http)
+    async with running_gateway(cloud, tmp_path, settings=OtaSettings(max_firmware_size=1 << 20)) as gateway:
+        light = LIGHTS[0]
+        before = gateway.engine.ota.snapshot(light)
+        push = {
+            "file_size": 10,
+            "md5sum": "0" * 32,
+            "type": "update_firmware",
+            "url": "https://127.0.0.1/fw.bin?sign=secret",
+            "version": "V9",
+        } | change
+        await emulator.cloud.publish_raw(
+            f"$ota/update/{light.product_id}/{light.device_name}", json.dumps(push).encode()
+        )
+
+        async def reported() -> list[dict[str, Any]]:
+            return await _fail_reports(cloud, light.key)
+
+        fails = await eventually(reported)
+        progress = fails[0]["progress"]
+        assert progress["result_code"] == "-5"
+        assert reason in progress["result_msg"]
+        assert "secret" not in progress["result_msg"]
+        assert gateway.engine.ota.snapshot(light) == before
+
+
+async def test_garbage_on_the_update_topic_changes_nothing(
+    emulator: Emulator, http: aiohttp.ClientSession, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Non-JSON and unknown types are logged once and ignored."""
+    cloud = await seed_cloud(emulator, http)
+    async with running_gateway(cloud, tmp_path) as gateway:
+        light = LIGHTS[0]
+        before = gateway.engine.ota.snapshot(light)
+        topic = f"$ota/update/{light.product_id}/{light.device_name}"
+        await emulator.cloud.publish_raw(topic, b"{not json")
+        await emulator.cloud.publish_raw(topic, b'{"type":"mystery"}')
+
+        async def logged() -> bool:
+            return "unknown message type 'mystery'" in caplog.text
+
+        await eventually(logged)
+        assert "the message is not JSON" in caplog.text
+        assert gateway.engine.ota.snapshot(light) == before
+        assert await _fail_reports(cloud, light.key) == []
+
+
+@pytest.mark.parametrize(
+    ("faults", "code", "words"),
+    [
+        ({"status": 404}, -2, "404"),
+        ({"flip_byte_at": 100}, -4, "MD5"),
+    ],
+)
+async def test_download_failures_are_reported_with_their_code(
+    emulator: Emulator,
+    http: aiohttp.ClientSession,
+    tmp_path: Path,
+    faults: dict[str, Any],
+    code: int,
+    words: str,
+) -> None:
+    """404 and a corrupted image fail the job with Tencent's code, in the state, the error and the cloud's task."""
+    cloud = await seed_cloud(emulator, http)
+    await cloud.console.set_faults(faults)
+    async with running_gateway(cloud, tmp_path, auto_install=False) as gateway:
+        light = LIGHTS[0]
+        task_id = await _push(cloud)
+
+        async def available() -> bool:
+            return gateway.engine.ota.snapshot(light).state is JobState.AVAILABLE
+
+        await eventually(available)
+        with pytest.raises(OtaError) as failure:
+            await gateway.engine.ota.install(light)
+        assert failure.value.code == code
+        assert words.lower() in str(failure.value).lower()
+        snapshot = gateway.engine.ota.snapshot(light)
+        assert snapshot.state is JobState.FAILED
+        assert snapshot.result_code == code
+
+        async def cloud_failed() -> bool:
+            task = await cloud.console.get_task(task_id)
+            return task.devices[light.key].state == "fail"
+
+        await eventually(cloud_failed)
+        assert (await cloud.console.get_task(task_id)).devices[light.key].result_code == code
+
+
+async def test_flash_failure_is_minus_five(
+    emulator: Emulator, http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """A sub-device that rejects the image fails the job with -5 and the device's reason."""
+    cloud = await seed_cloud(emulator, http)
+    await cloud.console.set_virtual_device_fault(LIGHTS[0].product_id, LIGHTS[0].device_name, "reject")
+    async with running_gateway(cloud, tmp_path) as gateway:
+        task_id = await _push(cloud)
+
+        async def failed() -> bool:
+            task = await cloud.console.get_task(task_id)
+            return task.devices[LIGHTS[0].key].state == "fail"
+
+        await eventually(failed, within=10)
+        assert (await cloud.console.get_task(task_id)).devices[LIGHTS[0].key].result_code == -5
+        assert gateway.engine.ota.snapshot(LIGHTS[0]).state is JobState.FAILED
+        assert gateway.engine.ota.snapshot(LIGHTS[0]).installed_version == "0.1"
+
+
+async def test_expired_url_is_recovered_by_re_reporting(
+    emulator: Emulator, http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """A 403 makes the gateway re-report its version; the cloud's fresh URL completes the update."""
+    cloud = await seed_cloud(emulator, http)
+    await cloud.console.set_faults({"url_ttl_s": 0})  # the first URL is born expired
+    async with running_gateway(cloud, tmp_path, auto_install=False) as gateway:
+        light = LIGHTS[0]
+        task_id = await _push(cloud)
+
+        async def available() -> bool:
+            return gateway.engine.ota.snapshot(light).state is JobState.AVAILABLE
+
+        await eventually(available)
+        await cloud.console.reset_faults()
+        snapshot = await gateway.engine.ota.install(light)
+        assert snapshot.state is JobState.DONE
+        assert snapshot.installed_version == "V2"
+        stats = await cloud.console.stats()
+        assert stats.forbidden >= 1
+        task = await cloud.console.get_task(task_id)
+        assert task.devices[light.key].state == "done"
+
+
+async def test_queued_jobs_wait_for_a_download_slot_and_a_new_version_replaces_a_queued_job(
+    emulator: Emulator, http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """With one download slot and a slow image, the second job waits visibly queued; a newer push replaces it."""
+    cloud = await seed_cloud(emulator, http)
+    await cloud.console.upload_firmware(PID, "V3", IMAGE[::-1])
+    await cloud.console.set_faults({"firmware": {f"{PID}/V2": {"throttle_bps": 65536}}})
+    async with running_gateway(
+        cloud, tmp_path, auto_install=False, settings=OtaSettings(max_downloads=1)
+    ) as gateway:
+        ota = gateway.engine.ota
+        await _push(cloud, "V2", [LIGHTS[0].device_name])
+
+        async def available() -> bool:
+            return ota.snapshot(LIGHTS[0]).state is JobState.AVAILABLE
+
+        await eventually(available)
+        first = asyncio.ensure_future(ota.install(LIGHTS[0]))
+
+        async def downloading() -> bool:
+            return ota.snapshot(LIGHTS[0]).state is JobState.DOWNLOADING
+
+        await eventually(downloading)
+        await cloud.console.create_task(PID, "V3", "list", devices=[LIGHTS[1].device_name])
+
+        async def second_available() -> bool:
+            return ota.snapshot(LIGHTS[1]).state is JobState.AVAILABLE
+
+        await eventually(second_available)
+        second = asyncio.ensure_future(ota.install(LIGHTS[1]))
+        await asyncio.sleep(0.3)
+        assert ota.snapshot(LIGHTS[1]).state is JobState.QUEUED
+        assert ota.snapshot(LIGHTS[1]).percent is None
+
+        # A push of another version replaces the queued (not yet flashing) job of the first light.
+        await cloud.console.create_task(PID, "V3", "list", devices=[LIGHTS[0].device_name])
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        target = ota.snapshot(LIGHTS[0]).target
+        assert target is not None
+        assert target.version == "V3"
+        assert (await second).installed_version == "V3"
+
+
+async def test_install_resumes_after_a_restart_of_the_engine(
+    emulator: Emulator, http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """Stopped mid-download, a new engine on the same state finishes the job without fetching the image twice."""
+    cloud = await seed_cloud(emulator, http)
+    big = bytes(range(256)) * 4096  # 1 MiB
+    await cloud.console.upload_firmware(PID, "V2", big)
+    await cloud.console.set_faults({"throttle_bps": 262144})
+    state = tmp_path / "state"
+    light = LIGHTS[0]
+    async with running_gateway(cloud, state, sub_devices=[SubDevice(light, "0.1")]) as gateway:
+        await cloud.console.create_task(PID, "V2", "list", devices=[light.device_name])
+
+        async def half_way() -> bool:
+            return gateway.engine.ota.snapshot(light).downloaded >= len(big) // 3
+
+        await eventually(half_way, within=10)
+    await cloud.console.reset_faults()
+    async with running_gateway(cloud, state, sub_devices=[SubDevice(light, "0.1")]) as gateway:
+
+        async def done() -> bool:
+            return gateway.engine.ota.snapshot(light).state is JobState.DONE
+
+        await eventually(done, within=15)
+        assert gateway.engine.ota.snapshot(light).installed_version == "V2"
+    counters = (await cloud.console.stats()).firmware[f"{PID}/V2"]
+    assert counters.bytes <= len(big) + 256 * 1024  # at most one chunk fetched twice
