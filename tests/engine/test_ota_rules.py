@@ -258,3 +258,43 @@ async def test_install_resumes_after_a_restart_of_the_engine(
         assert gateway.engine.ota.snapshot(light).installed_version == "V2"
     counters = (await cloud.console.stats()).firmware[f"{PID}/V2"]
     assert counters.bytes <= len(big) + 256 * 1024  # at most one chunk fetched twice
+
+
+async def test_a_repeated_push_for_the_running_job_is_ignored(
+    emulator: Emulator, http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """The same `update_firmware` again mid-download neither restarts nor duplicates the job."""
+    cloud = await seed_cloud(emulator, http)
+    big = bytes(range(256)) * 2048  # 512 KiB
+    await cloud.console.upload_firmware(PID, "V2", big)
+    await cloud.console.set_faults({"throttle_bps": 131072})
+    light = LIGHTS[0]
+    async with running_gateway(cloud, tmp_path) as gateway:
+        await cloud.console.create_task(PID, "V2", "list", devices=[light.device_name])
+
+        async def downloading() -> bool:
+            return gateway.engine.ota.snapshot(light).state is JobState.DOWNLOADING
+
+        await eventually(downloading, within=10)
+        pushes = [
+            m.payload
+            for m in await cloud.console.messages(light.key)
+            if m.direction == "out"
+            and isinstance(m.payload, dict)
+            and m.payload.get("type") == "update_firmware"
+        ]
+        topic = f"$ota/update/{light.product_id}/{light.device_name}"
+        await emulator.cloud.publish_raw(topic, json.dumps(pushes[-1]).encode())
+        await asyncio.sleep(0.3)
+        assert gateway.engine.ota.snapshot(light).state not in {JobState.AVAILABLE, JobState.QUEUED}
+
+        async def done() -> bool:
+            return gateway.engine.ota.snapshot(light).state is JobState.DONE
+
+        await eventually(done, within=15)
+        assert (
+            JobState.QUEUED not in gateway.states(light)[gateway.states(light).index(JobState.DOWNLOADING) :]
+        )
+    counters = (await cloud.console.stats()).firmware[f"{PID}/V2"]
+    assert counters.requests == 1
+    assert counters.bytes == len(big)

@@ -77,6 +77,7 @@ async def test_seed_scenario(emulator: Emulator, http: aiohttp.ClientSession, tm
             assert all(
                 isinstance(p["percent"], str) and isinstance(p["result_code"], str) for p in downloading
             )
+            assert downloading[0]["percent"] == "0"  # a fresh start says so
             assert downloading[-1]["percent"] == "100"
             assert states[len(downloading) :] == ["burning", "done"]
             assert all(p["result_code"] == "0" for p in progress)
@@ -92,3 +93,5 @@ async def test_seed_scenario(emulator: Emulator, http: aiohttp.ClientSession, tm
         assert counters.bytes == info.size
         assert counters.requests == 1
         assert await console.violations() == []
+        # No job needs the image any more: the cache is empty.
+        assert [p.name for p in (tmp_path / "cache").glob("*") if p.is_file()] == []
