@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
 from pathlib import Path
 from typing import Any
 
@@ -130,3 +132,34 @@ async def test_reconnect_announces_everything_again(
             assert set([s for s in statuses if s.online][-len(SEED) :]) == {
                 SubDeviceStatus(d, True, 0) for d in SEED
             }
+
+
+@pytest.mark.parametrize("failure", ["refused", "unreachable"])
+async def test_stop_after_a_failed_start_leaves_nothing_behind(
+    emulator: Emulator, http: aiohttp.ClientSession, failure: str
+) -> None:
+    """A caller may always stop a session whose start failed; no stray future or error remains."""
+    cloud = await seed_cloud(emulator, http)
+    ca_pem = emulator.ca_file.read_text()
+    if failure == "refused":
+        session = _session(
+            BrokerEndpoint("127.0.0.1", emulator.mqtts_port, ca_pem=ca_pem), "d3Jvbmctc2VjcmV0LXdyb25n"
+        )
+    else:
+        session = _session(BrokerEndpoint("127.0.0.1", 1, tls=False), cloud.gateway_secret)
+    loop = asyncio.get_running_loop()
+    reported: list[dict[str, Any]] = []
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _loop, context: reported.append(context))
+    try:
+        with pytest.raises((AuthenticationError, CannotConnectError)):
+            await session.start()
+        await session.stop()
+        await session.stop()
+        await asyncio.sleep(0)
+        gc.collect()  # an unretrieved future's exception is reported when it is collected
+        await asyncio.sleep(0)
+    finally:
+        loop.set_exception_handler(previous)
+    assert not session.connected
+    assert reported == []

@@ -196,22 +196,26 @@ class MqttSession:
         credentials = mqtt_credentials(self._device, self._secret, method=self._sign_method)
         client.username_pw_set(credentials.username, credentials.password)
         self._client = client
-        self._connack = self._loop.create_future()
+        connack = self._connack = self._loop.create_future()
         host, port = self._endpoint.host, self._endpoint.port
         try:
-            await self._loop.run_in_executor(None, client.connect, host, port, self._keepalive_s)
-        except (OSError, ssl.SSLError) as err:
-            self._teardown_socket()
-            raise CannotConnectError(f"cannot connect to {host}:{port}: {err}") from None
-        try:
-            async with asyncio.timeout(self._connect_timeout_s):
-                reason = await self._connack
-        except TimeoutError:
-            self._teardown_socket()
-            raise CannotConnectError(f"{host}:{port} did not answer the MQTT CONNECT") from None
-        except NotConnectedError as err:
-            self._teardown_socket()
-            raise CannotConnectError(f"{host}:{port} closed the connection: {err}") from None
+            try:
+                await self._loop.run_in_executor(None, client.connect, host, port, self._keepalive_s)
+            except (OSError, ssl.SSLError) as err:
+                self._teardown_socket()
+                raise CannotConnectError(f"cannot connect to {host}:{port}: {err}") from None
+            try:
+                async with asyncio.timeout(self._connect_timeout_s):
+                    reason = await connack
+            except TimeoutError:
+                self._teardown_socket()
+                raise CannotConnectError(f"{host}:{port} did not answer the MQTT CONNECT") from None
+            except NotConnectedError as err:
+                self._teardown_socket()
+                raise CannotConnectError(f"{host}:{port} closed the connection: {err}") from None
+        finally:
+            # Nobody waits for this CONNACK any more: an exception set on it later would never be retrieved.
+            self._connack = None
         if reason.is_failure:
             self._teardown_socket()
             if reason.value in _AUTH_REFUSED:
