@@ -1,1 +1,86 @@
 """Tencent IoT Gateway: Home Assistant as a gateway of Tencent Cloud IoT, with sub-device firmware updates."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+
+from homeassistant.const import Platform
+from homeassistant.core import HomeAssistant
+from homeassistant.exceptions import ConfigEntryAuthFailed, ConfigEntryNotReady
+from homeassistant.helpers import config_validation as cv, device_registry as dr
+from homeassistant.helpers.storage import Store
+from homeassistant.helpers.typing import ConfigType
+
+from .const import CONF_PRODUCT_ID, DOMAIN, MANUFACTURER, STORAGE_VERSION
+from .engine.errors import AuthenticationError, CannotConnectError
+from .runtime import GatewayRuntime, TencentIotConfigEntry, cache_directory, store_key
+
+_LOGGER = logging.getLogger(__name__)
+
+PLATFORMS: list[Platform] = [Platform.BINARY_SENSOR, Platform.SENSOR, Platform.UPDATE]
+CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
+
+
+async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
+    """Nothing to set up for the whole domain yet."""
+    return True
+
+
+async def async_setup_entry(hass: HomeAssistant, entry: TencentIotConfigEntry) -> bool:
+    """Connect the gateway; a refused login starts re-authentication, an unreachable broker retries later."""
+    runtime = GatewayRuntime(hass, entry)
+    try:
+        await runtime.async_start()
+    # A failed start leaves nothing running (the session released its socket), so there is nothing to stop.
+    except AuthenticationError as err:
+        raise ConfigEntryAuthFailed(
+            translation_domain=DOMAIN,
+            translation_key="auth_failed",
+            translation_placeholders={"error": str(err)},
+        ) from err
+    except CannotConnectError as err:
+        raise ConfigEntryNotReady(
+            translation_domain=DOMAIN,
+            translation_key="cannot_connect",
+            translation_placeholders={"error": str(err)},
+        ) from err
+    entry.runtime_data = runtime
+    gateway_device = dr.async_get(hass).async_get_or_create(
+        config_entry_id=entry.entry_id,
+        identifiers={(DOMAIN, runtime.gateway.key)},
+        manufacturer=MANUFACTURER,
+        model=entry.data[CONF_PRODUCT_ID],
+        model_id=entry.data[CONF_PRODUCT_ID],
+        name=entry.title,
+        serial_number=runtime.gateway.key,
+    )
+    runtime.gateway_device_id = gateway_device.id
+    await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
+    entry.async_on_unload(entry.add_update_listener(_async_entry_updated))
+    return True
+
+
+async def _async_entry_updated(hass: HomeAssistant, entry: TencentIotConfigEntry) -> None:
+    """Options or connection data changed: reload. Only subentries changed: apply them live."""
+    runtime = entry.runtime_data
+    if dict(entry.options) != runtime.options or dict(entry.data) != runtime.data:
+        hass.config_entries.async_schedule_reload(entry.entry_id)
+        return
+    await runtime.async_sync_sub_devices()
+
+
+async def async_unload_entry(hass: HomeAssistant, entry: TencentIotConfigEntry) -> bool:
+    """Close the MQTT session; downloads stop where they can resume."""
+    unloaded = await hass.config_entries.async_unload_platforms(entry, PLATFORMS)
+    if unloaded:
+        await entry.runtime_data.async_stop()
+    return unloaded
+
+
+async def async_remove_entry(hass: HomeAssistant, entry: TencentIotConfigEntry) -> None:
+    """Delete the entry's stores and cached firmware."""
+    for what in ("ota", "downloads"):
+        await Store[dict[str, object]](hass, STORAGE_VERSION, store_key(entry.entry_id, what)).async_remove()
+    directory = cache_directory(hass, entry.entry_id).parent
+    await hass.async_add_executor_job(shutil.rmtree, directory, True)

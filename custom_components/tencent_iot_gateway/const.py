@@ -1,5 +1,84 @@
-"""Constants of the integration."""
+"""Constants of the integration: one place for every key, default and name the HA layer uses."""
 
+from __future__ import annotations
+
+from enum import StrEnum
 from typing import Final
 
 DOMAIN: Final = "tencent_iot_gateway"
+
+# -- config entry data (exactly these keys) ----------------------------------------------------------------
+CONF_REGION: Final = "region"
+CONF_PRODUCT_ID: Final = "product_id"
+CONF_DEVICE_NAME: Final = "device_name"
+
+
+class SecretKey(StrEnum):
+    """The data keys that hold secrets (an enum, so no secret-looking name is bound to a literal)."""
+
+    DEVICE = "device_secret"
+    PRODUCT = "product_secret"
+
+
+CONF_DEVICE_SECRET: Final = SecretKey.DEVICE
+CONF_PRODUCT_SECRET: Final = SecretKey.PRODUCT
+CONF_HOST: Final = "host"
+CONF_PORT: Final = "port"
+CONF_TLS: Final = "tls"
+CONF_CA_CERT: Final = "ca_cert"
+
+# Asked by the custom step only when a product secret is given; never stored (see config_flow.py).
+CONF_REGISTRATION_URL: Final = "registration_url"
+
+# -- options ---------------------------------------------------------------------------------------------
+CONF_INSTALL_POLICY: Final = "install_policy"
+CONF_MAX_DOWNLOADS: Final = "max_downloads"
+CONF_MAX_FLASHES: Final = "max_flashes"
+CONF_MAX_FIRMWARE_SIZE_MIB: Final = "max_firmware_size_mib"
+
+DEFAULT_MAX_DOWNLOADS: Final = 2
+DEFAULT_MAX_FLASHES: Final = 2
+DEFAULT_MAX_FIRMWARE_SIZE_MIB: Final = 512
+MAX_PARALLEL: Final = 16
+MAX_FIRMWARE_SIZE_MIB_LIMIT: Final = 4096
+MIB: Final = 1024 * 1024
+
+
+class InstallPolicy(StrEnum):
+    """When a pushed firmware is installed."""
+
+    MANUAL = "manual"
+    """Wait for the user or an automation (`update.install`)."""
+
+    AUTO = "auto"
+    """Install as soon as the cloud pushes it, as Tencent's sample gateway does."""
+
+
+DEFAULT_INSTALL_POLICY: Final = InstallPolicy.MANUAL
+
+# -- sub-devices (config subentries) ---------------------------------------------------------------------
+SUBENTRY_SUB_DEVICE: Final = "sub_device"
+CONF_INSTALLED_VERSION: Final = "installed_version"
+CONF_FLASHER: Final = "flasher"
+CONF_FLASHER_KIND: Final = "flasher_kind"
+FLASHER_NONE: Final = "none"
+DEFAULT_INSTALLED_VERSION: Final = "0.0.0"
+
+# -- storage ---------------------------------------------------------------------------------------------
+STORAGE_VERSION: Final = 1
+FIRMWARE_CACHE_DIR: Final = "firmware"
+
+# -- events and actions ----------------------------------------------------------------------------------
+EVENT_OTA: Final = f"{DOMAIN}_ota"
+EVENT_FLASH_REQUEST: Final = f"{DOMAIN}_flash_request"
+
+SERVICE_SET_INSTALLED_VERSION: Final = "set_installed_version"
+SERVICE_CANCEL_UPDATE: Final = "cancel_update"
+SERVICE_CHECK_FOR_UPDATE: Final = "check_for_update"
+SERVICE_COMPLETE_FLASH: Final = "complete_flash"
+
+# -- dispatcher signals ----------------------------------------------------------------------------------
+SIGNAL_JOB: Final = f"{DOMAIN}_job_{{entry_id}}_{{device}}"
+SIGNAL_CONNECTION: Final = f"{DOMAIN}_connection_{{entry_id}}"
+CONF_UNBIND_ON_REMOVE: Final = "unbind_on_remove"
+MANUFACTURER: Final = "Tencent Cloud IoT"

@@ -1,0 +1,485 @@
+"""Config flow: one entry per gateway, connected and logged in before it is created.
+
+Steps: `user` (region, ids, one of the two secrets) → `custom` (host, port, TLS, CA) for a private deployment
+→ dynamic registration when a product secret was given → a real MQTT login. The product secret is used once
+and never stored: the device secret it yields is what the entry keeps. Re-authentication asks for a new
+secret and tests it before saving; reconfigure changes where the broker is (region, host, port, TLS, CA).
+Options: the install policy, parallel downloads and flashes, the largest firmware accepted. Sub-devices are
+config subentries (see subentry_flow.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+import logging
+from typing import Any
+
+from homeassistant.config_entries import (
+    ConfigEntry,
+    ConfigFlow,
+    ConfigFlowResult,
+    ConfigSubentryFlow,
+    OptionsFlow,
+)
+from homeassistant.core import callback
+from homeassistant.helpers.aiohttp_client import async_get_clientsession
+from homeassistant.helpers.selector import (
+    BooleanSelector,
+    NumberSelector,
+    NumberSelectorConfig,
+    NumberSelectorMode,
+    SelectSelector,
+    SelectSelectorConfig,
+    SelectSelectorMode,
+    TextSelector,
+    TextSelectorConfig,
+    TextSelectorType,
+)
+import probatio as vol
+
+from .const import (
+    CONF_CA_CERT,
+    CONF_DEVICE_NAME,
+    CONF_DEVICE_SECRET,
+    CONF_HOST,
+    CONF_INSTALL_POLICY,
+    CONF_MAX_DOWNLOADS,
+    CONF_MAX_FIRMWARE_SIZE_MIB,
+    CONF_MAX_FLASHES,
+    CONF_PORT,
+    CONF_PRODUCT_ID,
+    CONF_PRODUCT_SECRET,
+    CONF_REGION,
+    CONF_REGISTRATION_URL,
+    CONF_TLS,
+    DEFAULT_INSTALL_POLICY,
+    DEFAULT_MAX_DOWNLOADS,
+    DEFAULT_MAX_FIRMWARE_SIZE_MIB,
+    DEFAULT_MAX_FLASHES,
+    DOMAIN,
+    MAX_FIRMWARE_SIZE_MIB_LIMIT,
+    MAX_PARALLEL,
+    SUBENTRY_SUB_DEVICE,
+    InstallPolicy,
+)
+from .engine.endpoints import MQTT_TLS_PORT, Region
+from .engine.errors import AuthenticationError, CannotConnectError, InvalidFieldError
+from .subentry_flow import SubDeviceSubentryFlow
+from .validation import (
+    RegistrationError,
+    RegistrationUnreachableError,
+    async_check_login,
+    async_register_device,
+    check_ca_pem,
+    check_device_secret,
+    device_id_from,
+    endpoint_from,
+    registration_url_for,
+)
+
+_LOGGER = logging.getLogger(__name__)
+
+_PASSWORD = TextSelector(TextSelectorConfig(type=TextSelectorType.PASSWORD))
+_TEXT = TextSelector()
+_MULTILINE = TextSelector(TextSelectorConfig(multiline=True))
+_REGION = SelectSelector(
+    SelectSelectorConfig(
+        options=[region.value for region in Region],
+        translation_key=CONF_REGION,
+        mode=SelectSelectorMode.DROPDOWN,
+    )
+)
+_CUSTOM_KEYS = (CONF_HOST, CONF_PORT, CONF_TLS, CONF_CA_CERT)
+# Errors the custom step's fields can fix ("custom" = a connection problem with the custom broker).
+_CUSTOM_FIXABLE = frozenset({CONF_HOST, CONF_PORT, CONF_CA_CERT, CONF_REGISTRATION_URL, "custom"})
+
+USER_SCHEMA = vol.Schema(
+    {
+        vol.Required(CONF_REGION, default=Region.CHINA.value): _REGION,
+        vol.Required(CONF_PRODUCT_ID): _TEXT,
+        vol.Required(CONF_DEVICE_NAME): _TEXT,
+        vol.Optional(CONF_DEVICE_SECRET): _PASSWORD,
+        vol.Optional(CONF_PRODUCT_SECRET): _PASSWORD,
+    }
+)
+SECRET_SCHEMA = vol.Schema(
+    {vol.Optional(CONF_DEVICE_SECRET): _PASSWORD, vol.Optional(CONF_PRODUCT_SECRET): _PASSWORD}
+)
+REGION_SCHEMA = vol.Schema({vol.Required(CONF_REGION): _REGION})
+
+
+def _custom_schema(*, with_registration: bool) -> vol.Schema:
+    fields: dict[vol.Marker, Any] = {
+        vol.Required(CONF_HOST): _TEXT,
+        vol.Required(CONF_PORT, default=MQTT_TLS_PORT): NumberSelector(
+            NumberSelectorConfig(min=1, max=65535, step=1, mode=NumberSelectorMode.BOX)
+        ),
+        vol.Required(CONF_TLS, default=True): BooleanSelector(),
+        vol.Optional(CONF_CA_CERT): _MULTILINE,
+    }
+    if with_registration:
+        fields[vol.Optional(CONF_REGISTRATION_URL)] = _TEXT
+    return vol.Schema(fields)
+
+
+class FlowError(Exception):
+    """A form error: `field` ("base" for the whole form), a translation key, and its placeholders."""
+
+    def __init__(self, field: str, key: str, placeholders: dict[str, str] | None = None) -> None:
+        super().__init__(key)
+        self.field = field
+        self.key = key
+        self.placeholders = placeholders or {}
+
+
+def _field_error(err: InvalidFieldError) -> FlowError:
+    """`invalid_<field>` on that field, with the engine's reason (it never quotes a secret)."""
+    field = err.field if err.field in _KNOWN_FIELDS else "base"
+    return FlowError(
+        field, f"invalid_{err.field}" if field != "base" else "invalid_field", {"reason": err.reason}
+    )
+
+
+_KNOWN_FIELDS = frozenset(
+    {
+        CONF_REGION,
+        CONF_PRODUCT_ID,
+        CONF_DEVICE_NAME,
+        CONF_DEVICE_SECRET,
+        CONF_PRODUCT_SECRET,
+        CONF_HOST,
+        CONF_PORT,
+        CONF_CA_CERT,
+        CONF_REGISTRATION_URL,
+    }
+)
+
+
+def _normalise_custom(user_input: Mapping[str, Any]) -> dict[str, Any]:
+    """The custom step's input as stored: trimmed host, int port, bool TLS, validated PEM (or none)."""
+    data: dict[str, Any] = {
+        CONF_HOST: str(user_input[CONF_HOST]).strip(),
+        CONF_PORT: int(user_input[CONF_PORT]),
+        CONF_TLS: bool(user_input[CONF_TLS]),
+    }
+    ca_pem = check_ca_pem(user_input.get(CONF_CA_CERT))
+    if ca_pem is not None:
+        data[CONF_CA_CERT] = ca_pem
+    return data
+
+
+def _pick_secret(user_input: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """Exactly one of (device secret, product secret), validated enough to sign with."""
+    device_secret = str(user_input.get(CONF_DEVICE_SECRET) or "").strip() or None
+    product_secret = str(user_input.get(CONF_PRODUCT_SECRET) or "").strip() or None
+    if (device_secret is None) == (product_secret is None):
+        raise FlowError("base", "one_secret")
+    if device_secret is not None:
+        check_device_secret(device_secret)
+    elif product_secret is not None and (len(product_secret) < 16 or not product_secret.isascii()):
+        raise InvalidFieldError(CONF_PRODUCT_SECRET, "must be at least 16 ASCII characters")
+    return device_secret, product_secret
+
+
+class TencentIotConfigFlow(ConfigFlow, domain=DOMAIN):
+    """Adds a gateway."""
+
+    VERSION = 1
+    MINOR_VERSION = 1
+
+    def __init__(self) -> None:
+        """Start with nothing entered."""
+        self._data: dict[str, Any] = {}
+        self._product_secret: str | None = None
+        self._user_input: dict[str, Any] = {}
+
+    @staticmethod
+    @callback
+    def async_get_options_flow(config_entry: ConfigEntry) -> OptionsFlow:
+        """Install policy and job limits."""
+        return GatewayOptionsFlow()
+
+    @classmethod
+    @callback
+    def async_get_supported_subentry_types(
+        cls, config_entry: ConfigEntry
+    ) -> dict[str, type[ConfigSubentryFlow]]:
+        """Sub-devices are subentries of their gateway."""
+        return {SUBENTRY_SUB_DEVICE: SubDeviceSubentryFlow}
+
+    # -- adding a gateway ---------------------------------------------------------------------------------
+
+    async def async_step_user(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """Region, ids and a secret."""
+        errors: dict[str, str] = {}
+        placeholders: dict[str, str] = {}
+        if user_input is not None:
+            self._user_input = dict(user_input)
+            try:
+                device = device_id_from(user_input)
+                device_secret, self._product_secret = _pick_secret(user_input)
+            except InvalidFieldError as err:
+                error = _field_error(err)
+                errors[error.field] = error.key
+                placeholders = error.placeholders
+            except FlowError as err:
+                errors[err.field] = err.key
+            else:
+                await self.async_set_unique_id(device.key)
+                self._abort_if_unique_id_configured()
+                self._data = {
+                    CONF_REGION: user_input[CONF_REGION],
+                    CONF_PRODUCT_ID: device.product_id,
+                    CONF_DEVICE_NAME: device.device_name,
+                }
+                if device_secret is not None:
+                    self._data[CONF_DEVICE_SECRET] = device_secret
+                if user_input[CONF_REGION] == Region.CUSTOM:
+                    return await self.async_step_custom()
+                return await self._async_finish("user")
+        return self._show_user_form(errors, placeholders)
+
+    async def async_step_custom(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """Where a private deployment's broker is."""
+        errors: dict[str, str] = {}
+        placeholders: dict[str, str] = {}
+        if user_input is not None:
+            try:
+                custom = _normalise_custom(user_input)
+                endpoint_from(self._data | custom | {CONF_REGION: Region.CUSTOM.value})
+            except InvalidFieldError as err:
+                error = _field_error(err)
+                errors[error.field] = error.key
+                placeholders = error.placeholders
+            else:
+                self._data |= custom
+                if CONF_REGISTRATION_URL in user_input:
+                    self._user_input[CONF_REGISTRATION_URL] = user_input[CONF_REGISTRATION_URL]
+                return await self._async_finish("custom")
+        return self.async_show_form(
+            step_id="custom",
+            data_schema=self.add_suggested_values_to_schema(
+                _custom_schema(with_registration=self._product_secret is not None), user_input or {}
+            ),
+            errors=errors,
+            description_placeholders=placeholders,
+        )
+
+    def _show_user_form(self, errors: dict[str, str], placeholders: dict[str, str]) -> ConfigFlowResult:
+        suggested = {
+            k: v for k, v in self._user_input.items() if k not in (CONF_DEVICE_SECRET, CONF_PRODUCT_SECRET)
+        }
+        return self.async_show_form(
+            step_id="user",
+            data_schema=self.add_suggested_values_to_schema(USER_SCHEMA, suggested),
+            errors=errors,
+            description_placeholders=placeholders,
+        )
+
+    async def _async_finish(self, step: str) -> ConfigFlowResult:
+        """Register if needed, log in, create the entry; on failure show the form that can fix it."""
+        try:
+            await self._async_obtain_secret_and_login(self._data)
+        except FlowError as err:
+            on_custom_form = step == "custom" and err.field in _CUSTOM_FIXABLE
+            field = "base" if err.field == "custom" else err.field
+            if not on_custom_form:
+                return self._show_user_form({field: err.key}, err.placeholders)
+            suggested = {
+                key: value
+                for key, value in (self._data | self._user_input).items()
+                if key in (*_CUSTOM_KEYS, CONF_REGISTRATION_URL)
+            }
+            return self.async_show_form(
+                step_id="custom",
+                data_schema=self.add_suggested_values_to_schema(
+                    _custom_schema(with_registration=self._product_secret is not None), suggested
+                ),
+                errors={field: err.key},
+                description_placeholders=err.placeholders,
+            )
+        title = f"{self._data[CONF_DEVICE_NAME]} ({self._data[CONF_PRODUCT_ID]})"
+        return self.async_create_entry(title=title, data=self._data)
+
+    async def _async_obtain_secret_and_login(self, data: dict[str, Any]) -> None:
+        """Fill `data[device_secret]` (registering when given a product secret) and log in with it.
+
+        Raises `FlowError`: its field is "custom" for a connection problem that the custom step can fix.
+        """
+        device = device_id_from(data)
+        custom = data[CONF_REGION] == Region.CUSTOM
+        try:
+            endpoint = endpoint_from(data)
+            if self._product_secret is not None:
+                url = registration_url_for(
+                    data | {CONF_REGISTRATION_URL: self._user_input.get(CONF_REGISTRATION_URL)}
+                )
+                data[CONF_DEVICE_SECRET] = await async_register_device(
+                    async_get_clientsession(self.hass),
+                    url,
+                    device,
+                    self._product_secret,
+                    ca_pem=endpoint.ca_pem,
+                )
+            await async_check_login(endpoint, device, data[CONF_DEVICE_SECRET])
+        except InvalidFieldError as err:
+            raise _field_error(err) from None
+        except RegistrationUnreachableError as err:
+            field = CONF_REGISTRATION_URL if custom else "base"
+            raise FlowError(field, "registration_unreachable", {"reason": str(err)}) from None
+        except RegistrationError as err:
+            raise FlowError("base", "registration_failed", {"reason": err.message}) from None
+        except AuthenticationError:
+            raise FlowError("base", "invalid_auth") from None
+        except CannotConnectError as err:
+            _LOGGER.debug("Cannot connect to the broker: %s", err)
+            raise FlowError("custom" if custom else "base", "cannot_connect", {"reason": str(err)}) from None
+
+    # -- re-authentication --------------------------------------------------------------------------------
+
+    async def async_step_reauth(self, entry_data: Mapping[str, Any]) -> ConfigFlowResult:
+        """The broker refused the stored secret."""
+        return await self.async_step_reauth_confirm()
+
+    async def async_step_reauth_confirm(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """Ask for a new secret and log in with it before saving it."""
+        entry = self._get_reauth_entry()
+        errors: dict[str, str] = {}
+        placeholders = {"gateway": entry.title}
+        if user_input is not None:
+            data = dict(entry.data)
+            try:
+                device_secret, self._product_secret = _pick_secret(user_input)
+                if device_secret is not None:
+                    data[CONF_DEVICE_SECRET] = device_secret
+                await self._async_obtain_secret_and_login(data)
+            except InvalidFieldError as err:
+                error = _field_error(err)
+                errors[error.field] = error.key
+                placeholders |= error.placeholders
+            except FlowError as err:
+                errors["base" if err.field == "custom" else err.field] = err.key
+                placeholders |= err.placeholders
+            else:
+                return self.async_update_reload_and_abort(
+                    entry, data_updates={CONF_DEVICE_SECRET: data[CONF_DEVICE_SECRET]}
+                )
+        return self.async_show_form(
+            step_id="reauth_confirm",
+            data_schema=SECRET_SCHEMA,
+            errors=errors,
+            description_placeholders=placeholders,
+        )
+
+    # -- reconfigure --------------------------------------------------------------------------------------
+
+    async def async_step_reconfigure(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """Change the region (then the custom broker, if custom)."""
+        entry = self._get_reconfigure_entry()
+        errors: dict[str, str] = {}
+        placeholders: dict[str, str] = {}
+        if user_input is not None:
+            self._data = {k: v for k, v in entry.data.items() if k not in _CUSTOM_KEYS}
+            self._data[CONF_REGION] = user_input[CONF_REGION]
+            if user_input[CONF_REGION] == Region.CUSTOM:
+                return await self.async_step_reconfigure_custom()
+            try:
+                await self._async_obtain_secret_and_login(self._data)
+            except FlowError as err:
+                errors["base" if err.field == "custom" else err.field] = err.key
+                placeholders = err.placeholders
+            else:
+                return self.async_update_reload_and_abort(entry, data=self._data)
+        return self.async_show_form(
+            step_id="reconfigure",
+            data_schema=self.add_suggested_values_to_schema(REGION_SCHEMA, user_input or dict(entry.data)),
+            errors=errors,
+            description_placeholders=placeholders,
+        )
+
+    async def async_step_reconfigure_custom(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Host, port, TLS and CA of a private deployment."""
+        entry = self._get_reconfigure_entry()
+        errors: dict[str, str] = {}
+        placeholders: dict[str, str] = {}
+        if user_input is not None:
+            try:
+                data = self._data | _normalise_custom(user_input)
+                await self._async_obtain_secret_and_login(data)
+            except InvalidFieldError as err:
+                error = _field_error(err)
+                errors[error.field] = error.key
+                placeholders = error.placeholders
+            except FlowError as err:
+                errors["base" if err.field == "custom" else err.field] = err.key
+                placeholders = err.placeholders
+            else:
+                return self.async_update_reload_and_abort(entry, data=data)
+        return self.async_show_form(
+            step_id="reconfigure_custom",
+            data_schema=self.add_suggested_values_to_schema(
+                _custom_schema(with_registration=False), user_input or dict(entry.data)
+            ),
+            errors=errors,
+            description_placeholders=placeholders,
+        )
+
+
+class GatewayOptionsFlow(OptionsFlow):
+    """Install policy, parallel downloads and flashes, largest firmware accepted.
+
+    Not `OptionsFlowWithReload`: the entry's update listener already reloads when the options change (it
+    also applies sub-device changes without a reload, which that class forbids).
+    """
+
+    async def async_step_init(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """One form."""
+        if user_input is not None:
+            return self.async_create_entry(
+                data={
+                    CONF_INSTALL_POLICY: user_input[CONF_INSTALL_POLICY],
+                    CONF_MAX_DOWNLOADS: int(user_input[CONF_MAX_DOWNLOADS]),
+                    CONF_MAX_FLASHES: int(user_input[CONF_MAX_FLASHES]),
+                    CONF_MAX_FIRMWARE_SIZE_MIB: int(user_input[CONF_MAX_FIRMWARE_SIZE_MIB]),
+                }
+            )
+        options = self.config_entry.options
+        schema = vol.Schema(
+            {
+                vol.Required(
+                    CONF_INSTALL_POLICY,
+                    default=options.get(CONF_INSTALL_POLICY, DEFAULT_INSTALL_POLICY.value),
+                ): SelectSelector(
+                    SelectSelectorConfig(
+                        options=[policy.value for policy in InstallPolicy],
+                        translation_key=CONF_INSTALL_POLICY,
+                        mode=SelectSelectorMode.LIST,
+                    )
+                ),
+                vol.Required(
+                    CONF_MAX_DOWNLOADS, default=options.get(CONF_MAX_DOWNLOADS, DEFAULT_MAX_DOWNLOADS)
+                ): NumberSelector(
+                    NumberSelectorConfig(min=1, max=MAX_PARALLEL, step=1, mode=NumberSelectorMode.BOX)
+                ),
+                vol.Required(
+                    CONF_MAX_FLASHES, default=options.get(CONF_MAX_FLASHES, DEFAULT_MAX_FLASHES)
+                ): NumberSelector(
+                    NumberSelectorConfig(min=1, max=MAX_PARALLEL, step=1, mode=NumberSelectorMode.BOX)
+                ),
+                vol.Required(
+                    CONF_MAX_FIRMWARE_SIZE_MIB,
+                    default=options.get(CONF_MAX_FIRMWARE_SIZE_MIB, DEFAULT_MAX_FIRMWARE_SIZE_MIB),
+                ): NumberSelector(
+                    NumberSelectorConfig(
+                        min=1,
+                        max=MAX_FIRMWARE_SIZE_MIB_LIMIT,
+                        step=1,
+                        unit_of_measurement="MiB",
+                        mode=NumberSelectorMode.BOX,
+                    )
+                ),
+            }
+        )
+        return self.async_show_form(step_id="init", data_schema=schema)

@@ -1,0 +1,401 @@
+"""One gateway at run time: the engine, its parts, and the bridge from engine events to entities.
+
+The engine is push-driven (no polling), so instead of a `DataUpdateCoordinator` this object keeps the latest
+state the engine reported (connection, per-device online result and job snapshot) and calls the listeners of
+the entities concerned. Sub-devices come from the entry's config subentries; `async_sync_sub_devices`
+applies their changes to the running engine without a reload.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass, field
+import logging
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from homeassistant.config_entries import ConfigEntry, ConfigSubentry
+from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
+from homeassistant.helpers import device_registry as dr
+from homeassistant.helpers.aiohttp_client import async_get_clientsession
+from homeassistant.helpers.storage import Store
+
+from .const import (
+    CONF_DEVICE_NAME,
+    CONF_DEVICE_SECRET,
+    CONF_FLASHER,
+    CONF_INSTALL_POLICY,
+    CONF_INSTALLED_VERSION,
+    CONF_MAX_DOWNLOADS,
+    CONF_MAX_FIRMWARE_SIZE_MIB,
+    CONF_MAX_FLASHES,
+    CONF_PRODUCT_ID,
+    CONF_UNBIND_ON_REMOVE,
+    DEFAULT_INSTALL_POLICY,
+    DEFAULT_INSTALLED_VERSION,
+    DEFAULT_MAX_DOWNLOADS,
+    DEFAULT_MAX_FIRMWARE_SIZE_MIB,
+    DEFAULT_MAX_FLASHES,
+    DOMAIN,
+    FIRMWARE_CACHE_DIR,
+    MIB,
+    STORAGE_VERSION,
+    SUBENTRY_SUB_DEVICE,
+    InstallPolicy,
+)
+from .engine.download import Downloader
+from .engine.errors import InvalidFieldError, TencentIotError
+from .engine.firmware_cache import FirmwareCache
+from .engine.flashers import Flasher
+from .engine.gateway import AllUnbound, SubDevicesChanged
+from .engine.gateway_engine import (
+    AuthenticationFailed,
+    ConnectionChanged,
+    EngineEvent,
+    GatewayEngine,
+    SubDevice,
+    SubDeviceStatus,
+)
+from .engine.identity import DeviceId
+from .engine.ota_jobs import JobSnapshot, JobState, OtaSettings
+from .flashers import flasher_from_settings
+from .validation import device_id_from, endpoint_from
+
+_LOGGER = logging.getLogger(__name__)
+
+type TencentIotConfigEntry = ConfigEntry[GatewayRuntime]
+
+
+@dataclass(frozen=True, slots=True)
+class SubDeviceConfig:
+    """A sub-device as its subentry describes it."""
+
+    subentry_id: str
+    device: DeviceId
+    installed_version: str
+    secret: str | None
+    flasher: Mapping[str, Any] | None
+    unbind_on_remove: bool
+
+    def __repr__(self) -> str:
+        """The secret stays out of logs."""
+        return f"SubDeviceConfig({self.device}, subentry={self.subentry_id})"
+
+    @classmethod
+    def from_subentry(cls, subentry_id: str, data: Mapping[str, Any]) -> SubDeviceConfig:
+        """Parse a subentry's data (raises `InvalidFieldError`)."""
+        flasher = data.get(CONF_FLASHER)
+        return cls(
+            subentry_id=subentry_id,
+            device=device_id_from(data),
+            installed_version=str(data.get(CONF_INSTALLED_VERSION) or DEFAULT_INSTALLED_VERSION),
+            secret=data.get(CONF_DEVICE_SECRET) or None,
+            flasher=flasher if isinstance(flasher, Mapping) else None,
+            unbind_on_remove=bool(data.get(CONF_UNBIND_ON_REMOVE, False)),
+        )
+
+
+def sub_device_configs(entry: ConfigEntry) -> dict[DeviceId, SubDeviceConfig]:
+    """Every valid sub-device subentry of an entry (an invalid one is logged and skipped)."""
+    configs: dict[DeviceId, SubDeviceConfig] = {}
+    for subentry_id, subentry in entry.subentries.items():
+        if subentry.subentry_type != SUBENTRY_SUB_DEVICE:
+            continue
+        try:
+            config = SubDeviceConfig.from_subentry(subentry_id, subentry.data)
+        except InvalidFieldError as err:
+            _LOGGER.error("Ignoring sub-device %s: %s", subentry.title, err)
+            continue
+        configs[config.device] = config
+    return configs
+
+
+def ota_settings(options: Mapping[str, Any]) -> OtaSettings:
+    """The scheduler settings the options ask for."""
+    return OtaSettings(
+        max_downloads=int(options.get(CONF_MAX_DOWNLOADS, DEFAULT_MAX_DOWNLOADS)),
+        max_flashes=int(options.get(CONF_MAX_FLASHES, DEFAULT_MAX_FLASHES)),
+        max_firmware_size=int(options.get(CONF_MAX_FIRMWARE_SIZE_MIB, DEFAULT_MAX_FIRMWARE_SIZE_MIB)) * MIB,
+    )
+
+
+def store_key(entry_id: str, what: str) -> str:
+    """The HA storage key of one of an entry's stores."""
+    return f"{DOMAIN}.{entry_id}.{what}"
+
+
+def cache_directory(hass: HomeAssistant, entry_id: str) -> Path:
+    """Where an entry's firmware images are kept (HA's cache folder: not backed up, can be rebuilt)."""
+    return Path(hass.config.cache_path(DOMAIN, entry_id, FIRMWARE_CACHE_DIR))
+
+
+@dataclass
+class _DeviceState:
+    """What the entities of one sub-device show."""
+
+    snapshot: JobSnapshot
+    online: bool = False
+    result: int | None = None
+    listeners: list[CALLBACK_TYPE] = field(default_factory=list)
+    was_available: bool | None = None
+
+
+class GatewayRuntime:
+    """The running gateway of one config entry (its `runtime_data`)."""
+
+    def __init__(self, hass: HomeAssistant, entry: TencentIotConfigEntry) -> None:
+        """Build the engine and its parts; nothing connects before `async_start`."""
+        self.hass = hass
+        self.entry = entry
+        self.gateway = device_id_from(entry.data)
+        self.options = dict(entry.options)
+        self.data = dict(entry.data)
+        session = async_get_clientsession(hass)
+        self._session = session
+        self.cache = FirmwareCache(cache_directory(hass, entry.entry_id))
+        self.ota_store: Store[dict[str, Any]] = Store(hass, STORAGE_VERSION, store_key(entry.entry_id, "ota"))
+        self.download_store: Store[dict[str, Any]] = Store(
+            hass, STORAGE_VERSION, store_key(entry.entry_id, "downloads")
+        )
+        self.downloader = Downloader(session, self.cache, self.download_store)
+        self.configs = sub_device_configs(entry)
+        self._flashers: dict[DeviceId, Flasher] = {}
+        for config in self.configs.values():
+            self._build_flasher(config)
+        self._devices: dict[DeviceId, _DeviceState] = {}
+        self._connection_listeners: list[CALLBACK_TYPE] = []
+        self._new_device_listeners: list[Callable[[SubDeviceConfig], None]] = []
+        self.connected = False
+        self.gateway_device_id: str | None = None
+        self._background: set[asyncio.Task[None]] = set()
+        self.engine = GatewayEngine(
+            endpoint=endpoint_from(entry.data),
+            gateway=self.gateway,
+            device_secret=entry.data[CONF_DEVICE_SECRET],
+            downloader=self.downloader,
+            cache=self.cache,
+            store=self.ota_store,
+            flasher_for=self._flashers.get,
+            auto_install=self._auto_install,
+            on_event=self._on_event,
+            settings=ota_settings(entry.options),
+        )
+
+    # -- life cycle ---------------------------------------------------------------------------------------
+
+    async def async_start(self) -> None:
+        """Connect; raises the engine's `AuthenticationError` / `CannotConnectError`."""
+        subs = [SubDevice(c.device, c.installed_version, c.secret) for c in self.configs.values()]
+        await self.engine.start(subs)
+
+    async def async_stop(self) -> None:
+        """Disconnect, keeping what can resume."""
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        await self.engine.stop()
+        self._set_connected(False)
+
+    def _run_in_background(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        task = self.entry.async_create_background_task(self.hass, coro, name)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    @property
+    def install_policy(self) -> InstallPolicy:
+        """The options' install policy."""
+        return InstallPolicy(self.options.get(CONF_INSTALL_POLICY, DEFAULT_INSTALL_POLICY))
+
+    def _auto_install(self, device: DeviceId) -> bool:
+        return self.install_policy is InstallPolicy.AUTO and device in self._flashers
+
+    def _build_flasher(self, config: SubDeviceConfig) -> None:
+        self._flashers.pop(config.device, None)
+        if config.flasher is None:
+            return
+        try:
+            self._flashers[config.device] = flasher_from_settings(config.flasher, self._session)
+        except InvalidFieldError as err:
+            _LOGGER.error("The flasher of %s is not usable: %s", config.device, err)
+
+    def has_flasher(self, device: DeviceId) -> bool:
+        """Whether a sub-device can be updated from HA."""
+        return device in self._flashers
+
+    # -- sub-devices --------------------------------------------------------------------------------------
+
+    async def async_sync_sub_devices(self) -> None:
+        """Apply added, edited and removed subentries to the running engine."""
+        wanted = sub_device_configs(self.entry)
+        for device, old in list(self.configs.items()):
+            if device not in wanted:
+                del self.configs[device]
+                self._flashers.pop(device, None)
+                self._devices.pop(device, None)
+                await self.engine.remove_sub_device(device, unbind=old.unbind_on_remove)
+        for device, config in wanted.items():
+            old_config = self.configs.get(device)
+            self.configs[device] = config
+            self._build_flasher(config)
+            if old_config is None:
+                await self.engine.add_sub_device(SubDevice(device, config.installed_version, config.secret))
+                for listener in list(self._new_device_listeners):
+                    listener(config)
+            elif old_config.installed_version != config.installed_version:
+                await self.engine.ota.set_installed_version(device, config.installed_version)
+            self._notify(device)
+
+    @callback
+    def async_on_new_device(self, listener: Callable[[SubDeviceConfig], None]) -> CALLBACK_TYPE:
+        """Call `listener` for every sub-device added while running (platforms add its entities)."""
+        self._new_device_listeners.append(listener)
+        return lambda: self._new_device_listeners.remove(listener)
+
+    # -- state for entities -------------------------------------------------------------------------------
+
+    def snapshot(self, device: DeviceId) -> JobSnapshot:
+        """The latest job snapshot of a sub-device."""
+        state = self._devices.get(device)
+        if state is not None:
+            return state.snapshot
+        config = self.configs.get(device)
+        installed = config.installed_version if config is not None else DEFAULT_INSTALLED_VERSION
+        return JobSnapshot(device, JobState.IDLE, installed)
+
+    def is_online(self, device: DeviceId) -> bool:
+        """Whether the cloud accepted the sub-device's `online` (and the gateway is connected)."""
+        state = self._devices.get(device)
+        return self.connected and state is not None and state.online
+
+    @callback
+    def async_add_listener(self, device: DeviceId | None, listener: CALLBACK_TYPE) -> CALLBACK_TYPE:
+        """Call `listener` when the device's (or, for None, the connection's) state changes."""
+        listeners = self._connection_listeners if device is None else self._device_state(device).listeners
+        listeners.append(listener)
+
+        def remove() -> None:
+            if listener in listeners:
+                listeners.remove(listener)
+
+        return remove
+
+    def _device_state(self, device: DeviceId) -> _DeviceState:
+        state = self._devices.get(device)
+        if state is None:
+            state = self._devices[device] = _DeviceState(self.snapshot(device))
+        return state
+
+    def _notify(self, device: DeviceId) -> None:
+        state = self._devices.get(device)
+        if state is None:
+            return
+        self._log_availability(device, state)
+        for listener in list(state.listeners):
+            listener()
+
+    def _log_availability(self, device: DeviceId, state: _DeviceState) -> None:
+        """Log once when a sub-device becomes unavailable and once when it is back."""
+        available = self.is_online(device)
+        if state.was_available is None or available == state.was_available:
+            state.was_available = available if state.was_available is None else state.was_available
+            return
+        state.was_available = available
+        if available:
+            _LOGGER.info("Sub-device %s is available again", device)
+        elif not self.connected:
+            _LOGGER.info("Sub-device %s is unavailable: the gateway is disconnected", device)
+        else:
+            _LOGGER.info(
+                "Sub-device %s is unavailable: the cloud answered online with %s", device, state.result
+            )
+
+    def _update_sw_version(self, device: DeviceId, version: str) -> None:
+        registry = dr.async_get(self.hass)
+        entry = registry.async_get_device_by_identifier((DOMAIN, device.key), self.entry.entry_id)
+        if entry is not None and entry.sw_version != version:
+            registry.async_update_device(entry.id, sw_version=version)
+
+    def _set_connected(self, connected: bool) -> None:
+        if connected == self.connected:
+            return
+        self.connected = connected
+        for listener in list(self._connection_listeners):
+            listener()
+        for device in list(self._devices):
+            self._notify(device)
+
+    # -- engine events ------------------------------------------------------------------------------------
+
+    @callback
+    def _on_event(self, event: EngineEvent) -> None:
+        match event:
+            case JobSnapshot():
+                state = self._device_state(event.device)
+                previous, state.snapshot = state.snapshot, event
+                if previous.installed_version != event.installed_version:
+                    self._update_sw_version(event.device, event.installed_version)
+                self._notify(event.device)
+            case ConnectionChanged(connected):
+                self._set_connected(connected)
+                if connected:
+                    self._run_in_background(self._async_adopt_bound_devices(), "describe sub-devices")
+            case SubDeviceStatus(device, online, result):
+                state = self._device_state(device)
+                state.online, state.result = online, result
+                self._notify(device)
+            case AuthenticationFailed():
+                self._set_connected(False)
+                self.entry.async_start_reauth(self.hass)
+            case SubDevicesChanged(bound=True, devices=devices):
+                self._adopt(devices)
+            case SubDevicesChanged(bound=False, devices=devices):
+                self._drop(devices)
+            case AllUnbound():
+                self._drop(tuple(self.configs))
+
+    # -- dynamic and stale sub-devices --------------------------------------------------------------------
+
+    async def _async_adopt_bound_devices(self) -> None:
+        """Sub-devices the cloud lists as bound to this gateway appear on their own."""
+        try:
+            bound = await self.engine.operations.describe_sub_devices()
+        except TencentIotError as err:
+            _LOGGER.warning("Could not list the sub-devices bound to %s: %s", self.gateway, err)
+            return
+        self._adopt(tuple(bound))
+
+    @callback
+    def _adopt(self, devices: tuple[DeviceId, ...]) -> None:
+        known = {subentry.unique_id for subentry in self.entry.subentries.values()}
+        for device in devices:
+            if device.key in known or device == self.gateway:
+                continue
+            _LOGGER.info("Adding sub-device %s, bound to %s in the cloud", device, self.gateway)
+            self.hass.config_entries.async_add_subentry(
+                self.entry,
+                ConfigSubentry(
+                    data=MappingProxyType(
+                        {
+                            CONF_PRODUCT_ID: device.product_id,
+                            CONF_DEVICE_NAME: device.device_name,
+                            CONF_INSTALLED_VERSION: DEFAULT_INSTALLED_VERSION,
+                        }
+                    ),
+                    subentry_type=SUBENTRY_SUB_DEVICE,
+                    title=device.key,
+                    unique_id=device.key,
+                ),
+            )
+
+    @callback
+    def _drop(self, devices: tuple[DeviceId, ...]) -> None:
+        """Sub-devices unbound in the console go away (their subentry, device and entities)."""
+        keys = {device.key for device in devices}
+        for subentry_id, subentry in list(self.entry.subentries.items()):
+            if subentry.unique_id in keys:
+                _LOGGER.info(
+                    "Removing sub-device %s: unbound from %s in the cloud", subentry.title, self.gateway
+                )
+                self.hass.config_entries.async_remove_subentry(self.entry, subentry_id)

@@ -1,0 +1,384 @@
+"""The config flow, reauth, reconfigure and options, through HA's real flow manager against the emulator."""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+from unittest.mock import AsyncMock, patch
+
+from homeassistant.config_entries import SOURCE_RECONFIGURE, SOURCE_USER, ConfigEntry
+from homeassistant.core import HomeAssistant
+from homeassistant.data_entry_flow import FlowResultType
+import pytest
+
+from custom_components.tencent_iot_gateway.const import (
+    CONF_CA_CERT,
+    CONF_DEVICE_NAME,
+    CONF_DEVICE_SECRET,
+    CONF_HOST,
+    CONF_INSTALL_POLICY,
+    CONF_MAX_DOWNLOADS,
+    CONF_MAX_FIRMWARE_SIZE_MIB,
+    CONF_MAX_FLASHES,
+    CONF_PORT,
+    CONF_PRODUCT_ID,
+    CONF_PRODUCT_SECRET,
+    CONF_REGION,
+    CONF_REGISTRATION_URL,
+    CONF_TLS,
+    DOMAIN,
+)
+from custom_components.tencent_iot_gateway.engine.errors import CannotConnectError
+
+from .conftest import PRODUCT_SECRET, Gateway, add_entry
+
+WRONG_SECRET = "d3Jvbmctc2VjcmV0LXZhbHVl"  # valid base64, not the device's secret
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _user_input(gateway: Gateway, **overrides: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        CONF_REGION: "custom",
+        CONF_PRODUCT_ID: gateway.product_id,
+        CONF_DEVICE_NAME: gateway.device_name,
+        CONF_DEVICE_SECRET: gateway.secret,
+    }
+    data.update(overrides)
+    return {key: value for key, value in data.items() if value is not None}
+
+
+async def _start(hass: HomeAssistant) -> str:
+    result = await hass.config_entries.flow.async_init(DOMAIN, context={"source": SOURCE_USER})
+    assert result["type"] is FlowResultType.FORM
+    assert result["step_id"] == "user"
+    return str(result["flow_id"])
+
+
+async def _reauth(hass: HomeAssistant, entry: ConfigEntry) -> Any:
+    entry.async_start_reauth(hass)
+    await hass.async_block_till_done()
+    flows = hass.config_entries.flow.async_progress_by_handler(DOMAIN)
+    assert len(flows) == 1
+    return flows[0]
+
+
+async def _reconfigure(hass: HomeAssistant, entry: ConfigEntry) -> Any:
+    return await hass.config_entries.flow.async_init(
+        DOMAIN, context={"source": SOURCE_RECONFIGURE, "entry_id": entry.entry_id}
+    )
+
+
+async def _configure(hass: HomeAssistant, flow_id: str, data: dict[str, Any]) -> Any:
+    return await hass.config_entries.flow.async_configure(flow_id, data)
+
+
+async def test_custom_broker_creates_the_entry(
+    hass: HomeAssistant, gateway: Gateway, mock_setup_entry: AsyncMock
+) -> None:
+    """Ids + device secret, then the emulator's TLS broker with its CA: logged in, entry created."""
+    flow_id = await _start(hass)
+    result = await _configure(hass, flow_id, _user_input(gateway))
+    assert result["type"] is FlowResultType.FORM
+    assert result["step_id"] == "custom"
+    assert CONF_REGISTRATION_URL not in result["data_schema"].schema
+    result = await _configure(hass, flow_id, gateway.custom)
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert result["title"] == f"{gateway.device_name} ({gateway.product_id})"
+    assert result["data"] == gateway.entry_data | {CONF_CA_CERT: gateway.ca_pem.strip() + "\n"}
+    assert result["result"].unique_id == gateway.key
+    assert len(mock_setup_entry.mock_calls) == 1
+    device = await gateway.emulator.console.get_device(gateway.product_id, gateway.device_name)
+    assert device.online is False  # the flow's test login has left again
+
+
+async def test_wrong_secret_is_invalid_auth_then_fixed(
+    hass: HomeAssistant, gateway: Gateway, mock_setup_entry: AsyncMock
+) -> None:
+    """The broker refuses a wrong secret: invalid_auth on the user form, which can then fix it."""
+    flow_id = await _start(hass)
+    await _configure(hass, flow_id, _user_input(gateway, device_secret=WRONG_SECRET))
+    result = await _configure(hass, flow_id, gateway.custom)
+    assert result["type"] is FlowResultType.FORM
+    assert result["step_id"] == "user"
+    assert result["errors"] == {"base": "invalid_auth"}
+    result = await _configure(hass, flow_id, _user_input(gateway))
+    assert result["step_id"] == "custom"
+    result = await _configure(hass, flow_id, gateway.custom)
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+
+
+async def test_unreachable_broker_is_cannot_connect(
+    hass: HomeAssistant, gateway: Gateway, mock_setup_entry: AsyncMock
+) -> None:
+    """Nothing listens on the port: cannot_connect on the custom form, which can fix the port."""
+    flow_id = await _start(hass)
+    await _configure(hass, flow_id, _user_input(gateway))
+    result = await _configure(hass, flow_id, gateway.custom | {CONF_PORT: _free_port()})
+    assert result["type"] is FlowResultType.FORM
+    assert result["step_id"] == "custom"
+    assert result["errors"] == {"base": "cannot_connect"}
+    assert "reason" in result["description_placeholders"]
+    result = await _configure(hass, flow_id, gateway.custom)
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+
+
+async def test_untrusted_broker_is_cannot_connect(
+    hass: HomeAssistant, gateway: Gateway, mock_setup_entry: AsyncMock
+) -> None:
+    """Without the emulator's CA, Tencent's root does not trust the broker: cannot_connect."""
+    flow_id = await _start(hass)
+    await _configure(hass, flow_id, _user_input(gateway))
+    custom = {key: value for key, value in gateway.custom.items() if key != CONF_CA_CERT}
+    result = await _configure(hass, flow_id, custom)
+    assert result["errors"] == {"base": "cannot_connect"}
+
+
+async def test_bad_pem_is_a_field_error(
+    hass: HomeAssistant, gateway: Gateway, mock_setup_entry: AsyncMock
+) -> None:
+    """Text that is not a PEM certificate: invalid_ca_cert on that field, with the reason."""
+    flow_id = await _start(hass)
+    await _configure(hass, flow_id, _user_input(gateway))
+    result = await _configure(hass, flow_id, gateway.custom | {CONF_CA_CERT: "not a certificate"})
+    assert result["step_id"] == "custom"
+    assert result["errors"] == {CONF_CA_CERT: "invalid_ca_cert"}
+    assert "PEM" in result["description_placeholders"]["reason"]
+    mock_setup_entry.assert_not_called()
+
+
+async def test_bad_host_is_a_field_error(
+    hass: HomeAssistant, gateway: Gateway, mock_setup_entry: AsyncMock
+) -> None:
+    """A host with a path in it cannot be a host."""
+    flow_id = await _start(hass)
+    await _configure(hass, flow_id, _user_input(gateway))
+    result = await _configure(hass, flow_id, gateway.custom | {CONF_HOST: "mqtt://broker/x"})
+    assert result["errors"] == {CONF_HOST: "invalid_host"}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "errors"),
+    [
+        ({CONF_DEVICE_SECRET: "not base64!"}, {CONF_DEVICE_SECRET: "invalid_device_secret"}),
+        ({CONF_PRODUCT_ID: "WAY-TOO-LONG-ID"}, {CONF_PRODUCT_ID: "invalid_product_id"}),
+        ({CONF_DEVICE_NAME: "bad name"}, {CONF_DEVICE_NAME: "invalid_device_name"}),
+        ({CONF_DEVICE_SECRET: None}, {"base": "one_secret"}),
+        ({CONF_PRODUCT_SECRET: PRODUCT_SECRET}, {"base": "one_secret"}),
+        (
+            {CONF_DEVICE_SECRET: None, CONF_PRODUCT_SECRET: "short"},
+            {CONF_PRODUCT_SECRET: "invalid_product_secret"},
+        ),
+    ],
+)
+async def test_bad_fields_are_field_errors(
+    hass: HomeAssistant, gateway: Gateway, overrides: dict[str, Any], errors: dict[str, str]
+) -> None:
+    """Malformed ids and secrets are refused on the user form, naming the field, before any connection."""
+    flow_id = await _start(hass)
+    result = await _configure(hass, flow_id, _user_input(gateway, **overrides))
+    assert result["type"] is FlowResultType.FORM
+    assert result["step_id"] == "user"
+    assert result["errors"] == errors
+
+
+async def test_already_configured(hass: HomeAssistant, gateway: Gateway, mock_setup_entry: AsyncMock) -> None:
+    """A second entry for the same gateway aborts before connecting."""
+    await add_entry(hass, gateway.entry_data)
+    flow_id = await _start(hass)
+    result = await _configure(hass, flow_id, _user_input(gateway))
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "already_configured"
+
+
+async def test_dynamic_registration_on_a_custom_host(
+    hass: HomeAssistant, gateway: Gateway, mock_setup_entry: AsyncMock
+) -> None:
+    """A product secret: the device registers at the deployment's HTTPS URL, then logs in with its new secret."""
+    flow_id = await _start(hass)
+    result = await _configure(
+        hass,
+        flow_id,
+        _user_input(gateway, device_name="gw_new", device_secret=None, product_secret=PRODUCT_SECRET),
+    )
+    assert CONF_REGISTRATION_URL in result["data_schema"].schema
+    result = await _configure(
+        hass, flow_id, gateway.custom | {CONF_REGISTRATION_URL: gateway.emulator.https_url}
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    data = result["data"]
+    assert CONF_PRODUCT_SECRET not in data
+    assert CONF_REGISTRATION_URL not in data
+    status = await gateway.emulator.console.list_devices()
+    assert any(d.product_id == gateway.product_id and d.device_name == "gw_new" for d in status)
+    assert data[CONF_DEVICE_SECRET] != gateway.secret
+
+
+async def test_dynamic_registration_refused(
+    hass: HomeAssistant, gateway: Gateway, mock_setup_entry: AsyncMock
+) -> None:
+    """A wrong product secret: the cloud refuses, the user form says why."""
+    flow_id = await _start(hass)
+    await _configure(hass, flow_id, _user_input(gateway, device_secret=None, product_secret="X" * 24))
+    result = await _configure(
+        hass, flow_id, gateway.custom | {CONF_REGISTRATION_URL: gateway.emulator.https_url}
+    )
+    assert result["step_id"] == "user"
+    assert result["errors"] == {"base": "registration_failed"}
+    assert result["description_placeholders"]["reason"]
+
+
+async def test_dynamic_registration_unreachable(
+    hass: HomeAssistant, gateway: Gateway, mock_setup_entry: AsyncMock
+) -> None:
+    """No registration service at the URL (the default https://host): the custom form asks for one."""
+    flow_id = await _start(hass)
+    await _configure(hass, flow_id, _user_input(gateway, device_secret=None, product_secret=PRODUCT_SECRET))
+    result = await _configure(
+        hass, flow_id, gateway.custom | {CONF_REGISTRATION_URL: f"https://127.0.0.1:{_free_port()}"}
+    )
+    assert result["step_id"] == "custom"
+    assert result["errors"] == {CONF_REGISTRATION_URL: "registration_unreachable"}
+    result = await _configure(hass, flow_id, gateway.custom | {CONF_REGISTRATION_URL: "http://plain/"})
+    assert result["errors"] == {CONF_REGISTRATION_URL: "invalid_registration_url"}
+
+
+async def test_region_without_registration(hass: HomeAssistant, gateway: Gateway) -> None:
+    """Europe has no documented registration host: the product secret cannot be used there."""
+    flow_id = await _start(hass)
+    result = await _configure(
+        hass,
+        flow_id,
+        _user_input(gateway, region="europe", device_secret=None, product_secret=PRODUCT_SECRET),
+    )
+    assert result["step_id"] == "user"
+    assert result["errors"] == {CONF_REGION: "invalid_region"}
+
+
+async def test_tencent_region_uses_the_region_host(hass: HomeAssistant, mock_setup_entry: AsyncMock) -> None:
+    """A Tencent region needs no custom step; the login goes to the product's regional host.
+
+    Tencent's hosts are out of reach here, so the login itself is replaced (what it is given is checked).
+    """
+    login = AsyncMock(return_value=None)
+    with patch("custom_components.tencent_iot_gateway.config_flow.async_check_login", login):
+        flow_id = await _start(hass)
+        result = await _configure(
+            hass,
+            flow_id,
+            {
+                CONF_REGION: "us-east",
+                CONF_PRODUCT_ID: "ABCDEFGHIJ",
+                CONF_DEVICE_NAME: "gw01",
+                CONF_DEVICE_SECRET: "MTIzNDU2Nzg5MGFiY2RlZg==",
+            },
+        )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert result["data"] == {
+        CONF_REGION: "us-east",
+        CONF_PRODUCT_ID: "ABCDEFGHIJ",
+        CONF_DEVICE_NAME: "gw01",
+        CONF_DEVICE_SECRET: "MTIzNDU2Nzg5MGFiY2RlZg==",
+    }
+    endpoint = login.call_args.args[0]
+    assert endpoint.host == "ABCDEFGHIJ.us-east.iotcloud.tencentdevices.com"
+    assert (endpoint.port, endpoint.tls, endpoint.ca_pem) == (8883, True, None)
+
+
+async def test_reauth_tests_the_new_secret_before_saving(
+    hass: HomeAssistant, gateway: Gateway, mock_setup_entry: AsyncMock
+) -> None:
+    """Reauth: a wrong secret stays on the form; the right one is saved and the entry reloaded."""
+    entry = await add_entry(hass, gateway.entry_data | {CONF_DEVICE_SECRET: WRONG_SECRET})
+    result = await _reauth(hass, entry)
+    assert result["step_id"] == "reauth_confirm"
+    result = await _configure(hass, result["flow_id"], {CONF_DEVICE_SECRET: WRONG_SECRET})
+    assert result["errors"] == {"base": "invalid_auth"}
+    assert entry.data[CONF_DEVICE_SECRET] == WRONG_SECRET
+    result = await _configure(hass, result["flow_id"], {CONF_DEVICE_SECRET: gateway.secret})
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "reauth_successful"
+    assert entry.data[CONF_DEVICE_SECRET] == gateway.secret
+    await hass.async_block_till_done()
+    assert len(mock_setup_entry.mock_calls) == 2  # set up when added, then reloaded with the new secret
+
+
+async def test_reauth_with_the_product_secret(
+    hass: HomeAssistant, gateway: Gateway, mock_setup_entry: AsyncMock
+) -> None:
+    """Reauth can register again (Tencent region's host unreachable here: a custom deployment is used)."""
+    entry = await add_entry(hass, gateway.entry_data | {CONF_DEVICE_SECRET: WRONG_SECRET})
+    result = await _reauth(hass, entry)
+    result = await _configure(hass, result["flow_id"], {})
+    assert result["errors"] == {"base": "one_secret"}
+    result = await _configure(hass, result["flow_id"], {CONF_DEVICE_SECRET: "%%%"})
+    assert result["errors"] == {CONF_DEVICE_SECRET: "invalid_device_secret"}
+
+
+async def test_reconfigure_the_custom_broker(
+    hass: HomeAssistant, gateway: Gateway, mock_setup_entry: AsyncMock
+) -> None:
+    """Reconfigure: a port where nothing listens is refused; the right one is saved."""
+    entry = await add_entry(hass, gateway.entry_data | {CONF_PORT: _free_port(), CONF_TLS: False})
+    result = await _reconfigure(hass, entry)
+    assert result["step_id"] == "reconfigure"
+    result = await _configure(hass, result["flow_id"], {CONF_REGION: "custom"})
+    assert result["step_id"] == "reconfigure_custom"
+    result = await _configure(hass, result["flow_id"], gateway.custom | {CONF_PORT: _free_port()})
+    assert result["errors"] == {"base": "cannot_connect"}
+    result = await _configure(hass, result["flow_id"], gateway.custom | {CONF_CA_CERT: "-----BEGIN nonsense"})
+    assert result["errors"] == {CONF_CA_CERT: "invalid_ca_cert"}
+    result = await _configure(hass, result["flow_id"], gateway.custom)
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "reconfigure_successful"
+    assert entry.data[CONF_PORT] == gateway.emulator.mqtts_port
+    assert entry.data[CONF_TLS] is True
+    assert entry.data[CONF_DEVICE_SECRET] == gateway.secret
+
+
+async def test_reconfigure_to_a_tencent_region(
+    hass: HomeAssistant, gateway: Gateway, mock_setup_entry: AsyncMock
+) -> None:
+    """Moving to a region drops the custom keys; an unreachable region host keeps the entry as it was."""
+    entry = await add_entry(hass, gateway.entry_data)
+    result = await _reconfigure(hass, entry)
+    login = AsyncMock(side_effect=[CannotConnectError("no route"), None])
+    with patch("custom_components.tencent_iot_gateway.config_flow.async_check_login", login):
+        result = await _configure(hass, result["flow_id"], {CONF_REGION: "ap-guangzhou"})
+        assert result["errors"] == {"base": "cannot_connect"}
+        assert entry.data[CONF_REGION] == "custom"
+        result = await _configure(hass, result["flow_id"], {CONF_REGION: "ap-guangzhou"})
+    assert result["reason"] == "reconfigure_successful"
+    assert entry.data == {
+        CONF_REGION: "ap-guangzhou",
+        CONF_PRODUCT_ID: gateway.product_id,
+        CONF_DEVICE_NAME: gateway.device_name,
+        CONF_DEVICE_SECRET: gateway.secret,
+    }
+
+
+async def test_options(hass: HomeAssistant, gateway: Gateway, mock_setup_entry: AsyncMock) -> None:
+    """The options form stores the policy and the limits as numbers."""
+    entry = await add_entry(hass, gateway.entry_data)
+    result = await hass.config_entries.options.async_init(entry.entry_id)
+    assert result["step_id"] == "init"
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"],
+        {
+            CONF_INSTALL_POLICY: "auto",
+            CONF_MAX_DOWNLOADS: 3.0,
+            CONF_MAX_FLASHES: 4.0,
+            CONF_MAX_FIRMWARE_SIZE_MIB: 64.0,
+        },
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert dict(entry.options) == {
+        CONF_INSTALL_POLICY: "auto",
+        CONF_MAX_DOWNLOADS: 3,
+        CONF_MAX_FLASHES: 4,
+        CONF_MAX_FIRMWARE_SIZE_MIB: 64,
+    }
