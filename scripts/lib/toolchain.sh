@@ -11,11 +11,14 @@ SHARED_DIR=$(cd "$TOP/.." && pwd)/shared
 
 # Everything the tests, the emulator's broker plugin and the browser test need from Debian.
 ROOT_PACKAGES="python3,python3-venv,python3-dev,ca-certificates,mosquitto,mosquitto-dev,libmosquitto-dev,gcc,libc6-dev,libssl-dev"
+# Installed by apt inside the root after debootstrap: apt resolves the virtual packages (a D-Bus session bus)
+# that debootstrap's --include cannot. Chromium is for the browser test of the update card.
+ROOT_APT_PACKAGES="chromium fonts-dejavu-core"
 ROOT_SUITE=testing
 ROOT_FORMAT=1 # bump when the way a root is assembled changes
 
 CACHE_DIR=${TENCENT_IOT_TOOLCHAIN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tencent-iot-gateway/toolchain}
-ROOT_KEY=$(printf '%s|%s|%s' "$ROOT_SUITE" "$ROOT_PACKAGES" "$ROOT_FORMAT" | sha256sum | cut -c1-16)
+ROOT_KEY=$(printf '%s|%s|%s|%s' "$ROOT_SUITE" "$ROOT_PACKAGES" "$ROOT_APT_PACKAGES" "$ROOT_FORMAT" | sha256sum | cut -c1-16)
 ROOT_DIR="$CACHE_DIR/root-$ROOT_KEY"
 ROOT_VENV=/opt/venv
 ROOT_PATH="$ROOT_VENV/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
