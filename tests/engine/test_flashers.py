@@ -253,7 +253,8 @@ async def test_configs_round_trip_and_build(tmp_path: Path) -> None:
             parsed = flasher_config_from_dict(stored)
             assert parsed == config
             assert isinstance(build_flasher(parsed, session), flasher_type)
-    assert flasher_kinds() == ["command", "file", "http"]
+    # The integration registers kinds of its own (automation); the engine always brings these three.
+    assert {"command", "file", "http"} <= set(flasher_kinds())
 
 
 def test_unknown_kind_is_refused() -> None:

@@ -182,6 +182,7 @@ class OtaManager:
         self._download_slots = asyncio.Semaphore(self._settings.max_downloads)
         self._flash_slots = asyncio.Semaphore(self._settings.max_flashes)
         self._stopping = False
+        self._background: set[asyncio.Task[None]] = set()
 
     # -- devices ------------------------------------------------------------------------------------------
 
@@ -266,9 +267,7 @@ class OtaManager:
                 self._on_update_firmware(entry, firmware)
             case InvalidUpdate(error, version):
                 _LOGGER.warning("Refusing an invalid firmware push for %s: %s", device, error)
-                asyncio.get_running_loop().create_task(
-                    self._report_failure(entry, version or entry.snapshot.installed_version, error)
-                )
+                self._spawn(self._report_failure(entry, version or entry.snapshot.installed_version, error))
             case VersionAcknowledged(version, code):
                 if code != 0:
                     _LOGGER.warning("The cloud refused version %r of %s (result %d)", version, device, code)
@@ -349,6 +348,13 @@ class OtaManager:
         for job in jobs:
             job.cancel()
         await asyncio.gather(*jobs, return_exceptions=True)
+        leftovers = [shared.task for shared in self._downloads.values()] + list(self._background)
+        for task in leftovers:
+            # A download cancelled once is saving its resume state: a second cancel would interrupt that.
+            if not task.cancelling():
+                task.cancel()
+        await asyncio.gather(*leftovers, return_exceptions=True)
+        self._downloads.clear()
         await self._save()
 
     def _start_job(self, entry: _Device) -> None:
@@ -543,7 +549,10 @@ class OtaManager:
             except TencentIotError as err:
                 _LOGGER.debug("A progress report was not sent: %s", err)
 
-        asyncio.get_running_loop().create_task(guarded())
+        # Keep a reference: the loop holds tasks weakly, and `async_stop` must be able to end them.
+        task = asyncio.get_running_loop().create_task(guarded())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     # -- state --------------------------------------------------------------------------------------------
 
