@@ -112,3 +112,23 @@ async def test_many_sub_devices_come_online_in_bounded_batches(
         ]
         assert len(online_requests) == 3  # batches of 50
         assert max(len(r["payload"]["devices"]) for r in online_requests) == 50
+
+
+async def test_a_secret_given_later_binds_the_device_without_touching_its_ota_state(
+    emulator: Emulator, http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """`update_sub_device` with a secret binds an unbound device and brings it online; its OTA state stays."""
+    cloud = await seed_cloud(emulator, http, bind=False)
+    async with running_gateway(cloud, tmp_path, sub_devices=[SubDevice(LIGHTS[0], "0.1")]) as gateway:
+        engine = gateway.engine
+        assert not engine.is_online(LIGHTS[0])
+        before = engine.ota.snapshot(LIGHTS[0])
+        await engine.update_sub_device(SubDevice(LIGHTS[0], "0.1", secret=cloud.secrets[LIGHTS[0]]))
+        assert engine.is_online(LIGHTS[0])
+        assert (
+            await cloud.console.get_device(LIGHTS[0].product_id, LIGHTS[0].device_name)
+        ).gateway == GATEWAY.key
+        assert engine.ota.snapshot(LIGHTS[0]) == before
+        await engine.stop()
+        await engine.stop()  # twice is fine
+        assert not engine.connected

@@ -130,6 +130,7 @@ class GatewayEngine:
         )
         self._background: set[asyncio.Task[None]] = set()
         self._online_retry_s = operation_timeout_s
+        self._stopped = False
 
     @property
     def gateway(self) -> DeviceId:
@@ -169,12 +170,25 @@ class GatewayEngine:
         await self._session.start()
 
     async def stop(self) -> None:
-        """Stop jobs (keeping what can resume), then disconnect."""
+        """Stop jobs (keeping what can resume), then disconnect. Safe to call twice."""
+        self._stopped = True
         await self._ota.async_stop()
         for task in list(self._background):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
         await self._session.stop()
+
+    async def update_sub_device(self, sub: SubDevice) -> None:
+        """Take new settings of a known sub-device (its secret); bind and bring it online if it is not yet.
+
+        Its OTA state (installed version, pending push, a job under way) is left as it is.
+        """
+        if sub.device not in self._sub_devices:
+            await self.add_sub_device(sub)
+            return
+        self._sub_devices[sub.device] = sub
+        if self._session.connected and not self.is_online(sub.device):
+            await self._bring_online([sub.device])
 
     async def add_sub_device(self, sub: SubDevice) -> None:
         """Start handling a sub-device now (bound if needed, online, version reported)."""
@@ -210,7 +224,7 @@ class GatewayEngine:
 
         The broker only lets a gateway subscribe to topics of sub-devices bound to it, hence this order.
         """
-        if not devices:
+        if not devices or self._stopped:
             return
         outcome = await self._operations.online(devices)
         unbound = [d for d, code in outcome.results.items() if code == _NOT_BOUND]
@@ -292,6 +306,10 @@ class GatewayEngine:
                 self._run_in_background(self._bring_online(known))
 
     def _run_in_background(self, coro: Coroutine[Any, Any, None]) -> None:
+        if self._stopped:
+            coro.close()  # nothing new starts once the engine is stopping
+            return
+
         async def guarded() -> None:
             try:
                 await coro
