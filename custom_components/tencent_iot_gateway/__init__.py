@@ -15,6 +15,7 @@ from homeassistant.helpers.typing import ConfigType
 from .const import CONF_PRODUCT_ID, DOMAIN, MANUFACTURER, STORAGE_VERSION
 from .engine.errors import AuthenticationError, CannotConnectError
 from .runtime import GatewayRuntime, TencentIotConfigEntry, cache_directory, store_key
+from .services import async_setup_services
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -23,7 +24,8 @@ CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
 
 
 async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
-    """Nothing to set up for the whole domain yet."""
+    """Register the actions (they exist, and validate their target, whether or not an entry is loaded)."""
+    async_setup_services(hass)
     return True
 
 
@@ -58,6 +60,9 @@ async def async_setup_entry(hass: HomeAssistant, entry: TencentIotConfigEntry) -
     runtime.gateway_device_id = gateway_device.id
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
     entry.async_on_unload(entry.add_update_listener(_async_entry_updated))
+    # Sub-devices adopted from the cloud while this setup ran (the first connect lists the bound ones) were
+    # added as subentries before the listener above existed: apply them now.
+    runtime.async_schedule_sync()
     return True
 
 
@@ -67,7 +72,7 @@ async def _async_entry_updated(hass: HomeAssistant, entry: TencentIotConfigEntry
     if dict(entry.options) != runtime.options or dict(entry.data) != runtime.data:
         hass.config_entries.async_schedule_reload(entry.entry_id)
         return
-    await runtime.async_sync_sub_devices()
+    runtime.async_schedule_sync()
 
 
 async def async_unload_entry(hass: HomeAssistant, entry: TencentIotConfigEntry) -> bool:

@@ -1,4 +1,4 @@
-"""The flashers as the integration offers them: the engine's kinds, plus Home Assistant's own later.
+"""The flashers as the integration offers them: the engine's kinds, plus Home Assistant's own `automation`.
 
 Sub-device subentries store a flasher's settings as the engine's `to_dict()` output (with `kind`); they are
 parsed again (and so validated) every time the entry is set up.
@@ -11,7 +11,11 @@ from typing import Any
 
 import aiohttp
 
+# Imported for its side effect: the `automation` kind registers itself with the engine's registry.
+from . import automation_flasher
 from .engine.flashers import Flasher, build_flasher, flasher_config_from_dict, flasher_kinds
+
+AUTOMATION_KIND = automation_flasher.KIND
 
 
 def available_flasher_kinds() -> list[str]:

@@ -60,6 +60,7 @@ from .engine.gateway_engine import (
 )
 from .engine.identity import DeviceId
 from .engine.ota_jobs import JobSnapshot, JobState, OtaSettings
+from .events import async_fire_ota_event
 from .flashers import flasher_from_settings
 from .validation import device_id_from, endpoint_from
 
@@ -170,6 +171,7 @@ class GatewayRuntime:
         self.connected = False
         self.gateway_device_id: str | None = None
         self._background: set[asyncio.Task[None]] = set()
+        self._sync_lock = asyncio.Lock()
         self.engine = GatewayEngine(
             endpoint=endpoint_from(entry.data),
             gateway=self.gateway,
@@ -226,6 +228,19 @@ class GatewayRuntime:
 
     # -- sub-devices --------------------------------------------------------------------------------------
 
+    @callback
+    def async_schedule_sync(self) -> None:
+        """Apply the subentries in the background: the engine's part talks to the cloud and can take a while.
+
+        The task is the runtime's (cancelled by `async_stop`), so an unload in the middle of it leaves nothing
+        running; a lock keeps two quick edits in order.
+        """
+        self._run_in_background(self._async_sync_in_order(), "sync sub-devices")
+
+    async def _async_sync_in_order(self) -> None:
+        async with self._sync_lock:
+            await self.async_sync_sub_devices()
+
     async def async_sync_sub_devices(self) -> None:
         """Apply added, edited and removed subentries to the running engine."""
         wanted = sub_device_configs(self.entry)
@@ -234,18 +249,40 @@ class GatewayRuntime:
                 del self.configs[device]
                 self._flashers.pop(device, None)
                 self._devices.pop(device, None)
-                await self.engine.remove_sub_device(device, unbind=old.unbind_on_remove)
+                await self._engine_call(
+                    self.engine.remove_sub_device(device, unbind=old.unbind_on_remove), "remove", device
+                )
         for device, config in wanted.items():
             old_config = self.configs.get(device)
             self.configs[device] = config
             self._build_flasher(config)
+            sub = SubDevice(device, config.installed_version, config.secret)
             if old_config is None:
-                await self.engine.add_sub_device(SubDevice(device, config.installed_version, config.secret))
                 for listener in list(self._new_device_listeners):
                     listener(config)
-            elif old_config.installed_version != config.installed_version:
-                await self.engine.ota.set_installed_version(device, config.installed_version)
+                await self._engine_call(self.engine.add_sub_device(sub), "add", device)
+            else:
+                if old_config.installed_version != config.installed_version:
+                    await self._engine_call(
+                        self.engine.ota.set_installed_version(device, config.installed_version),
+                        "report the version of",
+                        device,
+                    )
+                if old_config.secret != config.secret and self._can_readd(device):
+                    # A secret given later lets the gateway bind a sub-device the cloud refused as unbound.
+                    await self._engine_call(self.engine.add_sub_device(sub), "bind", device)
             self._notify(device)
+
+    def _can_readd(self, device: DeviceId) -> bool:
+        """Re-adding restores the device's saved OTA state: only safe while it is offline and idle."""
+        return not self.engine.is_online(device) and not self.snapshot(device).state.running
+
+    async def _engine_call(self, call: Coroutine[Any, Any, None], what: str, device: DeviceId) -> None:
+        """One engine operation of a sync; a failure is logged and the sync goes on with the next device."""
+        try:
+            await call
+        except TencentIotError as err:
+            _LOGGER.warning("Could not %s sub-device %s: %s", what, device, err)
 
     @callback
     def async_on_new_device(self, listener: Callable[[SubDeviceConfig], None]) -> CALLBACK_TYPE:
@@ -268,6 +305,11 @@ class GatewayRuntime:
         """Whether the cloud accepted the sub-device's `online` (and the gateway is connected)."""
         state = self._devices.get(device)
         return self.connected and state is not None and state.online
+
+    def online_result(self, device: DeviceId) -> int | None:
+        """The cloud's last answer to the sub-device's `online` (0 accepted, -1 not bound), if any."""
+        state = self._devices.get(device)
+        return state.result if state is not None else None
 
     @callback
     def async_add_listener(self, device: DeviceId | None, listener: CALLBACK_TYPE) -> CALLBACK_TYPE:
@@ -337,6 +379,7 @@ class GatewayRuntime:
                 if previous.installed_version != event.installed_version:
                     self._update_sw_version(event.device, event.installed_version)
                 self._notify(event.device)
+                async_fire_ota_event(self.hass, self.entry.entry_id, previous, event)
             case ConnectionChanged(connected):
                 self._set_connected(connected)
                 if connected:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from homeassistant.components.update import UpdateDeviceClass, UpdateEntity, UpdateEntityFeature
@@ -117,6 +118,27 @@ class SubDeviceFirmwareUpdate(SubDeviceEntity, UpdateEntity):
             )
         try:
             await self.runtime.engine.ota.install(self.sub_device)
+        except asyncio.CancelledError as err:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # this call itself is being cancelled (HA stopping, the caller gave up)
+            # The job ended without a result: `cancel_update`, or a newer push replaced it.
+            offered = self.snapshot.target
+            if offered is not None and offered.version != target.version:
+                raise HomeAssistantError(
+                    translation_domain=DOMAIN,
+                    translation_key="install_replaced",
+                    translation_placeholders={
+                        "device": self.sub_device.key,
+                        "version": target.version,
+                        "offered": offered.version,
+                    },
+                ) from err
+            raise HomeAssistantError(
+                translation_domain=DOMAIN,
+                translation_key="install_cancelled",
+                translation_placeholders={"device": self.sub_device.key, "version": target.version},
+            ) from err
         except OtaError as err:
             raise HomeAssistantError(
                 translation_domain=DOMAIN,

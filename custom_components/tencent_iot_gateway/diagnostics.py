@@ -1,0 +1,101 @@
+"""Diagnostics of a gateway entry: its configuration with the secrets redacted, and where the engine stands.
+
+Redacted: device and product secrets, the CA certificate and flasher tokens (wherever they sit, subentries
+included). Firmware URLs are shown without their query: a pre-signed URL's query is a credential.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final
+
+from homeassistant.components.diagnostics import async_redact_data
+from homeassistant.config_entries import ConfigEntryState
+from homeassistant.core import HomeAssistant
+
+from .const import CONF_CA_CERT, CONF_DEVICE_SECRET, CONF_PRODUCT_SECRET
+from .engine.firmware import FirmwareSpec
+from .engine.identity import DeviceId
+from .engine.ota_jobs import JobSnapshot
+from .runtime import GatewayRuntime, TencentIotConfigEntry
+
+# `token`: the http flasher's bearer token, stored in the sub-device's flasher settings.
+TO_REDACT: Final = frozenset({CONF_DEVICE_SECRET, CONF_PRODUCT_SECRET, CONF_CA_CERT, "token"})
+
+
+async def async_get_config_entry_diagnostics(
+    hass: HomeAssistant, entry: TencentIotConfigEntry
+) -> dict[str, Any]:
+    """The entry (redacted) and, when it is loaded, the engine's state."""
+    diagnostics: dict[str, Any] = {
+        "entry": {
+            "title": entry.title,
+            "state": entry.state.value,
+            "data": async_redact_data(dict(entry.data), TO_REDACT),
+            "options": async_redact_data(dict(entry.options), TO_REDACT),
+            "subentries": [
+                {
+                    "subentry_id": subentry_id,
+                    "type": subentry.subentry_type,
+                    "title": subentry.title,
+                    "data": async_redact_data(dict(subentry.data), TO_REDACT),
+                }
+                for subentry_id, subentry in entry.subentries.items()
+            ],
+        },
+        "engine": None,
+    }
+    if entry.state is ConfigEntryState.LOADED:
+        diagnostics["engine"] = await _engine_state(entry.runtime_data)
+    return diagnostics
+
+
+async def _engine_state(runtime: GatewayRuntime) -> dict[str, Any]:
+    devices = sorted(set(runtime.configs) | set(runtime.engine.ota.devices), key=lambda d: d.key)
+    return {
+        "gateway": runtime.gateway.key,
+        "connected": runtime.connected,
+        "install_policy": runtime.install_policy.value,
+        "sub_devices": [await _sub_device_state(runtime, device) for device in devices],
+    }
+
+
+async def _sub_device_state(runtime: GatewayRuntime, device: DeviceId) -> dict[str, Any]:
+    snapshot = runtime.snapshot(device)
+    config = runtime.configs.get(device)
+    return {
+        "device": device.key,
+        "configured": config is not None,
+        "has_secret": config is not None and config.secret is not None,
+        "has_flasher": runtime.has_flasher(device),
+        "online": runtime.is_online(device),
+        "online_result": runtime.online_result(device),
+        "installed_version": snapshot.installed_version,
+        "latest_version": snapshot.latest_version,
+        "job": _job(snapshot),
+        "pending_firmware": await _pending(runtime, snapshot.target),
+    }
+
+
+def _job(snapshot: JobSnapshot) -> dict[str, Any]:
+    return {
+        "state": snapshot.state.value,
+        "percent": snapshot.percent,
+        "downloaded": snapshot.downloaded,
+        "total": snapshot.total,
+        "result_code": snapshot.result_code,
+        "message": snapshot.message,
+    }
+
+
+async def _pending(runtime: GatewayRuntime, target: FirmwareSpec | None) -> Mapping[str, Any] | None:
+    if target is None:
+        return None
+    resume = await runtime.downloader.resume_state(target)
+    return {
+        "version": target.version,
+        "size": target.size,
+        "md5": target.md5,
+        "url": target.public_url,
+        "resumable_bytes": resume.downloaded if resume is not None else 0,
+    }

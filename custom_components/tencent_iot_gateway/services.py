@@ -1,0 +1,167 @@
+"""The integration's actions: targets are the Home Assistant devices of sub-devices.
+
+- `set_installed_version`: a sub-device was flashed by other means; record and report its version.
+- `cancel_update`: stop a queued or downloading job (a flash cannot be interrupted safely).
+- `check_for_update`: report the sub-device's version again, so the cloud pushes a pending firmware again.
+- `complete_flash`: the answer of an automation to a `tencent_iot_gateway_flash_request` event.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from homeassistant.const import ATTR_DEVICE_ID
+from homeassistant.core import HomeAssistant, ServiceCall, callback
+from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
+from homeassistant.helpers import config_validation as cv, service
+import probatio as vol
+
+from .automation_flasher import FlashOutcome, flash_requests
+from .const import (
+    DOMAIN,
+    SERVICE_CANCEL_UPDATE,
+    SERVICE_CHECK_FOR_UPDATE,
+    SERVICE_COMPLETE_FLASH,
+    SERVICE_SET_INSTALLED_VERSION,
+)
+from .engine.errors import FlashError, InvalidFirmwareError, TencentIotError
+from .engine.firmware import validate_version
+from .engine.identity import DeviceId
+from .runtime import GatewayRuntime, TencentIotConfigEntry
+
+ATTR_VERSION = "version"
+ATTR_JOB_ID = "job_id"
+ATTR_SUCCESS = "success"
+ATTR_MESSAGE = "message"
+
+_DEVICE_SCHEMA = vol.Schema({vol.Required(ATTR_DEVICE_ID): cv.string})
+_SET_INSTALLED_VERSION_SCHEMA = vol.Schema(
+    {vol.Required(ATTR_DEVICE_ID): cv.string, vol.Required(ATTR_VERSION): cv.string}
+)
+_COMPLETE_FLASH_SCHEMA = vol.Schema(
+    {
+        vol.Required(ATTR_JOB_ID): cv.string,
+        vol.Required(ATTR_SUCCESS): cv.boolean,
+        vol.Optional(ATTR_MESSAGE, default=""): cv.string,
+        vol.Optional(ATTR_VERSION): cv.string,
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """The sub-device an action is aimed at, and the gateway that runs it."""
+
+    runtime: GatewayRuntime
+    device: DeviceId
+
+
+@callback
+def async_setup_services(hass: HomeAssistant) -> None:
+    """Register the actions (once, in `async_setup`: they exist even while no entry is loaded)."""
+    hass.services.async_register(
+        DOMAIN, SERVICE_SET_INSTALLED_VERSION, _async_set_installed_version, _SET_INSTALLED_VERSION_SCHEMA
+    )
+    hass.services.async_register(DOMAIN, SERVICE_CANCEL_UPDATE, _async_cancel_update, _DEVICE_SCHEMA)
+    hass.services.async_register(DOMAIN, SERVICE_CHECK_FOR_UPDATE, _async_check_for_update, _DEVICE_SCHEMA)
+    hass.services.async_register(
+        DOMAIN, SERVICE_COMPLETE_FLASH, _async_complete_flash, _COMPLETE_FLASH_SCHEMA
+    )
+
+
+def _target(call: ServiceCall) -> _Target:
+    """The sub-device of the call's `device_id`; raises `ServiceValidationError` for anything else."""
+    device_id: str = call.data[ATTR_DEVICE_ID]
+    # Unknown device, a device of another integration, an entry not loaded: Home Assistant's own errors.
+    device, entry = service.async_get_device_and_config_entry(
+        call.hass, DOMAIN, device_id, include_child_devices=False
+    )
+    runtime = _runtime(entry)
+    for domain, key in device.identifiers:
+        if domain != DOMAIN:
+            continue
+        try:
+            sub_device = DeviceId.parse(key)
+        except ValueError:
+            continue
+        if sub_device in runtime.engine.ota.devices:
+            return _Target(runtime, sub_device)
+    raise ServiceValidationError(
+        translation_domain=DOMAIN,
+        translation_key="not_a_sub_device",
+        translation_placeholders={"device": device.name_by_user or device.name or device_id},
+    )
+
+
+def _runtime(entry: TencentIotConfigEntry) -> GatewayRuntime:
+    return entry.runtime_data
+
+
+def _version(value: str) -> str:
+    """A valid firmware version; raises `ServiceValidationError` saying what is wrong."""
+    try:
+        return validate_version(value)
+    except InvalidFirmwareError as err:
+        raise ServiceValidationError(
+            translation_domain=DOMAIN,
+            translation_key="invalid_version",
+            translation_placeholders={"version": value, "reason": str(err)},
+        ) from None
+
+
+async def _async_set_installed_version(call: ServiceCall) -> None:
+    """Record the version a sub-device runs after a flash by other means, and report it."""
+    target = _target(call)
+    version = _version(call.data[ATTR_VERSION])
+    try:
+        await target.runtime.engine.ota.set_installed_version(target.device, version)
+    except TencentIotError as err:
+        # Recorded already; the next connection reports it.
+        raise HomeAssistantError(
+            translation_domain=DOMAIN,
+            translation_key="report_failed",
+            translation_placeholders={"device": target.device.key, "reason": str(err)},
+        ) from err
+
+
+async def _async_cancel_update(call: ServiceCall) -> None:
+    """Stop the sub-device's queued or downloading job; nothing to do when none runs."""
+    target = _target(call)
+    try:
+        await target.runtime.engine.ota.cancel(target.device)
+    except FlashError as err:
+        raise ServiceValidationError(
+            translation_domain=DOMAIN,
+            translation_key="cannot_cancel_flashing",
+            translation_placeholders={"device": target.device.key},
+        ) from err
+
+
+async def _async_check_for_update(call: ServiceCall) -> None:
+    """Report the sub-device's version again: the cloud answers with the firmware it has pending."""
+    target = _target(call)
+    try:
+        await target.runtime.engine.ota.report_versions([target.device])
+    except TencentIotError as err:
+        raise HomeAssistantError(
+            translation_domain=DOMAIN,
+            translation_key="report_failed",
+            translation_placeholders={"device": target.device.key, "reason": str(err)},
+        ) from err
+
+
+async def _async_complete_flash(call: ServiceCall) -> None:
+    """Hand an automation's result to the flash request waiting for it."""
+    job_id: str = call.data[ATTR_JOB_ID]
+    version = call.data.get(ATTR_VERSION)
+    outcome = FlashOutcome(
+        success=call.data[ATTR_SUCCESS],
+        message=call.data[ATTR_MESSAGE],
+        version=_version(version) if version is not None else None,
+    )
+    if not flash_requests(call.hass).complete(job_id, outcome):
+        raise ServiceValidationError(
+            translation_domain=DOMAIN,
+            translation_key="unknown_job",
+            translation_placeholders={"job_id": job_id},
+        )

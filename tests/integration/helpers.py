@@ -1,0 +1,160 @@
+"""Helpers of the sub-device, lifecycle and diagnostics tests: sub-devices in the emulator and in HA, waiting."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from homeassistant.config_entries import ConfigEntry, ConfigSubentryData
+from homeassistant.const import STATE_UNAVAILABLE
+from homeassistant.core import Event, EventStateChangedData, HomeAssistant, State, callback
+
+from custom_components.tencent_iot_gateway.const import (
+    CONF_DEVICE_NAME,
+    CONF_DEVICE_SECRET,
+    CONF_FLASHER,
+    CONF_INSTALLED_VERSION,
+    CONF_PRODUCT_ID,
+    CONF_UNBIND_ON_REMOVE,
+    SUBENTRY_SUB_DEVICE,
+)
+from tencent_iot_emulator.console_client import ConsoleError
+from tests.emulator_fixtures import eventually
+
+from .conftest import Gateway, add_entry
+
+LIGHT_PRODUCT = "LIGHTPROD1"
+VERSION = "V200R0001"
+WAIT_S = 5.0
+
+
+def light_key(name: str) -> str:
+    """`PID/DN` of a light."""
+    return f"{LIGHT_PRODUCT}/{name}"
+
+
+def sub(
+    name: str,
+    *,
+    flasher: dict[str, Any] | None = None,
+    version: str = "0.1",
+    secret: str | None = None,
+    unbind_on_remove: bool = False,
+) -> ConfigSubentryData:
+    """A light's subentry as the subentry flow stores it."""
+    data: dict[str, Any] = {
+        CONF_PRODUCT_ID: LIGHT_PRODUCT,
+        CONF_DEVICE_NAME: name,
+        CONF_INSTALLED_VERSION: version,
+        CONF_UNBIND_ON_REMOVE: unbind_on_remove,
+    }
+    if flasher is not None:
+        data[CONF_FLASHER] = flasher
+    if secret is not None:
+        data[CONF_DEVICE_SECRET] = secret
+    return ConfigSubentryData(
+        data=data, subentry_type=SUBENTRY_SUB_DEVICE, title=light_key(name), unique_id=light_key(name)
+    )
+
+
+async def register_lights(gateway: Gateway, *names: str, bind: bool = True) -> dict[str, str]:
+    """Register lights in the emulator (bound to the gateway unless told otherwise); returns their secrets."""
+    console = gateway.emulator.console
+    try:
+        await console.add_product(LIGHT_PRODUCT)
+    except ConsoleError as err:
+        if err.status != 409:  # 409: already there from an earlier call
+            raise
+    secrets: dict[str, str] = {}
+    for name in names:
+        credentials = await console.add_device(LIGHT_PRODUCT, name)
+        secrets[name] = credentials.device_secret
+        if bind:
+            await console.bind(gateway.key, light_key(name))
+    return secrets
+
+
+async def push(gateway: Gateway, firmware: bytes, *names: str, version: str = VERSION) -> None:
+    """Upload `firmware` as `version` and push it to the lights (plain http URLs)."""
+    console = gateway.emulator.console
+    await console.upload_firmware(LIGHT_PRODUCT, version, firmware)
+    await console.create_task(LIGHT_PRODUCT, version, "list", devices=list(names), url_scheme="http")
+
+
+def state(hass: HomeAssistant, entity_id: str) -> State:
+    """The state of an entity that must exist."""
+    found = hass.states.get(entity_id)
+    assert found is not None, entity_id
+    return found
+
+
+async def wait_for(hass: HomeAssistant, check: Callable[[], bool], within: float = WAIT_S) -> None:
+    """Wait until `check()` holds, re-checking on every state change (and every 50 ms, for non-state facts)."""
+    changed = asyncio.Event()
+
+    @callback
+    def on_change(_event: Event[EventStateChangedData]) -> None:
+        changed.set()
+
+    unsubscribe = hass.bus.async_listen("state_changed", on_change)
+    try:
+        async with asyncio.timeout(within):
+            while not check():
+                changed.clear()
+                try:
+                    async with asyncio.timeout(0.05):
+                        await changed.wait()
+                except TimeoutError:
+                    continue
+    finally:
+        unsubscribe()
+
+
+def available(hass: HomeAssistant, entity_id: str) -> bool:
+    """Whether the entity exists and is not unavailable."""
+    found = hass.states.get(entity_id)
+    return found is not None and found.state != STATE_UNAVAILABLE
+
+
+async def setup_gateway(
+    hass: HomeAssistant, gateway: Gateway, subs: list[ConfigSubentryData], **options: Any
+) -> ConfigEntry:
+    """Add the gateway's entry with these sub-devices and wait until their entities are available."""
+    entry = await add_entry(hass, gateway.entry_data, options=options or None, subentries=subs)
+    await wait_for(
+        hass, lambda: all(available(hass, f"update.{s['data'][CONF_DEVICE_NAME]}_firmware") for s in subs)
+    )
+    return entry
+
+
+async def gateway_operations(gateway: Gateway, kind: str) -> list[dict[str, Any]]:
+    """The `kind` operations the gateway sent, as the emulator logged them (payload of each)."""
+    records = await gateway.emulator.console.messages(gateway.key)
+    return [
+        record.payload.get("payload") or {}
+        for record in records
+        if record.direction == "in"
+        and record.topic == f"$gateway/operation/{gateway.key}"
+        and isinstance(record.payload, dict)
+        and record.payload.get("type") == kind
+    ]
+
+
+async def operation_seen(gateway: Gateway, kind: str, device: str) -> None:
+    """Wait until the gateway has sent a `kind` operation naming `device` (`PID/DN`)."""
+    product_id, device_name = device.split("/", 1)
+
+    async def probe() -> bool:
+        for payload in await gateway_operations(gateway, kind):
+            for entry in payload.get("devices") or []:
+                if entry.get("product_id") == product_id and entry.get("device_name") == device_name:
+                    return True
+        return False
+
+    await eventually(probe)
+
+
+async def console_online(gateway: Gateway, name: str) -> bool:
+    """Whether the emulator counts the light online."""
+    return (await gateway.emulator.console.get_device(LIGHT_PRODUCT, name)).online

@@ -1,0 +1,128 @@
+"""Dynamic and stale sub-devices (bound or unbound in the console), and availability logged once each way."""
+
+from __future__ import annotations
+
+import logging
+
+from homeassistant.config_entries import ConfigEntry
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers import device_registry as dr
+import pytest
+
+from custom_components.tencent_iot_gateway.const import CONF_INSTALLED_VERSION, DOMAIN, SUBENTRY_SUB_DEVICE
+from tencent_iot_emulator.emulator import Emulator
+from tests.emulator_fixtures import eventually
+
+from .conftest import Gateway, add_entry
+from .helpers import (
+    LIGHT_PRODUCT,
+    available,
+    console_online,
+    light_key,
+    register_lights,
+    setup_gateway,
+    sub,
+    wait_for,
+)
+
+RUNTIME_LOGGER = "custom_components.tencent_iot_gateway.runtime"
+
+
+def _keys(entry: ConfigEntry) -> set[str | None]:
+    return {s.unique_id for s in entry.subentries.values() if s.subentry_type == SUBENTRY_SUB_DEVICE}
+
+
+def _device_exists(hass: HomeAssistant, entry: ConfigEntry, name: str) -> bool:
+    registry = dr.async_get(hass)
+    return registry.async_get_device_by_identifier((DOMAIN, light_key(name)), entry.entry_id) is not None
+
+
+async def test_bound_devices_are_adopted_at_startup(hass: HomeAssistant, gateway: Gateway) -> None:
+    """`describe_sub_devices` after connecting: every bound sub-device gets a subentry, entities, online."""
+    await register_lights(gateway, "light1", "light2")
+    entry = await add_entry(hass, gateway.entry_data, subentries=[sub("light1")])
+    await wait_for(hass, lambda: _keys(entry) == {light_key("light1"), light_key("light2")})
+    await wait_for(hass, lambda: available(hass, "update.light2_firmware"))
+    adopted = next(s for s in entry.subentries.values() if s.unique_id == light_key("light2"))
+    assert adopted.data[CONF_INSTALLED_VERSION] == "0.0.0"
+    assert _device_exists(hass, entry, "light2")
+    assert await console_online(gateway, "light2")
+    assert len(entry.subentries) == 2  # light1 was not added a second time
+
+
+async def test_bound_in_console_while_running_appears(hass: HomeAssistant, gateway: Gateway) -> None:
+    """A `change` push (bound) adds the sub-device and brings it online."""
+    await register_lights(gateway, "light1")
+    await register_lights(gateway, "light2", bind=False)
+    entry = await setup_gateway(hass, gateway, [sub("light1")])
+    assert _keys(entry) == {light_key("light1")}
+    await gateway.emulator.console.bind(gateway.key, light_key("light2"))
+    await wait_for(hass, lambda: available(hass, "update.light2_firmware"))
+    assert light_key("light2") in _keys(entry)
+    assert _device_exists(hass, entry, "light2")
+    assert await console_online(gateway, "light2")
+
+
+async def test_unbound_in_console_goes_away(hass: HomeAssistant, gateway: Gateway) -> None:
+    """A `change` push (unbound) removes the subentry, its device and its entities."""
+    await register_lights(gateway, "light1", "light2")
+    entry = await setup_gateway(hass, gateway, [sub("light1"), sub("light2")])
+    await gateway.emulator.console.unbind(gateway.key, light_key("light2"))
+    await wait_for(hass, lambda: hass.states.get("update.light2_firmware") is None)
+    assert _keys(entry) == {light_key("light1")}
+    assert not _device_exists(hass, entry, "light2")
+    assert _device_exists(hass, entry, "light1")
+    assert available(hass, "update.light1_firmware")
+
+
+async def test_unbind_all_removes_every_sub_device(hass: HomeAssistant, gateway: Gateway) -> None:
+    """`unbind_all` from the console: every sub-device goes; the gateway stays connected."""
+    await register_lights(gateway, "light1", "light2")
+    entry = await setup_gateway(hass, gateway, [sub("light1"), sub("light2")])
+    await gateway.emulator.console.unbind_all(gateway.key)
+    await wait_for(hass, lambda: not _keys(entry))
+    assert hass.states.get("update.light1_firmware") is None
+    assert hass.states.get("update.light2_firmware") is None
+    assert not _device_exists(hass, entry, "light1")
+    assert entry.runtime_data.connected
+
+    async def acknowledged() -> bool:
+        records = await gateway.emulator.console.messages(gateway.key)
+        return any(
+            r.direction == "in" and isinstance(r.payload, dict) and r.payload.get("type") == "unbind_all"
+            for r in records
+        )
+
+    await eventually(acknowledged)
+
+
+async def test_availability_logged_once_down_and_once_up(
+    hass: HomeAssistant, gateway: Gateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The broker goes away and comes back: one log line each way per sub-device, entities follow."""
+    caplog.set_level(logging.INFO, logger=RUNTIME_LOGGER)
+    await register_lights(gateway, "light1")
+    entry = await setup_gateway(hass, gateway, [sub("light1")])
+    emulator = gateway.emulator
+    caplog.clear()
+
+    await emulator.__aexit__(None, None, None)
+    await wait_for(hass, lambda: not available(hass, "update.light1_firmware"))
+    await wait_for(hass, lambda: not entry.runtime_data.connected)
+    http_port = int(emulator.http_url.rsplit(":", 1)[1])
+    https_port = int(emulator.https_url.rsplit(":", 1)[1])
+    async with Emulator(
+        emulator.state_dir,
+        mqtt_port=emulator.mqtt_port,
+        mqtts_port=emulator.mqtts_port,
+        http_port=http_port,
+        https_port=https_port,
+    ) as again:
+        await wait_for(hass, lambda: available(hass, "update.light1_firmware"), within=15)
+        assert (await again.console.get_device(LIGHT_PRODUCT, "light1")).online
+        messages = [r.getMessage() for r in caplog.records if r.name == RUNTIME_LOGGER]
+        down = [m for m in messages if "light1 is unavailable" in m]
+        up = [m for m in messages if "light1 is available again" in m]
+        assert down == [f"Sub-device {light_key('light1')} is unavailable: the gateway is disconnected"]
+        assert up == [f"Sub-device {light_key('light1')} is available again"]
+        assert await hass.config_entries.async_unload(entry.entry_id)

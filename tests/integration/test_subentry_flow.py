@@ -1,0 +1,344 @@
+"""The sub-device subentry flow against a running gateway: add, every error, edit, remove (with unbind)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from homeassistant.components.update import UpdateEntityFeature
+from homeassistant.components.update.const import ATTR_INSTALLED_VERSION
+from homeassistant.config_entries import SOURCE_RECONFIGURE, SOURCE_USER, ConfigEntry
+from homeassistant.core import HomeAssistant
+from homeassistant.data_entry_flow import FlowResultType
+from homeassistant.helpers import device_registry as dr, entity_registry as er
+import pytest
+
+from custom_components.tencent_iot_gateway.const import (
+    CONF_DEVICE_NAME,
+    CONF_DEVICE_SECRET,
+    CONF_FLASHER,
+    CONF_FLASHER_KIND,
+    CONF_INSTALLED_VERSION,
+    CONF_PRODUCT_ID,
+    CONF_UNBIND_ON_REMOVE,
+    DOMAIN,
+    SUBENTRY_SUB_DEVICE,
+)
+from custom_components.tencent_iot_gateway.engine.identity import DeviceId
+from tests.emulator_fixtures import eventually
+
+from .conftest import Gateway, add_entry
+from .helpers import (
+    LIGHT_PRODUCT,
+    available,
+    console_online,
+    gateway_operations,
+    light_key,
+    operation_seen,
+    register_lights,
+    setup_gateway,
+    state,
+    sub,
+    wait_for,
+)
+
+GOOD_SECRET = "c2VjcmV0LXNlY3JldC1zZWNyZXQ="
+
+
+async def _start_add(hass: HomeAssistant, entry: ConfigEntry) -> str:
+    result = await hass.config_entries.subentries.async_init(
+        (entry.entry_id, SUBENTRY_SUB_DEVICE), context={"source": SOURCE_USER}
+    )
+    assert result["type"] is FlowResultType.FORM
+    assert result["step_id"] == "user"
+    return str(result["flow_id"])
+
+
+def _device_input(name: str, **extra: Any) -> dict[str, Any]:
+    return {
+        CONF_PRODUCT_ID: LIGHT_PRODUCT,
+        CONF_DEVICE_NAME: name,
+        CONF_INSTALLED_VERSION: "1.0.0",
+        CONF_FLASHER_KIND: "none",
+        CONF_UNBIND_ON_REMOVE: False,
+    } | extra
+
+
+async def _add(hass: HomeAssistant, entry: ConfigEntry, user_input: dict[str, Any]) -> dict[str, Any]:
+    flow_id = await _start_add(hass, entry)
+    result = await hass.config_entries.subentries.async_configure(flow_id, user_input)
+    return dict(result)
+
+
+def _subentry_id(entry: ConfigEntry, name: str) -> str:
+    return next(sid for sid, s in entry.subentries.items() if s.unique_id == light_key(name))
+
+
+async def test_add_without_secret_then_bound_in_console(hass: HomeAssistant, gateway: Gateway) -> None:
+    """Added without a secret while unbound: unavailable; bound in the console: online, version reported.
+
+    (A device bound before the gateway starts is adopted on its own: see test_dynamic_devices.py.)
+    """
+    await register_lights(gateway, "light1", bind=False)
+    entry = await add_entry(hass, gateway.entry_data)
+    result = await _add(hass, entry, _device_input("light1"))
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert result["title"] == light_key("light1")
+    subentry = entry.subentries[_subentry_id(entry, "light1")]
+    assert dict(subentry.data) == {
+        CONF_PRODUCT_ID: LIGHT_PRODUCT,
+        CONF_DEVICE_NAME: "light1",
+        CONF_INSTALLED_VERSION: "1.0.0",
+        CONF_UNBIND_ON_REMOVE: False,
+    }
+    await wait_for(hass, lambda: hass.states.get("update.light1_firmware") is not None)
+    await operation_seen(gateway, "online", light_key("light1"))
+    assert not available(hass, "update.light1_firmware")
+
+    await gateway.emulator.console.bind(gateway.key, light_key("light1"))
+    await wait_for(hass, lambda: available(hass, "update.light1_firmware"))
+    assert state(hass, "update.light1_firmware").attributes[ATTR_INSTALLED_VERSION] == "1.0.0"
+    assert await console_online(gateway, "light1")
+    device = dr.async_get(hass).async_get_device_by_identifier((DOMAIN, light_key("light1")), entry.entry_id)
+    assert device is not None
+    assert device.config_subentry_id == subentry.subentry_id
+    assert len(entry.subentries) == 1  # the `change` push did not add it a second time
+
+    async def reported() -> bool:
+        return (await gateway.emulator.console.get_device(LIGHT_PRODUCT, "light1")).version == "1.0.0"
+
+    await eventually(reported)
+
+
+async def test_add_with_secret_binds_through_the_gateway(hass: HomeAssistant, gateway: Gateway) -> None:
+    """Not bound in the cloud, but given its secret: the gateway binds it and brings it online."""
+    secrets = await register_lights(gateway, "light2", bind=False)
+    entry = await add_entry(hass, gateway.entry_data)
+    result = await _add(hass, entry, _device_input("light2", **{CONF_DEVICE_SECRET: secrets["light2"]}))
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert entry.subentries[_subentry_id(entry, "light2")].data[CONF_DEVICE_SECRET] == secrets["light2"]
+    await wait_for(hass, lambda: available(hass, "update.light2_firmware"))
+    await operation_seen(gateway, "bind", light_key("light2"))
+    status = await gateway.emulator.console.get_device(LIGHT_PRODUCT, "light2")
+    assert status.gateway == gateway.key
+    assert status.online
+
+
+async def test_add_unbound_without_secret_stays_unavailable(
+    hass: HomeAssistant, gateway: Gateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Not bound and no secret: the subentry is kept, its entities unavailable, and the log says why."""
+    await register_lights(gateway, "light3", bind=False)
+    entry = await add_entry(hass, gateway.entry_data)
+    result = await _add(hass, entry, _device_input("light3"))
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    await wait_for(hass, lambda: "is not bound to gateway" in caplog.text)
+    assert not available(hass, "update.light3_firmware")
+    assert entry.runtime_data.online_result(DeviceId(LIGHT_PRODUCT, "light3")) == -1
+
+
+@pytest.mark.parametrize(
+    ("user_input", "field", "error"),
+    [
+        ({CONF_PRODUCT_ID: "bad id!"}, CONF_PRODUCT_ID, "invalid_product_id"),
+        ({CONF_PRODUCT_ID: ""}, CONF_PRODUCT_ID, "invalid_product_id"),
+        ({CONF_DEVICE_NAME: "bad name!"}, CONF_DEVICE_NAME, "invalid_device_name"),
+        ({CONF_DEVICE_SECRET: "not base64 !!"}, CONF_DEVICE_SECRET, "invalid_device_secret"),
+        ({CONF_INSTALLED_VERSION: "-1"}, CONF_INSTALLED_VERSION, "invalid_installed_version"),
+        ({CONF_INSTALLED_VERSION: "a b"}, CONF_INSTALLED_VERSION, "invalid_installed_version"),
+        ({CONF_PRODUCT_ID: "GWPROD0001", CONF_DEVICE_NAME: "gw01"}, "base", "sub_device_is_gateway"),
+    ],
+)
+async def test_add_field_errors(
+    hass: HomeAssistant, gateway: Gateway, user_input: dict[str, Any], field: str, error: str
+) -> None:
+    """Each bad field is named on the form, with the reason; a correction then succeeds."""
+    entry = await add_entry(hass, gateway.entry_data)
+    flow_id = await _start_add(hass, entry)
+    result = await hass.config_entries.subentries.async_configure(
+        flow_id, _device_input("light1", **user_input)
+    )
+    assert result["type"] is FlowResultType.FORM
+    assert result["errors"] == {field: error}
+    if field != "base":
+        assert result["description_placeholders"] is not None
+        assert result["description_placeholders"]["reason"]
+    result = await hass.config_entries.subentries.async_configure(flow_id, _device_input("light1"))
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+
+
+async def test_add_twice_aborts(hass: HomeAssistant, gateway: Gateway) -> None:
+    """The same sub-device twice: already configured."""
+    entry = await add_entry(hass, gateway.entry_data, subentries=[sub("light1")])
+    result = await _add(hass, entry, _device_input("light1"))
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "already_configured"
+
+
+@pytest.mark.parametrize(
+    ("settings", "reason_part"),
+    [
+        ({}, "directory"),
+        ({"directory": ""}, "directory"),
+        ({"directory": 5}, "directory"),
+        ([1, 2], "object"),
+    ],
+)
+async def test_bad_flasher_settings(
+    hass: HomeAssistant, gateway: Gateway, tmp_path: Path, settings: Any, reason_part: str
+) -> None:
+    """A bad flasher config is refused on the flasher step with the parser's reason; good settings pass."""
+    entry = await add_entry(hass, gateway.entry_data)
+    flow_id = await _start_add(hass, entry)
+    result = await hass.config_entries.subentries.async_configure(
+        flow_id, _device_input("light1", **{CONF_FLASHER_KIND: "file"})
+    )
+    assert result["type"] is FlowResultType.FORM
+    assert result["step_id"] == "flasher"
+    result = await hass.config_entries.subentries.async_configure(flow_id, {"settings": settings})
+    assert result["type"] is FlowResultType.FORM
+    assert result["errors"] == {"settings": "invalid_flasher"}
+    assert result["description_placeholders"] is not None
+    assert reason_part in result["description_placeholders"]["reason"]
+    result = await hass.config_entries.subentries.async_configure(
+        flow_id, {"settings": {"directory": str(tmp_path)}}
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    flasher = entry.subentries[_subentry_id(entry, "light1")].data[CONF_FLASHER]
+    assert flasher["kind"] == "file"
+    assert flasher["directory"] == str(tmp_path)
+
+
+async def _reconfigure(
+    hass: HomeAssistant, entry: ConfigEntry, name: str, user_input: dict[str, Any]
+) -> dict[str, Any]:
+    result = await hass.config_entries.subentries.async_init(
+        (entry.entry_id, SUBENTRY_SUB_DEVICE),
+        context={"source": SOURCE_RECONFIGURE, "subentry_id": _subentry_id(entry, name)},
+    )
+    assert result["type"] is FlowResultType.FORM
+    assert result["step_id"] == "reconfigure"
+    return dict(await hass.config_entries.subentries.async_configure(result["flow_id"], user_input))
+
+
+async def test_edit_version_and_flasher_live(hass: HomeAssistant, gateway: Gateway, tmp_path: Path) -> None:
+    """Editing the version reports it and updates the device; adding a flasher enables install; no reload."""
+    secrets = await register_lights(gateway, "light1")
+    entry = await setup_gateway(hass, gateway, [sub("light1", secret=secrets["light1"])])
+    runtime = entry.runtime_data
+    features = state(hass, "update.light1_firmware").attributes["supported_features"]
+    assert not features & UpdateEntityFeature.INSTALL
+
+    result = await _reconfigure(
+        hass,
+        entry,
+        "light1",
+        {CONF_INSTALLED_VERSION: "2.0.0", CONF_FLASHER_KIND: "file", CONF_UNBIND_ON_REMOVE: True},
+    )
+    assert result["type"] is FlowResultType.FORM
+    assert result["step_id"] == "flasher"
+    result = dict(
+        await hass.config_entries.subentries.async_configure(
+            result["flow_id"], {"settings": {"directory": str(tmp_path)}}
+        )
+    )
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "reconfigure_successful"
+    data = entry.subentries[_subentry_id(entry, "light1")].data
+    assert data[CONF_DEVICE_SECRET] == secrets["light1"]  # left empty: kept
+    assert data[CONF_UNBIND_ON_REMOVE] is True
+
+    await wait_for(
+        hass, lambda: state(hass, "update.light1_firmware").attributes[ATTR_INSTALLED_VERSION] == "2.0.0"
+    )
+    assert entry.runtime_data is runtime  # applied live, not by a reload
+    features = state(hass, "update.light1_firmware").attributes["supported_features"]
+    assert features & UpdateEntityFeature.INSTALL
+    device = dr.async_get(hass).async_get_device_by_identifier((DOMAIN, light_key("light1")), entry.entry_id)
+    assert device is not None
+    assert device.sw_version == "2.0.0"
+
+    async def reported() -> bool:
+        return (await gateway.emulator.console.get_device(LIGHT_PRODUCT, "light1")).version == "2.0.0"
+
+    await eventually(reported)
+
+    # And back to no flasher: install goes away.
+    result = await _reconfigure(
+        hass,
+        entry,
+        "light1",
+        {CONF_INSTALLED_VERSION: "2.0.0", CONF_FLASHER_KIND: "none", CONF_UNBIND_ON_REMOVE: True},
+    )
+    assert result["reason"] == "reconfigure_successful"
+    assert CONF_FLASHER not in entry.subentries[_subentry_id(entry, "light1")].data
+    await wait_for(
+        hass,
+        lambda: (
+            not (
+                state(hass, "update.light1_firmware").attributes["supported_features"]
+                & UpdateEntityFeature.INSTALL
+            )
+        ),
+    )
+
+
+async def test_edit_errors(hass: HomeAssistant, gateway: Gateway) -> None:
+    """A bad version or secret on the edit form is named; the subentry is unchanged."""
+    entry = await add_entry(hass, gateway.entry_data, subentries=[sub("light1")])
+    for field, value in ((CONF_INSTALLED_VERSION, "-x"), (CONF_DEVICE_SECRET, "%%%")):
+        user_input = {CONF_INSTALLED_VERSION: "1.0", CONF_FLASHER_KIND: "none", field: value}
+        result = await _reconfigure(hass, entry, "light1", user_input)
+        assert result["type"] is FlowResultType.FORM
+        assert result["errors"] == {field: f"invalid_{field}"}
+    assert entry.subentries[_subentry_id(entry, "light1")].data[CONF_INSTALLED_VERSION] == "0.1"
+
+
+async def test_edit_suggests_current_flasher_settings(
+    hass: HomeAssistant, gateway: Gateway, tmp_path: Path
+) -> None:
+    """Editing a sub-device with a file flasher suggests its directory on the flasher step."""
+    flasher = {"kind": "file", "directory": str(tmp_path)}
+    entry = await add_entry(hass, gateway.entry_data, subentries=[sub("light1", flasher=flasher)])
+    result = await _reconfigure(
+        hass, entry, "light1", {CONF_INSTALLED_VERSION: "0.1", CONF_FLASHER_KIND: "file"}
+    )
+    assert result["step_id"] == "flasher"
+    schema = result["data_schema"]
+    assert schema is not None
+    [key] = schema.schema
+    assert key.description == {"suggested_value": {"directory": str(tmp_path)}}
+
+
+@pytest.mark.parametrize("unbind", [False, True])
+async def test_remove_sends_offline_and_unbind_when_asked(
+    hass: HomeAssistant, gateway: Gateway, unbind: bool
+) -> None:
+    """Deleting the subentry: `offline` always, `unbind` when asked; device and entities go."""
+    await register_lights(gateway, "light1")
+    entry = await setup_gateway(hass, gateway, [sub("light1", unbind_on_remove=unbind)])
+    assert await console_online(gateway, "light1")
+    assert hass.config_entries.async_remove_subentry(entry, _subentry_id(entry, "light1"))
+    await operation_seen(gateway, "offline", light_key("light1"))
+    await wait_for(hass, lambda: hass.states.get("update.light1_firmware") is None)
+    assert (
+        dr.async_get(hass).async_get_device_by_identifier((DOMAIN, light_key("light1")), entry.entry_id)
+        is None
+    )
+    assert er.async_get(hass).async_get("update.light1_firmware") is None
+    status = await gateway.emulator.console.get_device(LIGHT_PRODUCT, "light1")
+    assert not status.online
+    if unbind:
+        await operation_seen(gateway, "unbind", light_key("light1"))
+
+        async def unbound() -> bool:
+            return (await gateway.emulator.console.get_device(LIGHT_PRODUCT, "light1")).gateway is None
+
+        await eventually(unbound)
+    else:
+        assert status.gateway == gateway.key
+        assert not [
+            p
+            for p in await gateway_operations(gateway, "unbind")
+            if any(d.get("device_name") == "light1" for d in p.get("devices") or [])
+        ]
