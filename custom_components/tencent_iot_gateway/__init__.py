@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 import shutil
 
-from homeassistant.const import Platform
-from homeassistant.core import HomeAssistant
+from homeassistant.const import EVENT_HOMEASSISTANT_STOP, Platform
+from homeassistant.core import Event, HomeAssistant
 from homeassistant.exceptions import ConfigEntryAuthFailed, ConfigEntryNotReady
 from homeassistant.helpers import config_validation as cv, device_registry as dr
 from homeassistant.helpers.storage import Store
@@ -60,6 +60,12 @@ async def async_setup_entry(hass: HomeAssistant, entry: TencentIotConfigEntry) -
     runtime.gateway_device_id = gateway_device.id
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
     entry.async_on_unload(entry.add_update_listener(_async_entry_updated))
+
+    async def _async_on_stop(_event: Event) -> None:
+        # HA does not unload entries when it stops: close the session and save resume state ourselves.
+        await runtime.async_stop()
+
+    entry.async_on_unload(hass.bus.async_listen_once(EVENT_HOMEASSISTANT_STOP, _async_on_stop))
     # Sub-devices adopted from the cloud while this setup ran (the first connect lists the bound ones) were
     # added as subentries before the listener above existed: apply them now.
     runtime.async_schedule_sync()

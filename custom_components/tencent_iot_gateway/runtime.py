@@ -268,14 +268,10 @@ class GatewayRuntime:
                         "report the version of",
                         device,
                     )
-                if old_config.secret != config.secret and self._can_readd(device):
+                if old_config.secret != config.secret:
                     # A secret given later lets the gateway bind a sub-device the cloud refused as unbound.
-                    await self._engine_call(self.engine.add_sub_device(sub), "bind", device)
+                    await self._engine_call(self.engine.update_sub_device(sub), "bind", device)
             self._notify(device)
-
-    def _can_readd(self, device: DeviceId) -> bool:
-        """Re-adding restores the device's saved OTA state: only safe while it is offline and idle."""
-        return not self.engine.is_online(device) and not self.snapshot(device).state.running
 
     async def _engine_call(self, call: Coroutine[Any, Any, None], what: str, device: DeviceId) -> None:
         """One engine operation of a sync; a failure is logged and the sync goes on with the next device."""

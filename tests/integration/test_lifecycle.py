@@ -8,7 +8,7 @@ import threading
 
 from homeassistant.components.update.const import ATTR_INSTALLED_VERSION
 from homeassistant.config_entries import ConfigEntryState
-from homeassistant.const import ATTR_ENTITY_ID, STATE_ON
+from homeassistant.const import ATTR_ENTITY_ID, EVENT_HOMEASSISTANT_STOP, STATE_ON
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import HomeAssistantError
 import pytest
@@ -162,3 +162,23 @@ async def test_unload_and_reload_leave_nothing_behind(hass: HomeAssistant, gatew
 def _is_executor(thread: threading.Thread) -> bool:
     """HA's executor workers come and go with any executor job; they are not ours."""
     return thread.name.startswith(("SyncWorker", "ThreadPoolExecutor", "ImportExecutor", "Recorder"))
+
+
+async def test_home_assistant_stopping_closes_the_session(hass: HomeAssistant, gateway: Gateway) -> None:
+    """HA does not unload entries when it stops: the integration disconnects by itself, and unload later is fine."""
+    await register_lights(gateway, "light1")
+    entry = await setup_gateway(hass, gateway, [sub("light1")])
+    port = gateway.emulator.mqtts_port
+    assert _established_to(port) == 1
+
+    hass.bus.async_fire(EVENT_HOMEASSISTANT_STOP)
+    await hass.async_block_till_done()
+
+    async def gateway_offline() -> bool:
+        status = await gateway.emulator.console.get_device(gateway.product_id, gateway.device_name)
+        return not status.online
+
+    await eventually(gateway_offline)
+    assert _established_to(port) == 0
+    assert _engine_tasks() == []
+    assert await hass.config_entries.async_unload(entry.entry_id)  # a second stop is harmless
