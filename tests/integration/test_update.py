@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,111 +11,39 @@ from homeassistant.components.update.const import (
     ATTR_LATEST_VERSION,
     DATA_COMPONENT as UPDATE_COMPONENT,
 )
-from homeassistant.config_entries import ConfigEntry, ConfigSubentryData
-from homeassistant.const import ATTR_ENTITY_ID, STATE_OFF, STATE_ON, STATE_UNAVAILABLE
-from homeassistant.core import Event, EventStateChangedData, HomeAssistant, State, callback
+from homeassistant.const import ATTR_ENTITY_ID, STATE_OFF, STATE_ON
+from homeassistant.core import Event, EventStateChangedData, HomeAssistant, callback
 from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers import device_registry as dr
 import pytest
 
-from custom_components.tencent_iot_gateway.const import (
-    CONF_DEVICE_NAME,
-    CONF_FLASHER,
-    CONF_INSTALL_POLICY,
-    CONF_INSTALLED_VERSION,
-    CONF_PRODUCT_ID,
-    DOMAIN,
-    SUBENTRY_SUB_DEVICE,
-)
+from custom_components.tencent_iot_gateway.const import CONF_INSTALL_POLICY, DOMAIN
 from tests.emulator_fixtures import eventually
 
-from .conftest import Gateway, add_entry
+from .conftest import Gateway
+from .helpers import LIGHT_PRODUCT, push, register_lights, setup_gateway, state as state_of, sub, wait_for
 
-LIGHT_PRODUCT = "LIGHTPROD1"
 FIRMWARE = bytes(range(256)) * 400  # 100 KiB
 VERSION = "V100R0001"
-WAIT_S = 5.0
-
-
-def _sub(name: str, flasher: dict[str, Any] | None, version: str = "0.1") -> ConfigSubentryData:
-    data: dict[str, Any] = {
-        CONF_PRODUCT_ID: LIGHT_PRODUCT,
-        CONF_DEVICE_NAME: name,
-        CONF_INSTALLED_VERSION: version,
-    }
-    if flasher is not None:
-        data[CONF_FLASHER] = flasher
-    key = f"{LIGHT_PRODUCT}/{name}"
-    return ConfigSubentryData(data=data, subentry_type=SUBENTRY_SUB_DEVICE, title=key, unique_id=key)
-
-
-async def _bound_lights(gateway: Gateway, *names: str) -> None:
-    console = gateway.emulator.console
-    await console.add_product(LIGHT_PRODUCT)
-    for name in names:
-        await console.add_device(LIGHT_PRODUCT, name)
-        await console.bind(gateway.key, f"{LIGHT_PRODUCT}/{name}")
-
-
-async def _wait_for(hass: HomeAssistant, check: Callable[[], bool]) -> None:
-    """Wait until `check()` holds, re-checking on every state change."""
-    changed = asyncio.Event()
-
-    @callback
-    def on_change(_event: Event[EventStateChangedData]) -> None:
-        changed.set()
-
-    unsubscribe = hass.bus.async_listen("state_changed", on_change)
-    try:
-        async with asyncio.timeout(WAIT_S):
-            while not check():
-                changed.clear()
-                await changed.wait()
-    finally:
-        unsubscribe()
-
-
-def _state(hass: HomeAssistant, entity_id: str) -> State:
-    state = hass.states.get(entity_id)
-    assert state is not None, entity_id
-    return state
-
-
-async def _push(gateway: Gateway, *names: str) -> None:
-    console = gateway.emulator.console
-    await console.upload_firmware(LIGHT_PRODUCT, VERSION, FIRMWARE)
-    await console.create_task(LIGHT_PRODUCT, VERSION, "list", devices=list(names), url_scheme="http")
-
-
-async def _setup(
-    hass: HomeAssistant, gateway: Gateway, subs: list[ConfigSubentryData], **options: Any
-) -> ConfigEntry:
-    entry = await add_entry(hass, gateway.entry_data, options=options or None, subentries=subs)
-    await _wait_for(
-        hass,
-        lambda: all(
-            _state(hass, f"update.{s['data'][CONF_DEVICE_NAME]}_firmware").state != STATE_UNAVAILABLE
-            for s in subs
-        ),
-    )
-    return entry
 
 
 async def test_full_install_with_progress(hass: HomeAssistant, gateway: Gateway, tmp_path: Path) -> None:
     """Push → entity on with the new latest version → `update.install` returns when flashed → installed."""
-    await _bound_lights(gateway, "light1")
+    await register_lights(gateway, "light1")
     flash_dir = tmp_path / "flashed"
-    entry = await _setup(hass, gateway, [_sub("light1", {"kind": "file", "directory": str(flash_dir)})])
+    entry = await setup_gateway(
+        hass, gateway, [sub("light1", flasher={"kind": "file", "directory": str(flash_dir)})]
+    )
     entity_id = "update.light1_firmware"
-    state = _state(hass, entity_id)
+    state = state_of(hass, entity_id)
     assert state.state == STATE_OFF
     assert state.attributes[ATTR_INSTALLED_VERSION] == "0.1"
     assert state.attributes["title"] == f"{LIGHT_PRODUCT} firmware"
 
-    await _push(gateway, "light1")
-    await _wait_for(hass, lambda: _state(hass, entity_id).state == STATE_ON)
-    assert _state(hass, entity_id).attributes[ATTR_LATEST_VERSION] == VERSION
-    assert _state(hass, "sensor.light1_firmware_update_state").state == "available"
+    await push(gateway, FIRMWARE, "light1", version=VERSION)
+    await wait_for(hass, lambda: state_of(hass, entity_id).state == STATE_ON)
+    assert state_of(hass, entity_id).attributes[ATTR_LATEST_VERSION] == VERSION
+    assert state_of(hass, "sensor.light1_firmware_update_state").state == "available"
 
     seen: list[tuple[bool, Any]] = []
 
@@ -131,7 +57,7 @@ async def test_full_install_with_progress(hass: HomeAssistant, gateway: Gateway,
     await hass.services.async_call("update", "install", {ATTR_ENTITY_ID: entity_id}, blocking=True)
     unsubscribe()
 
-    state = _state(hass, entity_id)
+    state = state_of(hass, entity_id)
     assert state.state == STATE_OFF
     assert state.attributes[ATTR_INSTALLED_VERSION] == VERSION
     assert state.attributes[ATTR_IN_PROGRESS] is False
@@ -140,7 +66,7 @@ async def test_full_install_with_progress(hass: HomeAssistant, gateway: Gateway,
     assert percents, seen
     assert percents == sorted(percents)
     assert (flash_dir / f"{LIGHT_PRODUCT}_light1_{VERSION}.bin").read_bytes() == FIRMWARE
-    assert _state(hass, "sensor.light1_firmware_update_state").state == "done"
+    assert state_of(hass, "sensor.light1_firmware_update_state").state == "done"
     device = dr.async_get(hass).async_get_device_by_identifier(
         (DOMAIN, f"{LIGHT_PRODUCT}/light1"), entry.entry_id
     )
@@ -159,10 +85,10 @@ async def test_release_notes_show_no_signed_query(
     hass: HomeAssistant, gateway: Gateway, tmp_path: Path
 ) -> None:
     """Release notes: version, size, MD5 and host; never the signed URL."""
-    await _bound_lights(gateway, "light1")
-    await _setup(hass, gateway, [_sub("light1", {"kind": "file", "directory": str(tmp_path)})])
-    await _push(gateway, "light1")
-    await _wait_for(hass, lambda: _state(hass, "update.light1_firmware").state == STATE_ON)
+    await register_lights(gateway, "light1")
+    await setup_gateway(hass, gateway, [sub("light1", flasher={"kind": "file", "directory": str(tmp_path)})])
+    await push(gateway, FIRMWARE, "light1", version=VERSION)
+    await wait_for(hass, lambda: state_of(hass, "update.light1_firmware").state == STATE_ON)
     entity = hass.data[UPDATE_COMPONENT].get_entity("update.light1_firmware")
     assert entity is not None
     notes = await entity.async_release_notes()
@@ -178,12 +104,12 @@ async def test_failed_flash_raises_translated_error(
     hass: HomeAssistant, gateway: Gateway, tmp_path: Path
 ) -> None:
     """The flasher cannot write: the install raises a translated error with Tencent's code -5."""
-    await _bound_lights(gateway, "light1")
+    await register_lights(gateway, "light1")
     blocker = tmp_path / "not-a-directory"
     blocker.write_bytes(b"")
-    await _setup(hass, gateway, [_sub("light1", {"kind": "file", "directory": str(blocker)})])
-    await _push(gateway, "light1")
-    await _wait_for(hass, lambda: _state(hass, "update.light1_firmware").state == STATE_ON)
+    await setup_gateway(hass, gateway, [sub("light1", flasher={"kind": "file", "directory": str(blocker)})])
+    await push(gateway, FIRMWARE, "light1", version=VERSION)
+    await wait_for(hass, lambda: state_of(hass, "update.light1_firmware").state == STATE_ON)
     with pytest.raises(HomeAssistantError) as caught:
         await hass.services.async_call(
             "update", "install", {ATTR_ENTITY_ID: "update.light1_firmware"}, blocking=True
@@ -192,7 +118,7 @@ async def test_failed_flash_raises_translated_error(
     assert caught.value.translation_placeholders is not None
     assert caught.value.translation_placeholders["code"] == "-5"
     assert "Tencent code -5" in str(caught.value)
-    sensor = _state(hass, "sensor.light1_firmware_update_state")
+    sensor = state_of(hass, "sensor.light1_firmware_update_state")
     assert sensor.state == "failed"
     assert sensor.attributes["result_code"] == -5
     assert sensor.attributes["last_error"]
@@ -200,30 +126,32 @@ async def test_failed_flash_raises_translated_error(
 
 async def test_auto_policy_installs_on_push(hass: HomeAssistant, gateway: Gateway, tmp_path: Path) -> None:
     """Under `auto`, the push alone installs; the entity says auto_update."""
-    await _bound_lights(gateway, "light1")
-    await _setup(
+    await register_lights(gateway, "light1")
+    await setup_gateway(
         hass,
         gateway,
-        [_sub("light1", {"kind": "file", "directory": str(tmp_path)})],
+        [sub("light1", flasher={"kind": "file", "directory": str(tmp_path)})],
         **{CONF_INSTALL_POLICY: "auto"},
     )
-    assert _state(hass, "update.light1_firmware").attributes["auto_update"] is True
-    await _push(gateway, "light1")
-    await _wait_for(
-        hass, lambda: _state(hass, "update.light1_firmware").attributes[ATTR_INSTALLED_VERSION] == VERSION
+    assert state_of(hass, "update.light1_firmware").attributes["auto_update"] is True
+    await push(gateway, FIRMWARE, "light1", version=VERSION)
+    await wait_for(
+        hass, lambda: state_of(hass, "update.light1_firmware").attributes[ATTR_INSTALLED_VERSION] == VERSION
     )
 
 
 async def test_update_all_shares_one_download(hass: HomeAssistant, gateway: Gateway, tmp_path: Path) -> None:
     """Three sub-devices, one image, installed together: all done, the body fetched once."""
     names = ("light1", "light2", "light3")
-    await _bound_lights(gateway, *names)
-    await _setup(hass, gateway, [_sub(n, {"kind": "file", "directory": str(tmp_path / n)}) for n in names])
-    await _push(gateway, *names)
+    await register_lights(gateway, *names)
+    await setup_gateway(
+        hass, gateway, [sub(n, flasher={"kind": "file", "directory": str(tmp_path / n)}) for n in names]
+    )
+    await push(gateway, FIRMWARE, *names, version=VERSION)
     entity_ids = [f"update.{n}_firmware" for n in names]
-    await _wait_for(hass, lambda: all(_state(hass, e).state == STATE_ON for e in entity_ids))
+    await wait_for(hass, lambda: all(state_of(hass, e).state == STATE_ON for e in entity_ids))
     await hass.services.async_call("update", "install", {ATTR_ENTITY_ID: entity_ids}, blocking=True)
-    assert all(_state(hass, e).attributes[ATTR_INSTALLED_VERSION] == VERSION for e in entity_ids)
+    assert all(state_of(hass, e).attributes[ATTR_INSTALLED_VERSION] == VERSION for e in entity_ids)
     stats = await gateway.emulator.console.stats()
     counters = stats.firmware[f"{LIGHT_PRODUCT}/{VERSION}"]
     assert counters.bytes == len(FIRMWARE), stats
@@ -231,8 +159,8 @@ async def test_update_all_shares_one_download(hass: HomeAssistant, gateway: Gate
 
 async def test_no_flasher_means_no_install(hass: HomeAssistant, gateway: Gateway) -> None:
     """Without a flasher the entity shows the update but offers no install."""
-    await _bound_lights(gateway, "light1")
-    await _setup(hass, gateway, [_sub("light1", None)])
-    await _push(gateway, "light1")
-    await _wait_for(hass, lambda: _state(hass, "update.light1_firmware").state == STATE_ON)
-    assert _state(hass, "update.light1_firmware").attributes["supported_features"] & 1 == 0
+    await register_lights(gateway, "light1")
+    await setup_gateway(hass, gateway, [sub("light1")])
+    await push(gateway, FIRMWARE, "light1", version=VERSION)
+    await wait_for(hass, lambda: state_of(hass, "update.light1_firmware").state == STATE_ON)
+    assert state_of(hass, "update.light1_firmware").attributes["supported_features"] & 1 == 0
