@@ -1,0 +1,177 @@
+"""The update card in a real browser: Home Assistant and the emulator set up as `scripts/develop` does.
+
+A real `hass` process (temporary config folder, free port) and the emulator (`python -m tencent_iot_emulator
+serve`) are started and set up by the demo's own code; headless Chromium (Debian's, driven by Playwright's
+async API on the test's event loop) logs in, opens light1's firmware dialog, and installs a pushed firmware.
+Screenshots of the dialog before, during and after the install are saved in the test's folder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+import contextlib
+from pathlib import Path
+import socket
+import time
+
+import aiohttp
+from playwright.async_api import Browser, Locator, Page, ViewportSize, async_playwright, expect
+import pytest
+
+from scripts.py.demo_setup import DEMO_USER, LIGHTS, HomeAssistantApi, push_firmware
+from scripts.py.demo_stack import DemoPaths, Ports, running_demo
+from tencent_iot_emulator.console_client import ConsoleClient
+from tests.emulator_fixtures import eventually
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+VIEWPORT: ViewportSize = {"width": 900, "height": 640}
+ENTITY_ID = "update.light1_firmware"
+NEW_VERSION = "V100R0001"
+# 1 MiB at 256 KiB/s: a download of about four seconds, so the bar has time to move.
+IMAGE_SIZE = 1024 * 1024
+THROTTLE_BPS = 256 * 1024
+UI_TIMEOUT_MS = 30_000
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextlib.asynccontextmanager
+async def _chromium() -> AsyncIterator[Browser]:
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+async def _log_in(page: Page, ha_url: str) -> None:
+    """Home Assistant's own login page, then wait for the frontend's websocket connection."""
+    _, username, password = DEMO_USER
+    await page.goto(ha_url)
+    await page.get_by_role("textbox", name="Username").fill(username)
+    await page.get_by_role("textbox", name="Password").fill(password)
+    await page.keyboard.press("Enter")
+    await page.wait_for_function(
+        "() => document.querySelector('home-assistant')?.hass?.connected === true", timeout=UI_TIMEOUT_MS
+    )
+
+
+async def _open_more_info(page: Page, entity_id: str) -> Locator:
+    """Open the entity's more-info dialog the way the frontend's own cards do (the `hass-more-info` event)."""
+    await page.evaluate(
+        """(entityId) => document.querySelector('home-assistant').dispatchEvent(
+            new CustomEvent('hass-more-info', {detail: {entityId}, bubbles: true, composed: true}))""",
+        entity_id,
+    )
+    content = page.locator("more-info-update")
+    await expect(content).to_be_visible(timeout=UI_TIMEOUT_MS)
+    return content
+
+
+async def _screenshot(page: Page, path: Path) -> None:
+    """A screenshot once the dialog's finite animations (opening, fading) have finished."""
+    await page.wait_for_function(
+        """() => document.getAnimations().every(
+            (a) => a.playState !== 'running' || a.effect?.getComputedTiming().iterations === Infinity)""",
+        timeout=UI_TIMEOUT_MS,
+    )
+    await page.screenshot(path=path)
+
+
+def _row_value(content: Locator, key: str) -> Locator:
+    """The value cell of a key/value row of the update dialog (CSS locators pierce the shadow roots)."""
+    return content.locator(".row").filter(has_text=key).locator(".value")
+
+
+async def _watch_progress(page: Page, content: Locator, installed: Locator, shot: Path) -> list[int]:
+    """The bar's values while the install runs, until installed shows the new version; one screenshot."""
+    bar = content.locator("ha-progress-bar")
+    values: list[int] = []
+    shot_taken = False
+    deadline = time.monotonic() + UI_TIMEOUT_MS / 1000
+    while (await installed.inner_text()).strip() != NEW_VERSION:
+        assert time.monotonic() < deadline, f"not installed in time; bar values {values}"
+        if await bar.count():
+            value = await bar.evaluate("(el) => (el.indeterminate ? null : el.value)")
+            if isinstance(value, int | float) and (not values or values[-1] != int(value)):
+                values.append(int(value))
+                if not shot_taken and 10 <= value <= 40:
+                    await page.screenshot(path=shot)
+                    shot_taken = True
+        await page.wait_for_timeout(100)
+    return values
+
+
+@pytest.mark.timeout(150)
+async def test_update_card_installs_a_pushed_firmware(socket_enabled: None, tmp_path: Path) -> None:
+    """Installed 0.1 → push → latest V100R0001 → Install → the bar moves → installed V100R0001, cloud `done`."""
+    paths = DemoPaths(tmp_path / "config", tmp_path / "emulator")
+    ports = Ports(ha=_free_port(), mqtt=0, mqtts=0, http=0, https=0)
+    light1 = LIGHTS[0]
+    async with (
+        aiohttp.ClientSession() as session,
+        running_demo(paths, ports, session, timeout_s=90) as demo,
+        _chromium() as browser,
+    ):
+        api = HomeAssistantApi(session, demo.setup.ha_url)
+        api.access_token = demo.setup.access_token
+        assert (await api.state(ENTITY_ID))["attributes"]["installed_version"] == "0.1"
+        console = ConsoleClient(demo.endpoints.http_url, session)
+
+        page = await browser.new_page(viewport=VIEWPORT)
+        await _log_in(page, demo.setup.ha_url)
+        content = await _open_more_info(page, ENTITY_ID)
+        installed = _row_value(content, "Installed version")
+        latest = _row_value(content, "Latest version")
+        await expect(installed).to_have_text("0.1", timeout=UI_TIMEOUT_MS)
+        await expect(latest).to_have_text("0.1")
+        await _screenshot(page, tmp_path / "0-up-to-date.png")
+
+        pushed = await push_firmware(console, NEW_VERSION, size=IMAGE_SIZE, throttle_bps=THROTTLE_BPS)
+        await expect(latest).to_have_text(NEW_VERSION, timeout=UI_TIMEOUT_MS)
+        await expect(installed).to_have_text("0.1")
+        # The dialog fetches release notes when it opens: open it again to see the pushed firmware's
+        # (version, size, MD5 and the host it comes from).
+        await page.keyboard.press("Escape")
+        await expect(content).to_have_count(0, timeout=UI_TIMEOUT_MS)
+        content = await _open_more_info(page, ENTITY_ID)
+        installed = _row_value(content, "Installed version")
+        latest = _row_value(content, "Latest version")
+        await expect(latest).to_have_text(NEW_VERSION, timeout=UI_TIMEOUT_MS)
+        await expect(content.locator("ha-markdown")).to_contain_text(pushed.md5, timeout=UI_TIMEOUT_MS)
+        await _screenshot(page, tmp_path / "1-before.png")
+
+        await content.get_by_role("button", name="Update").click()
+        values = await _watch_progress(page, content, installed, tmp_path / "2-during.png")
+        await expect(latest).to_have_text(NEW_VERSION)
+        await expect(content.locator("ha-progress-bar")).to_have_count(0, timeout=UI_TIMEOUT_MS)
+        await _screenshot(page, tmp_path / "3-after.png")
+
+        moving = [v for v in values if 0 < v < 100]
+        assert len(set(moving)) >= 2, f"the bar did not move: {values}"
+        assert values == sorted(values), f"the bar went backwards: {values}"
+        assert any(10 <= v <= 40 for v in values), f"no screenshot while 10-40 %: {values}"
+
+        async def light1_done() -> bool:
+            task = await console.get_task(pushed.task_id)
+            progress = task.devices.get(light1.key)
+            return progress is not None and progress.state == "done"
+
+        await eventually(light1_done, within=10)
+        status = await console.get_device(light1.product_id, light1.device_name)
+        assert status.version == NEW_VERSION
