@@ -12,8 +12,9 @@ SHARED_DIR=$(cd "$TOP/.." && pwd)/shared
 # Everything the tests, the emulator's broker plugin and the browser test need from Debian.
 ROOT_PACKAGES="python3,python3-venv,python3-dev,ca-certificates,mosquitto,mosquitto-dev,libmosquitto-dev,gcc,libc6-dev,libssl-dev"
 # Installed by apt inside the root after debootstrap: apt resolves the virtual packages (a D-Bus session bus)
-# that debootstrap's --include cannot. Chromium is for the browser test of the update card.
-ROOT_APT_PACKAGES="chromium fonts-dejavu-core"
+# that debootstrap's --include cannot. Chromium is for the browser test of the update card; g++ builds HA's
+# voice components' wheels and libturbojpeg serves its camera component, which HA's frontend loads.
+ROOT_APT_PACKAGES="chromium fonts-dejavu-core g++ libturbojpeg0"
 ROOT_SUITE=testing
 ROOT_FORMAT=1 # bump when the way a root is assembled changes
 

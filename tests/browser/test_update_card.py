@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 import contextlib
 from pathlib import Path
+import re
 import socket
 import time
 
@@ -69,6 +70,9 @@ async def _log_in(page: Page, ha_url: str) -> None:
     await page.wait_for_function(
         "() => document.querySelector('home-assistant')?.hass?.connected === true", timeout=UI_TIMEOUT_MS
     )
+    # Let the default dashboard finish starting before dialogs are opened over it.
+    await page.wait_for_url(re.compile(r"/home/|/lovelace/"), timeout=UI_TIMEOUT_MS)
+    await page.wait_for_load_state("networkidle", timeout=UI_TIMEOUT_MS)
 
 
 async def _open_more_info(page: Page, entity_id: str) -> Locator:
@@ -79,7 +83,18 @@ async def _open_more_info(page: Page, entity_id: str) -> Locator:
         entity_id,
     )
     content = page.locator("more-info-update")
-    await expect(content).to_be_visible(timeout=UI_TIMEOUT_MS)
+    try:
+        await expect(content).to_be_visible(timeout=UI_TIMEOUT_MS // 3)
+    except AssertionError:
+        # An event sent while the default dashboard was still starting can leave the dialog hidden behind it:
+        # close whatever is open and ask once more.
+        await page.keyboard.press("Escape")
+        await page.evaluate(
+            """(entityId) => document.querySelector('home-assistant').dispatchEvent(
+                new CustomEvent('hass-more-info', {detail: {entityId}, bubbles: true, composed: true}))""",
+            entity_id,
+        )
+        await expect(content).to_be_visible(timeout=UI_TIMEOUT_MS)
     return content
 
 
