@@ -16,7 +16,15 @@ import socket
 import time
 
 import aiohttp
-from playwright.async_api import Browser, Locator, Page, ViewportSize, async_playwright, expect
+from playwright.async_api import (
+    Browser,
+    Locator,
+    Page,
+    TimeoutError as PlaywrightTimeoutError,
+    ViewportSize,
+    async_playwright,
+    expect,
+)
 import pytest
 
 from scripts.py.demo_setup import DEMO_USER, LIGHTS, HomeAssistantApi, push_firmware
@@ -122,7 +130,11 @@ async def _watch_progress(page: Page, content: Locator, installed: Locator, shot
     while (await installed.inner_text()).strip() != NEW_VERSION:
         assert time.monotonic() < deadline, f"not installed in time; bar values {values}"
         if await bar.count():
-            value = await bar.evaluate("(el) => (el.indeterminate ? null : el.value)")
+            try:
+                # The bar goes away when the install ends: read it without waiting for one to come back.
+                value = await bar.evaluate("(el) => (el.indeterminate ? null : el.value)", timeout=1000)
+            except PlaywrightTimeoutError:
+                continue
             if isinstance(value, int | float) and (not values or values[-1] != int(value)):
                 values.append(int(value))
                 if not shot_taken and 10 <= value <= 40:
