@@ -77,14 +77,8 @@ def _target(call: ServiceCall) -> _Target:
         call.hass, DOMAIN, device_id, include_child_devices=False
     )
     runtime = _runtime(entry)
-    for domain, key in device.identifiers:
-        if domain != DOMAIN:
-            continue
-        try:
-            sub_device = DeviceId.parse(key)
-        except ValueError:
-            continue
-        if sub_device in runtime.engine.ota.devices:
+    for sub_device in runtime.engine.ota.devices:
+        if (DOMAIN, sub_device.key) in device.identifiers:
             return _Target(runtime, sub_device)
     raise ServiceValidationError(
         translation_domain=DOMAIN,

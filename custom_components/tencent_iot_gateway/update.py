@@ -7,7 +7,7 @@ from typing import Any
 
 from homeassistant.components.update import UpdateDeviceClass, UpdateEntity, UpdateEntityFeature
 from homeassistant.core import HomeAssistant
-from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
+from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers.entity import Entity
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
@@ -98,24 +98,12 @@ class SubDeviceFirmwareUpdate(SubDeviceEntity, UpdateEntity):
         )
 
     async def async_install(self, version: str | None, backup: bool, **kwargs: Any) -> None:
-        """Start the job (or join the one under way) and return when it has ended."""
-        target = self.snapshot.target
-        if target is None:
-            raise ServiceValidationError(
-                translation_domain=DOMAIN,
-                translation_key="no_update_pending",
-                translation_placeholders={"device": self.sub_device.key},
-            )
-        if version is not None and version != target.version:
-            raise ServiceValidationError(
-                translation_domain=DOMAIN,
-                translation_key="version_not_offered",
-                translation_placeholders={
-                    "device": self.sub_device.key,
-                    "version": version,
-                    "offered": target.version,
-                },
-            )
+        """Start the job (or join the one under way) and return when it has ended.
+
+        Installs the pending firmware: `version` is always None, as the entity offers no SPECIFIC_VERSION,
+        and HA's install action refuses an entity with nothing pending (the engine would refuse it too).
+        """
+        wanted = self.snapshot.latest_version
         try:
             await self.runtime.engine.ota.install(self.sub_device)
         except asyncio.CancelledError as err:
@@ -124,20 +112,20 @@ class SubDeviceFirmwareUpdate(SubDeviceEntity, UpdateEntity):
                 raise  # this call itself is being cancelled (HA stopping, the caller gave up)
             # The job ended without a result: `cancel_update`, or a newer push replaced it.
             offered = self.snapshot.target
-            if offered is not None and offered.version != target.version:
+            if offered is not None and offered.version != wanted:
                 raise HomeAssistantError(
                     translation_domain=DOMAIN,
                     translation_key="install_replaced",
                     translation_placeholders={
                         "device": self.sub_device.key,
-                        "version": target.version,
+                        "version": wanted,
                         "offered": offered.version,
                     },
                 ) from err
             raise HomeAssistantError(
                 translation_domain=DOMAIN,
                 translation_key="install_cancelled",
-                translation_placeholders={"device": self.sub_device.key, "version": target.version},
+                translation_placeholders={"device": self.sub_device.key, "version": wanted},
             ) from err
         except OtaError as err:
             raise HomeAssistantError(
@@ -145,7 +133,7 @@ class SubDeviceFirmwareUpdate(SubDeviceEntity, UpdateEntity):
                 translation_key="install_failed",
                 translation_placeholders={
                     "device": self.sub_device.key,
-                    "version": target.version,
+                    "version": wanted,
                     "code": str(int(err.code)),
                     "reason": str(err),
                 },

@@ -68,13 +68,12 @@ def check_ca_pem(text: str | None) -> str | None:
     if text is None or not text.strip():
         return None
     try:
-        certificates = x509.load_pem_x509_certificates(text.strip().encode())
+        # Raises ValueError for text holding no certificate too, so a success means at least one.
+        x509.load_pem_x509_certificates(text.strip().encode())
     except ValueError:
         raise InvalidFieldError(
             CONF_CA_CERT, "is not PEM certificate text (-----BEGIN CERTIFICATE-----)"
         ) from None
-    if not certificates:
-        raise InvalidFieldError(CONF_CA_CERT, "holds no certificate")
     return text.strip() + "\n"
 
 
@@ -127,7 +126,9 @@ async def async_ssl_context(ca_pem: str | None) -> ssl.SSLContext | bool:
     try:
         return await asyncio.get_running_loop().run_in_executor(None, build)
     except ssl.SSLError as err:
-        raise InvalidFieldError(CONF_CA_CERT, f"cannot be used as a trust anchor ({err.reason})") from None
+        # OpenSSL names no reason for some refusals (text glued after an END line): say so plainly.
+        reason = err.reason or "OpenSSL refused the text"
+        raise InvalidFieldError(CONF_CA_CERT, f"cannot be used as a trust anchor ({reason})") from None
 
 
 async def async_register_device(
