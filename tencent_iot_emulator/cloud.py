@@ -184,7 +184,10 @@ class MqttLink:
                 topic = body[2 : 2 + topic_len].decode("utf-8", errors="replace")
                 offset = 2 + topic_len
                 if qos:
-                    await self._send(0x40, body[offset : offset + 2])
+                    try:
+                        await self._send(0x40, body[offset : offset + 2])
+                    except ConnectionError, OSError:
+                        return  # closed while acknowledging: the link is over, like a failed read
                     offset += 2
                 yield topic, body[offset:]
             elif kind == 9:
