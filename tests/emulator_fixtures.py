@@ -88,7 +88,7 @@ def bind_signature(
     return base64.b64encode(hmac.new(secret.encode(), text, digest).digest()).decode()
 
 
-async def eventually[T](probe: Callable[[], Awaitable[T | None]], within: float = 3.0) -> T:
+async def eventually[T](probe: Callable[[], Awaitable[T | None]], within: float = 10.0) -> T:
     """Poll `probe` until it returns something truthy; fail after `within` seconds."""
     deadline = time.monotonic() + within
     while True:

@@ -161,6 +161,13 @@ class GatewayRuntime:
             hass, STORAGE_VERSION, store_key(entry.entry_id, "downloads")
         )
         self.downloader = Downloader(session, self.cache, self.download_store)
+        # Sub-devices the user removed while they stay bound in the cloud: not adopted again from
+        # `describe_sub_devices` (as HA ignores a dismissed discovery), until re-bound or added by hand.
+        self.ignored_store: Store[dict[str, Any]] = Store(
+            hass, STORAGE_VERSION, store_key(entry.entry_id, "ignored")
+        )
+        self._ignored: set[str] = set()
+        self._dropping: set[str] = set()
         self.configs = sub_device_configs(entry)
         self._flashers: dict[DeviceId, Flasher] = {}
         for config in self.configs.values():
@@ -189,6 +196,8 @@ class GatewayRuntime:
 
     async def async_start(self) -> None:
         """Connect; raises the engine's `AuthenticationError` / `CannotConnectError`."""
+        saved = await self.ignored_store.async_load() or {}
+        self._ignored = {key for key in saved.get("devices", []) if isinstance(key, str)}
         subs = [SubDevice(c.device, c.installed_version, c.secret) for c in self.configs.values()]
         await self.engine.start(subs)
 
@@ -246,6 +255,9 @@ class GatewayRuntime:
         wanted = sub_device_configs(self.entry)
         for device, old in list(self.configs.items()):
             if device not in wanted:
+                if device.key not in self._dropping and not old.unbind_on_remove:
+                    await self._set_ignored(device.key, ignored=True)
+                self._dropping.discard(device.key)
                 del self.configs[device]
                 self._flashers.pop(device, None)
                 self._devices.pop(device, None)
@@ -258,6 +270,7 @@ class GatewayRuntime:
             self._build_flasher(config)
             sub = SubDevice(device, config.installed_version, config.secret)
             if old_config is None:
+                await self._set_ignored(device.key, ignored=False)
                 for listener in list(self._new_device_listeners):
                     listener(config)
                 await self._engine_call(self.engine.add_sub_device(sub), "add", device)
@@ -388,7 +401,8 @@ class GatewayRuntime:
                 self._set_connected(False)
                 self.entry.async_start_reauth(self.hass)
             case SubDevicesChanged(bound=True, devices=devices):
-                self._adopt(devices)
+                # Bound again in the console on purpose: a device the user had removed comes back.
+                self._adopt(devices, include_ignored=True)
             case SubDevicesChanged(bound=False, devices=devices):
                 self._drop(devices)
             case AllUnbound():
@@ -405,11 +419,23 @@ class GatewayRuntime:
             return
         self._adopt(tuple(bound))
 
+    async def _set_ignored(self, key: str, *, ignored: bool) -> None:
+        if (key in self._ignored) == ignored:
+            return
+        if ignored:
+            self._ignored.add(key)
+        else:
+            self._ignored.discard(key)
+        await self.ignored_store.async_save({"devices": sorted(self._ignored)})
+
     @callback
-    def _adopt(self, devices: tuple[DeviceId, ...]) -> None:
+    def _adopt(self, devices: tuple[DeviceId, ...], *, include_ignored: bool = False) -> None:
         known = {subentry.unique_id for subentry in self.entry.subentries.values()}
         for device in devices:
             if device.key in known or device == self.gateway:
+                continue
+            if device.key in self._ignored and not include_ignored:
+                _LOGGER.debug("Not adding %s again: it was removed while still bound", device)
                 continue
             _LOGGER.info("Adding sub-device %s, bound to %s in the cloud", device, self.gateway)
             self.hass.config_entries.async_add_subentry(
@@ -432,6 +458,7 @@ class GatewayRuntime:
     def _drop(self, devices: tuple[DeviceId, ...]) -> None:
         """Sub-devices unbound in the console go away (their subentry, device and entities)."""
         keys = {device.key for device in devices}
+        self._dropping |= keys
         for subentry_id, subentry in list(self.entry.subentries.items()):
             if subentry.unique_id in keys:
                 _LOGGER.info(

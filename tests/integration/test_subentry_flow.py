@@ -342,3 +342,30 @@ async def test_remove_sends_offline_and_unbind_when_asked(
             for p in await gateway_operations(gateway, "unbind")
             if any(d.get("device_name") == "light1" for d in p.get("devices") or [])
         ]
+
+
+async def test_a_removed_but_still_bound_device_stays_removed(hass: HomeAssistant, gateway: Gateway) -> None:
+    """Removed without unbinding, a sub-device is not adopted again on the next connect; a console re-bind brings it back."""
+    await register_lights(gateway, "light1")
+    entry = await setup_gateway(hass, gateway, [sub("light1")])
+    assert hass.config_entries.async_remove_subentry(entry, _subentry_id(entry, "light1"))
+    await wait_for(hass, lambda: hass.states.get("update.light1_firmware") is None)
+    listed_before = len(await gateway_operations(gateway, "describe_sub_devices"))
+
+    assert await hass.config_entries.async_reload(entry.entry_id)
+    await hass.async_block_till_done()
+
+    async def listed_again() -> bool:
+        return len(await gateway_operations(gateway, "describe_sub_devices")) > listed_before
+
+    await eventually(listed_again)
+    await hass.async_block_till_done()
+    status = await gateway.emulator.console.get_device(LIGHT_PRODUCT, "light1")
+    assert status.gateway == gateway.key  # still bound in the cloud...
+    assert all(s.unique_id != light_key("light1") for s in entry.subentries.values())  # ...but not back
+    assert hass.states.get("update.light1_firmware") is None
+
+    await gateway.emulator.console.unbind(gateway.key, light_key("light1"))
+    await gateway.emulator.console.bind(gateway.key, light_key("light1"))
+    await wait_for(hass, lambda: any(s.unique_id == light_key("light1") for s in entry.subentries.values()))
+    await wait_for(hass, lambda: hass.states.get("update.light1_firmware") is not None)
