@@ -15,6 +15,7 @@ import logging
 from typing import Any
 
 from .auth import SignMethod
+from .background import BackgroundTasks
 from .endpoints import BrokerEndpoint
 from .errors import (
     AuthenticationError,
@@ -128,7 +129,7 @@ class GatewayEngine:
             auto_install=auto_install,
             settings=settings,
         )
-        self._background: set[asyncio.Task[None]] = set()
+        self._background = BackgroundTasks("A gateway operation failed")
         self._online_retry_s = operation_timeout_s
         self._stopped = False
 
@@ -173,9 +174,7 @@ class GatewayEngine:
         """Stop jobs (keeping what can resume), then disconnect. Safe to call twice."""
         self._stopped = True
         await self._ota.async_stop()
-        for task in list(self._background):
-            task.cancel()
-        await asyncio.gather(*self._background, return_exceptions=True)
+        await self._background.close()
         await self._session.stop()
 
     async def update_sub_device(self, sub: SubDevice) -> None:
@@ -306,16 +305,4 @@ class GatewayEngine:
                 self._run_in_background(self._bring_online(known))
 
     def _run_in_background(self, coro: Coroutine[Any, Any, None]) -> None:
-        if self._stopped:
-            coro.close()  # nothing new starts once the engine is stopping
-            return
-
-        async def guarded() -> None:
-            try:
-                await coro
-            except TencentIotError as err:
-                _LOGGER.warning("A gateway operation failed: %s", err)
-
-        task = asyncio.get_running_loop().create_task(guarded())
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        self._background.spawn(coro)

@@ -11,7 +11,7 @@ through a `StateStore`; the download itself resumes through the downloader's own
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 import contextlib
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
@@ -20,6 +20,7 @@ from pathlib import Path
 import time
 from typing import Any, Protocol
 
+from .background import BackgroundTasks
 from .download import DownloadProgress
 from .errors import (
     FlashError,
@@ -182,7 +183,7 @@ class OtaManager:
         self._download_slots = asyncio.Semaphore(self._settings.max_downloads)
         self._flash_slots = asyncio.Semaphore(self._settings.max_flashes)
         self._stopping = False
-        self._background: set[asyncio.Task[None]] = set()
+        self._background = BackgroundTasks("A progress report was not sent", level=logging.DEBUG)
 
     # -- devices ------------------------------------------------------------------------------------------
 
@@ -348,12 +349,13 @@ class OtaManager:
         for job in jobs:
             job.cancel()
         await asyncio.gather(*jobs, return_exceptions=True)
-        leftovers = [shared.task for shared in self._downloads.values()] + list(self._background)
-        for task in leftovers:
+        downloads = [shared.task for shared in self._downloads.values()]
+        for task in downloads:
             # A download cancelled once is saving its resume state: a second cancel would interrupt that.
             if not task.cancelling():
                 task.cancel()
-        await asyncio.gather(*leftovers, return_exceptions=True)
+        await asyncio.gather(*downloads, return_exceptions=True)
+        await self._background.close()
         self._downloads.clear()
         await self._save()
 
@@ -542,17 +544,8 @@ class OtaManager:
     async def _send_report(self, entry: _Device, payload: str, qos: int = 1) -> None:
         await self._publish(ota_report(entry.device), payload, qos)
 
-    def _spawn(self, coro: Awaitable[None]) -> None:
-        async def guarded() -> None:
-            try:
-                await coro
-            except TencentIotError as err:
-                _LOGGER.debug("A progress report was not sent: %s", err)
-
-        # Keep a reference: the loop holds tasks weakly, and `async_stop` must be able to end them.
-        task = asyncio.get_running_loop().create_task(guarded())
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        self._background.spawn(coro)
 
     # -- state --------------------------------------------------------------------------------------------
 
