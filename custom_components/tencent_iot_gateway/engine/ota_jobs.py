@@ -11,7 +11,7 @@ through a `StateStore`; the download itself resumes through the downloader's own
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 import contextlib
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
@@ -47,6 +47,7 @@ from .ota_protocol import (
 )
 from .storage import StateStore
 from .topics import ota_report
+from .uplink import Publish
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -56,9 +57,6 @@ MAX_URL_REFRESHES = 2
 # One scale for the UI: the download fills the first half of the bar, flashing the second.
 DOWNLOAD_SHARE = 50
 _STORE_VERSION = 1
-
-type Publish = Callable[[str, str, int], Awaitable[None]]
-
 
 class JobState(StrEnum):
     """Where a sub-device's firmware update stands."""

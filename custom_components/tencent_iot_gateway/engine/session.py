@@ -32,6 +32,7 @@ from .errors import (
     SubscriptionRefusedError,
 )
 from .identity import DeviceId
+from .uplink import UplinkPriority
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -155,8 +156,16 @@ class MqttSession:
         self._client = None
         self._set_disconnected()
 
-    async def publish(self, topic: str, payload: str, qos: int = 1) -> None:
-        """Send a message; with QoS 1 return only once the broker acknowledged it."""
+    async def publish(
+        self,
+        topic: str,
+        payload: str,
+        qos: int = 1,
+        *,
+        priority: UplinkPriority = UplinkPriority.CONTROL,
+        coalesce_key: str | None = None,
+    ) -> None:
+        """Send a message; with QoS 1 return only once the broker acknowledged it (see `uplink.Publish`)."""
         client = self._require_client()
         info = client.publish(topic, payload, qos=qos)
         if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:

@@ -1,0 +1,40 @@
+"""What the gateway sends up, and how urgent it is: the contract between the OTA jobs and the session.
+
+Tencent's broker limits what one connection may send (spec §3a "Rate budget": 30 uplink messages a second by
+the strict reading). Every uplink therefore says how it may be treated when the budget is tight: terminal
+reports and `online` go first, progress can be coalesced (a newer report with the same key replaces one still
+waiting), keep-alives take what is left. The session's rate limiter implements this; callers only label.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from enum import IntEnum
+from typing import Protocol
+
+DEFAULT_UPLINK_RATE = 30.0  # messages per second for the whole connection (spec §3a)
+
+
+class UplinkPriority(IntEnum):
+    """Lower values are sent first when messages wait for the budget."""
+
+    TERMINAL = 0  # fail, done, report_version: outcomes the cloud must hear
+    CONTROL = 1  # gateway operations (online, offline, bind, describe) and their acknowledgements
+    PROGRESS = 2  # downloading percent, burning
+    KEEPALIVE = 3  # a repeated report whose only purpose is to keep the cloud's task alive
+
+
+class Publish(Protocol):
+    """Send one message; with QoS 1 return once the broker acknowledged it."""
+
+    def __call__(
+        self,
+        topic: str,
+        payload: str,
+        qos: int = 1,
+        *,
+        priority: UplinkPriority = UplinkPriority.CONTROL,
+        coalesce_key: str | None = None,
+    ) -> Awaitable[None]:
+        """`coalesce_key`: a later message with the same key replaces this one if it has not been sent yet."""
+        ...
