@@ -9,10 +9,19 @@ from homeassistant.const import EVENT_HOMEASSISTANT_STOP, Platform
 from homeassistant.core import Event, HomeAssistant
 from homeassistant.exceptions import ConfigEntryAuthFailed, ConfigEntryNotReady
 from homeassistant.helpers import config_validation as cv, device_registry as dr
+from homeassistant.helpers.dispatcher import async_dispatcher_send
 from homeassistant.helpers.storage import Store
 from homeassistant.helpers.typing import ConfigType
 
-from .const import CONF_PRODUCT_ID, DOMAIN, MANUFACTURER, STORAGE_VERSION
+from .const import (
+    CONF_PRODUCT_ID,
+    DOMAIN,
+    MANUFACTURER,
+    RELOAD_FLASH_WAIT_S,
+    SHUTDOWN_FLASH_WAIT_S,
+    SIGNAL_ENTRY_STARTED,
+    STORAGE_VERSION,
+)
 from .engine.errors import AuthenticationError, CannotConnectError
 from .runtime import GatewayRuntime, TencentIotConfigEntry, cache_directory, store_key
 from .services import async_setup_services
@@ -62,13 +71,16 @@ async def async_setup_entry(hass: HomeAssistant, entry: TencentIotConfigEntry) -
     entry.async_on_unload(entry.add_update_listener(_async_entry_updated))
 
     async def _async_on_stop(_event: Event) -> None:
-        # HA does not unload entries when it stops: close the session and save resume state ourselves.
-        await runtime.async_stop()
+        # HA does not unload entries when it stops: close the session and save resume state ourselves. A
+        # flash under way gets what HA's stop stage allows; one that outlasts it is reported as interrupted.
+        await runtime.async_stop(flash_wait_s=SHUTDOWN_FLASH_WAIT_S)
 
     entry.async_on_unload(hass.bus.async_listen_once(EVENT_HOMEASSISTANT_STOP, _async_on_stop))
     # Sub-devices adopted from the cloud while this setup ran (the first connect lists the bound ones) were
     # added as subentries before the listener above existed: apply them now.
     runtime.async_schedule_sync()
+    # An install call that waited on a job through a reload follows it into this runtime.
+    async_dispatcher_send(hass, SIGNAL_ENTRY_STARTED.format(entry_id=entry.entry_id))
     return True
 
 
@@ -82,7 +94,9 @@ async def _async_entry_updated(hass: HomeAssistant, entry: TencentIotConfigEntry
 
 
 async def async_unload_entry(hass: HomeAssistant, entry: TencentIotConfigEntry) -> bool:
-    """Close the MQTT session; downloads stop where they can resume."""
+    """Close the MQTT session; downloads stop where they can resume, flashes under way are waited for."""
+    # Before the entities go, so they keep showing the flash the reload waits for.
+    await entry.runtime_data.async_finish_flashes(RELOAD_FLASH_WAIT_S)
     unloaded = await hass.config_entries.async_unload_platforms(entry, PLATFORMS)
     if unloaded:
         await entry.runtime_data.async_stop()

@@ -201,8 +201,13 @@ class GatewayRuntime:
         subs = [SubDevice(c.device, c.installed_version, c.secret) for c in self.configs.values()]
         await self.engine.start(subs)
 
-    async def async_stop(self) -> None:
-        """Disconnect, keeping what can resume."""
+    async def async_finish_flashes(self, timeout_s: float) -> None:
+        """Let the flashes under way end (bounded, logged); no new flash starts afterwards."""
+        await self.engine.ota.async_finish_flashes(timeout_s)
+
+    async def async_stop(self, flash_wait_s: float = 0.0) -> None:
+        """Disconnect, keeping what can resume; flashes under way get up to `flash_wait_s` to end first."""
+        await self.engine.ota.async_finish_flashes(flash_wait_s)
         for task in list(self._background):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
@@ -362,7 +367,7 @@ class GatewayRuntime:
                 "Sub-device %s is unavailable: the cloud answered online with %s", device, state.result
             )
 
-    def _update_sw_version(self, device: DeviceId, version: str) -> None:
+    def _update_sw_version(self, device: DeviceId, version: str | None) -> None:
         registry = dr.async_get(self.hass)
         entry = registry.async_get_device_by_identifier((DOMAIN, device.key), self.entry.entry_id)
         if entry is not None and entry.sw_version != version:
