@@ -156,9 +156,13 @@ class GatewayRuntime:
         session = async_get_clientsession(hass)
         self._session = session
         self.cache = FirmwareCache(cache_directory(hass, entry.entry_id))
-        self.ota_store: Store[dict[str, Any]] = Store(hass, STORAGE_VERSION, store_key(entry.entry_id, "ota"))
+        # The engine coalesces its writes and hands over documents it does not change afterwards, so HA may
+        # build the JSON in the executor instead of on the event loop (large with many sub-devices).
+        self.ota_store: Store[dict[str, Any]] = Store(
+            hass, STORAGE_VERSION, store_key(entry.entry_id, "ota"), serialize_in_event_loop=False
+        )
         self.download_store: Store[dict[str, Any]] = Store(
-            hass, STORAGE_VERSION, store_key(entry.entry_id, "downloads")
+            hass, STORAGE_VERSION, store_key(entry.entry_id, "downloads"), serialize_in_event_loop=False
         )
         self.downloader = Downloader(session, self.cache, self.download_store)
         # Sub-devices the user removed while they stay bound in the cloud: not adopted again from

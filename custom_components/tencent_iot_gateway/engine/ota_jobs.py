@@ -40,7 +40,7 @@ from .errors import (
 from .firmware import DEFAULT_MAX_FIRMWARE_SIZE, FirmwareSpec, validate_version
 from .flashers.base import Flasher
 from .identity import DeviceId
-from .job_store import DeviceRecord, JobStore, Outcome, OutcomeState
+from .job_store import SAVE_DELAY_S, DeviceRecord, JobStore, Outcome, OutcomeState
 from .ota_protocol import (
     InvalidUpdate,
     ProgressState,
@@ -157,6 +157,7 @@ class OtaSettings:
     max_flashes: int = 2
     max_firmware_size: int = DEFAULT_MAX_FIRMWARE_SIZE
     fresh_url_timeout_s: float = FRESH_URL_TIMEOUT_S
+    save_delay_s: float = SAVE_DELAY_S  # ordinary changes are saved together at most this often
 
 
 class OtaManager:
@@ -185,7 +186,7 @@ class OtaManager:
         self._settings = settings or OtaSettings()
         self._clock = clock
         self._devices: dict[DeviceId, _Device] = {}
-        self._jobs = JobStore(store)
+        self._jobs = JobStore(store, save_delay_s=self._settings.save_delay_s)
         self._downloads: dict[tuple[str, int], _SharedDownload] = {}
         self._download_slots = asyncio.Semaphore(self._settings.max_downloads)
         self._flash_slots = asyncio.Semaphore(self._settings.max_flashes)
@@ -292,7 +293,8 @@ class OtaManager:
         for entry in entries:
             if entry.outcome is not None and entry.job is None:
                 await self._send_outcome(entry, then_version=False)
-            await self._report_version(entry)
+            if entry.snapshot.state is not JobState.FLASHING:  # its `done` and new version follow
+                await self._report_version(entry)
         for entry in entries:
             if entry.install_requested and entry.job is None and entry.snapshot.target is not None:
                 _LOGGER.info(
@@ -372,6 +374,9 @@ class OtaManager:
         cancelled it or a newer push replaced it.
         """
         entry = self._entry(device)
+        if entry.job is not None and entry.job.cancelling():
+            # A cancel is under way: this is a new install, not that job; let the cancel finish first.
+            await asyncio.gather(entry.job, return_exceptions=True)
         if entry.job is None:
             if self._stopping:
                 raise JobSuspendedError(f"the gateway is stopping; the update of {device} cannot start now")
