@@ -9,7 +9,6 @@ from homeassistant.const import EVENT_HOMEASSISTANT_STOP, Platform
 from homeassistant.core import Event, HomeAssistant
 from homeassistant.exceptions import ConfigEntryAuthFailed, ConfigEntryNotReady
 from homeassistant.helpers import config_validation as cv, device_registry as dr
-from homeassistant.helpers.dispatcher import async_dispatcher_send
 from homeassistant.helpers.storage import Store
 from homeassistant.helpers.typing import ConfigType
 
@@ -19,7 +18,6 @@ from .const import (
     MANUFACTURER,
     RELOAD_FLASH_WAIT_S,
     SHUTDOWN_FLASH_WAIT_S,
-    SIGNAL_ENTRY_STARTED,
     STORAGE_VERSION,
 )
 from .engine.errors import AuthenticationError, CannotConnectError
@@ -79,8 +77,6 @@ async def async_setup_entry(hass: HomeAssistant, entry: TencentIotConfigEntry) -
     # Sub-devices adopted from the cloud while this setup ran (the first connect lists the bound ones) were
     # added as subentries before the listener above existed: apply them now.
     runtime.async_schedule_sync()
-    # An install call that waited on a job through a reload follows it into this runtime.
-    async_dispatcher_send(hass, SIGNAL_ENTRY_STARTED.format(entry_id=entry.entry_id))
     return True
 
 

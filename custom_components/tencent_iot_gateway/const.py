@@ -80,7 +80,6 @@ SERVICE_COMPLETE_FLASH: Final = "complete_flash"
 # -- dispatcher signals ----------------------------------------------------------------------------------
 SIGNAL_JOB: Final = f"{DOMAIN}_job_{{entry_id}}_{{device}}"
 SIGNAL_CONNECTION: Final = f"{DOMAIN}_connection_{{entry_id}}"
-SIGNAL_ENTRY_STARTED: Final = f"{DOMAIN}_started_{{entry_id}}"
 
 # -- flashes and the entry's life cycle ------------------------------------------------------------------
 # A reload (options, reauth, reconfigure) waits this long for flashes under way: a killed flash can leave a

@@ -34,7 +34,6 @@ from .const import (
     CONF_PRODUCT_ID,
     CONF_UNBIND_ON_REMOVE,
     DEFAULT_INSTALL_POLICY,
-    DEFAULT_INSTALLED_VERSION,
     DEFAULT_MAX_DOWNLOADS,
     DEFAULT_MAX_FIRMWARE_SIZE_MIB,
     DEFAULT_MAX_FLASHES,
@@ -75,7 +74,7 @@ class SubDeviceConfig:
 
     subentry_id: str
     device: DeviceId
-    installed_version: str
+    installed_version: str | None  # None: unknown (adopted from the cloud; the user has not said)
     secret: str | None
     flasher: Mapping[str, Any] | None
     unbind_on_remove: bool
@@ -91,7 +90,7 @@ class SubDeviceConfig:
         return cls(
             subentry_id=subentry_id,
             device=device_id_from(data),
-            installed_version=str(data.get(CONF_INSTALLED_VERSION) or DEFAULT_INSTALLED_VERSION),
+            installed_version=str(data.get(CONF_INSTALLED_VERSION) or "") or None,
             secret=data.get(CONF_DEVICE_SECRET) or None,
             flasher=flasher if isinstance(flasher, Mapping) else None,
             unbind_on_remove=bool(data.get(CONF_UNBIND_ON_REMOVE, False)),
@@ -284,7 +283,10 @@ class GatewayRuntime:
                     listener(config)
                 await self._engine_call(self.engine.add_sub_device(sub), "add", device)
             else:
-                if old_config.installed_version != config.installed_version:
+                if (
+                    config.installed_version is not None
+                    and old_config.installed_version != config.installed_version
+                ):
                     await self._engine_call(
                         self.engine.ota.set_installed_version(device, config.installed_version),
                         "report the version of",
@@ -316,7 +318,7 @@ class GatewayRuntime:
         if state is not None:
             return state.snapshot
         config = self.configs.get(device)
-        installed = config.installed_version if config is not None else DEFAULT_INSTALLED_VERSION
+        installed = config.installed_version if config is not None else None
         return JobSnapshot(device, JobState.IDLE, installed)
 
     def is_online(self, device: DeviceId) -> bool:
@@ -451,11 +453,9 @@ class GatewayRuntime:
                 self.entry,
                 ConfigSubentry(
                     data=MappingProxyType(
-                        {
-                            CONF_PRODUCT_ID: device.product_id,
-                            CONF_DEVICE_NAME: device.device_name,
-                            CONF_INSTALLED_VERSION: DEFAULT_INSTALLED_VERSION,
-                        }
+                        # No installed version: unknown until the user or a flasher says, so the gateway
+                        # does not overwrite the cloud's record of the device with a guess.
+                        {CONF_PRODUCT_ID: device.product_id, CONF_DEVICE_NAME: device.device_name}
                     ),
                     subentry_type=SUBENTRY_SUB_DEVICE,
                     title=device.key,

@@ -10,11 +10,10 @@ from homeassistant.components.update import UpdateDeviceClass, UpdateEntity, Upd
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import HomeAssistantError
-from homeassistant.helpers.dispatcher import async_dispatcher_connect
 from homeassistant.helpers.entity import Entity
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from .const import DOMAIN, SIGNAL_ENTRY_STARTED, InstallPolicy
+from .const import DOMAIN, InstallPolicy
 from .engine.errors import JobSuspendedError, OtaError, TencentIotError
 from .engine.identity import DeviceId
 from .engine.ota_jobs import JobSnapshot, JobState
@@ -28,8 +27,8 @@ PARALLEL_UPDATES = 0
 
 _LOGGER = logging.getLogger(__name__)
 
-# How long an install call waiting on a job follows it across a reload of the entry (the job resumes once the
-# gateway has reconnected).
+# How long an install call waiting on a job follows it across a reload of the entry (the reload itself, then
+# the resumed job's start once the gateway has reconnected).
 RESUME_WAIT_S = 300.0
 _MAX_FOLLOWS = 5
 
@@ -147,7 +146,10 @@ class SubDeviceFirmwareUpdate(SubDeviceEntity, UpdateEntity):
         _LOGGER.info("The update of %s continues after the reload of %s", self.sub_device, entry.title)
         for _attempt in range(_MAX_FOLLOWS):
             try:
-                runtime = await self._async_next_runtime(runtime)
+                following = await self._async_next_runtime(runtime)
+                if following is None:
+                    break
+                runtime = following
                 snapshot = await runtime.engine.ota.follow(self.sub_device, RESUME_WAIT_S)
             except TimeoutError:
                 break
@@ -170,21 +172,19 @@ class SubDeviceFirmwareUpdate(SubDeviceEntity, UpdateEntity):
             translation_placeholders={"device": self.sub_device.key, "version": wanted},
         )
 
-    async def _async_next_runtime(self, previous: GatewayRuntime) -> GatewayRuntime:
-        """The entry's runtime once it has been set up again (raises TimeoutError)."""
-        entry = self.runtime.entry
-        started = asyncio.Event()
-        unsubscribe = async_dispatcher_connect(
-            self.hass, SIGNAL_ENTRY_STARTED.format(entry_id=entry.entry_id), started.set
-        )
-        try:
-            async with asyncio.timeout(RESUME_WAIT_S):
-                while entry.state is not ConfigEntryState.LOADED or entry.runtime_data is previous:
-                    started.clear()
-                    await started.wait()
-        finally:
-            unsubscribe()
-        return entry.runtime_data
+    @staticmethod
+    async def _async_next_runtime(previous: GatewayRuntime) -> GatewayRuntime | None:
+        """The entry's runtime after the reload under way, or None when it was only unloaded (or HA stops).
+
+        HA holds the entry's setup lock from the unload to the end of the new setup of a reload, so taking it
+        returns once the reload is over; a plain unload releases it with the entry not loaded.
+        """
+        entry = previous.entry
+        async with asyncio.timeout(RESUME_WAIT_S), entry.setup_lock:
+            pass
+        if entry.state is ConfigEntryState.LOADED and entry.runtime_data is not previous:
+            return entry.runtime_data
+        return None
 
     def _check_followed(self, snapshot: JobSnapshot, wanted: str) -> None:
         if snapshot.installed_version == wanted:

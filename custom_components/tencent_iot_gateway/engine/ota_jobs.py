@@ -277,9 +277,11 @@ class OtaManager:
             entry.outcome = Outcome(OutcomeState.DONE, version)
         state = entry.snapshot.state if entry.snapshot.state.running else self._resting_state(target)
         self._update(entry, state=state, installed_version=version, target=target)
-        await self._persist_now(entry)
-        if entry.outcome is not None:
-            await self._send_outcome(entry)
+        if entry.outcome is None:
+            self._persist(entry)
+        else:
+            await self._persist_now(entry)  # an outcome is saved before it is reported
+            await self._send_outcome(entry, then_version=False)
         await self._report_version(entry)
 
     async def report_versions(self, devices: list[DeviceId]) -> None:
