@@ -263,3 +263,32 @@ async def test_an_unknown_version_is_never_reported(
         await eventually(reported)
     async with running_gateway(cloud, tmp_path, sub_devices=subs, settings=OtaSettings()) as gateway:
         assert gateway.engine.ota.snapshot(LIGHT).installed_version == "V2"
+
+
+async def test_an_interrupted_flash_that_did_finish_is_reported_done(
+    emulator: Emulator, http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """The device finished the interrupted flash while the gateway was down: the next start asks it (the
+    http flasher's version URL) and reports `done` and the new version instead of a failure."""
+    cloud = await seed_cloud(emulator, http)
+    await cloud.console.set_virtual_device_fault(LIGHT.product_id, LIGHT.device_name, "hang")
+    subs = [SubDevice(LIGHT, "0.1")]
+    async with running_gateway(cloud, tmp_path, sub_devices=subs) as gateway:
+        task_id = await _push(cloud)
+
+        async def flashing() -> bool:
+            return gateway.engine.ota.snapshot(LIGHT).state is JobState.FLASHING
+
+        await eventually(flashing, within=10)
+        await gateway.engine.ota.async_stop()
+    await cloud.console.put_virtual_device(LIGHT.product_id, LIGHT.device_name, "V2")
+    async with running_gateway(cloud, tmp_path, sub_devices=subs) as gateway:
+
+        async def cloud_done() -> bool:
+            task = await cloud.console.get_task(task_id)
+            return task.devices[LIGHT.key].state == "done" and emulator.cloud.version_of(LIGHT.key) == "V2"
+
+        await eventually(cloud_done, within=10)
+        snapshot = gateway.engine.ota.snapshot(LIGHT)
+        assert (snapshot.state, snapshot.installed_version) == (JobState.DONE, "V2")
+        assert JobState.FLASHING not in gateway.states(LIGHT)

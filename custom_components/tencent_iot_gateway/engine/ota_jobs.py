@@ -38,7 +38,7 @@ from .errors import (
     UrlExpiredError,
 )
 from .firmware import DEFAULT_MAX_FIRMWARE_SIZE, FirmwareSpec, validate_version
-from .flashers.base import Flasher
+from .flashers.base import Flasher, VersionReader
 from .identity import DeviceId
 from .job_store import SAVE_DELAY_S, DeviceRecord, JobStore, Outcome, OutcomeState
 from .ota_protocol import (
@@ -63,6 +63,8 @@ MAX_URL_REFRESHES = 2
 # One scale for the UI: the download fills the first half of the bar, flashing the second.
 DOWNLOAD_SHARE = 50
 INTERRUPTED_MESSAGE = "interrupted by shutdown"
+# How long the next start asks a flasher whether an interrupted flash did put the new version on.
+INTERRUPTED_PROBE_TIMEOUT_S = 10.0
 
 
 class JobState(StrEnum):
@@ -137,6 +139,7 @@ class _Device:
     fresh_url: asyncio.Future[FirmwareSpec] | None = None
     flashing: str | None = None  # the version being flashed, saved before the flasher starts
     outcome: Outcome | None = None  # a terminal report the broker has not acknowledged yet
+    interrupted: bool = False  # `outcome` is a flash the last shutdown interrupted; the flasher may know more
     job_started: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -234,6 +237,7 @@ class OtaManager:
                 saved.flashing,
             )
             entry.install_requested = False
+            entry.interrupted = True
             entry.outcome = Outcome(
                 OutcomeState.FAIL, saved.flashing, int(OtaResultCode.UPGRADE_FAILED), INTERRUPTED_MESSAGE
             )
@@ -290,6 +294,9 @@ class OtaManager:
         A terminal report that was lost with the last connection goes first (`done` before the new version).
         """
         entries = [self._devices[d] for d in devices if d in self._devices]
+        for entry in entries:
+            if entry.interrupted:
+                await self._settle_interrupted(entry)
         if any(entry.outcome is not None for entry in entries):
             await self._jobs.async_flush()  # outcomes are on disk before the cloud hears them
         for entry in entries:
@@ -560,6 +567,29 @@ class OtaManager:
         if then_version:
             with contextlib.suppress(NotConnectedError, OperationTimeoutError):
                 await self._report_version(entry)  # if lost, the reconnect's announce reports it
+
+    async def _settle_interrupted(self, entry: _Device) -> None:
+        """Ask the flasher whether the interrupted flash finished after all: then it is `done`, not failed."""
+        entry.interrupted = False
+        outcome, target = entry.outcome, entry.snapshot.target
+        flasher: object = self._flasher_for(entry.device)  # any flasher kind may also read versions
+        if outcome is None or target is None or target.version != outcome.version:
+            return
+        if not isinstance(flasher, VersionReader):
+            return
+        try:
+            async with asyncio.timeout(INTERRUPTED_PROBE_TIMEOUT_S):
+                running = await flasher.read_version(entry.device, target)
+        except TimeoutError:
+            running = None
+        if running != target.version:
+            return
+        _LOGGER.info("%s runs %s: its interrupted flash did finish", entry.device, running)
+        entry.outcome = Outcome(OutcomeState.DONE, running)
+        self._update(
+            entry, state=JobState.DONE, installed_version=running, target=None, result_code=None, message=""
+        )
+        self._persist(entry)
 
     async def _on_replaced(self, entry: _Device, target: FirmwareSpec) -> None:
         """A push of another version replaced this job: its bytes are not wanted, and its task has ended."""
