@@ -96,6 +96,8 @@ async def async_unload_entry(hass: HomeAssistant, entry: TencentIotConfigEntry) 
     unloaded = await hass.config_entries.async_unload_platforms(entry, PLATFORMS)
     if unloaded:
         await entry.runtime_data.async_stop()
+    else:
+        entry.runtime_data.engine.ota.allow_flashes()
     return unloaded
 
 

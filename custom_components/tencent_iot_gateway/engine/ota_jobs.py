@@ -194,9 +194,10 @@ class OtaManager:
         self._download_slots = asyncio.Semaphore(self._settings.max_downloads)
         self._flash_slots = asyncio.Semaphore(self._settings.max_flashes)
         self._stopping = False
-        # Set once stopping: a job that reaches its flash slot after that waits here until it is cancelled.
-        self._flashes_held = False
-        self._never = asyncio.Event()
+        # Cleared once stopping: a job that reaches its flash slot then waits here until it is cancelled (or
+        # the stop is called off).
+        self._flashes_allowed = asyncio.Event()
+        self._flashes_allowed.set()
         self._background = BackgroundTasks("A progress report was not sent", level=logging.DEBUG)
 
     # -- devices ------------------------------------------------------------------------------------------
@@ -442,7 +443,7 @@ class OtaManager:
         waits for them first. A flash still running when the time is up is cancelled by `async_stop` and
         reported as interrupted at the next start.
         """
-        self._flashes_held = True
+        self._flashes_allowed.clear()
         flashing = {
             entry.device: entry.job
             for entry in self._devices.values()
@@ -460,6 +461,11 @@ class OtaManager:
                 late,
                 timeout_s,
             )
+
+    def allow_flashes(self) -> None:
+        """Call off `async_finish_flashes` (the unload it prepared did not happen): waiting flashes start."""
+        if not self._stopping:
+            self._flashes_allowed.set()
 
     async def async_stop(self, flash_wait_s: float = 0.0) -> None:
         """Stop every job, keeping what can resume (partial downloads, the install request).
@@ -500,8 +506,7 @@ class OtaManager:
             image = await self._download(entry, target)
             target = entry.snapshot.target or target
             async with self._flash_slots:
-                if self._flashes_held:
-                    await self._never.wait()  # stopping: no new flash; `async_stop` cancels this job
+                await self._flashes_allowed.wait()  # stopping: no new flash; `async_stop` cancels this job
                 version = await self._flash(entry, target, image)
         except OtaError as err:
             await self._finish(entry, target, err)
