@@ -8,6 +8,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from custom_components.tencent_iot_gateway.engine.identity import DeviceId
 from custom_components.tencent_iot_gateway.engine.job_store import (
     DeviceRecord,
@@ -126,3 +128,16 @@ async def test_concurrent_saves_of_the_file_store_keep_one_pending_document(tmp_
     await asyncio.gather(*(files.async_save({"n": i}) for i in range(50)))
     assert files.files_written <= 5  # one per write that was under way when others arrived, not one per save
     assert json.loads((tmp_path / "state.json").read_text()) == {"n": 49}
+
+
+async def test_a_failing_disk_does_not_hold_up_an_outcome(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A write that fails is logged; the caller waiting for it is released (the report still goes out)."""
+    (tmp_path / "ota.json").mkdir()  # the file's place is taken by a directory: every write fails
+    store = JobStore(JsonFileStore(tmp_path / "ota.json"))
+    await store.async_put_now(
+        "P/d1", DeviceRecord(installed="2.0", outcome=Outcome(OutcomeState.DONE, "2.0"))
+    )
+    assert "Could not save the state of the OTA jobs" in caplog.text
+    await store.async_close()

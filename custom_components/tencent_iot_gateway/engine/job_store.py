@@ -227,7 +227,8 @@ class JobStore:
         document = {"version": STORE_VERSION, "devices": dict(self._documents)}
         try:
             await self._store.async_save(document)
-        except OSError as err:
+        except (OSError, TypeError, ValueError) as err:
+            # Waiters are released all the same: an outcome that cannot be saved is still worth reporting.
             _LOGGER.error("Could not save the state of the OTA jobs: %s", err)
         self._writes += 1
         self._last_write = time.monotonic()
