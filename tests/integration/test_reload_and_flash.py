@@ -57,6 +57,8 @@ async def test_an_options_change_mid_download_does_not_fail_the_waiting_install(
     assert entry.runtime_data is not runtime
     assert state(hass, ENTITY).attributes[ATTR_INSTALLED_VERSION] == VERSION
     assert (flash_dir / f"{LIGHT_PRODUCT}_light1_{VERSION}.bin").read_bytes() == FIRMWARE
+    counters = (await console.stats()).firmware[f"{LIGHT_PRODUCT}/{VERSION}"]
+    assert counters.bytes <= len(FIRMWARE) + 256 * 1024, "the download started over instead of resuming"
     await cloud_task_ended(gateway, "light1", "done")
 
 
