@@ -227,6 +227,15 @@ class TaskManager:
                 return entry
         return None
 
+    def _entry_for_version(self, key: str, version: str) -> TaskDevice | None:
+        """The device's entry in the newest unfinished task pushing `version`: a gateway that drops an older
+        task for a newer one still ends the older one with a report for its version."""
+        for task in reversed(self._tasks.values()):
+            entry = task.devices.get(key)
+            if entry is not None and task.spec.version == version and not entry.state.terminal:
+                return entry
+        return None
+
     async def create(self, spec: TaskSpec) -> Task:
         """Create a task; online eligible targets get `update_firmware` at once."""
         task = Task(next(self._ids), spec)
@@ -264,7 +273,7 @@ class TaskManager:
     def on_progress(self, product_id: str, device_name: str, progress: Progress) -> str | None:
         """Apply a `report_progress`; returns why it was refused (a protocol violation), else None."""
         key = f"{product_id}/{device_name}"
-        entry = self.latest_entry(key)
+        entry = self._entry_for_version(key, progress.version) or self.latest_entry(key)
         if entry is None:
             return "report_progress without an upgrade task for this device"
         task = self._tasks[entry.task_id]

@@ -12,7 +12,14 @@ from homeassistant.helpers import config_validation as cv, device_registry as dr
 from homeassistant.helpers.storage import Store
 from homeassistant.helpers.typing import ConfigType
 
-from .const import CONF_PRODUCT_ID, DOMAIN, MANUFACTURER, STORAGE_VERSION
+from .const import (
+    CONF_PRODUCT_ID,
+    DOMAIN,
+    MANUFACTURER,
+    RELOAD_FLASH_WAIT_S,
+    SHUTDOWN_FLASH_WAIT_S,
+    STORAGE_VERSION,
+)
 from .engine.errors import AuthenticationError, CannotConnectError
 from .runtime import GatewayRuntime, TencentIotConfigEntry, cache_directory, store_key
 from .services import async_setup_services
@@ -62,8 +69,9 @@ async def async_setup_entry(hass: HomeAssistant, entry: TencentIotConfigEntry) -
     entry.async_on_unload(entry.add_update_listener(_async_entry_updated))
 
     async def _async_on_stop(_event: Event) -> None:
-        # HA does not unload entries when it stops: close the session and save resume state ourselves.
-        await runtime.async_stop()
+        # HA does not unload entries when it stops: close the session and save resume state ourselves. A
+        # flash under way gets what HA's stop stage allows; one that outlasts it is reported as interrupted.
+        await runtime.async_stop(flash_wait_s=SHUTDOWN_FLASH_WAIT_S)
 
     entry.async_on_unload(hass.bus.async_listen_once(EVENT_HOMEASSISTANT_STOP, _async_on_stop))
     # Sub-devices adopted from the cloud while this setup ran (the first connect lists the bound ones) were
@@ -82,10 +90,14 @@ async def _async_entry_updated(hass: HomeAssistant, entry: TencentIotConfigEntry
 
 
 async def async_unload_entry(hass: HomeAssistant, entry: TencentIotConfigEntry) -> bool:
-    """Close the MQTT session; downloads stop where they can resume."""
+    """Close the MQTT session; downloads stop where they can resume, flashes under way are waited for."""
+    # Before the entities go, so they keep showing the flash the reload waits for.
+    await entry.runtime_data.async_finish_flashes(RELOAD_FLASH_WAIT_S)
     unloaded = await hass.config_entries.async_unload_platforms(entry, PLATFORMS)
     if unloaded:
         await entry.runtime_data.async_stop()
+    else:
+        entry.runtime_data.engine.ota.allow_flashes()
     return unloaded
 
 

@@ -80,5 +80,12 @@ SERVICE_COMPLETE_FLASH: Final = "complete_flash"
 # -- dispatcher signals ----------------------------------------------------------------------------------
 SIGNAL_JOB: Final = f"{DOMAIN}_job_{{entry_id}}_{{device}}"
 SIGNAL_CONNECTION: Final = f"{DOMAIN}_connection_{{entry_id}}"
+
+# -- flashes and the entry's life cycle ------------------------------------------------------------------
+# A reload (options, reauth, reconfigure) waits this long for flashes under way: a killed flash can leave a
+# sub-device without working firmware. It covers the flashers' own default timeout (600 s) with a margin.
+RELOAD_FLASH_WAIT_S: Final = 660.0
+# HA gives the stop stage 100 s for everything; flashes get most of it, the rest is for saving and closing.
+SHUTDOWN_FLASH_WAIT_S: Final = 60.0
 CONF_UNBIND_ON_REMOVE: Final = "unbind_on_remove"
 MANUFACTURER: Final = "Tencent Cloud IoT"

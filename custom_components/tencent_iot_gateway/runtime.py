@@ -34,7 +34,6 @@ from .const import (
     CONF_PRODUCT_ID,
     CONF_UNBIND_ON_REMOVE,
     DEFAULT_INSTALL_POLICY,
-    DEFAULT_INSTALLED_VERSION,
     DEFAULT_MAX_DOWNLOADS,
     DEFAULT_MAX_FIRMWARE_SIZE_MIB,
     DEFAULT_MAX_FLASHES,
@@ -75,7 +74,7 @@ class SubDeviceConfig:
 
     subentry_id: str
     device: DeviceId
-    installed_version: str
+    installed_version: str | None  # None: unknown (adopted from the cloud; the user has not said)
     secret: str | None
     flasher: Mapping[str, Any] | None
     unbind_on_remove: bool
@@ -91,7 +90,7 @@ class SubDeviceConfig:
         return cls(
             subentry_id=subentry_id,
             device=device_id_from(data),
-            installed_version=str(data.get(CONF_INSTALLED_VERSION) or DEFAULT_INSTALLED_VERSION),
+            installed_version=str(data.get(CONF_INSTALLED_VERSION) or "") or None,
             secret=data.get(CONF_DEVICE_SECRET) or None,
             flasher=flasher if isinstance(flasher, Mapping) else None,
             unbind_on_remove=bool(data.get(CONF_UNBIND_ON_REMOVE, False)),
@@ -156,9 +155,13 @@ class GatewayRuntime:
         session = async_get_clientsession(hass)
         self._session = session
         self.cache = FirmwareCache(cache_directory(hass, entry.entry_id))
-        self.ota_store: Store[dict[str, Any]] = Store(hass, STORAGE_VERSION, store_key(entry.entry_id, "ota"))
+        # The engine coalesces its writes and hands over documents it does not change afterwards, so HA may
+        # build the JSON in the executor instead of on the event loop (large with many sub-devices).
+        self.ota_store: Store[dict[str, Any]] = Store(
+            hass, STORAGE_VERSION, store_key(entry.entry_id, "ota"), serialize_in_event_loop=False
+        )
         self.download_store: Store[dict[str, Any]] = Store(
-            hass, STORAGE_VERSION, store_key(entry.entry_id, "downloads")
+            hass, STORAGE_VERSION, store_key(entry.entry_id, "downloads"), serialize_in_event_loop=False
         )
         self.downloader = Downloader(session, self.cache, self.download_store)
         # Sub-devices the user removed while they stay bound in the cloud: not adopted again from
@@ -201,8 +204,13 @@ class GatewayRuntime:
         subs = [SubDevice(c.device, c.installed_version, c.secret) for c in self.configs.values()]
         await self.engine.start(subs)
 
-    async def async_stop(self) -> None:
-        """Disconnect, keeping what can resume."""
+    async def async_finish_flashes(self, timeout_s: float) -> None:
+        """Let the flashes under way end (bounded, logged); no new flash starts afterwards."""
+        await self.engine.ota.async_finish_flashes(timeout_s)
+
+    async def async_stop(self, flash_wait_s: float = 0.0) -> None:
+        """Disconnect, keeping what can resume; flashes under way get up to `flash_wait_s` to end first."""
+        await self.engine.ota.async_finish_flashes(flash_wait_s)
         for task in list(self._background):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
@@ -275,7 +283,10 @@ class GatewayRuntime:
                     listener(config)
                 await self._engine_call(self.engine.add_sub_device(sub), "add", device)
             else:
-                if old_config.installed_version != config.installed_version:
+                if (
+                    config.installed_version is not None
+                    and old_config.installed_version != config.installed_version
+                ):
                     await self._engine_call(
                         self.engine.ota.set_installed_version(device, config.installed_version),
                         "report the version of",
@@ -307,7 +318,7 @@ class GatewayRuntime:
         if state is not None:
             return state.snapshot
         config = self.configs.get(device)
-        installed = config.installed_version if config is not None else DEFAULT_INSTALLED_VERSION
+        installed = config.installed_version if config is not None else None
         return JobSnapshot(device, JobState.IDLE, installed)
 
     def is_online(self, device: DeviceId) -> bool:
@@ -362,7 +373,7 @@ class GatewayRuntime:
                 "Sub-device %s is unavailable: the cloud answered online with %s", device, state.result
             )
 
-    def _update_sw_version(self, device: DeviceId, version: str) -> None:
+    def _update_sw_version(self, device: DeviceId, version: str | None) -> None:
         registry = dr.async_get(self.hass)
         entry = registry.async_get_device_by_identifier((DOMAIN, device.key), self.entry.entry_id)
         if entry is not None and entry.sw_version != version:
@@ -442,11 +453,9 @@ class GatewayRuntime:
                 self.entry,
                 ConfigSubentry(
                     data=MappingProxyType(
-                        {
-                            CONF_PRODUCT_ID: device.product_id,
-                            CONF_DEVICE_NAME: device.device_name,
-                            CONF_INSTALLED_VERSION: DEFAULT_INSTALLED_VERSION,
-                        }
+                        # No installed version: unknown until the user or a flasher says, so the gateway
+                        # does not overwrite the cloud's record of the device with a guess.
+                        {CONF_PRODUCT_ID: device.product_id, CONF_DEVICE_NAME: device.device_name}
                     ),
                     subentry_type=SUBENTRY_SUB_DEVICE,
                     title=device.key,

@@ -54,10 +54,16 @@ def _kind_selector() -> SelectSelector:
     )
 
 
-def _common_fields() -> dict[vol.Marker, Any]:
+def _common_fields(*, version_known: bool = True) -> dict[vol.Marker, Any]:
+    # A sub-device adopted from the cloud has no version yet: left empty, it stays unknown (never reported).
+    version: vol.Marker = (
+        vol.Required(CONF_INSTALLED_VERSION, default=DEFAULT_INSTALLED_VERSION)
+        if version_known
+        else vol.Optional(CONF_INSTALLED_VERSION)
+    )
     return {
         vol.Optional(CONF_DEVICE_SECRET): _PASSWORD,
-        vol.Required(CONF_INSTALLED_VERSION, default=DEFAULT_INSTALLED_VERSION): TextSelector(),
+        version: TextSelector(),
         vol.Required(CONF_FLASHER_KIND, default=FLASHER_NONE): _kind_selector(),
         vol.Required(CONF_UNBIND_ON_REMOVE, default=False): BooleanSelector(),
     }
@@ -76,8 +82,10 @@ def _check_common(user_input: dict[str, Any]) -> dict[str, Any]:
     secret = str(user_input.get(CONF_DEVICE_SECRET) or "").strip()
     if secret:
         data[CONF_DEVICE_SECRET] = check_device_secret(secret)
+    version = str(user_input.get(CONF_INSTALLED_VERSION) or "").strip()
     try:
-        data[CONF_INSTALLED_VERSION] = validate_version(str(user_input[CONF_INSTALLED_VERSION]).strip())
+        if version:
+            data[CONF_INSTALLED_VERSION] = validate_version(version)
     except InvalidFirmwareError as err:
         raise InvalidFieldError(CONF_INSTALLED_VERSION, str(err)) from None
     data[CONF_UNBIND_ON_REMOVE] = bool(user_input.get(CONF_UNBIND_ON_REMOVE, False))
@@ -164,7 +172,8 @@ class SubDeviceSubentryFlow(ConfigSubentryFlow):
         return self.async_show_form(
             step_id="reconfigure",
             data_schema=self.add_suggested_values_to_schema(
-                vol.Schema(_common_fields()), user_input or current
+                vol.Schema(_common_fields(version_known=bool(subentry.data.get(CONF_INSTALLED_VERSION)))),
+                user_input or current,
             ),
             errors=errors,
             description_placeholders=placeholders,

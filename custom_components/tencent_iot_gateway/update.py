@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from homeassistant.components.update import UpdateDeviceClass, UpdateEntity, UpdateEntityFeature
+from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers.entity import Entity
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from .const import DOMAIN, InstallPolicy
-from .engine.errors import OtaError
+from .engine.errors import JobSuspendedError, OtaError, TencentIotError
 from .engine.identity import DeviceId
-from .engine.ota_jobs import JobState
+from .engine.ota_jobs import JobSnapshot, JobState
 from .entity import SubDeviceEntity, async_setup_sub_device_entities
 from .runtime import GatewayRuntime, TencentIotConfigEntry
 
@@ -22,6 +24,13 @@ from .runtime import GatewayRuntime, TencentIotConfigEntry
 # then queues the jobs (visibly "queued"), shares one download per image and bounds downloads and flashes by
 # the options. A limit here would serialise the installs behind one another before the engine ever saw them.
 PARALLEL_UPDATES = 0
+
+_LOGGER = logging.getLogger(__name__)
+
+# How long an install call waiting on a job follows it across a reload of the entry (the reload itself, then
+# the resumed job's start once the gateway has reconnected).
+RESUME_WAIT_S = 300.0
+_MAX_FOLLOWS = 5
 
 
 async def async_setup_entry(
@@ -53,14 +62,25 @@ class SubDeviceFirmwareUpdate(SubDeviceEntity, UpdateEntity):
         return features
 
     @property
-    def installed_version(self) -> str:
-        """The version the sub-device runs."""
+    def installed_version(self) -> str | None:
+        """The version the sub-device runs; None (unknown) until the user or a flasher says."""
         return self.snapshot.installed_version
 
     @property
-    def latest_version(self) -> str:
+    def latest_version(self) -> str | None:
         """The version the cloud pushed, or the installed one when nothing is pending."""
         return self.snapshot.latest_version
+
+    @property
+    def release_summary(self) -> str | None:
+        """With the installed version unknown, how to set it (shown in the update dialog of the device)."""
+        if self.snapshot.installed_version is not None:
+            return None
+        return (
+            "Installed version unknown (adopted from the cloud): set it with the action "
+            "tencent_iot_gateway.set_installed_version or by reconfiguring the sub-device. "
+            "Until then no version is reported to the cloud."
+        )
 
     @property
     def title(self) -> str:
@@ -102,39 +122,104 @@ class SubDeviceFirmwareUpdate(SubDeviceEntity, UpdateEntity):
 
         Installs the pending firmware: `version` is always None, as the entity offers no SPECIFIC_VERSION,
         and HA's install action refuses an entity with nothing pending (the engine would refuse it too).
+        A reload of the entry in the middle does not end the call: the job resumes in the reloaded entry and
+        this call follows it there.
         """
-        wanted = self.snapshot.latest_version
+        wanted = self.snapshot.latest_version or ""
         try:
             await self.runtime.engine.ota.install(self.sub_device)
+        except JobSuspendedError:
+            await self._async_follow_into_reload(wanted)
         except asyncio.CancelledError as err:
             task = asyncio.current_task()
             if task is not None and task.cancelling():
                 raise  # this call itself is being cancelled (HA stopping, the caller gave up)
-            # The job ended without a result: `cancel_update`, or a newer push replaced it.
-            offered = self.snapshot.target
-            if offered is not None and offered.version != wanted:
-                raise HomeAssistantError(
-                    translation_domain=DOMAIN,
-                    translation_key="install_replaced",
-                    translation_placeholders={
-                        "device": self.sub_device.key,
-                        "version": wanted,
-                        "offered": offered.version,
-                    },
-                ) from err
-            raise HomeAssistantError(
-                translation_domain=DOMAIN,
-                translation_key="install_cancelled",
-                translation_placeholders={"device": self.sub_device.key, "version": wanted},
-            ) from err
+            raise self._cancelled_error(wanted) from err
         except OtaError as err:
-            raise HomeAssistantError(
+            raise self._failed_error(wanted, int(err.code), str(err)) from err
+        except TencentIotError as err:
+            raise self._failed_error(wanted, None, str(err)) from err
+
+    async def _async_follow_into_reload(self, wanted: str) -> None:
+        """The entry is reloading: wait for its next runtime, then for the resumed job there."""
+        entry, runtime = self.runtime.entry, self.runtime
+        _LOGGER.info("The update of %s continues after the reload of %s", self.sub_device, entry.title)
+        for _attempt in range(_MAX_FOLLOWS):
+            try:
+                following = await self._async_next_runtime(runtime)
+                if following is None:
+                    break
+                runtime = following
+                snapshot = await runtime.engine.ota.follow(self.sub_device, RESUME_WAIT_S)
+            except TimeoutError:
+                break
+            except JobSuspendedError:
+                continue  # reloaded again while the job ran
+            except asyncio.CancelledError as err:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise
+                raise self._cancelled_error(wanted) from err
+            except OtaError as err:
+                raise self._failed_error(wanted, int(err.code), str(err)) from err
+            except TencentIotError as err:
+                raise self._failed_error(wanted, None, str(err)) from err
+            self._check_followed(snapshot, wanted)
+            return
+        raise HomeAssistantError(
+            translation_domain=DOMAIN,
+            translation_key="install_not_resumed",
+            translation_placeholders={"device": self.sub_device.key, "version": wanted},
+        )
+
+    @staticmethod
+    async def _async_next_runtime(previous: GatewayRuntime) -> GatewayRuntime | None:
+        """The entry's runtime after the reload under way, or None when it was only unloaded (or HA stops).
+
+        HA holds the entry's setup lock from the unload to the end of the new setup of a reload, so taking it
+        returns once the reload is over; a plain unload releases it with the entry not loaded.
+        """
+        entry = previous.entry
+        async with asyncio.timeout(RESUME_WAIT_S), entry.setup_lock:
+            pass
+        if entry.state is ConfigEntryState.LOADED and entry.runtime_data is not previous:
+            return entry.runtime_data
+        return None
+
+    def _check_followed(self, snapshot: JobSnapshot, wanted: str) -> None:
+        if snapshot.installed_version == wanted:
+            return
+        if snapshot.state is JobState.FAILED:
+            raise self._failed_error(wanted, snapshot.result_code, snapshot.message)
+        raise self._cancelled_error(wanted)
+
+    def _cancelled_error(self, wanted: str) -> HomeAssistantError:
+        """The job ended without a result: `cancel_update`, or a newer push replaced it."""
+        offered = self.snapshot.target
+        if offered is not None and offered.version != wanted:
+            return HomeAssistantError(
                 translation_domain=DOMAIN,
-                translation_key="install_failed",
+                translation_key="install_replaced",
                 translation_placeholders={
                     "device": self.sub_device.key,
                     "version": wanted,
-                    "code": str(int(err.code)),
-                    "reason": str(err),
+                    "offered": offered.version,
                 },
-            ) from err
+            )
+        return HomeAssistantError(
+            translation_domain=DOMAIN,
+            translation_key="install_cancelled",
+            translation_placeholders={"device": self.sub_device.key, "version": wanted},
+        )
+
+    def _failed_error(self, wanted: str, code: int | None, reason: str) -> HomeAssistantError:
+        return HomeAssistantError(
+            translation_domain=DOMAIN,
+            translation_key="install_failed",
+            translation_placeholders={
+                "device": self.sub_device.key,
+                "version": wanted,
+                "code": str(code if code is not None else int(OtaError.code)),
+                "reason": reason,
+            },
+        )

@@ -101,6 +101,7 @@ async def running_gateway(
     settings: OtaSettings | None = None,
     downloader_options: dict[str, Any] | None = None,
     start: bool = True,
+    endpoint: BrokerEndpoint | None = None,
 ) -> AsyncIterator[Gateway]:
     """Start an engine for the seed's gateway over TLS against the emulator's CA; stop it on exit."""
     emu = cloud.emu
@@ -115,7 +116,8 @@ async def running_gateway(
         flasher = virtual_device_flasher(emu, session)
         events: list[EngineEvent] = []
         engine = GatewayEngine(
-            endpoint=BrokerEndpoint("127.0.0.1", emu.mqtts_port, tls=True, ca_pem=emu.ca_file.read_text()),
+            endpoint=endpoint
+            or BrokerEndpoint("127.0.0.1", emu.mqtts_port, tls=True, ca_pem=emu.ca_file.read_text()),
             gateway=GATEWAY,
             device_secret=cloud.gateway_secret,
             downloader=downloader,

@@ -44,10 +44,49 @@ async def test_bound_devices_are_adopted_at_startup(hass: HomeAssistant, gateway
     await wait_for(hass, lambda: _keys(entry) == {light_key("light1"), light_key("light2")})
     await wait_for(hass, lambda: available(hass, "update.light2_firmware"))
     adopted = next(s for s in entry.subentries.values() if s.unique_id == light_key("light2"))
-    assert adopted.data[CONF_INSTALLED_VERSION] == "0.0.0"
+    assert CONF_INSTALLED_VERSION not in adopted.data
     assert _device_exists(hass, entry, "light2")
     assert await console_online(gateway, "light2")
     assert len(entry.subentries) == 2  # light1 was not added a second time
+
+
+async def test_an_adopted_sub_device_has_an_unknown_version_that_is_never_reported(
+    hass: HomeAssistant, gateway: Gateway
+) -> None:
+    """Issue 9 §3: adopted from the bound list, a sub-device's version is unknown: the update entity says
+    so and how to set it, and the cloud's record is not overwritten; a manually added one reports what the
+    user entered, and so does the adopted one once the user sets it."""
+    await register_lights(gateway, "light1", "light2")
+    entry = await add_entry(hass, gateway.entry_data, subentries=[sub("light1", version="1.2.3")])
+    await wait_for(hass, lambda: available(hass, "update.light2_firmware"))
+    console = gateway.emulator.console
+
+    async def manual_reported() -> bool:
+        return (await console.get_device(LIGHT_PRODUCT, "light1")).version == "1.2.3"
+
+    await eventually(manual_reported)
+    adopted = hass.states.get("update.light2_firmware")
+    assert adopted is not None
+    assert adopted.attributes["installed_version"] is None
+    assert "set_installed_version" in adopted.attributes["release_summary"]
+    reports = [
+        m
+        for m in await console.messages(light_key("light2"))
+        if m.direction == "in" and isinstance(m.payload, dict) and m.payload.get("type") == "report_version"
+    ]
+    assert reports == []
+
+    device = dr.async_get(hass).async_get_device_by_identifier((DOMAIN, light_key("light2")), entry.entry_id)
+    assert device is not None
+    await hass.services.async_call(
+        DOMAIN, "set_installed_version", {"device_id": device.id, "version": "2.0.0"}, blocking=True
+    )
+
+    async def adopted_reported() -> bool:
+        return (await console.get_device(LIGHT_PRODUCT, "light2")).version == "2.0.0"
+
+    await eventually(adopted_reported)
+    assert entry.state.value == "loaded"
 
 
 async def test_bound_in_console_while_running_appears(hass: HomeAssistant, gateway: Gateway) -> None:

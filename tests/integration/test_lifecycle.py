@@ -92,7 +92,8 @@ async def test_download_resumes_after_unload_and_setup(
     await hass.async_block_till_done()
     with pytest.raises(HomeAssistantError) as caught:
         await install
-    assert caught.value.translation_key == "install_cancelled"
+    # Only unloaded, not reloaded: the call ends, saying the job resumes with the next setup.
+    assert caught.value.translation_key == "install_not_resumed"
     target = runtime.snapshot(LIGHT).target
     assert target is not None, "the pending firmware was lost on unload"
     resume = await runtime.downloader.resume_state(target)

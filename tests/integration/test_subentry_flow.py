@@ -369,3 +369,21 @@ async def test_a_removed_but_still_bound_device_stays_removed(hass: HomeAssistan
     await gateway.emulator.console.bind(gateway.key, light_key("light1"))
     await wait_for(hass, lambda: any(s.unique_id == light_key("light1") for s in entry.subentries.values()))
     await wait_for(hass, lambda: hass.states.get("update.light1_firmware") is not None)
+
+
+async def test_editing_an_adopted_sub_device_may_leave_its_version_unknown(
+    hass: HomeAssistant, gateway: Gateway
+) -> None:
+    """An adopted sub-device has no version: its edit form does not invent one (no `0.0.0` default), so
+    saving it without a version keeps it unknown; a version entered later is stored."""
+    adopted = sub("light1")
+    adopted["data"] = {k: v for k, v in adopted["data"].items() if k != CONF_INSTALLED_VERSION}
+    entry = await add_entry(hass, gateway.entry_data, subentries=[adopted])
+    result = await _reconfigure(hass, entry, "light1", {CONF_FLASHER_KIND: "none"})
+    assert result["reason"] == "reconfigure_successful"
+    assert CONF_INSTALLED_VERSION not in entry.subentries[_subentry_id(entry, "light1")].data
+    result = await _reconfigure(
+        hass, entry, "light1", {CONF_INSTALLED_VERSION: "3.1", CONF_FLASHER_KIND: "none"}
+    )
+    assert result["reason"] == "reconfigure_successful"
+    assert entry.subentries[_subentry_id(entry, "light1")].data[CONF_INSTALLED_VERSION] == "3.1"

@@ -82,6 +82,10 @@ class InvalidFirmwareError(OtaError):
     code = OtaResultCode.UPGRADE_FAILED
 
 
+class JobSuspendedError(TencentIotError):
+    """The job stopped with its gateway (a reload, a stop) and resumes when the gateway starts again."""
+
+
 class AuthenticationError(TencentIotError):
     """The broker refused the gateway's credentials (CONNACK 4 or 5): a new secret is needed."""
 

@@ -44,7 +44,7 @@ class SubDevice:
     """A sub-device as configured: with a secret, the gateway binds it itself when the cloud says unbound."""
 
     device: DeviceId
-    installed_version: str
+    installed_version: str | None  # None: unknown (adopted from the cloud); never reported until known
     secret: str | None = None
 
     def __repr__(self) -> str:

@@ -4,8 +4,12 @@ idle → available → queued → downloading → verifying → flashing → don
 
 Jobs whose firmware has the same MD5 and size share one download and one verification; at most
 `max_downloads` downloads and `max_flashes` flashes run at once, the rest wait in order ("queued"). What must
-survive a restart (installed versions, the pending push, whether an install was under way) is saved
-through a `StateStore`; the download itself resumes through the downloader's own state.
+survive a restart (installed versions, the pending push, whether an install was under way, a flash begun, a
+terminal report not yet sent) is saved through a `JobStore`; the download itself resumes through the
+downloader's own state.
+
+A flash is the one step that cannot be repeated safely, so its outcome is saved before it is reported and a
+report that could not be sent is sent after the next reconnect: a lost report never makes a job flash again.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from .download import DownloadProgress
 from .errors import (
     FlashError,
     InvalidFirmwareError,
+    JobSuspendedError,
     NotConnectedError,
     OperationTimeoutError,
     OtaError,
@@ -33,8 +38,9 @@ from .errors import (
     UrlExpiredError,
 )
 from .firmware import DEFAULT_MAX_FIRMWARE_SIZE, FirmwareSpec, validate_version
-from .flashers.base import Flasher
+from .flashers.base import Flasher, VersionReader
 from .identity import DeviceId
+from .job_store import SAVE_DELAY_S, DeviceRecord, JobStore, Outcome, OutcomeState
 from .ota_protocol import (
     InvalidUpdate,
     ProgressState,
@@ -47,7 +53,7 @@ from .ota_protocol import (
 )
 from .storage import StateStore
 from .topics import ota_report
-from .uplink import Publish
+from .uplink import Publish, UplinkPriority
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -56,7 +62,10 @@ FRESH_URL_TIMEOUT_S = 30.0
 MAX_URL_REFRESHES = 2
 # One scale for the UI: the download fills the first half of the bar, flashing the second.
 DOWNLOAD_SHARE = 50
-_STORE_VERSION = 1
+INTERRUPTED_MESSAGE = "interrupted by shutdown"
+# How long the next start asks a flasher whether an interrupted flash did put the new version on.
+INTERRUPTED_PROBE_TIMEOUT_S = 10.0
+
 
 
 class JobState(StrEnum):
@@ -103,7 +112,7 @@ class JobSnapshot:
 
     device: DeviceId
     state: JobState
-    installed_version: str
+    installed_version: str | None  # None: unknown (adopted from the cloud; nobody said what it runs)
     target: FirmwareSpec | None = None
     percent: int | None = None
     downloaded: int = 0
@@ -114,7 +123,7 @@ class JobSnapshot:
     message: str = ""
 
     @property
-    def latest_version(self) -> str:
+    def latest_version(self) -> str | None:
         """The version on offer, or the installed one when nothing is pending."""
         return self.target.version if self.target is not None else self.installed_version
 
@@ -129,6 +138,10 @@ class _Device:
     install_requested: bool = False
     last_report: float = -REPORT_INTERVAL_S
     fresh_url: asyncio.Future[FirmwareSpec] | None = None
+    flashing: str | None = None  # the version being flashed, saved before the flasher starts
+    outcome: Outcome | None = None  # a terminal report the broker has not acknowledged yet
+    interrupted: bool = False  # `outcome` is a flash the last shutdown interrupted; the flasher may know more
+    job_started: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 @dataclass
@@ -148,6 +161,7 @@ class OtaSettings:
     max_flashes: int = 2
     max_firmware_size: int = DEFAULT_MAX_FIRMWARE_SIZE
     fresh_url_timeout_s: float = FRESH_URL_TIMEOUT_S
+    save_delay_s: float = SAVE_DELAY_S  # ordinary changes are saved together at most this often
 
 
 class OtaManager:
@@ -171,44 +185,72 @@ class OtaManager:
         self._downloader = downloader
         self._cache = cache
         self._flasher_for = flasher_for
-        self._store = store
         self._on_change = on_change
         self._auto_install = auto_install
         self._settings = settings or OtaSettings()
         self._clock = clock
         self._devices: dict[DeviceId, _Device] = {}
-        self._saved: dict[str, dict[str, Any]] = {}
+        self._jobs = JobStore(store, save_delay_s=self._settings.save_delay_s)
         self._downloads: dict[tuple[str, int], _SharedDownload] = {}
         self._download_slots = asyncio.Semaphore(self._settings.max_downloads)
         self._flash_slots = asyncio.Semaphore(self._settings.max_flashes)
         self._stopping = False
+        # Cleared once stopping: a job that reaches its flash slot then waits here until it is cancelled (or
+        # the stop is called off).
+        self._flashes_allowed = asyncio.Event()
+        self._flashes_allowed.set()
         self._background = BackgroundTasks("A progress report was not sent", level=logging.DEBUG)
 
     # -- devices ------------------------------------------------------------------------------------------
 
     async def async_load(self) -> None:
         """Read what the last run saved."""
-        document = await self._store.async_load() or {}
-        devices = document.get("devices") if document.get("version") == _STORE_VERSION else None
-        self._saved = devices if isinstance(devices, dict) else {}
+        await self._jobs.async_load()
 
-    def add_device(self, device: DeviceId, installed_version: str) -> JobSnapshot:
-        """Track a sub-device; a saved installed version and pending push from the last run win."""
-        saved = self._saved.get(device.key, {})
-        installed = saved.get("installed")
-        installed = (
-            installed if isinstance(installed, str) and installed else validate_version(installed_version)
+    @property
+    def store_writes(self) -> int:
+        """How many times the saved state was written (for tests and benchmarks)."""
+        return self._jobs.writes
+
+    def add_device(self, device: DeviceId, installed_version: str | None) -> JobSnapshot:
+        """Track a sub-device; a saved installed version and pending push from the last run win.
+
+        `installed_version` None: unknown until the user or a flasher says (never reported to the cloud).
+        """
+        saved = self._jobs.get(device.key) or DeviceRecord(installed=None)
+        installed = saved.installed or (
+            validate_version(installed_version) if installed_version is not None else None
         )
         target: FirmwareSpec | None = None
-        if isinstance(saved.get("pending"), dict):
+        if saved.pending is not None:
             with contextlib.suppress(InvalidFirmwareError):
-                target = FirmwareSpec.parse(saved["pending"], max_size=self._settings.max_firmware_size)
+                target = FirmwareSpec.parse(saved.pending, max_size=self._settings.max_firmware_size)
         state = JobState.AVAILABLE if target is not None and target.version != installed else JobState.IDLE
         if state is JobState.IDLE:
             target = None
         entry = _Device(device, JobSnapshot(device, state, installed, target))
-        entry.install_requested = bool(saved.get("install_requested")) and target is not None
+        entry.install_requested = saved.install_requested and target is not None
+        entry.outcome = saved.outcome
+        if saved.flashing is not None:
+            # The last run ended while the flasher ran: whether it finished is unknown, so it is not repeated.
+            _LOGGER.warning(
+                "The flash of %s to %s was interrupted by a shutdown; reporting it as failed",
+                device,
+                saved.flashing,
+            )
+            entry.install_requested = False
+            entry.interrupted = True
+            entry.outcome = Outcome(
+                OutcomeState.FAIL, saved.flashing, int(OtaResultCode.UPGRADE_FAILED), INTERRUPTED_MESSAGE
+            )
+            entry.snapshot = replace(
+                entry.snapshot,
+                state=JobState.FAILED,
+                result_code=int(OtaResultCode.UPGRADE_FAILED),
+                message=INTERRUPTED_MESSAGE,
+            )
         self._devices[device] = entry
+        self._persist(entry)
         return entry.snapshot
 
     async def remove_device(self, device: DeviceId) -> None:
@@ -217,8 +259,7 @@ class OtaManager:
         if entry is not None and entry.job is not None:
             entry.job.cancel()
             await asyncio.gather(entry.job, return_exceptions=True)
-        self._saved.pop(device.key, None)
-        await self._save()
+        self._jobs.remove(device.key)
 
     def snapshot(self, device: DeviceId) -> JobSnapshot:
         """The current state of a sub-device's update."""
@@ -236,16 +277,35 @@ class OtaManager:
         target = entry.snapshot.target
         if target is not None and target.version == version:
             target = None
+        outcome = entry.outcome
+        if outcome is not None and outcome.state is OutcomeState.FAIL and outcome.version == version:
+            # The interrupted (or failed) flash did put this version on: the cloud hears `done` instead.
+            entry.outcome = Outcome(OutcomeState.DONE, version)
         state = entry.snapshot.state if entry.snapshot.state.running else self._resting_state(target)
         self._update(entry, state=state, installed_version=version, target=target)
-        await self._save()
+        if entry.outcome is None:
+            self._persist(entry)
+        else:
+            await self._persist_now(entry)  # an outcome is saved before it is reported
+            await self._send_outcome(entry, then_version=False)
         await self._report_version(entry)
 
     async def report_versions(self, devices: list[DeviceId]) -> None:
-        """Report these sub-devices' versions, as after each (re)connect; resume their interrupted installs."""
+        """Report these sub-devices' versions, as after each (re)connect; resume their interrupted installs.
+
+        A terminal report that was lost with the last connection goes first (`done` before the new version).
+        """
         entries = [self._devices[d] for d in devices if d in self._devices]
         for entry in entries:
-            await self._report_version(entry)
+            if entry.interrupted:
+                await self._settle_interrupted(entry)
+        if any(entry.outcome is not None for entry in entries):
+            await self._jobs.async_flush()  # outcomes are on disk before the cloud hears them
+        for entry in entries:
+            if entry.outcome is not None and entry.job is None:
+                await self._send_outcome(entry, then_version=False)
+            if entry.snapshot.state is not JobState.FLASHING:  # its `done` and new version follow
+                await self._report_version(entry)
         for entry in entries:
             if entry.install_requested and entry.job is None and entry.snapshot.target is not None:
                 _LOGGER.info(
@@ -267,7 +327,9 @@ class OtaManager:
                 self._on_update_firmware(entry, firmware)
             case InvalidUpdate(error, version):
                 _LOGGER.warning("Refusing an invalid firmware push for %s: %s", device, error)
-                self._spawn(self._report_failure(entry, version or entry.snapshot.installed_version, error))
+                reported = version or entry.snapshot.installed_version
+                if reported is not None:  # a report needs a version; with none known there is nothing to say
+                    self._spawn(self._report_failure(entry, reported, error))
             case VersionAcknowledged(version, code):
                 if code != 0:
                     _LOGGER.warning("The cloud refused version %r of %s (result %d)", version, device, code)
@@ -276,6 +338,8 @@ class OtaManager:
 
     def _on_update_firmware(self, entry: _Device, firmware: FirmwareSpec) -> None:
         current = entry.snapshot
+        if self._stopping:
+            return
         if entry.fresh_url is not None and not entry.fresh_url.done():
             entry.fresh_url.set_result(firmware)
         if current.state.running and current.target is not None:
@@ -307,7 +371,7 @@ class OtaManager:
         self._update(
             entry, state=JobState.AVAILABLE, target=firmware, percent=None, result_code=None, message=""
         )
-        self._spawn_save()
+        self._persist(entry)
         if self._auto_install(entry.device):
             self._start_job(entry)
 
@@ -316,17 +380,49 @@ class OtaManager:
     async def install(self, device: DeviceId) -> JobSnapshot:
         """Install the pending firmware (or join the job under way); return when the job has ended.
 
-        Raises the job's `OtaError` when it fails.
+        Raises the job's `OtaError` when it fails, `JobSuspendedError` when the gateway stopped while the job
+        ran (it resumes with the next start: follow it there with `follow`), `CancelledError` when the user
+        cancelled it or a newer push replaced it.
         """
         entry = self._entry(device)
+        if entry.job is not None and entry.job.cancelling():
+            # A cancel is under way: this is a new install, not that job; let the cancel finish first.
+            await asyncio.gather(entry.job, return_exceptions=True)
         if entry.job is None:
+            if self._stopping:
+                raise JobSuspendedError(f"the gateway is stopping; the update of {device} cannot start now")
             if entry.snapshot.target is None:
                 raise InvalidFirmwareError(f"no firmware update is pending for {device}")
             if self._flasher_for(device) is None:
                 raise FlashError(f"{device} has no flasher configured")
             self._start_job(entry)
+        return await self._await_job(entry)
+
+    async def follow(self, device: DeviceId, timeout_s: float) -> JobSnapshot:
+        """Wait for the job of `device` that a stopped run left to resume; return the snapshot once settled.
+
+        Raises like `install`; a job that does not start within `timeout_s` leaves the snapshot as it is.
+        """
+        entry = self._entry(device)
+        if entry.job is None and entry.install_requested:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout_s):
+                    await entry.job_started.wait()
+        if entry.job is None:
+            return entry.snapshot
+        return await self._await_job(entry)
+
+    async def _await_job(self, entry: _Device) -> JobSnapshot:
         assert entry.job is not None
-        snapshot = await asyncio.shield(entry.job)
+        try:
+            snapshot = await asyncio.shield(entry.job)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if self._stopping and entry.install_requested and not (task is not None and task.cancelling()):
+                raise JobSuspendedError(
+                    f"the update of {entry.device} resumes when the gateway starts again"
+                ) from None
+            raise
         if snapshot.state is JobState.FAILED:
             raise _error_for(snapshot)
         return snapshot
@@ -341,8 +437,43 @@ class OtaManager:
         entry.job.cancel()
         await asyncio.gather(entry.job, return_exceptions=True)
 
-    async def async_stop(self) -> None:
-        """Stop every job, keeping what can resume (partial downloads, the install request)."""
+    async def async_finish_flashes(self, timeout_s: float) -> None:
+        """Let the flashes under way end (within `timeout_s`); no new flash starts after this call.
+
+        Killing a flasher mid-flash can leave a sub-device without working firmware, so a reload or a stop
+        waits for them first. A flash still running when the time is up is cancelled by `async_stop` and
+        reported as interrupted at the next start.
+        """
+        self._flashes_allowed.clear()
+        flashing = {
+            entry.device: entry.job
+            for entry in self._devices.values()
+            if entry.job is not None and entry.snapshot.state is JobState.FLASHING
+        }
+        if not flashing or timeout_s <= 0:
+            return
+        names = ", ".join(str(device) for device in flashing)
+        _LOGGER.warning("Waiting up to %g s for the flash of %s to finish before stopping", timeout_s, names)
+        _done, pending = await asyncio.wait(flashing.values(), timeout=timeout_s)
+        if pending:
+            late = ", ".join(str(d) for d, job in flashing.items() if job in pending)
+            _LOGGER.error(
+                "The flash of %s did not finish within %g s; it is stopped and reported as interrupted",
+                late,
+                timeout_s,
+            )
+
+    def allow_flashes(self) -> None:
+        """Call off `async_finish_flashes` (the unload it prepared did not happen): waiting flashes start."""
+        if not self._stopping:
+            self._flashes_allowed.set()
+
+    async def async_stop(self, flash_wait_s: float = 0.0) -> None:
+        """Stop every job, keeping what can resume (partial downloads, the install request).
+
+        Flashes under way get up to `flash_wait_s` seconds to end first (see `async_finish_flashes`).
+        """
+        await self.async_finish_flashes(flash_wait_s)
         self._stopping = True
         jobs = [entry.job for entry in self._devices.values() if entry.job is not None]
         for job in jobs:
@@ -356,7 +487,7 @@ class OtaManager:
         await asyncio.gather(*downloads, return_exceptions=True)
         await self._background.close()
         self._downloads.clear()
-        await self._save()
+        await self._jobs.async_close()
 
     def _start_job(self, entry: _Device) -> None:
         target = entry.snapshot.target
@@ -367,51 +498,125 @@ class OtaManager:
         entry.job = asyncio.get_running_loop().create_task(
             self._run_job(entry, target), name=f"ota {entry.device} {target.version}"
         )
-        self._spawn_save()
+        entry.job_started.set()
+        entry.job_started = asyncio.Event()
+        self._persist(entry)
 
     async def _run_job(self, entry: _Device, target: FirmwareSpec) -> JobSnapshot:
         try:
             image = await self._download(entry, target)
             target = entry.snapshot.target or target
             async with self._flash_slots:
+                await self._flashes_allowed.wait()  # stopping: no new flash; `async_stop` cancels this job
                 version = await self._flash(entry, target, image)
-            await self._send_report(entry, report_progress(ProgressState.DONE, target.version))
-            entry.install_requested = False
-            self._update(entry, state=JobState.DONE, installed_version=version, target=None, percent=100)
-            await self._save()
-            await self._cache.release(target)
-            _LOGGER.info("%s now runs %s", entry.device, version)
-            with contextlib.suppress(TencentIotError):
-                await self._report_version(entry)
         except OtaError as err:
-            entry.install_requested = False
-            _LOGGER.error(
-                "Updating %s to %s failed: %s (code %d)", entry.device, target.version, err, err.code
-            )
-            self._update(
-                entry, state=JobState.FAILED, percent=None, result_code=int(err.code), message=str(err)
-            )
-            await self._save()
-            await self._cache.release(target)
-            with contextlib.suppress(TencentIotError):
-                await self._send_report(entry, _fail_report(target.version, err))
+            await self._finish(entry, target, err)
         except asyncio.CancelledError:
             if not self._stopping:
                 if entry.job is asyncio.current_task():
                     await self._on_cancelled(entry, target)
-                else:  # replaced by a push of another version: its bytes are not wanted any more
-                    await self._cache.release(target, discard_partial=True)
+                else:
+                    await self._on_replaced(entry, target)
             raise
+        else:
+            await self._finish(entry, target, version)
         finally:
             if entry.job is asyncio.current_task():
                 entry.job = None
         return entry.snapshot
 
+    async def _finish(self, entry: _Device, target: FirmwareSpec, result: str | OtaError) -> None:
+        """Save the outcome, then report it: a report lost now is sent after the next reconnect."""
+        entry.install_requested = False
+        entry.flashing = None
+        if isinstance(result, OtaError):
+            _LOGGER.error(
+                "Updating %s to %s failed: %s (code %d)", entry.device, target.version, result, result.code
+            )
+            entry.outcome = Outcome(OutcomeState.FAIL, target.version, int(result.code), str(result))
+            self._update(
+                entry, state=JobState.FAILED, percent=None, result_code=int(result.code), message=str(result)
+            )
+        else:
+            entry.outcome = Outcome(OutcomeState.DONE, target.version)
+            self._update(entry, state=JobState.DONE, installed_version=result, target=None, percent=100)
+            _LOGGER.info("%s now runs %s", entry.device, result)
+        await self._persist_now(entry)
+        await self._cache.release(target)
+        await self._send_outcome(entry)
+
+    async def _send_outcome(self, entry: _Device, *, then_version: bool = True) -> None:
+        """Send the saved terminal report (and, after `done`, the version now running); forget it once sent."""
+        outcome = entry.outcome
+        if outcome is None:
+            return
+        if outcome.state is OutcomeState.DONE:
+            payload = report_progress(ProgressState.DONE, outcome.version)
+        else:
+            payload = report_progress(
+                ProgressState.FAIL, outcome.version, code=_result_code(outcome.code), message=outcome.message
+            )
+        try:
+            await self._send_report(entry, payload, priority=UplinkPriority.TERMINAL)
+        except (NotConnectedError, OperationTimeoutError) as err:
+            _LOGGER.warning(
+                "The %s report of %s for %s was not sent (%s); it is sent after the reconnect",
+                outcome.state.value,
+                entry.device,
+                outcome.version,
+                err,
+            )
+            return
+        if entry.outcome is outcome:
+            entry.outcome = None
+            self._persist(entry)
+        if then_version:
+            with contextlib.suppress(NotConnectedError, OperationTimeoutError):
+                await self._report_version(entry)  # if lost, the reconnect's announce reports it
+
+    async def _settle_interrupted(self, entry: _Device) -> None:
+        """Ask the flasher whether the interrupted flash finished after all: then it is `done`, not failed."""
+        entry.interrupted = False
+        outcome, target = entry.outcome, entry.snapshot.target
+        flasher: object = self._flasher_for(entry.device)  # any flasher kind may also read versions
+        if outcome is None or target is None or target.version != outcome.version:
+            return
+        if not isinstance(flasher, VersionReader):
+            return
+        try:
+            async with asyncio.timeout(INTERRUPTED_PROBE_TIMEOUT_S):
+                running = await flasher.read_version(entry.device, target)
+        except TimeoutError:
+            running = None
+        if running != target.version:
+            return
+        _LOGGER.info("%s runs %s: its interrupted flash did finish", entry.device, running)
+        entry.outcome = Outcome(OutcomeState.DONE, running)
+        self._update(
+            entry, state=JobState.DONE, installed_version=running, target=None, result_code=None, message=""
+        )
+        self._persist(entry)
+
+    async def _on_replaced(self, entry: _Device, target: FirmwareSpec) -> None:
+        """A push of another version replaced this job: its bytes are not wanted, and its task has ended."""
+        await self._cache.release(target, discard_partial=True)
+        offered = entry.snapshot.target
+        message = f"replaced by version {offered.version}" if offered is not None else "replaced"
+        _LOGGER.info("Update of %s to %s %s", entry.device, target.version, message)
+        with contextlib.suppress(TencentIotError):
+            await self._send_report(
+                entry,
+                report_progress(
+                    ProgressState.FAIL, target.version, code=OtaResultCode.UPGRADE_FAILED, message=message
+                ),
+                priority=UplinkPriority.TERMINAL,
+            )
+
     async def _on_cancelled(self, entry: _Device, target: FirmwareSpec) -> None:
         entry.install_requested = False
         _LOGGER.info("Update of %s to %s cancelled", entry.device, target.version)
         self._update(entry, state=JobState.AVAILABLE, percent=None, downloaded=0, message="")
-        await self._save()
+        await self._persist_now(entry)
         await self._cache.release(target, discard_partial=True)
         with contextlib.suppress(TencentIotError):
             await self._send_report(
@@ -422,6 +627,7 @@ class OtaManager:
                     code=OtaResultCode.UPGRADE_FAILED,
                     message="cancelled by the user",
                 ),
+                priority=UplinkPriority.TERMINAL,
             )
 
     async def _download(self, entry: _Device, target: FirmwareSpec) -> Path:
@@ -437,6 +643,11 @@ class OtaManager:
 
     async def _fresh_url(self, entry: _Device, target: FirmwareSpec) -> FirmwareSpec:
         """Re-report the running version: the cloud answers by pushing the pending firmware with a new URL."""
+        if entry.snapshot.installed_version is None:
+            # The cloud re-sends a push after a `report_version`, which needs the version the device runs.
+            raise UrlExpiredError(
+                "the firmware URL expired; set the installed version of the sub-device to get a fresh one"
+            )
         _LOGGER.info("The firmware URL for %s has expired; asking the cloud for a fresh one", entry.device)
         entry.fresh_url = asyncio.get_running_loop().create_future()
         try:
@@ -452,7 +663,21 @@ class OtaManager:
         return fresh
 
     async def _join_download(self, entry: _Device, target: FirmwareSpec) -> Path:
+        while True:
+            try:
+                return await self._join_download_once(entry, target)
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if self._stopping or (task is not None and task.cancelling()):
+                    raise
+                # The shared download was stopped by the jobs that left it a moment ago (a cancel just before
+                # this install): this job still wants the bytes, so it starts a download of its own.
+
+    async def _join_download_once(self, entry: _Device, target: FirmwareSpec) -> Path:
         shared = self._downloads.get(target.image_key)
+        if shared is not None and shared.task.cancelling() and not shared.task.done():
+            # Still saving its resume state after a cancel: joining it would end this job as "cancelled".
+            await asyncio.gather(shared.task, return_exceptions=True)
         if shared is None or shared.task.done():
             shared = _SharedDownload(
                 asyncio.get_running_loop().create_task(
@@ -515,7 +740,13 @@ class OtaManager:
         if flasher is None:
             raise FlashError(f"{entry.device} has no flasher configured")
         self._update(entry, state=JobState.FLASHING, percent=DOWNLOAD_SHARE)
-        await self._send_report(entry, report_progress(ProgressState.BURNING, target.version))
+        entry.flashing = target.version
+        await self._persist_now(entry)  # a shutdown from here on is reported as an interrupted flash
+        try:
+            await self._send_report(entry, report_progress(ProgressState.BURNING, target.version))
+        except (NotConnectedError, OperationTimeoutError) as err:
+            # The flash does not depend on the cloud hearing `burning`; its outcome is what must not be lost.
+            _LOGGER.warning("The burning report of %s was not sent: %s", entry.device, err)
 
         def on_flash_progress(percent: int) -> None:
             bounded = max(0, min(100, percent))
@@ -534,14 +765,29 @@ class OtaManager:
     # -- reports ------------------------------------------------------------------------------------------
 
     async def _report_version(self, entry: _Device) -> None:
-        await self._publish(ota_report(entry.device), report_version(entry.snapshot.installed_version), 1)
+        installed = entry.snapshot.installed_version
+        if installed is None:
+            return  # unknown: reporting a guess would overwrite the cloud's record of the device
+        await self._publish(
+            ota_report(entry.device), report_version(installed), 1, priority=UplinkPriority.TERMINAL
+        )
 
     async def _report_failure(self, entry: _Device, version: str, error: OtaError) -> None:
         with contextlib.suppress(TencentIotError):
-            await self._send_report(entry, _fail_report(version, error))
+            await self._send_report(entry, _fail_report(version, error), priority=UplinkPriority.TERMINAL)
 
-    async def _send_report(self, entry: _Device, payload: str, qos: int = 1) -> None:
-        await self._publish(ota_report(entry.device), payload, qos)
+    async def _send_report(
+        self,
+        entry: _Device,
+        payload: str,
+        qos: int = 1,
+        *,
+        priority: UplinkPriority = UplinkPriority.PROGRESS,
+    ) -> None:
+        coalesce_key = f"progress {entry.device.key}" if priority is UplinkPriority.PROGRESS else None
+        await self._publish(
+            ota_report(entry.device), payload, qos, priority=priority, coalesce_key=coalesce_key
+        )
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         self._background.spawn(coro)
@@ -562,24 +808,34 @@ class OtaManager:
         entry.snapshot = replace(entry.snapshot, **changes)
         self._on_change(entry.snapshot)
 
-    def _spawn_save(self) -> None:
-        self._spawn(self._save())
+    def _record(self, entry: _Device) -> DeviceRecord:
+        target = entry.snapshot.target
+        return DeviceRecord(
+            installed=entry.snapshot.installed_version,
+            pending=target.to_dict() if target is not None else None,
+            install_requested=entry.install_requested,
+            flashing=entry.flashing,
+            outcome=entry.outcome,
+        )
 
-    async def _save(self) -> None:
-        devices = dict(self._saved)
-        for device, entry in self._devices.items():
-            target = entry.snapshot.target
-            devices[device.key] = {
-                "installed": entry.snapshot.installed_version,
-                "pending": target.to_dict() if target is not None else None,
-                "install_requested": entry.install_requested,
-            }
-        self._saved = devices
-        await self._store.async_save({"version": _STORE_VERSION, "devices": devices})
+    def _persist(self, entry: _Device) -> None:
+        """Save the device's record with the next batch."""
+        self._jobs.put(entry.device.key, self._record(entry))
+
+    async def _persist_now(self, entry: _Device) -> None:
+        """Save the device's record and return once it is on disk."""
+        await self._jobs.async_put_now(entry.device.key, self._record(entry))
 
 
 def _fail_report(version: str, error: OtaError) -> str:
     return report_progress(ProgressState.FAIL, version, code=error.code, message=str(error))
+
+
+def _result_code(code: int) -> OtaResultCode:
+    try:
+        return OtaResultCode(code)
+    except ValueError:
+        return OtaResultCode.UPGRADE_FAILED
 
 
 def _error_for(snapshot: JobSnapshot) -> OtaError:

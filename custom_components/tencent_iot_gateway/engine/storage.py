@@ -19,7 +19,11 @@ class StateStore(Protocol):
         """The saved document, or None when nothing was saved yet."""
 
     async def async_save(self, data: dict[str, Any]) -> None:
-        """Replace the saved document."""
+        """Replace the saved document.
+
+        The store may serialise `data` later and off the event loop: the caller hands it over and does not
+        change it afterwards (build a fresh top-level dict; share only values that are never mutated).
+        """
 
 
 class JsonFileStore:
@@ -28,18 +32,34 @@ class JsonFileStore:
     def __init__(self, path: Path) -> None:
         """Keep the document at `path`."""
         self._path = path
-        # Saves overlap when several jobs change state at once: one at a time, so the last one wins whole.
+        # One write at a time, so the last one wins whole; saves that arrive meanwhile leave one pending
+        # document (the newest) and share the next write.
         self._lock = asyncio.Lock()
+        self._pending: dict[str, Any] | None = None
+        self._requested = 0
+        self._written = 0
 
     async def async_load(self) -> dict[str, Any] | None:
         """Read the file; a missing file is an empty store."""
         return await asyncio.get_running_loop().run_in_executor(None, self._load)
 
     async def async_save(self, data: dict[str, Any]) -> None:
-        """Write to a temporary file, then rename it over the old one."""
-        text = json.dumps(data, separators=(",", ":"), sort_keys=True)
+        """Write to a temporary file, then rename it over the old one; the JSON is built in the executor."""
+        self._pending = data
+        self._requested += 1
+        wanted = self._requested
         async with self._lock:
-            await asyncio.get_running_loop().run_in_executor(None, self._save, text)
+            if self._written >= wanted:
+                return  # a write that started after this call already saved this document or a newer one
+            document, generation = self._pending, self._requested
+            self._pending = None
+            try:
+                await asyncio.get_running_loop().run_in_executor(None, self._save, document)
+            except BaseException:
+                if self._pending is None:  # nothing newer arrived: the next save retries this document
+                    self._pending = document
+                raise
+            self._written = generation
 
     def _load(self) -> dict[str, Any] | None:
         try:
@@ -48,7 +68,9 @@ class JsonFileStore:
             return None
         return document if isinstance(document, dict) else None
 
-    def _save(self, text: str) -> None:
+    def _save(self, document: dict[str, Any] | None) -> None:
+        # Serialised here, in the executor: a large document would otherwise stall the event loop.
+        text = json.dumps(document, separators=(",", ":"), sort_keys=True)
         self._path.parent.mkdir(parents=True, exist_ok=True)
         temporary = self._path.with_name(f".{self._path.name}.tmp")
         temporary.write_text(text, encoding="utf-8")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import math
 from pathlib import Path
 import string
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import aiohttp
 
@@ -37,6 +37,18 @@ class Flasher(Protocol):
         `progress` takes a whole percent 0..100. Raises `FlashError` with a message fit for the cloud's
         `result_msg` and the UI.
         """
+
+
+@runtime_checkable
+class VersionReader(Protocol):
+    """A flasher that can ask a sub-device which version it runs (e.g. the http flasher's `version_url`).
+
+    Used after a restart to settle a flash the shutdown interrupted: if the device runs the new version, the
+    cloud hears `done` rather than a failure.
+    """
+
+    async def read_version(self, target: DeviceId, firmware: FirmwareSpec) -> str | None:
+        """The version `target` reports now, or None when it cannot be asked or does not answer."""
 
 
 class FlasherConfig(Protocol):

@@ -144,6 +144,26 @@ class HttpFlasher:
         version_url = render_template(config.version_url, values, quote=_quote_value)
         return await self._await_version(version_url, firmware.version, target)
 
+    async def read_version(self, target: DeviceId, firmware: FirmwareSpec) -> str | None:
+        """Ask `version_url` once (see `VersionReader`); None without one or without an answer."""
+        config = self._config
+        if config.version_url is None:
+            return None
+        values = template_values(Path(), target, firmware)
+        url = render_template(config.version_url, values, quote=_quote_value)
+        headers = {"Authorization": f"Bearer {config.token}"} if config.token else {}
+        timeout = aiohttp.ClientTimeout(total=min(config.poll_interval_s * 5, 30.0))
+        try:
+            async with self._session.get(url, headers=headers, timeout=timeout) as response:
+                if response.status != 200:
+                    return None
+                body = await response.json(content_type=None)
+        except (aiohttp.ClientError, TimeoutError, ValueError) as err:
+            _LOGGER.debug("Could not read the version of %s: %s", target, type(err).__name__)
+            return None
+        version = body.get("version") if isinstance(body, dict) else None
+        return version if isinstance(version, str) else None
+
     def _headers(self, firmware: FirmwareSpec, size: int) -> dict[str, str]:
         headers = {
             "Content-Type": "application/octet-stream",

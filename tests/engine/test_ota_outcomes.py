@@ -1,0 +1,294 @@
+"""Issue 9 §4/§6: a flash's outcome is saved before it is reported, survives a lost link, and never flashes twice.
+
+The link is cut by `LinkCutter` (a relay in front of mosquitto's plain port) exactly when the report in question
+is on the wire, so the gateway cannot know whether the cloud heard it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from custom_components.tencent_iot_gateway.engine.endpoints import BrokerEndpoint
+from custom_components.tencent_iot_gateway.engine.gateway_engine import SubDevice
+from custom_components.tencent_iot_gateway.engine.ota_jobs import JobState, OtaSettings
+from tencent_iot_emulator.emulator import Emulator
+from tencent_iot_emulator.link_faults import LinkCutter
+from tests.emulator_fixtures import eventually
+
+from .engine_rig import LIGHTS, Cloud, running_gateway, seed_cloud
+
+IMAGE = bytes(range(256)) * 512  # 131,072 bytes
+PID = LIGHTS[0].product_id
+LIGHT = LIGHTS[0]
+
+
+async def _push(cloud: Cloud, version: str = "V2", image: bytes = IMAGE) -> str:
+    await cloud.console.upload_firmware(PID, version, image)
+    return await cloud.console.create_task(PID, version, "list", devices=[LIGHT.device_name])
+
+
+async def _reports(cloud: Cloud) -> list[dict[str, Any]]:
+    """What the cloud received from the light, and the pushes it sent, in order."""
+    return [
+        {"direction": m.direction, **m.payload}
+        for m in await cloud.console.messages(LIGHT.key)
+        if isinstance(m.payload, dict) and m.topic.startswith("$ota/")
+    ]
+
+
+def _versions_reported_after_push(messages: list[dict[str, Any]]) -> list[str]:
+    first_push = next(i for i, m in enumerate(messages) if m.get("type") == "update_firmware")
+    return [
+        m["report"]["version"]
+        for m in messages[first_push:]
+        if m["direction"] == "in" and m.get("type") == "report_version"
+    ]
+
+
+def _cached_images(state_dir: Path) -> list[Path]:
+    return [p for p in (state_dir / "cache").glob("*") if p.is_file()]
+
+
+@pytest.mark.parametrize("cut_on", [b'"state": "done"', b'"state": "burning"'])
+async def test_a_lost_report_is_sent_after_the_reconnect_and_nothing_flashes_twice(
+    emulator: Emulator, http: aiohttp.ClientSession, tmp_path: Path, cut_on: bytes
+) -> None:
+    """The link drops while `done` (or `burning`) is on the wire: after the reconnect the cloud hears `done`
+    then the new version, never the old one; the image is flashed once and not left in the cache."""
+    cloud = await seed_cloud(emulator, http)
+    async with LinkCutter(emulator.mqtt_port, cut_on) as cutter:
+        endpoint = BrokerEndpoint("127.0.0.1", cutter.port, tls=False)
+        async with running_gateway(cloud, tmp_path, endpoint=endpoint) as gateway:
+            task_id = await _push(cloud)
+
+            async def cloud_done() -> bool:
+                task = await cloud.console.get_task(task_id)
+                return (
+                    task.devices[LIGHT.key].state == "done" and emulator.cloud.version_of(LIGHT.key) == "V2"
+                )
+
+            await eventually(cloud_done, within=20)
+            assert cutter.cuts == 1
+            snapshot = gateway.engine.ota.snapshot(LIGHT)
+            assert snapshot.state is JobState.DONE
+            assert snapshot.installed_version == "V2"
+            assert gateway.states(LIGHT).count(JobState.FLASHING) == 1
+            assert "0.1" not in _versions_reported_after_push(await _reports(cloud))
+            assert _cached_images(tmp_path) == []
+
+
+async def test_the_outcome_is_on_disk_before_the_cloud_hears_it(
+    emulator: Emulator, http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """When `done` is published, the saved state already says the new version and no install pending."""
+    cloud = await seed_cloud(emulator, http)
+    seen_on_disk: list[dict[str, Any]] = []
+    async with running_gateway(cloud, tmp_path) as gateway:
+        ota = gateway.engine.ota
+        # A spy on the real publish, to read the disk at the moment `done` goes out.
+        publish = ota._publish
+
+        async def spying_publish(topic: str, payload: str, qos: int = 1, **kwargs: Any) -> None:
+            if '"state": "done"' in payload:
+                saved = json.loads((tmp_path / "ota.json").read_text())
+                seen_on_disk.append(saved["devices"][LIGHT.key])
+            await publish(topic, payload, qos, **kwargs)
+
+        ota._publish = spying_publish
+        await _push(cloud)
+
+        async def done() -> bool:
+            return ota.snapshot(LIGHT).state is JobState.DONE
+
+        await eventually(done, within=15)
+
+        async def reported() -> bool:
+            return bool(seen_on_disk)
+
+        await eventually(reported)
+    assert seen_on_disk[0]["installed"] == "V2"
+    assert seen_on_disk[0]["install_requested"] is False
+
+
+async def test_a_flash_interrupted_by_a_stop_is_reported_failed_and_not_repeated(
+    emulator: Emulator, http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """A stop that cannot wait for a hung flash: the next start reports -5 "interrupted by shutdown" and does
+    not flash again; a flash that ends within the stop's wait completes normally."""
+    cloud = await seed_cloud(emulator, http)
+    await cloud.console.set_virtual_device_fault(LIGHT.product_id, LIGHT.device_name, "hang")
+    subs = [SubDevice(LIGHT, "0.1")]
+    async with running_gateway(cloud, tmp_path, sub_devices=subs) as gateway:
+        task_id = await _push(cloud)
+
+        async def flashing() -> bool:
+            return gateway.engine.ota.snapshot(LIGHT).state is JobState.FLASHING
+
+        await eventually(flashing, within=10)
+        await gateway.engine.ota.async_stop()  # no time for the hung flash
+    await cloud.console.set_virtual_device_fault(LIGHT.product_id, LIGHT.device_name, "none")
+    async with running_gateway(cloud, tmp_path, sub_devices=subs) as gateway:
+
+        async def cloud_failed() -> bool:
+            return (await cloud.console.get_task(task_id)).devices[LIGHT.key].state == "fail"
+
+        await eventually(cloud_failed, within=10)
+        device = (await cloud.console.get_task(task_id)).devices[LIGHT.key]
+        assert device.result_code == -5
+        snapshot = gateway.engine.ota.snapshot(LIGHT)
+        assert snapshot.state is JobState.FAILED
+        assert snapshot.message == "interrupted by shutdown"
+        assert JobState.FLASHING not in gateway.states(LIGHT)
+
+
+async def test_a_stop_waits_for_a_flash_under_way(
+    emulator: Emulator, http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """Stopping while a flash runs lets it finish (bounded) and report `done` before the session closes."""
+    cloud = await seed_cloud(emulator, http)
+    async with running_gateway(cloud, tmp_path) as gateway:
+        task_id = await _push(cloud)
+
+        async def flashing() -> bool:
+            return gateway.engine.ota.snapshot(LIGHT).state is JobState.FLASHING
+
+        await eventually(flashing, within=10)
+        await gateway.engine.ota.async_stop(flash_wait_s=10)
+        assert gateway.engine.ota.snapshot(LIGHT).state is JobState.DONE
+    assert (await cloud.console.get_task(task_id)).devices[LIGHT.key].state == "done"
+
+
+async def test_a_replaced_job_is_reported_failed(
+    emulator: Emulator, http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """A newer push replaces a running download: the cloud's task for the old version ends as `fail`."""
+    cloud = await seed_cloud(emulator, http)
+    await cloud.console.set_faults({"firmware": {f"{PID}/V2": {"throttle_bps": 65536}}})
+    async with running_gateway(cloud, tmp_path) as gateway:
+        old_task = await _push(cloud, "V2")
+
+        async def downloading() -> bool:
+            return gateway.engine.ota.snapshot(LIGHT).state is JobState.DOWNLOADING
+
+        await eventually(downloading, within=10)
+        await _push(cloud, "V3", IMAGE[::-1])
+
+        async def old_failed() -> bool:
+            return (await cloud.console.get_task(old_task)).devices[LIGHT.key].state == "fail"
+
+        await eventually(old_failed, within=10)
+        device = (await cloud.console.get_task(old_task)).devices[LIGHT.key]
+        assert device.result_code == -5
+
+        async def done() -> bool:
+            return gateway.engine.ota.snapshot(LIGHT).installed_version == "V3"
+
+        await eventually(done, within=15)
+
+
+async def test_cancel_then_install_again_does_not_report_a_second_cancel(
+    emulator: Emulator, http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """Install while a cancel is still under way: the new job joins neither the cancelled job nor its download
+    being cancelled; it completes, and the cloud hears one cancel, the user's."""
+    cloud = await seed_cloud(emulator, http)
+    big = bytes(range(256)) * 2048  # 512 KiB
+    await cloud.console.upload_firmware(PID, "V2", big)
+    await cloud.console.set_faults({"throttle_bps": 262144})
+    async with running_gateway(cloud, tmp_path, auto_install=False) as gateway:
+        ota = gateway.engine.ota
+        await cloud.console.create_task(PID, "V2", "list", devices=[LIGHT.device_name])
+
+        async def available() -> bool:
+            return ota.snapshot(LIGHT).state is JobState.AVAILABLE
+
+        await eventually(available)
+        first = asyncio.ensure_future(ota.install(LIGHT))
+
+        async def downloading() -> bool:
+            return ota.snapshot(LIGHT).state is JobState.DOWNLOADING
+
+        await eventually(downloading, within=10)
+        await cloud.console.reset_faults()
+        cancelling = asyncio.ensure_future(ota.cancel(LIGHT))
+        await asyncio.sleep(0)  # the cancel has begun and is still under way
+        snapshot = await ota.install(LIGHT)
+        assert snapshot.installed_version == "V2"
+        await cancelling
+        with pytest.raises(asyncio.CancelledError):
+            await first
+    cancels = [
+        m
+        for m in await _reports(cloud)
+        if m["direction"] == "in" and m.get("type") == "report_progress"
+        if m["report"]["progress"]["state"] == "fail"
+    ]
+    assert [m["report"]["progress"]["result_msg"] for m in cancels] == ["cancelled by the user"]
+
+
+async def test_an_unknown_version_is_never_reported(
+    emulator: Emulator, http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """A sub-device whose version nobody gave sends no `report_version`, can still install a push, and
+    reports the flashed version afterwards."""
+    cloud = await seed_cloud(emulator, http)
+    subs = [SubDevice(LIGHT, None), SubDevice(LIGHTS[1], "0.1")]
+    async with running_gateway(cloud, tmp_path, sub_devices=subs) as gateway:
+        ota = gateway.engine.ota
+
+        async def other_reported() -> bool:
+            return emulator.cloud.version_of(LIGHTS[1].key) == "0.1"
+
+        await eventually(other_reported)
+        assert ota.snapshot(LIGHT).installed_version is None
+        assert ota.snapshot(LIGHT).latest_version is None
+        assert not [m for m in await _reports(cloud) if m.get("type") == "report_version"]
+        await _push(cloud)
+
+        async def done() -> bool:
+            return ota.snapshot(LIGHT).state is JobState.DONE
+
+        await eventually(done, within=15)
+        assert ota.snapshot(LIGHT).installed_version == "V2"
+
+        async def reported() -> bool:
+            return emulator.cloud.version_of(LIGHT.key) == "V2"
+
+        await eventually(reported)
+    async with running_gateway(cloud, tmp_path, sub_devices=subs, settings=OtaSettings()) as gateway:
+        assert gateway.engine.ota.snapshot(LIGHT).installed_version == "V2"
+
+
+async def test_an_interrupted_flash_that_did_finish_is_reported_done(
+    emulator: Emulator, http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """The device finished the interrupted flash while the gateway was down: the next start asks it (the
+    http flasher's version URL) and reports `done` and the new version instead of a failure."""
+    cloud = await seed_cloud(emulator, http)
+    await cloud.console.set_virtual_device_fault(LIGHT.product_id, LIGHT.device_name, "hang")
+    subs = [SubDevice(LIGHT, "0.1")]
+    async with running_gateway(cloud, tmp_path, sub_devices=subs) as gateway:
+        task_id = await _push(cloud)
+
+        async def flashing() -> bool:
+            return gateway.engine.ota.snapshot(LIGHT).state is JobState.FLASHING
+
+        await eventually(flashing, within=10)
+        await gateway.engine.ota.async_stop()
+    await cloud.console.put_virtual_device(LIGHT.product_id, LIGHT.device_name, "V2")
+    async with running_gateway(cloud, tmp_path, sub_devices=subs) as gateway:
+
+        async def cloud_done() -> bool:
+            task = await cloud.console.get_task(task_id)
+            return task.devices[LIGHT.key].state == "done" and emulator.cloud.version_of(LIGHT.key) == "V2"
+
+        await eventually(cloud_done, within=10)
+        snapshot = gateway.engine.ota.snapshot(LIGHT)
+        assert (snapshot.state, snapshot.installed_version) == (JobState.DONE, "V2")
+        assert JobState.FLASHING not in gateway.states(LIGHT)
