@@ -62,8 +62,13 @@ class Console:
         body = await _json_body(request)
         product_id = _field(body, "product_id")
         secret = body.get("product_secret")
+        gateway = body.get("gateway")
+        if gateway is not None and not isinstance(gateway, bool):
+            raise _error(400, "gateway must be true or false")
         try:
-            secret = await self._registry.add_product(validate_product_id(product_id), secret)
+            secret = await self._registry.add_product(
+                validate_product_id(product_id), secret, gateway=gateway
+            )
         except RegistryError as err:
             raise _error(400, str(err)) from None
         return web.json_response({"product_id": product_id, "product_secret": secret}, status=201)

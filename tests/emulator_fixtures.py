@@ -154,7 +154,14 @@ class MqttTestClient:
         return await asyncio.wait_for(self._connack, within)
 
     async def subscribe(self, *topics: str, qos: int = 1) -> list[int]:
-        """Subscribe; returns the SUBACK codes (granted QoS, or 0x80 refused)."""
+        """Subscribe one topic per SUBSCRIBE, as Tencent requires; returns the codes (QoS, or 0x80 refused)."""
+        codes: list[int] = []
+        for topic in topics:
+            codes += await self.subscribe_in_one_request(topic, qos=qos)
+        return codes
+
+    async def subscribe_in_one_request(self, *topics: str, qos: int = 1) -> list[int]:
+        """Subscribe every topic in a single SUBSCRIBE (which Tencent's broker refuses past the first)."""
         _, mid = self._client.subscribe([(topic, qos) for topic in topics])
         assert mid is not None
         return await self._wait(mid)
