@@ -137,10 +137,12 @@ class MqttTestClient:
         self._arrived = asyncio.Event()
         self.connected = False
 
-    async def connect(self, port: int, host: str = "127.0.0.1", within: float = 5.0) -> int:
+    async def connect(
+        self, port: int, host: str = "127.0.0.1", within: float = 5.0, *, keepalive: int = 60
+    ) -> int:
         """Connect; returns the CONNACK return code (0 accepted, 5 not authorized, ...)."""
         # paho's connect (TCP + TLS handshake) blocks: run it in the executor, then drive the socket here.
-        await self._loop.run_in_executor(None, self._client.connect, host, port, 60)
+        await self._loop.run_in_executor(None, self._client.connect, host, port, keepalive)
         sock = self._client.socket()
         assert isinstance(sock, socket.socket)
         self._sock = sock

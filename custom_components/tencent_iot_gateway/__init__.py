@@ -13,7 +13,7 @@ from homeassistant.helpers.storage import Store
 from homeassistant.helpers.typing import ConfigType
 
 from .const import CONF_PRODUCT_ID, DOMAIN, MANUFACTURER, STORAGE_VERSION
-from .engine.errors import AuthenticationError, CannotConnectError
+from .engine.errors import AuthenticationError, CannotConnectError, NotAGatewayError
 from .runtime import GatewayRuntime, TencentIotConfigEntry, cache_directory, store_key
 from .services import async_setup_services
 
@@ -47,6 +47,9 @@ async def async_setup_entry(hass: HomeAssistant, entry: TencentIotConfigEntry) -
             translation_key="cannot_connect",
             translation_placeholders={"error": str(err)},
         ) from err
+    except NotAGatewayError as err:
+        # The console can change the product; HA retries the setup with its own backoff meanwhile.
+        raise ConfigEntryNotReady(translation_domain=DOMAIN, translation_key="not_gateway") from err
     entry.runtime_data = runtime
     gateway_device = dr.async_get(hass).async_get_or_create(
         config_entry_id=entry.entry_id,

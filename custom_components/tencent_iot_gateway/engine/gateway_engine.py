@@ -137,6 +137,7 @@ class GatewayEngine:
             sign_method=sign_method,
             backoff=backoff,
             uplink_rate=uplink_rate,
+            ack_timeout_s=operation_timeout_s,
         )
         self._operations = GatewayOperations(
             gateway, self._session.publish, self._on_push, timeout_s=operation_timeout_s
@@ -156,6 +157,9 @@ class GatewayEngine:
         self._retry_pending: set[DeviceId] = set()
         self._retrying = False
         self._blocked: set[DeviceId] = set()
+        # Unbound by the cloud (console `change`/`unbind_all`, or missing from the bound list): not bound
+        # again automatically with their secret until the user or the console says so.
+        self._unbound: set[DeviceId] = set()
         self._stopped = False
 
     @property
@@ -211,6 +215,7 @@ class GatewayEngine:
             await self.add_sub_device(sub)
             return
         self._sub_devices[sub.device] = sub
+        self._unbound.discard(sub.device)  # the user acted: bind it again if it has a secret
         if self._session.connected and not self.is_online(sub.device):
             self._schedule_retry(await self._bring_online([sub.device]))
 
@@ -226,11 +231,24 @@ class GatewayEngine:
         self._sub_devices.pop(device, None)
         await self._ota.remove_device(device)
         self._online.pop(device, None)
+        self._unbound.discard(device)
+        self._blocked.discard(device)
         if self._session.connected:
             with contextlib.suppress(OperationTimeoutError):
                 await self._operations.offline([device])
             if unbind:
                 await self._operations.unbind(device)
+
+    def mark_unbound(self, devices: Sequence[DeviceId]) -> None:
+        """The cloud no longer has these sub-devices bound here (e.g. missing from `describe_sub_devices`).
+
+        They stay configured but offline, and are not bound again with their secret on the next connect: the
+        console's decision stands until the user acts (`update_sub_device`) or the console binds them again.
+        """
+        for device in devices:
+            if device in self._sub_devices:
+                self._unbound.add(device)
+                self._set_online(device, False, _NOT_BOUND)
 
     # -- connection -----------------------------------------------------------------------------------------
 
@@ -280,7 +298,11 @@ class GatewayEngine:
             _LOGGER.warning("Bringing %d sub-device(s) online failed (%s); trying again", len(devices), err)
             return set(devices)
         unbound = [d for d, code in outcome.results.items() if code == _NOT_BOUND]
-        bindable = [d for d in unbound if d in self._sub_devices and self._sub_devices[d].secret]
+        bindable = [
+            d
+            for d in unbound
+            if d in self._sub_devices and self._sub_devices[d].secret and d not in self._unbound
+        ]
         bound_now: list[DeviceId] = []
         for device in bindable:
             secret = self._sub_devices[device].secret
@@ -400,11 +422,16 @@ class GatewayEngine:
     def _on_push(self, push: GatewayPush) -> None:
         self._on_event(push)
         if isinstance(push, AllUnbound):
+            self.mark_unbound(list(self._sub_devices))
             self._run_in_background(self._operations.acknowledge_unbind_all())
         elif push.bound:
             known = [d for d in push.devices if d in self._sub_devices]
+            self._unbound.difference_update(known)
             if known:
                 self._run_in_background(self._bring_online_later(known))
+        else:
+            # Tencent's topology docs and SDKs define no reply to `change` (spec §2): none is sent.
+            self.mark_unbound(push.devices)
 
     async def _bring_online_later(self, devices: list[DeviceId]) -> None:
         self._schedule_retry(await self._bring_online(devices))

@@ -80,6 +80,11 @@ async def _connect_slot(client_id: str) -> None:
         await asyncio.sleep(wait)
 
 
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
 def _connect_done(client_id: str) -> None:
     _last_connect[client_id] = time.monotonic()
 
@@ -165,6 +170,7 @@ class MqttSession:
         self._supervisor: asyncio.Task[None] | None = None
         self._connack: asyncio.Future[ReasonCode] | None = None
         self._acks: dict[int, asyncio.Future[list[ReasonCode] | None]] = {}
+        self._written_pending: set[int] = set()  # packet ids of QoS 0 messages not yet written
         self._limiter = UplinkLimiter(uplink_rate, self._hand_over)
         self._lost = asyncio.Event()
         self._connected = False
@@ -256,6 +262,10 @@ class MqttSession:
         if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
             raise NotConnectedError(f"publish to {topic} failed: {mqtt.error_string(info.rc)}")
         if not qos:
+            if not info.is_published():
+                # paho reports a QoS 0 message as "published" once written, under its packet id: that report
+                # must not answer a QoS 1 message that got the same id after the 16-bit counter wrapped.
+                self._written_pending.add(info.mid)
             return None
         # Registered before any await: the PUBACK is read by the loop, never inside `publish`.
         self._expect_ack(info.mid)
@@ -403,6 +413,8 @@ class MqttSession:
         """A fresh future for `mid`: after the 16-bit packet id wraps, an older entry must never answer."""
         assert self._loop is not None
         future: asyncio.Future[list[ReasonCode] | None] = self._loop.create_future()
+        # Its waiter may be gone (cancelled between hand-over and await): a failure then has no reader.
+        future.add_done_callback(_retrieve)
         stale = self._acks.get(mid)
         if stale is not None and not stale.done():
             stale.set_exception(
@@ -438,6 +450,7 @@ class MqttSession:
             if not future.done():
                 future.set_exception(error)
         self._acks.clear()
+        self._written_pending.clear()
         self._limiter.fail_waiting(error)
         if self._connack is not None and not self._connack.done():
             self._connack.set_exception(error)
@@ -467,8 +480,12 @@ class MqttSession:
     def _handle_publish(
         self, client: mqtt.Client, userdata: Any, mid: int, reason: ReasonCode, properties: Any
     ) -> None:
-        if client is self._client:
-            self._resolve_ack(mid, None)
+        if client is not self._client:
+            return
+        if mid in self._written_pending:
+            self._written_pending.discard(mid)  # a QoS 0 message was written: nobody waits for that
+            return
+        self._resolve_ack(mid, None)
 
     def _handle_subscribe(
         self, client: mqtt.Client, userdata: Any, mid: int, codes: list[ReasonCode], properties: Any
