@@ -12,7 +12,7 @@ import pytest
 from custom_components.tencent_iot_gateway.engine.endpoints import BrokerEndpoint
 from custom_components.tencent_iot_gateway.engine.errors import NotAGatewayError
 from custom_components.tencent_iot_gateway.engine.gateway_engine import GatewayEngine, SubDevice
-from custom_components.tencent_iot_gateway.engine.session import Backoff
+from custom_components.tencent_iot_gateway.engine.session import Backoff, MqttSession
 from custom_components.tencent_iot_gateway.engine.storage import JsonFileStore
 from tencent_iot_emulator.console_client import ConsoleClient
 from tencent_iot_emulator.emulator import Emulator
@@ -106,3 +106,35 @@ async def _refused_twice(console: ConsoleClient) -> bool:
 
 async def _connected(engine: GatewayEngine) -> bool:
     return engine.connected
+
+
+async def test_the_backoff_grows_while_no_connection_gets_announced(socket_enabled: None) -> None:
+    """Every connect is accepted but drops while announcing: that is no success, the backoff keeps growing."""
+    backoff = Backoff(initial_s=0.05, maximum_s=0.8)
+    async with scripted_broker(ScriptedBroker([0], hang_up_on_every_publish=True)) as broker:
+
+        async def announce() -> None:
+            await session.publish(f"$gateway/operation/{GATEWAY.key}", "{}", 1)
+
+        session = MqttSession(
+            BrokerEndpoint("127.0.0.1", broker.port, tls=False),
+            GATEWAY,
+            "c2VjcmV0",
+            on_message=lambda _t, _p: None,
+            on_connected=announce,
+            backoff=backoff,
+        )
+        started = asyncio.get_running_loop().time()
+        await session.start()
+        try:
+            await eventually(lambda: _connects(broker, 6), within=10)
+        finally:
+            await session.stop()
+        # five retries, each at least half its ceiling: 0.025 + 0.05 + 0.1 + 0.2 + 0.4 s
+        # (old code: every accepted connect reset the backoff, six connects took about 0.2 s)
+        assert asyncio.get_running_loop().time() - started >= 0.77
+
+
+async def _connects(broker: ScriptedBroker, count: int) -> bool:
+    await asyncio.sleep(0)
+    return broker.connects >= count

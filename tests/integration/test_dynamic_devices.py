@@ -10,6 +10,7 @@ from homeassistant.helpers import device_registry as dr, issue_registry as ir
 import pytest
 
 from custom_components.tencent_iot_gateway.const import CONF_INSTALLED_VERSION, DOMAIN, SUBENTRY_SUB_DEVICE
+from tencent_iot_emulator.broker import BrokerLimits
 from tencent_iot_emulator.emulator import Emulator
 from tests.emulator_fixtures import eventually
 
@@ -21,6 +22,7 @@ from .helpers import (
     light_key,
     register_lights,
     setup_gateway,
+    state,
     sub,
     wait_for,
 )
@@ -159,3 +161,31 @@ async def test_availability_logged_once_down_and_once_up(
         assert down == [f"Sub-device {light_key('light1')} is unavailable: the gateway is disconnected"]
         assert up == [f"Sub-device {light_key('light1')} is available again"]
         assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_a_refused_update_topic_is_said_not_silent(
+    hass: HomeAssistant, gateway: Gateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Over the broker's subscription limit: the sub-device that cannot hear pushes is named (log, attribute,
+    repair issue); the others work."""
+    await gateway.emulator.set_limits(BrokerLimits(max_subscriptions=2))  # the gateway's own topic + one
+    await register_lights(gateway, "light1", "light2")
+    entry = await setup_gateway(hass, gateway, [sub("light1"), sub("light2")])
+
+    def blocked() -> list[str]:
+        return [
+            name
+            for name in ("light1", "light2")
+            if state(hass, f"sensor.{name}_firmware_update_state").attributes.get("updates_blocked")
+        ]
+
+    await wait_for(hass, lambda: len(blocked()) == 1)
+    [name] = blocked()
+    issue = ir.async_get(hass).async_get_issue(DOMAIN, f"updates_blocked_{entry.entry_id}_{light_key(name)}")
+    assert issue is not None
+    assert issue.translation_placeholders is not None
+    assert issue.translation_placeholders["device"] == light_key(name)
+    assert any(
+        light_key(name) in r.getMessage() and "cannot receive firmware updates" in r.getMessage()
+        for r in caplog.records
+    )
