@@ -130,7 +130,7 @@ class Emulator:
         self.cloud = Cloud(
             self.registry, self.broker.cloud, source, min_task_timeout_s=self._min_task_timeout_s
         )
-        self.console_api = Console(self.registry, self.cloud, source.exists)
+        self.console_api = Console(self.registry, self.cloud, source.exists, self.broker)
 
         ssl_context = await loop.run_in_executor(None, _server_ssl_context, certs)
         http_port = await self._serve_app(self._ports[2], None)

@@ -107,3 +107,18 @@ async def test_a_plain_device_product_may_not_use_the_gateway_topics(
         assert await client.subscribe(f"$ota/update/{PID}/{DN}") == [1]
     violations = await console.violations()
     assert any("not a gateway product" in v.reason for v in violations)
+
+
+async def test_the_console_shows_and_changes_the_limits(
+    emulator: Emulator, http: aiohttp.ClientSession
+) -> None:
+    url = emulator.http_url + "/api/limits"
+    async with http.put(url, json={"strict": True, "uplink_rate": 20}) as response:
+        assert response.status == 200
+    async with http.get(url) as response:
+        body = await response.json()
+    assert body["limits"]["uplink_rate"] == 20
+    assert body["limits"]["connect_interval_ms"] == 5000
+    assert body["violations"] == {}
+    async with http.put(url, json={"uplink_rate": -1}) as response:
+        assert response.status == 400

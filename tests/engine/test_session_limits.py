@@ -18,6 +18,8 @@ from custom_components.tencent_iot_gateway.engine.errors import (
     OperationTimeoutError,
     PayloadTooLargeError,
 )
+from custom_components.tencent_iot_gateway.engine.gateway_engine import SubDevice
+from custom_components.tencent_iot_gateway.engine.identity import DeviceId
 from custom_components.tencent_iot_gateway.engine.session import Backoff, MqttSession
 from custom_components.tencent_iot_gateway.engine.uplink import UplinkPriority
 from tencent_iot_emulator.broker import BrokerLimits
@@ -249,3 +251,30 @@ async def test_without_a_budget_the_strict_broker_drops_and_counts(
 
 async def _received(cloud: Cloud, count: int) -> bool:
     return await _received_from_gateway(cloud) >= count
+
+
+async def test_a_hundred_sub_devices_come_online_within_the_brokers_limit(
+    emulator: Emulator, http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """The announce of many sub-devices (online batches, one SUBSCRIBE each, version reports) under a strict
+    per-connection limit: everything arrives, nothing is refused."""
+    await emulator.set_limits(BrokerLimits(uplink_rate=60, max_subscriptions=0))
+    cloud = await seed_cloud(emulator, http)
+    many = [DeviceId("MANYPID001", f"dev{i}") for i in range(100)]
+    for device in many:
+        await cloud.console.add_device(device.product_id, device.device_name)
+        await cloud.console.bind(GATEWAY.key, device.key)
+    async with running_gateway(
+        cloud, tmp_path, sub_devices=[SubDevice(d, "1.0") for d in many], uplink_rate=60
+    ) as gateway:
+        await eventually(lambda: _all(gateway.engine, many), within=30)
+        await eventually(lambda: _versions_reported(cloud, many), within=30)
+    assert await _limit_violations(cloud) == []
+
+
+async def _all(engine: object, devices: list[DeviceId]) -> bool:
+    return all(engine.is_online(d) for d in devices)  # type: ignore[attr-defined]
+
+
+async def _versions_reported(cloud: Cloud, devices: list[DeviceId]) -> bool:
+    return all(cloud.emu.cloud.version_of(d.key) == "1.0" for d in devices)
