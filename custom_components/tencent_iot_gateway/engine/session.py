@@ -77,7 +77,8 @@ async def _connect_slot(client_id: str) -> None:
             client_id,
             CONNECT_INTERVAL_S,
         )
-        await asyncio.sleep(wait)
+        # A claim by a connect still under way lies in the future: look again once it may have ended.
+        await asyncio.sleep(min(wait, CONNECT_INTERVAL_S))
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:
