@@ -172,6 +172,7 @@ class MqttSession:
         self._connack: asyncio.Future[ReasonCode] | None = None
         self._acks: dict[int, asyncio.Future[list[ReasonCode] | None]] = {}
         self._written_pending: set[int] = set()  # packet ids of QoS 0 messages not yet written
+        self._uplink_rate = uplink_rate
         self._limiter = UplinkLimiter(uplink_rate, self._hand_over)
         self._lost = asyncio.Event()
         self._connected = False
@@ -181,6 +182,11 @@ class MqttSession:
     def connected(self) -> bool:
         """Whether the broker accepted us and the connection is up."""
         return self._connected
+
+    @property
+    def uplink_rate(self) -> float | None:
+        """The connection's uplink budget in messages a second (None: unlimited), for schedulers to plan by."""
+        return self._uplink_rate
 
     @property
     def device(self) -> DeviceId:
