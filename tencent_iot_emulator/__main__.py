@@ -10,6 +10,7 @@ import signal
 import sys
 
 from . import cli
+from .broker import BrokerLimits
 from .emulator import Emulator
 
 
@@ -23,6 +24,11 @@ def _serve_parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     for name in ("mqtt", "mqtts", "http", "https"):
         parser.add_argument(f"--{name}-port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument(
+        "--strict-limits",
+        action="store_true",
+        help="enforce every documented broker limit (5 s between connects, 30 msg/s, 100 subscriptions)",
+    )
     return parser
 
 
@@ -39,6 +45,7 @@ async def serve(args: argparse.Namespace) -> None:
         mqtts_port=args.mqtts_port,
         http_port=args.http_port,
         https_port=args.https_port,
+        limits=BrokerLimits.strict() if args.strict_limits else None,
     ) as emulator:
         ready = {
             "mqtt": emulator.mqtt_port,

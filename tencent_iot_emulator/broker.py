@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 import ipaddress
 import logging
 import os
@@ -23,6 +23,7 @@ PLUGIN_ENV = "TENCENT_IOT_AUTH_PLUGIN"
 DEFAULT_PLUGIN = Path(__file__).resolve().parent.parent / "build" / "tencent_auth_plugin.so"
 CONFIG_FILE = "mosquitto.conf"
 LOG_FILE = "broker.log"
+LIMITS_TABLE = "limits.tsv"
 _START_ATTEMPTS = 5
 _READY_TIMEOUT_S = 10.0
 _STOP_TIMEOUT_S = 5.0
@@ -45,6 +46,35 @@ class CloudCredential:
     def __repr__(self) -> str:
         """Keep the password out of reprs."""
         return f"CloudCredential(port={self.port}, client_id={self.client_id!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerLimits:
+    """Tencent's documented limits (IoT Hub limits page; spec §3a), as the broker plugin enforces them.
+
+    0 turns a limit off. What breaks a limit is refused and recorded as a `limit` violation: a login too soon
+    after the device's previous connect attempt or with a keep-alive out of range is refused (CONNACK 5); a
+    subscription over the limits gets a SUBACK failure; a publish that is too big or over the rate is dropped
+    (MQTT 3.1.1 cannot refuse a publish: the client still gets its PUBACK and the cloud never hears it; the
+    connection stays up, as a throttling broker's does).
+    """
+
+    connect_interval_ms: int = 0  # at most one connect per device in this time (Tencent: 5000)
+    max_topics_per_subscribe: int = 1
+    max_subscriptions: int = 0  # per connection (older IoT Hub: 100)
+    uplink_rate: int = 0  # publishes per connection in any 1 s window (Tencent: 30)
+    max_payload: int = 16 * 1024
+    keepalive_min: int = 60
+    keepalive_max: int = 850
+
+    @classmethod
+    def strict(cls) -> BrokerLimits:
+        """Every documented limit at its strictest reading."""
+        return cls(connect_interval_ms=5000, max_subscriptions=100, uplink_rate=30)
+
+    def table(self) -> str:
+        """The plugin's `limits.tsv`."""
+        return "".join(f"{f.name}\t{int(getattr(self, f.name))}\n" for f in fields(self))
 
 
 def plugin_path() -> Path:
@@ -70,9 +100,11 @@ class Broker:
         host: str = "127.0.0.1",
         mqtt_port: int = 0,
         mqtts_port: int = 0,
+        limits: BrokerLimits | None = None,
     ) -> None:
         """Keep config, tables and log in `directory` (the plugin's tables live there too)."""
         self.directory = directory
+        self.limits = limits or BrokerLimits()
         self._certs = certs
         self._host = host
         self._wanted = (mqtt_port, mqtts_port)
@@ -103,6 +135,7 @@ class Broker:
             )
             config = self._config(plugin, *ports)
             await asyncio.get_running_loop().run_in_executor(None, self._write_config, config)
+            await self.set_limits(self.limits)
             process = await self._spawn()
             try:
                 await self._wait_ready(process, ports)
@@ -119,6 +152,18 @@ class Broker:
             )
             return
         raise BrokerError(f"mosquitto did not start: {last_error} (see {self.directory / LOG_FILE})")
+
+    async def set_limits(self, limits: BrokerLimits) -> None:
+        """Apply new limits; the plugin re-reads them before its next check."""
+        self.limits = limits
+        await asyncio.get_running_loop().run_in_executor(None, self._write_limits, limits.table())
+
+    def _write_limits(self, table: str) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        path = self.directory / LIMITS_TABLE
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(table, encoding="utf-8")
+        tmp.replace(path)
 
     async def stop(self) -> None:
         """Stop mosquitto (SIGTERM, then SIGKILL) and reap it."""

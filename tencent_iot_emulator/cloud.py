@@ -79,7 +79,7 @@ class MessageRecord:
 
 @dataclass(frozen=True, slots=True)
 class Violation:
-    """Something a device did that Tencent would refuse: kind is `acl`, `auth` or `protocol`."""
+    """Something a device did that Tencent would refuse: kind is `acl`, `auth`, `protocol` or `limit`."""
 
     time: float
     kind: str
@@ -412,6 +412,8 @@ class Cloud:
                 )
             case "auth":
                 self.record_violation("auth", key, "", f"login refused: {event.get('reason')}")
+            case "limit":
+                self.record_violation("limit", key, event.get("topic", ""), str(event.get("reason")))
 
     # -- gateway operations (spec §2) --------------------------------------------------------------------
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable
+from dataclasses import asdict, fields, replace
 import hashlib
 import hmac
 import json
@@ -14,6 +15,7 @@ from typing import Any
 from aiohttp import web
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from .broker import Broker, BrokerLimits
 from .cloud import Cloud
 from .registry import (
     BindingConflictError,
@@ -35,11 +37,18 @@ _AES_BLOCK = 16
 class Console:
     """Routes of E1's half of the console."""
 
-    def __init__(self, registry: Registry, cloud: Cloud, firmware_exists: Callable[[str, str], bool]) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        cloud: Cloud,
+        firmware_exists: Callable[[str, str], bool],
+        broker: Broker | None = None,
+    ) -> None:
         """`firmware_exists(product_id, version) -> bool` tells whether a task's image was uploaded."""
         self._registry = registry
         self._cloud = cloud
         self._firmware_exists = firmware_exists
+        self._broker = broker
 
     def register_routes(self, app: web.Application) -> None:
         """Mount the console API and the dynamic registration endpoint on `app`."""
@@ -54,6 +63,8 @@ class Console:
         app.router.add_get("/api/tasks/{task_id}", self._get_task)
         app.router.add_get("/api/messages", self._get_messages)
         app.router.add_get("/api/violations", self._get_violations)
+        app.router.add_get("/api/limits", self._get_limits)
+        app.router.add_put("/api/limits", self._put_limits)
         app.router.add_post(REGISTER_PATH, self._register)
 
     # -- console -----------------------------------------------------------------------------------------
@@ -62,8 +73,13 @@ class Console:
         body = await _json_body(request)
         product_id = _field(body, "product_id")
         secret = body.get("product_secret")
+        gateway = body.get("gateway")
+        if gateway is not None and not isinstance(gateway, bool):
+            raise _error(400, "gateway must be true or false")
         try:
-            secret = await self._registry.add_product(validate_product_id(product_id), secret)
+            secret = await self._registry.add_product(
+                validate_product_id(product_id), secret, gateway=gateway
+            )
         except RegistryError as err:
             raise _error(400, str(err)) from None
         return web.json_response({"product_id": product_id, "product_secret": secret}, status=201)
@@ -186,6 +202,28 @@ class Console:
         return web.json_response({"violations": self._cloud.violations()})
 
     # -- dynamic registration (spec §1) --------------------------------------------------------------------
+
+    async def _get_limits(self, request: web.Request) -> web.Response:
+        """The broker's limits and how often each kind of violation happened."""
+        counts: dict[str, int] = {}
+        for violation in self._cloud.violations():
+            counts[violation["kind"]] = counts.get(violation["kind"], 0) + 1
+        limits = asdict(self._broker.limits) if self._broker is not None else {}
+        return web.json_response({"limits": limits, "violations": counts})
+
+    async def _put_limits(self, request: web.Request) -> web.Response:
+        """Replace the broker's limits (`{}` restores the defaults; "strict": true every documented one)."""
+        if self._broker is None:
+            raise _error(404, "this console has no broker")
+        body = await _json_body(request)
+        base = BrokerLimits.strict() if body.pop("strict", False) is True else BrokerLimits()
+        known = {f.name for f in fields(BrokerLimits)}
+        for name, value in body.items():
+            if name not in known or isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise _error(400, f"{name}: a limit is one of {', '.join(sorted(known))}, an integer >= 0")
+        limits = replace(base, **body)
+        await self._broker.set_limits(limits)
+        return web.json_response({"limits": asdict(limits)})
 
     async def _register(self, request: web.Request) -> web.Response:
         body = await request.read()

@@ -261,11 +261,18 @@ class ConsoleClient:
 
     # --- registry ---------------------------------------------------------------------------------------
 
-    async def add_product(self, product_id: str, product_secret: str | None = None) -> ProductInfo:
-        """`POST /api/products`: create a product (a secret is generated when none is given)."""
+    async def add_product(
+        self, product_id: str, product_secret: str | None = None, *, gateway: bool | None = None
+    ) -> ProductInfo:
+        """`POST /api/products`: create a product (a secret is generated when none is given).
+
+        `gateway=False` registers a plain device product, whose devices may not use the gateway protocol.
+        """
         body: dict[str, Any] = {"product_id": product_id}
         if product_secret is not None:
             body["product_secret"] = product_secret
+        if gateway is not None:
+            body["gateway"] = gateway
         raw = await self._json("POST", "/api/products", json=body)
         return ProductInfo(str(raw.get("product_id", product_id)), str(raw.get("product_secret", "")))
 

@@ -13,7 +13,7 @@ from typing import Self
 import aiohttp
 from aiohttp import web
 
-from .broker import Broker, loopback_for
+from .broker import Broker, BrokerLimits, loopback_for
 from .certs import CertPaths, ensure_certificates
 from .cloud import Cloud
 from .console import Console
@@ -67,12 +67,14 @@ class Emulator:
         http_port: int = 0,
         https_port: int = 0,
         min_task_timeout_s: float = MIN_TIMEOUT_S,
+        limits: BrokerLimits | None = None,
     ) -> None:
-        """Configure; nothing starts before `__aenter__`."""
+        """Configure; nothing starts before `__aenter__`. `limits`: the broker's (see `BrokerLimits`)."""
         self.state_dir = Path(state_dir)
         self.host = host
         self._ports = (mqtt_port, mqtts_port, http_port, https_port)
         self._min_task_timeout_s = min_task_timeout_s
+        self._limits = limits or BrokerLimits()
         self.mqtt_port = 0
         self.mqtts_port = 0
         self.http_url = ""
@@ -118,6 +120,7 @@ class Emulator:
             host=self.host,
             mqtt_port=self._ports[0],
             mqtts_port=self._ports[1],
+            limits=self._limits,
         )
         await self.broker.start()
         self._stack.push_async_callback(self.broker.stop)
@@ -127,7 +130,7 @@ class Emulator:
         self.cloud = Cloud(
             self.registry, self.broker.cloud, source, min_task_timeout_s=self._min_task_timeout_s
         )
-        self.console_api = Console(self.registry, self.cloud, source.exists)
+        self.console_api = Console(self.registry, self.cloud, source.exists, self.broker)
 
         ssl_context = await loop.run_in_executor(None, _server_ssl_context, certs)
         http_port = await self._serve_app(self._ports[2], None)
@@ -159,6 +162,10 @@ class Emulator:
         await site.start()
         address = runner.addresses[0]
         return int(address[1])
+
+    async def set_limits(self, limits: BrokerLimits) -> None:
+        """Change the broker's limits while running (they apply to the next check)."""
+        await self.broker.set_limits(limits)
 
     @property
     def min_task_timeout_s(self) -> float:

@@ -120,6 +120,8 @@ class Registry:
         self._file = state_dir / REGISTRY_FILE
         self._tables_dir = tables_dir
         self._products: dict[str, str | None] = {}
+        # Products whose devices may not act as gateways (Tencent's "device" node type); the rest may.
+        self._plain_products: set[str] = set()
         self._devices: dict[str, Device] = {}
         self._by_client_id: dict[str, Device] = {}
         self._bindings: dict[str, str] = {}
@@ -135,6 +137,7 @@ class Registry:
             self._devices[device.key] = device
             self._by_client_id[device.client_id] = device
         self._bindings = dict(data.get("bindings", {}))
+        self._plain_products = set(data.get("plain_products", []))
         await self._save()
 
     def _read(self) -> dict[str, Any]:
@@ -153,9 +156,23 @@ class Registry:
         """Whether the product exists (it does once a device of it or a secret was registered)."""
         return product_id in self._products
 
-    async def add_product(self, product_id: str, product_secret: str | None = None) -> str:
-        """Create or update a product; returns its secret (generated when not given)."""
+    def is_gateway_product(self, product_id: str) -> bool:
+        """Whether devices of the product may use the gateway protocol."""
+        return product_id not in self._plain_products
+
+    async def add_product(
+        self, product_id: str, product_secret: str | None = None, *, gateway: bool | None = None
+    ) -> str:
+        """Create or update a product; returns its secret (generated when not given).
+
+        `gateway` False makes it a plain device product: its devices log in but may not use `$gateway/...`.
+        """
         validate_product_id(product_id)
+        if gateway is not None:
+            if gateway:
+                self._plain_products.discard(product_id)
+            else:
+                self._plain_products.add(product_id)
         if product_secret is None:
             product_secret = self._products.get(product_id) or new_product_secret()
         elif not isinstance(product_secret, str) or not _PRODUCT_SECRET_RE.fullmatch(product_secret):
@@ -253,9 +270,12 @@ class Registry:
                 for d in self._devices.values()
             ],
             "bindings": dict(self._bindings),
+            "plain_products": sorted(self._plain_products),
         }
         devices = "".join(
-            f"{d.client_id}\t{d.product_id}\t{d.device_name}\t{d.secret}\n" for d in self._devices.values()
+            f"{d.client_id}\t{d.product_id}\t{d.device_name}\t{d.secret}"
+            f"\t{'gateway' if self.is_gateway_product(d.product_id) else 'device'}\n"
+            for d in self._devices.values()
         )
         bindings = "".join(
             f"{gateway.replace('/', chr(9), 1)}\t{sub.replace('/', chr(9), 1)}\n"

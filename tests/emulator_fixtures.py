@@ -137,10 +137,12 @@ class MqttTestClient:
         self._arrived = asyncio.Event()
         self.connected = False
 
-    async def connect(self, port: int, host: str = "127.0.0.1", within: float = 5.0) -> int:
+    async def connect(
+        self, port: int, host: str = "127.0.0.1", within: float = 5.0, *, keepalive: int = 60
+    ) -> int:
         """Connect; returns the CONNACK return code (0 accepted, 5 not authorized, ...)."""
         # paho's connect (TCP + TLS handshake) blocks: run it in the executor, then drive the socket here.
-        await self._loop.run_in_executor(None, self._client.connect, host, port, 60)
+        await self._loop.run_in_executor(None, self._client.connect, host, port, keepalive)
         sock = self._client.socket()
         assert isinstance(sock, socket.socket)
         self._sock = sock
@@ -154,7 +156,14 @@ class MqttTestClient:
         return await asyncio.wait_for(self._connack, within)
 
     async def subscribe(self, *topics: str, qos: int = 1) -> list[int]:
-        """Subscribe; returns the SUBACK codes (granted QoS, or 0x80 refused)."""
+        """Subscribe one topic per SUBSCRIBE, as Tencent requires; returns the codes (QoS, or 0x80 refused)."""
+        codes: list[int] = []
+        for topic in topics:
+            codes += await self.subscribe_in_one_request(topic, qos=qos)
+        return codes
+
+    async def subscribe_in_one_request(self, *topics: str, qos: int = 1) -> list[int]:
+        """Subscribe every topic in a single SUBSCRIBE (which Tencent's broker refuses past the first)."""
         _, mid = self._client.subscribe([(topic, qos) for topic in topics])
         assert mid is not None
         return await self._wait(mid)

@@ -20,7 +20,7 @@ from .const import (
     SHUTDOWN_FLASH_WAIT_S,
     STORAGE_VERSION,
 )
-from .engine.errors import AuthenticationError, CannotConnectError
+from .engine.errors import AuthenticationError, CannotConnectError, NotAGatewayError
 from .runtime import GatewayRuntime, TencentIotConfigEntry, cache_directory, store_key
 from .services import async_setup_services
 
@@ -54,6 +54,9 @@ async def async_setup_entry(hass: HomeAssistant, entry: TencentIotConfigEntry) -
             translation_key="cannot_connect",
             translation_placeholders={"error": str(err)},
         ) from err
+    except NotAGatewayError as err:
+        # The console can change the product; HA retries the setup with its own backoff meanwhile.
+        raise ConfigEntryNotReady(translation_domain=DOMAIN, translation_key="not_gateway") from err
     entry.runtime_data = runtime
     gateway_device = dr.async_get(hass).async_get_or_create(
         config_entry_id=entry.entry_id,

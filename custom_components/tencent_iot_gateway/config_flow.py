@@ -63,7 +63,7 @@ from .const import (
     InstallPolicy,
 )
 from .engine.endpoints import MQTT_TLS_PORT, Region
-from .engine.errors import AuthenticationError, CannotConnectError, InvalidFieldError
+from .engine.errors import AuthenticationError, CannotConnectError, InvalidFieldError, NotAGatewayError
 from .subentry_flow import SubDeviceSubentryFlow
 from .validation import (
     RegistrationError,
@@ -331,6 +331,8 @@ class TencentIotConfigFlow(ConfigFlow, domain=DOMAIN):
             raise FlowError("base", "registration_failed", {"reason": err.message}) from None
         except AuthenticationError:
             raise FlowError("base", "invalid_auth") from None
+        except NotAGatewayError:
+            raise FlowError("base", "not_gateway") from None
         except CannotConnectError as err:
             _LOGGER.debug("Cannot connect to the broker: %s", err)
             raise FlowError("custom" if custom else "base", "cannot_connect", {"reason": str(err)}) from None

@@ -18,7 +18,7 @@ from typing import Any
 
 from homeassistant.config_entries import ConfigEntry, ConfigSubentry
 from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
-from homeassistant.helpers import device_registry as dr
+from homeassistant.helpers import device_registry as dr, issue_registry as ir
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.storage import Store
 
@@ -56,6 +56,7 @@ from .engine.gateway_engine import (
     GatewayEngine,
     SubDevice,
     SubDeviceStatus,
+    UpdatesBlocked,
 )
 from .engine.identity import DeviceId
 from .engine.ota_jobs import JobSnapshot, JobState, OtaSettings
@@ -140,6 +141,7 @@ class _DeviceState:
     result: int | None = None
     listeners: list[CALLBACK_TYPE] = field(default_factory=list)
     was_available: bool | None = None
+    updates_blocked: bool = False
 
 
 class GatewayRuntime:
@@ -170,7 +172,6 @@ class GatewayRuntime:
             hass, STORAGE_VERSION, store_key(entry.entry_id, "ignored")
         )
         self._ignored: set[str] = set()
-        self._dropping: set[str] = set()
         self.configs = sub_device_configs(entry)
         self._flashers: dict[DeviceId, Flasher] = {}
         for config in self.configs.values():
@@ -263,9 +264,9 @@ class GatewayRuntime:
         wanted = sub_device_configs(self.entry)
         for device, old in list(self.configs.items()):
             if device not in wanted:
-                if device.key not in self._dropping and not old.unbind_on_remove:
+                if not old.unbind_on_remove:
                     await self._set_ignored(device.key, ignored=True)
-                self._dropping.discard(device.key)
+                self._delete_issues(device)
                 del self.configs[device]
                 self._flashers.pop(device, None)
                 self._devices.pop(device, None)
@@ -325,6 +326,11 @@ class GatewayRuntime:
         """Whether the cloud accepted the sub-device's `online` (and the gateway is connected)."""
         state = self._devices.get(device)
         return self.connected and state is not None and state.online
+
+    def updates_blocked(self, device: DeviceId) -> bool:
+        """Whether the broker refused the sub-device's update topic (no firmware push can reach it)."""
+        state = self._devices.get(device)
+        return state is not None and state.updates_blocked
 
     def online_result(self, device: DeviceId) -> int | None:
         """The cloud's last answer to the sub-device's `online` (0 accepted, -1 not bound), if any."""
@@ -407,6 +413,12 @@ class GatewayRuntime:
             case SubDeviceStatus(device, online, result):
                 state = self._device_state(device)
                 state.online, state.result = online, result
+                if online:
+                    ir.async_delete_issue(self.hass, DOMAIN, self._issue_id("unbound", device))
+                self._notify(device)
+            case UpdatesBlocked(device, blocked):
+                self._device_state(device).updates_blocked = blocked
+                self._set_issue("updates_blocked", device, raised=blocked)
                 self._notify(device)
             case AuthenticationFailed():
                 self._set_connected(False)
@@ -415,20 +427,29 @@ class GatewayRuntime:
                 # Bound again in the console on purpose: a device the user had removed comes back.
                 self._adopt(devices, include_ignored=True)
             case SubDevicesChanged(bound=False, devices=devices):
-                self._drop(devices)
+                self._mark_unbound(devices)
             case AllUnbound():
-                self._drop(tuple(self.configs))
+                self._mark_unbound(tuple(self.configs))
 
     # -- dynamic and stale sub-devices --------------------------------------------------------------------
 
     async def _async_adopt_bound_devices(self) -> None:
-        """Sub-devices the cloud lists as bound to this gateway appear on their own."""
+        """Reconcile with the cloud's bound list on every connect, both ways.
+
+        Newly bound sub-devices appear; configured ones the cloud no longer lists (unbound while Home
+        Assistant was offline, when no `change` push could reach it) are marked unbound, as a push would.
+        """
         try:
             bound = await self.engine.operations.describe_sub_devices()
         except TencentIotError as err:
             _LOGGER.warning("Could not list the sub-devices bound to %s: %s", self.gateway, err)
             return
         self._adopt(tuple(bound))
+        listed = set(bound)
+        # The announce already bound those it could (with their secret); one online now is bound, whatever
+        # the list said a moment ago.
+        missing = tuple(d for d in self.configs if d not in listed and not self.engine.is_online(d))
+        self._mark_unbound(missing)
 
     async def _set_ignored(self, key: str, *, ignored: bool) -> None:
         if (key in self._ignored) == ignored:
@@ -464,13 +485,41 @@ class GatewayRuntime:
             )
 
     @callback
-    def _drop(self, devices: tuple[DeviceId, ...]) -> None:
-        """Sub-devices unbound in the console go away (their subentry, device and entities)."""
-        keys = {device.key for device in devices}
-        self._dropping |= keys
-        for subentry_id, subentry in list(self.entry.subentries.items()):
-            if subentry.unique_id in keys:
-                _LOGGER.info(
-                    "Removing sub-device %s: unbound from %s in the cloud", subentry.title, self.gateway
-                )
-                self.hass.config_entries.async_remove_subentry(self.entry, subentry_id)
+    def _mark_unbound(self, devices: tuple[DeviceId, ...]) -> None:
+        """Sub-devices unbound in the cloud stay configured (flasher settings, tokens): unavailable, with a
+        repair issue that says how to bind them again or remove them."""
+        for device in devices:
+            if device not in self.configs:
+                continue
+            _LOGGER.warning(
+                "Sub-device %s is no longer bound to %s in the cloud; it stays configured but unavailable",
+                device,
+                self.gateway,
+            )
+            state = self._device_state(device)
+            state.online, state.result = False, -1
+            self._set_issue("unbound", device, raised=True)
+            self._notify(device)
+
+    def _issue_id(self, kind: str, device: DeviceId) -> str:
+        return f"{kind}_{self.entry.entry_id}_{device.key}"
+
+    def _set_issue(self, kind: str, device: DeviceId, *, raised: bool) -> None:
+        issue_id = self._issue_id(kind, device)
+        if not raised:
+            ir.async_delete_issue(self.hass, DOMAIN, issue_id)
+            return
+        ir.async_create_issue(
+            self.hass,
+            DOMAIN,
+            issue_id,
+            is_fixable=False,
+            is_persistent=False,
+            severity=ir.IssueSeverity.WARNING,
+            translation_key="sub_device_unbound" if kind == "unbound" else kind,
+            translation_placeholders={"device": device.key, "gateway": self.gateway.key},
+        )
+
+    def _delete_issues(self, device: DeviceId) -> None:
+        for kind in ("unbound", "updates_blocked"):
+            ir.async_delete_issue(self.hass, DOMAIN, self._issue_id(kind, device))

@@ -54,4 +54,6 @@ class OtaStateSensor(SubDeviceEntity, SensorEntity):
             "last_error": snapshot.message or None,
             "result_code": snapshot.result_code,
             "target_version": snapshot.target.version if snapshot.target is not None else None,
+            # The broker refused the update topic: no firmware push can reach the sub-device (repair issue).
+            "updates_blocked": self.runtime.updates_blocked(self.sub_device),
         }

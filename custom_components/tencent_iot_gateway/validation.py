@@ -32,9 +32,10 @@ from .const import (
 )
 from .engine.auth import decrypt_registration_payload, registration_request
 from .engine.endpoints import BrokerEndpoint, Region, registration_host
-from .engine.errors import InvalidFieldError, TencentIotError
+from .engine.errors import InvalidFieldError, NotAGatewayError, SubscriptionRefusedError, TencentIotError
 from .engine.identity import DeviceId, decode_device_secret
 from .engine.session import MqttSession
+from .engine.topics import gateway_operation_result
 
 REGISTRATION_TIMEOUT_S = 15.0
 HTTPS_PORT = 443
@@ -172,13 +173,19 @@ async def async_register_device(
 
 
 async def async_check_login(endpoint: BrokerEndpoint, device: DeviceId, device_secret: str) -> None:
-    """Log in once and leave; raises `AuthenticationError` or `CannotConnectError`."""
+    """Log in once, check the device may act as a gateway, and leave.
 
-    async def nothing() -> None:
-        return None
+    Raises `AuthenticationError`, `CannotConnectError` or `NotAGatewayError`; no session is left behind.
+    """
+
+    async def check_gateway_topic() -> None:
+        try:
+            await session.subscribe([gateway_operation_result(device)])
+        except SubscriptionRefusedError:
+            raise NotAGatewayError(f"{device} is not a device of a gateway product") from None
 
     session = MqttSession(
-        endpoint, device, device_secret, on_message=lambda _t, _p: None, on_connected=nothing
+        endpoint, device, device_secret, on_message=lambda _t, _p: None, on_connected=check_gateway_topic
     )
     # A session whose start() failed has already released its socket; stop() is only for a started one
     # (on a failed one it would also fail the CONNACK future nobody awaits any more).

@@ -4,12 +4,17 @@
  * The emulator writes two tab-separated tables into the state directory (atomically: write + rename):
  *   devices.tsv   client_id \t product_id \t device_name \t base64 secret
  *   bindings.tsv  gateway_pid \t gateway_dn \t subdevice_pid \t subdevice_dn
+ *   limits.tsv    name \t value   (Tencent's documented limits, see `struct limits`; 0 or absent = off)
+ * devices.tsv may carry a fifth field `node`: "device" for a product that is not a gateway product (it may not
+ * use $gateway/... topics); anything else, or nothing, may act as a gateway.
  * The plugin re-reads a table whenever its inode, size or mtime changes, so a binding made in the console
  * applies to the very next publish or subscribe.
  *
  * Options (plugin_opt_*): state_dir, cloud_username, cloud_password, cloud_client_id.
  * The cloud logic logs in with the cloud credential and may do anything. The plugin tells it about
- * connects, disconnects and refusals by publishing JSON events on $emulator/events straight to its client id.
+ * connects, disconnects and refusals by publishing JSON events on $emulator/events straight to its client id;
+ * a broken limit is a `limit` event, and what breaks it is refused (login refused, subscription refused, publish
+ * dropped: MQTT 3.1.1 has no way to refuse a publish, so the client still gets its PUBACK, as from Tencent).
  */
 #include <mosquitto.h>
 
@@ -29,6 +34,11 @@
 #define EVENT_TOPIC "$emulator/events"
 #define MAX_LEVELS 16
 #define CONN_ID_LENGTH 5
+/* Topics of one SUBSCRIBE packet are checked back to back; a client that waits for its SUBACK before the next
+ * SUBSCRIBE cannot get a topic checked this soon after the previous one. A heuristic (plugins do not see
+ * packets), safe in one direction: a preempted broker can miss a violation but never invent one. */
+#define SAME_REQUEST_NS 200000LL
+#define NS_PER_S 1000000000LL
 
 struct device {
 	char *client_id;
@@ -36,6 +46,34 @@ struct device {
 	char *device_name;
 	unsigned char *key;
 	int key_len;
+	bool gateway;
+};
+
+/* Tencent's limits (IoT Hub limits page; spec §3a). */
+struct limits {
+	long long connect_interval_ms;   /* at most one connect per device in this many ms */
+	long long max_topics_per_subscribe;
+	long long max_subscriptions;     /* per connection */
+	long long uplink_rate;           /* publishes per connection in any 1 s window */
+	long long max_payload;           /* bytes per publish */
+	long long keepalive_min;
+	long long keepalive_max;
+};
+
+/* A client that passed our login, with what its limits need. */
+struct session {
+	const struct mosquitto *client;
+	long long last_subscribe_ns;
+	long long topics_in_request;
+	long long *sent_ns; /* ring of the last `uplink_rate` publish times */
+	long long sent_capacity;
+	long long sent_head;
+	long long sent_count;
+};
+
+struct connect_attempt {
+	char *client_id;
+	long long at_ns;
 };
 
 struct binding {
@@ -56,6 +94,7 @@ struct table_stamp {
 static mosquitto_plugin_id_t *plugin_id;
 static char *devices_path;
 static char *bindings_path;
+static char *limits_path;
 static char *cloud_username;
 static char *cloud_password;
 static char *cloud_client_id;
@@ -66,12 +105,25 @@ static struct binding *bindings;
 static size_t binding_count;
 static struct table_stamp devices_stamp;
 static struct table_stamp bindings_stamp;
+static struct table_stamp limits_stamp;
+static struct limits limits;
 
 /* Clients that passed our login: a disconnect is reported only for them, so a refused login that reuses a
  * connected device's client id cannot make the cloud think that device went away. */
-static const struct mosquitto **sessions;
+static struct session *sessions;
 static size_t session_count;
 static size_t session_capacity;
+
+static struct connect_attempt *attempts;
+static size_t attempt_count;
+static size_t attempt_capacity;
+
+static long long now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * NS_PER_S + ts.tv_nsec;
+}
 
 static char *join_path(const char *dir, const char *name)
 {
@@ -188,8 +240,9 @@ static void load_devices(void)
 	size_t capacity = 0;
 	size_t allocated = 0;
 	while (getline(&line, &capacity, file) >= 0) {
-		char *fields[4];
-		if (split_fields(line, fields, 4) != 4) {
+		char *fields[5];
+		int field_count = split_fields(line, fields, 5);
+		if (field_count < 4) {
 			continue;
 		}
 		int key_len = 0;
@@ -213,6 +266,7 @@ static void load_devices(void)
 		device->device_name = strdup(fields[2]);
 		device->key = key;
 		device->key_len = key_len;
+		device->gateway = field_count < 5 || strcmp(fields[4], "device") != 0;
 	}
 	if (line) {
 		OPENSSL_cleanse(line, capacity);
@@ -255,8 +309,46 @@ static void load_bindings(void)
 	fclose(file);
 }
 
+static void load_limits(void)
+{
+	memset(&limits, 0, sizeof(limits));
+	FILE *file = fopen(limits_path, "r");
+	if (!file) {
+		return;
+	}
+	char *line = NULL;
+	size_t capacity = 0;
+	while (getline(&line, &capacity, file) >= 0) {
+		char *fields[2];
+		if (split_fields(line, fields, 2) != 2) {
+			continue;
+		}
+		long long value = strtoll(fields[1], NULL, 10);
+		if (strcmp(fields[0], "connect_interval_ms") == 0) {
+			limits.connect_interval_ms = value;
+		} else if (strcmp(fields[0], "max_topics_per_subscribe") == 0) {
+			limits.max_topics_per_subscribe = value;
+		} else if (strcmp(fields[0], "max_subscriptions") == 0) {
+			limits.max_subscriptions = value;
+		} else if (strcmp(fields[0], "uplink_rate") == 0) {
+			limits.uplink_rate = value;
+		} else if (strcmp(fields[0], "max_payload") == 0) {
+			limits.max_payload = value;
+		} else if (strcmp(fields[0], "keepalive_min") == 0) {
+			limits.keepalive_min = value;
+		} else if (strcmp(fields[0], "keepalive_max") == 0) {
+			limits.keepalive_max = value;
+		}
+	}
+	free(line);
+	fclose(file);
+}
+
 static void reload_if_changed(void)
 {
+	if (stamp_changed(limits_path, &limits_stamp)) {
+		load_limits();
+	}
 	if (stamp_changed(devices_path, &devices_stamp)) {
 		load_devices();
 	}
@@ -440,6 +532,147 @@ static const char *check_login(const struct device *device, const char *username
 	return ok ? NULL : "wrong signature";
 }
 
+static struct session *find_session(const struct mosquitto *client)
+{
+	for (size_t i = 0; i < session_count; i++) {
+		if (sessions[i].client == client) {
+			return &sessions[i];
+		}
+	}
+	return NULL;
+}
+
+/* Sends a `limit` event; `reason` is formatted like printf. */
+static void limit_event(const char *client_id, const char *topic, const char *format, long long a, long long b)
+{
+	char reason[200];
+	snprintf(reason, sizeof(reason), format, a, b);
+	send_event("limit", client_id, topic, reason);
+}
+
+/* Whether this connect of `client_id` comes too soon after its previous attempt (and says so). */
+static bool connect_too_soon(const char *client_id)
+{
+	long long now = now_ns();
+	struct connect_attempt *attempt = NULL;
+	for (size_t i = 0; i < attempt_count; i++) {
+		if (strcmp(attempts[i].client_id, client_id) == 0) {
+			attempt = &attempts[i];
+			break;
+		}
+	}
+	if (!attempt) {
+		if (attempt_count == attempt_capacity) {
+			size_t grown = attempt_capacity ? attempt_capacity * 2 : 32;
+			struct connect_attempt *bigger = realloc(attempts, grown * sizeof(*attempts));
+			if (!bigger) {
+				return false;
+			}
+			attempts = bigger;
+			attempt_capacity = grown;
+		}
+		char *copy = strdup(client_id);
+		if (!copy) {
+			return false;
+		}
+		attempts[attempt_count].client_id = copy;
+		attempts[attempt_count].at_ns = now;
+		attempt_count++;
+		return false;
+	}
+	long long since_ms = (now - attempt->at_ns) / 1000000LL;
+	/* Every attempt counts, refused ones too: a client retrying too fast stays refused, as it should. */
+	attempt->at_ns = now;
+	if (limits.connect_interval_ms > 0 && since_ms < limits.connect_interval_ms) {
+		limit_event(client_id, NULL, "connect %lld ms after the previous one (at most one per %lld ms)",
+			    since_ms, limits.connect_interval_ms);
+		return true;
+	}
+	return false;
+}
+
+static bool keepalive_out_of_range(const struct mosquitto *client, const char *client_id)
+{
+	long long keepalive = mosquitto_client_keepalive(client);
+	if ((limits.keepalive_min > 0 && keepalive < limits.keepalive_min) ||
+	    (limits.keepalive_max > 0 && keepalive > limits.keepalive_max)) {
+		char reason[160];
+		snprintf(reason, sizeof(reason), "keep-alive %lld s is outside %lld-%lld s", keepalive,
+			 limits.keepalive_min, limits.keepalive_max);
+		send_event("limit", client_id, NULL, reason);
+		return true;
+	}
+	return false;
+}
+
+/* Whether one more publish of `session` would break the limits (and says so). */
+static bool publish_breaks_limits(struct session *session, const char *client_id, const char *topic,
+				  uint32_t payloadlen)
+{
+	if (limits.max_payload > 0 && (long long)payloadlen > limits.max_payload) {
+		limit_event(client_id, topic, "publish of %lld bytes (at most %lld)", (long long)payloadlen,
+			    limits.max_payload);
+		return true;
+	}
+	if (limits.uplink_rate <= 0 || !session) {
+		return false;
+	}
+	if (session->sent_capacity != limits.uplink_rate) {
+		long long *ring = calloc((size_t)limits.uplink_rate, sizeof(*ring));
+		if (!ring) {
+			return false;
+		}
+		free(session->sent_ns);
+		session->sent_ns = ring;
+		session->sent_capacity = limits.uplink_rate;
+		session->sent_head = 0;
+		session->sent_count = 0;
+	}
+	long long now = now_ns();
+	if (session->sent_count == session->sent_capacity) {
+		long long oldest = session->sent_ns[session->sent_head];
+		if (now - oldest < NS_PER_S) {
+			limit_event(client_id, topic, "publish number %lld within 1 s (at most %lld a second)",
+				    session->sent_count + 1, limits.uplink_rate);
+			return true;
+		}
+		session->sent_ns[session->sent_head] = now;
+		session->sent_head = (session->sent_head + 1) % session->sent_capacity;
+		return false;
+	}
+	session->sent_ns[(session->sent_head + session->sent_count) % session->sent_capacity] = now;
+	session->sent_count++;
+	return false;
+}
+
+/* Whether this subscription of `session` would break the limits (and says so). */
+static bool subscribe_breaks_limits(struct session *session, const struct mosquitto *client,
+				    const char *client_id, const char *topic)
+{
+	if (!session) {
+		return false;
+	}
+	long long now = now_ns();
+	if (session->last_subscribe_ns && now - session->last_subscribe_ns < SAME_REQUEST_NS) {
+		session->topics_in_request++;
+	} else {
+		session->topics_in_request = 1;
+	}
+	session->last_subscribe_ns = now;
+	if (limits.max_topics_per_subscribe > 0 && session->topics_in_request > limits.max_topics_per_subscribe) {
+		limit_event(client_id, topic, "topic %lld of one SUBSCRIBE request (at most %lld per request)",
+			    session->topics_in_request, limits.max_topics_per_subscribe);
+		return true;
+	}
+	long long count = mosquitto_client_sub_count(client);
+	if (limits.max_subscriptions > 0 && count >= limits.max_subscriptions) {
+		limit_event(client_id, topic, "subscription %lld of this connection (at most %lld)", count + 1,
+			    limits.max_subscriptions);
+		return true;
+	}
+	return false;
+}
+
 static int on_basic_auth(int event, void *event_data, void *userdata)
 {
 	(void)event;
@@ -456,6 +689,9 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
 	reload_if_changed();
 	const struct device *device = find_device(client_id);
 	const char *reason = device ? check_login(device, ed->username, ed->password) : "unknown client id";
+	if (!reason && (connect_too_soon(client_id) || keepalive_out_of_range(ed->client, client_id))) {
+		return MOSQ_ERR_AUTH; /* already reported as a `limit` event */
+	}
 	if (reason) {
 		send_event("auth", client_id, NULL, reason);
 		/* Tencent answers CONNACK 4 (bad user name or password). mosquitto 2.1 turns any refusal by a
@@ -537,6 +773,8 @@ static const char *check_topic(const struct device *device, const char *topic)
 	const char *reason = NULL;
 	if (!topic_owner(copy, &pid, &dn)) {
 		reason = "not a device topic";
+	} else if (!device->gateway && strncmp(topic, "$gateway/", 9) == 0) {
+		reason = "the product is not a gateway product";
 	} else if (strcmp(pid, device->product_id) == 0 && strcmp(dn, device->device_name) == 0) {
 		reason = NULL;
 	} else if (!is_bound(device, pid, dn)) {
@@ -559,6 +797,15 @@ static int on_acl_check(int event, void *event_data, void *userdata)
 	const struct device *device = find_device(client_id);
 	const char *reason = device ? check_topic(device, ed->topic) : "unknown client id";
 	if (!reason) {
+		struct session *session = find_session(ed->client);
+		if (ed->access == MOSQ_ACL_WRITE &&
+		    publish_breaks_limits(session, client_id, ed->topic, ed->payloadlen)) {
+			return MOSQ_ERR_ACL_DENIED;
+		}
+		if (ed->access == MOSQ_ACL_SUBSCRIBE &&
+		    subscribe_breaks_limits(session, ed->client, client_id, ed->topic)) {
+			return MOSQ_ERR_ACL_DENIED;
+		}
 		return MOSQ_ERR_SUCCESS;
 	}
 	/* A refused delivery (READ) is the broker's business, e.g. a binding that was just removed; only what
@@ -581,14 +828,15 @@ static int on_connect(int event, void *event_data, void *userdata)
 	}
 	if (session_count == session_capacity) {
 		size_t grown = session_capacity ? session_capacity * 2 : 32;
-		const struct mosquitto **bigger = realloc(sessions, grown * sizeof(*sessions));
+		struct session *bigger = realloc(sessions, grown * sizeof(*sessions));
 		if (!bigger) {
 			return MOSQ_ERR_NOMEM;
 		}
 		sessions = bigger;
 		session_capacity = grown;
 	}
-	sessions[session_count++] = ed->client;
+	memset(&sessions[session_count], 0, sizeof(*sessions));
+	sessions[session_count++].client = ed->client;
 	send_event("connect", mosquitto_client_id(ed->client), NULL, NULL);
 	return MOSQ_ERR_SUCCESS;
 }
@@ -599,7 +847,8 @@ static int on_disconnect(int event, void *event_data, void *userdata)
 	(void)userdata;
 	struct mosquitto_evt_disconnect *ed = event_data;
 	for (size_t i = 0; i < session_count; i++) {
-		if (sessions[i] == ed->client) {
+		if (sessions[i].client == ed->client) {
+			free(sessions[i].sent_ns);
 			sessions[i] = sessions[--session_count];
 			send_event("disconnect", mosquitto_client_id(ed->client), NULL, NULL);
 			break;
@@ -642,7 +891,8 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata, st
 	}
 	devices_path = join_path(state_dir, "devices.tsv");
 	bindings_path = join_path(state_dir, "bindings.tsv");
-	if (!devices_path || !bindings_path) {
+	limits_path = join_path(state_dir, "limits.tsv");
+	if (!devices_path || !bindings_path || !limits_path) {
 		return MOSQ_ERR_NOMEM;
 	}
 	plugin_id = identifier;
@@ -667,8 +917,16 @@ int mosquitto_plugin_cleanup(void *userdata, struct mosquitto_opt *options, int 
 	(void)option_count;
 	free_devices();
 	free_bindings();
+	for (size_t i = 0; i < session_count; i++) {
+		free(sessions[i].sent_ns);
+	}
 	free(sessions);
+	for (size_t i = 0; i < attempt_count; i++) {
+		free(attempts[i].client_id);
+	}
+	free(attempts);
 	free(devices_path);
+	free(limits_path);
 	free(bindings_path);
 	free(cloud_username);
 	if (cloud_password) {

@@ -20,6 +20,7 @@ from custom_components.tencent_iot_gateway.engine.identity import DeviceId
 from custom_components.tencent_iot_gateway.engine.ota_jobs import JobSnapshot, JobState, OtaSettings
 from custom_components.tencent_iot_gateway.engine.session import Backoff
 from custom_components.tencent_iot_gateway.engine.storage import JsonFileStore
+from custom_components.tencent_iot_gateway.engine.uplink import DEFAULT_UPLINK_RATE
 from tencent_iot_emulator.console_client import ConsoleClient
 from tencent_iot_emulator.emulator import Emulator
 
@@ -102,6 +103,7 @@ async def running_gateway(
     downloader_options: dict[str, Any] | None = None,
     start: bool = True,
     endpoint: BrokerEndpoint | None = None,
+    uplink_rate: float | None = DEFAULT_UPLINK_RATE,
 ) -> AsyncIterator[Gateway]:
     """Start an engine for the seed's gateway over TLS against the emulator's CA; stop it on exit."""
     emu = cloud.emu
@@ -129,6 +131,7 @@ async def running_gateway(
             settings=settings,
             backoff=Backoff(initial_s=0.05, maximum_s=0.5),
             operation_timeout_s=2.0,
+            uplink_rate=uplink_rate,
         )
         gateway = Gateway(engine, events)
         if start:

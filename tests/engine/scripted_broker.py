@@ -24,6 +24,7 @@ class ScriptedBroker:
     ack_publish: bool = True
     # Hang up on the n-th PUBLISH (1-based, counted over all connections), after acknowledging it if asked.
     hang_up_at: int | None = None
+    hang_up_on_every_publish: bool = False
     ack_then_hang_up: bool = False
     connects: int = 0
     published: list[str] = field(default_factory=list)
@@ -45,7 +46,7 @@ class ScriptedBroker:
                 elif kind == 3:
                     topic_len = int.from_bytes(body[:2])
                     self.published.append(body[2 : 2 + topic_len].decode())
-                    hang_up = len(self.published) == self.hang_up_at
+                    hang_up = len(self.published) == self.hang_up_at or self.hang_up_on_every_publish
                     qos = (header >> 1) & 3
                     if qos and self.ack_publish and (not hang_up or self.ack_then_hang_up):
                         writer.write(bytes([0x40, 2]) + body[2 + topic_len : 4 + topic_len])

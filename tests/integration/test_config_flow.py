@@ -6,7 +6,7 @@ import socket
 from typing import Any
 from unittest.mock import AsyncMock, patch
 
-from homeassistant.config_entries import SOURCE_RECONFIGURE, SOURCE_USER, ConfigEntry
+from homeassistant.config_entries import SOURCE_RECONFIGURE, SOURCE_USER, ConfigEntry, ConfigEntryState
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
 import pytest
@@ -110,6 +110,33 @@ async def test_wrong_secret_is_invalid_auth_then_fixed(
     assert result["step_id"] == "custom"
     result = await _configure(hass, flow_id, gateway.custom)
     assert result["type"] is FlowResultType.CREATE_ENTRY
+
+
+async def test_a_device_that_is_not_a_gateway_is_refused_with_a_reason(
+    hass: HomeAssistant, gateway: Gateway, mock_setup_entry: AsyncMock
+) -> None:
+    """Login passes but the gateway topics are refused: the form says why, and no session stays behind."""
+    await gateway.emulator.console.add_product(gateway.product_id, gateway=False)
+    flow_id = await _start(hass)
+    await _configure(hass, flow_id, _user_input(gateway))
+    result = await _configure(hass, flow_id, gateway.custom)
+    assert result["type"] is FlowResultType.FORM
+    assert result["errors"] == {
+        "base": "not_gateway"
+    }  # old code: an unexpected error, the session left running
+    device = await gateway.emulator.console.get_device(gateway.product_id, gateway.device_name)
+    assert device.online is False
+    assert not mock_setup_entry.mock_calls
+
+
+async def test_setup_of_a_device_that_is_not_a_gateway_retries(hass: HomeAssistant, gateway: Gateway) -> None:
+    """The product changed in the console after the entry was made: setup is retried, nothing leaks."""
+    await gateway.emulator.console.add_product(gateway.product_id, gateway=False)
+    entry = await add_entry(hass, gateway.entry_data)
+    assert entry.state is ConfigEntryState.SETUP_RETRY
+    assert "not a gateway" in str(entry.reason)
+    device = await gateway.emulator.console.get_device(gateway.product_id, gateway.device_name)
+    assert device.online is False
 
 
 async def test_unreachable_broker_is_cannot_connect(

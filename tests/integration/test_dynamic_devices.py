@@ -6,10 +6,11 @@ import logging
 
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.core import HomeAssistant
-from homeassistant.helpers import device_registry as dr
+from homeassistant.helpers import device_registry as dr, issue_registry as ir
 import pytest
 
 from custom_components.tencent_iot_gateway.const import CONF_INSTALLED_VERSION, DOMAIN, SUBENTRY_SUB_DEVICE
+from tencent_iot_emulator.broker import BrokerLimits
 from tencent_iot_emulator.emulator import Emulator
 from tests.emulator_fixtures import eventually
 
@@ -21,11 +22,14 @@ from .helpers import (
     light_key,
     register_lights,
     setup_gateway,
+    state,
     sub,
     wait_for,
 )
 
 RUNTIME_LOGGER = "custom_components.tencent_iot_gateway.runtime"
+# A sub-device with a secret would bind itself again on the next connect; the console's unbind must win.
+SECRET_PLACEHOLDER = "c2VjcmV0LWtleS1mb3ItdGVzdCE="
 
 
 def _keys(entry: ConfigEntry) -> set[str | None]:
@@ -102,27 +106,42 @@ async def test_bound_in_console_while_running_appears(hass: HomeAssistant, gatew
     assert await console_online(gateway, "light2")
 
 
-async def test_unbound_in_console_goes_away(hass: HomeAssistant, gateway: Gateway) -> None:
-    """A `change` push (unbound) removes the subentry, its device and its entities."""
+def _unbound_issue(hass: HomeAssistant, entry: ConfigEntry, name: str) -> ir.IssueEntry | None:
+    return ir.async_get(hass).async_get_issue(DOMAIN, f"unbound_{entry.entry_id}_{light_key(name)}")
+
+
+async def test_unbound_in_console_is_kept_unavailable_with_a_repair(
+    hass: HomeAssistant, gateway: Gateway
+) -> None:
+    """A `change` push (unbound) keeps the subentry (flasher settings, tokens): unavailable, with a repair."""
     await register_lights(gateway, "light1", "light2")
-    entry = await setup_gateway(hass, gateway, [sub("light1"), sub("light2")])
+    entry = await setup_gateway(hass, gateway, [sub("light1"), sub("light2", secret=SECRET_PLACEHOLDER)])
     await gateway.emulator.console.unbind(gateway.key, light_key("light2"))
-    await wait_for(hass, lambda: hass.states.get("update.light2_firmware") is None)
-    assert _keys(entry) == {light_key("light1")}
-    assert not _device_exists(hass, entry, "light2")
-    assert _device_exists(hass, entry, "light1")
+    await wait_for(hass, lambda: not available(hass, "update.light2_firmware"))
+    # old code: the subentry, its device and its entities were deleted
+    assert _keys(entry) == {light_key("light1"), light_key("light2")}
+    assert _device_exists(hass, entry, "light2")
+    issue = _unbound_issue(hass, entry, "light2")
+    assert issue is not None
+    assert issue.translation_key == "sub_device_unbound"
+    assert issue.translation_placeholders == {"device": light_key("light2"), "gateway": gateway.key}
     assert available(hass, "update.light1_firmware")
+    # bound again in the console: back online, the repair goes away
+    await gateway.emulator.console.bind(gateway.key, light_key("light2"))
+    await wait_for(hass, lambda: available(hass, "update.light2_firmware"))
+    await wait_for(hass, lambda: _unbound_issue(hass, entry, "light2") is None)
 
 
-async def test_unbind_all_removes_every_sub_device(hass: HomeAssistant, gateway: Gateway) -> None:
-    """`unbind_all` from the console: every sub-device goes; the gateway stays connected."""
+async def test_unbind_all_keeps_every_sub_device(hass: HomeAssistant, gateway: Gateway) -> None:
+    """`unbind_all` from the console: every sub-device stays configured but unavailable; the gateway stays up."""
     await register_lights(gateway, "light1", "light2")
     entry = await setup_gateway(hass, gateway, [sub("light1"), sub("light2")])
     await gateway.emulator.console.unbind_all(gateway.key)
-    await wait_for(hass, lambda: not _keys(entry))
-    assert hass.states.get("update.light1_firmware") is None
-    assert hass.states.get("update.light2_firmware") is None
-    assert not _device_exists(hass, entry, "light1")
+    await wait_for(hass, lambda: not available(hass, "update.light1_firmware"))
+    await wait_for(hass, lambda: not available(hass, "update.light2_firmware"))
+    assert _keys(entry) == {light_key("light1"), light_key("light2")}
+    assert _unbound_issue(hass, entry, "light1") is not None
+    assert _unbound_issue(hass, entry, "light2") is not None
     assert entry.runtime_data.connected
 
     async def acknowledged() -> bool:
@@ -133,6 +152,22 @@ async def test_unbind_all_removes_every_sub_device(hass: HomeAssistant, gateway:
         )
 
     await eventually(acknowledged)
+
+
+async def test_the_bound_list_is_reconciled_on_every_connect(hass: HomeAssistant, gateway: Gateway) -> None:
+    """Unbound and bound while Home Assistant was away: both are seen at the next connect."""
+    await register_lights(gateway, "light1", "light2")
+    await register_lights(gateway, "light3", bind=False)
+    entry = await setup_gateway(hass, gateway, [sub("light1"), sub("light2")])
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    await gateway.emulator.console.unbind(gateway.key, light_key("light2"))
+    await gateway.emulator.console.bind(gateway.key, light_key("light3"))
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await wait_for(hass, lambda: available(hass, "update.light3_firmware"))
+    await wait_for(hass, lambda: _unbound_issue(hass, entry, "light2") is not None)
+    assert not available(hass, "update.light2_firmware")
+    assert light_key("light2") in _keys(entry)
+    assert available(hass, "update.light1_firmware")
 
 
 async def test_availability_logged_once_down_and_once_up(
@@ -165,3 +200,31 @@ async def test_availability_logged_once_down_and_once_up(
         assert down == [f"Sub-device {light_key('light1')} is unavailable: the gateway is disconnected"]
         assert up == [f"Sub-device {light_key('light1')} is available again"]
         assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_a_refused_update_topic_is_said_not_silent(
+    hass: HomeAssistant, gateway: Gateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Over the broker's subscription limit: the sub-device that cannot hear pushes is named (log, attribute,
+    repair issue); the others work."""
+    await gateway.emulator.set_limits(BrokerLimits(max_subscriptions=2))  # the gateway's own topic + one
+    await register_lights(gateway, "light1", "light2")
+    entry = await setup_gateway(hass, gateway, [sub("light1"), sub("light2")])
+
+    def blocked() -> list[str]:
+        return [
+            name
+            for name in ("light1", "light2")
+            if state(hass, f"sensor.{name}_firmware_update_state").attributes.get("updates_blocked")
+        ]
+
+    await wait_for(hass, lambda: len(blocked()) == 1)
+    [name] = blocked()
+    issue = ir.async_get(hass).async_get_issue(DOMAIN, f"updates_blocked_{entry.entry_id}_{light_key(name)}")
+    assert issue is not None
+    assert issue.translation_placeholders is not None
+    assert issue.translation_placeholders["device"] == light_key(name)
+    assert any(
+        light_key(name) in r.getMessage() and "cannot receive firmware updates" in r.getMessage()
+        for r in caplog.records
+    )

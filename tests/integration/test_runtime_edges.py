@@ -140,7 +140,7 @@ async def test_a_version_edit_while_the_cloud_is_away_is_kept_and_logged(
     )
     await wait_for(hass, lambda: entry.runtime_data.snapshot(LIGHT1).installed_version == "1.5")
     await hass.async_block_till_done()
-    [warning] = [m for m in _runtime_logs(caplog) if m.startswith("Could not")]
+    [warning] = [m for m in _runtime_logs(caplog) if m.startswith("Could not report")]
     assert warning.startswith(f"Could not report the version of sub-device {light_key('light1')}:")
     assert await hass.config_entries.async_unload(entry.entry_id)
 

@@ -103,7 +103,19 @@ class OperationTimeoutError(TencentIotError):
 
 
 class SubscriptionRefusedError(TencentIotError):
-    """The broker refused a subscription (SUBACK failure): the topic is not this device's."""
+    """The broker refused subscriptions (SUBACK failure): not this device's topics, or over a limit."""
+
+    def __init__(self, topics: list[str]) -> None:
+        super().__init__(f"the broker refused the subscription to {', '.join(topics)}")
+        self.topics = tuple(topics)
+
+
+class NotAGatewayError(TencentIotError):
+    """The device logs in, but the cloud refuses it the gateway protocol: its product is not a gateway product."""
+
+
+class PayloadTooLargeError(TencentIotError):
+    """A message is over Tencent's publish size limit (16 KB); it was not sent."""
 
 
 class GatewayOperationError(TencentIotError):

@@ -233,6 +233,11 @@ class GatewayOperations:
             try:
                 await self._publish(self._topic, self._message(kind, map(_device_entry, devices)), 1)
                 await asyncio.wait(futures.values(), timeout=self._timeout_s)
+            except OperationTimeoutError as err:
+                # No PUBACK: the request may or may not have arrived; its devices count as unanswered.
+                _LOGGER.warning(
+                    "Sending %s for %d sub-device(s) was not acknowledged: %s", kind, len(devices), err
+                )
             finally:
                 for device, future in futures.items():
                     self._forget(kind, device, future)

@@ -20,6 +20,7 @@ from .endpoints import BrokerEndpoint
 from .errors import (
     AuthenticationError,
     GatewayOperationError,
+    NotAGatewayError,
     NotConnectedError,
     OperationTimeoutError,
     SubscriptionRefusedError,
@@ -32,11 +33,13 @@ from .ota_jobs import Downloader, ImageCache, JobSnapshot, OtaManager, OtaSettin
 from .session import Backoff, MqttSession
 from .storage import StateStore
 from .topics import gateway_operation_result, ota_update, parse_ota_update
+from .uplink import DEFAULT_UPLINK_RATE
 
 _LOGGER = logging.getLogger(__name__)
 
-SUBSCRIBE_BATCH = 50
 _NOT_BOUND = -1
+# Tries of the one subscription the gateway cannot work without, before the connection is given up.
+_RESULT_TOPIC_TRIES = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,8 +78,22 @@ class SubDeviceStatus:
     result: int | None
 
 
+@dataclass(frozen=True, slots=True)
+class UpdatesBlocked:
+    """The broker refused (`blocked`) or granted the sub-device's OTA topic: refused, it hears no pushes."""
+
+    device: DeviceId
+    blocked: bool
+
+
 type EngineEvent = (
-    ConnectionChanged | AuthenticationFailed | SubDeviceStatus | SubDevicesChanged | AllUnbound | JobSnapshot
+    ConnectionChanged
+    | AuthenticationFailed
+    | SubDeviceStatus
+    | SubDevicesChanged
+    | AllUnbound
+    | JobSnapshot
+    | UpdatesBlocked
 )
 
 
@@ -99,8 +116,12 @@ class GatewayEngine:
         sign_method: SignMethod = SignMethod.HMAC_SHA256,
         backoff: Backoff | None = None,
         operation_timeout_s: float = 20.0,
+        uplink_rate: float | None = DEFAULT_UPLINK_RATE,
     ) -> None:
-        """Wire the parts; nothing is sent before `start`."""
+        """Wire the parts; nothing is sent before `start`.
+
+        `uplink_rate`: the connection's budget in messages a second (None: none), see `rate_budget`.
+        """
         self._gateway = gateway
         self._on_event = on_event
         self._sub_devices: dict[DeviceId, SubDevice] = {}
@@ -115,6 +136,8 @@ class GatewayEngine:
             on_auth_failed=self._on_auth_failed,
             sign_method=sign_method,
             backoff=backoff,
+            uplink_rate=uplink_rate,
+            ack_timeout_s=operation_timeout_s,
         )
         self._operations = GatewayOperations(
             gateway, self._session.publish, self._on_push, timeout_s=operation_timeout_s
@@ -130,7 +153,13 @@ class GatewayEngine:
             settings=settings,
         )
         self._background = BackgroundTasks("A gateway operation failed")
-        self._online_retry_s = operation_timeout_s
+        self._retry_backoff = backoff or Backoff(initial_s=operation_timeout_s, maximum_s=300.0)
+        self._retry_pending: set[DeviceId] = set()
+        self._retrying = False
+        self._blocked: set[DeviceId] = set()
+        # Unbound by the cloud (console `change`/`unbind_all`, or missing from the bound list): not bound
+        # again automatically with their secret until the user or the console says so.
+        self._unbound: set[DeviceId] = set()
         self._stopped = False
 
     @property
@@ -186,82 +215,176 @@ class GatewayEngine:
             await self.add_sub_device(sub)
             return
         self._sub_devices[sub.device] = sub
+        self._unbound.discard(sub.device)  # the user acted: bind it again if it has a secret
         if self._session.connected and not self.is_online(sub.device):
-            await self._bring_online([sub.device])
+            self._schedule_retry(await self._bring_online([sub.device]))
 
     async def add_sub_device(self, sub: SubDevice) -> None:
         """Start handling a sub-device now (bound if needed, online, version reported)."""
         self._sub_devices[sub.device] = sub
         self._on_event(self._ota.add_device(sub.device, sub.installed_version))
         if self._session.connected:
-            await self._bring_online([sub.device])
+            self._schedule_retry(await self._bring_online([sub.device]))
 
     async def remove_sub_device(self, device: DeviceId, *, unbind: bool = False) -> None:
         """Stop handling a sub-device: `offline`, and `unbind` when asked."""
         self._sub_devices.pop(device, None)
         await self._ota.remove_device(device)
         self._online.pop(device, None)
+        self._unbound.discard(device)
+        self._blocked.discard(device)
         if self._session.connected:
             with contextlib.suppress(OperationTimeoutError):
                 await self._operations.offline([device])
             if unbind:
                 await self._operations.unbind(device)
 
+    def mark_unbound(self, devices: Sequence[DeviceId]) -> None:
+        """The cloud no longer has these sub-devices bound here (e.g. missing from `describe_sub_devices`).
+
+        They stay configured but offline, and are not bound again with their secret on the next connect: the
+        console's decision stands until the user acts (`update_sub_device`) or the console binds them again.
+        """
+        for device in devices:
+            if device in self._sub_devices:
+                self._unbound.add(device)
+                self._set_online(device, False, _NOT_BOUND)
+
     # -- connection -----------------------------------------------------------------------------------------
 
     async def _announce(self) -> None:
-        """Everything the cloud forgets on a reconnect, again."""
-        await self._session.subscribe([gateway_operation_result(self._gateway)])
-        await self._bring_online(list(self._sub_devices))
+        """Everything the cloud forgets on a reconnect, again.
+
+        A lost answer for one sub-device is retried on its own with backoff (`_schedule_retry`), never by
+        dropping the connection; only the gateway's own result topic is essential.
+        """
+        await self._subscribe_results()
+        pending = await self._bring_online(list(self._sub_devices))
         if not self._session.connected:
             raise NotConnectedError("the connection dropped while announcing the gateway")
         self._on_event(ConnectionChanged(connected=True))
+        self._schedule_retry(pending)
         _LOGGER.debug("Announced %s with %d sub-device(s)", self._gateway, len(self._sub_devices))
 
-    async def _bring_online(self, devices: list[DeviceId]) -> None:
+    async def _subscribe_results(self) -> None:
+        topic = gateway_operation_result(self._gateway)
+        for attempt in range(1, _RESULT_TOPIC_TRIES + 1):
+            try:
+                await self._session.subscribe([topic])
+            except SubscriptionRefusedError:
+                raise NotAGatewayError(
+                    f"{self._gateway} logs in, but the cloud refuses it the gateway topics: "
+                    "its product is not a gateway product"
+                ) from None
+            except OperationTimeoutError:
+                if attempt == _RESULT_TOPIC_TRIES:
+                    raise
+                _LOGGER.debug("No SUBACK for %s (try %d); asking again", topic, attempt)
+            else:
+                return
+
+    async def _bring_online(self, devices: list[DeviceId]) -> set[DeviceId]:
         """`online` (binding first where we can), then the OTA topics and versions of those now online.
 
         The broker only lets a gateway subscribe to topics of sub-devices bound to it, hence this order.
+        Returns the devices to try again: an answer that never came is not a reason to reconnect.
         """
         if not devices or self._stopped:
-            return
-        outcome = await self._operations.online(devices)
+            return set()
+        retry: set[DeviceId] = set()
+        try:
+            outcome = await self._operations.online(devices)
+        except OperationTimeoutError as err:
+            _LOGGER.warning("Bringing %d sub-device(s) online failed (%s); trying again", len(devices), err)
+            return set(devices)
         unbound = [d for d, code in outcome.results.items() if code == _NOT_BOUND]
-        bindable = [d for d in unbound if d in self._sub_devices and self._sub_devices[d].secret]
+        bindable = [
+            d
+            for d in unbound
+            if d in self._sub_devices and self._sub_devices[d].secret and d not in self._unbound
+        ]
+        bound_now: list[DeviceId] = []
         for device in bindable:
             secret = self._sub_devices[device].secret
             assert secret is not None
             try:
                 await self._operations.bind(device, secret)
+                bound_now.append(device)
             except GatewayOperationError as err:
                 _LOGGER.error("Could not bind %s to the gateway: %s", device, err)
-        if bindable:
-            retry = await self._operations.online(bindable)
-            outcome.results.update(retry.results)
+            except OperationTimeoutError as err:
+                _LOGGER.warning("Binding %s got no answer (%s); trying again", device, err)
+                retry.add(device)
+        if bound_now:
+            try:
+                again = await self._operations.online(bound_now)
+            except OperationTimeoutError:
+                retry.update(bound_now)
+            else:
+                outcome.results.update(again.results)
+                retry.update(again.unanswered)
         for device, code in outcome.results.items():
             self._set_online(device, code == 0, code)
         for device in outcome.unanswered:
             self._set_online(device, False, None)
+        retry.update(outcome.unanswered)
         online = [d for d, code in outcome.results.items() if code == 0 and d in self._sub_devices]
-        await self._subscribe([ota_update(d) for d in online])
-        await self._ota.report_versions(online)
-        if outcome.unanswered:
-            # The cloud lost the request (or is not listening yet): ask again while we stay connected.
-            self._run_in_background(self._retry_online(list(outcome.unanswered)))
+        retry.update(await self._subscribe_updates(online))
+        reportable = [d for d in online if d not in retry]
+        try:
+            await self._ota.report_versions(reportable)
+        except OperationTimeoutError as err:
+            _LOGGER.warning("Reporting versions got no acknowledgement (%s); trying again", err)
+            retry.update(reportable)
+        return retry
 
-    async def _subscribe(self, topics: list[str]) -> None:
-        for start in range(0, len(topics), SUBSCRIBE_BATCH):
+    async def _subscribe_updates(self, devices: list[DeviceId]) -> set[DeviceId]:
+        """Subscribe each device's OTA topic (one per SUBSCRIBE, spec §3a); returns those to try again.
+
+        A refusal is not retried: the device cannot hear pushes, and that is said (event, log line) rather
+        than left silent. The `change` push that usually follows says whether it was just unbound.
+        """
+        retry: set[DeviceId] = set()
+        for device in devices:
             try:
-                await self._session.subscribe(topics[start : start + SUBSCRIBE_BATCH])
-            except SubscriptionRefusedError as err:
-                # Unbound in the console a moment ago: the `change` push that follows says so.
-                _LOGGER.warning("%s", err)
+                await self._session.subscribe([ota_update(device)])
+            except SubscriptionRefusedError:
+                if device not in self._blocked:
+                    _LOGGER.warning(
+                        "The broker refused the update topic of %s: it cannot receive firmware updates "
+                        "(unbound a moment ago, or over the broker's subscription limit)",
+                        device,
+                    )
+                    self._blocked.add(device)
+                    self._on_event(UpdatesBlocked(device, blocked=True))
+                continue
+            except OperationTimeoutError:
+                retry.add(device)
+                continue
+            if device in self._blocked:
+                self._blocked.discard(device)
+                self._on_event(UpdatesBlocked(device, blocked=False))
+        return retry
 
-    async def _retry_online(self, devices: list[DeviceId]) -> None:
-        await asyncio.sleep(self._online_retry_s)
-        pending = [d for d in devices if d in self._sub_devices and not self._online.get(d)]
-        if pending and self._session.connected:
-            await self._bring_online(pending)
+    def _schedule_retry(self, devices: set[DeviceId]) -> None:
+        """Try these sub-devices again later, in one background loop with bounded backoff."""
+        self._retry_pending |= devices
+        if self._retry_pending and not self._retrying:
+            self._retrying = True
+            self._run_in_background(self._retry_loop())
+
+    async def _retry_loop(self) -> None:
+        attempt = 0
+        try:
+            while self._retry_pending and not self._stopped and self._session.connected:
+                attempt += 1
+                await asyncio.sleep(self._retry_backoff.delay(attempt))
+                batch = [d for d in self._retry_pending if d in self._sub_devices]
+                self._retry_pending.clear()
+                if batch and self._session.connected:
+                    self._retry_pending |= await self._bring_online(batch)
+        finally:
+            self._retrying = False
 
     def _set_online(self, device: DeviceId, online: bool, result: int | None) -> None:
         if not online and result == _NOT_BOUND:
@@ -275,6 +398,7 @@ class GatewayEngine:
 
     def _on_connection_lost(self) -> None:
         self._online.clear()
+        self._retry_pending.clear()  # the announce after the reconnect covers every sub-device again
         self._on_event(ConnectionChanged(connected=False))
 
     def _on_auth_failed(self, error: AuthenticationError) -> None:
@@ -298,11 +422,19 @@ class GatewayEngine:
     def _on_push(self, push: GatewayPush) -> None:
         self._on_event(push)
         if isinstance(push, AllUnbound):
+            self.mark_unbound(list(self._sub_devices))
             self._run_in_background(self._operations.acknowledge_unbind_all())
         elif push.bound:
             known = [d for d in push.devices if d in self._sub_devices]
+            self._unbound.difference_update(known)
             if known:
-                self._run_in_background(self._bring_online(known))
+                self._run_in_background(self._bring_online_later(known))
+        else:
+            # Tencent's topology docs and SDKs define no reply to `change` (spec §2): none is sent.
+            self.mark_unbound(push.devices)
+
+    async def _bring_online_later(self, devices: list[DeviceId]) -> None:
+        self._schedule_retry(await self._bring_online(devices))
 
     def _run_in_background(self, coro: Coroutine[Any, Any, None]) -> None:
         self._background.spawn(coro)

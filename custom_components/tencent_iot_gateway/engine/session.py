@@ -16,6 +16,7 @@ import secrets
 import socket
 import ssl
 import threading
+import time
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -27,22 +28,66 @@ from .endpoints import TENCENT_ROOT_CA_FILE, BrokerEndpoint
 from .errors import (
     AuthenticationError,
     CannotConnectError,
+    InvalidFieldError,
     NotConnectedError,
     OperationTimeoutError,
+    PayloadTooLargeError,
     SubscriptionRefusedError,
+    TencentIotError,
 )
 from .identity import DeviceId
-from .uplink import UplinkPriority
+from .rate_budget import UplinkLimiter
+from .uplink import DEFAULT_UPLINK_RATE, UplinkPriority
 
 _LOGGER = logging.getLogger(__name__)
 
 KEEPALIVE_S = 120
+# Tencent's limits (spec §1, §3a; the older China page is the strict side of each).
+KEEPALIVE_MIN_S = 60
+KEEPALIVE_MAX_S = 850
+MAX_PUBLISH_BYTES = 16 * 1024
+# At most one connect per device in this time, counted from the end of the previous attempt (so the broker,
+# which counts from the start, sees at least as much) and across every session of this process: the config
+# flow's test login and the entry's first connect are two sessions of one device.
+CONNECT_INTERVAL_S = 5.0
+# A connection that drops sooner than this after its announce did not prove anything: the reconnect backoff
+# keeps growing instead of starting over.
+STABLE_CONNECTION_S = 60.0
 CONNECT_TIMEOUT_S = 15.0
 ACK_TIMEOUT_S = 20.0
 _MISC_INTERVAL_S = 1.0
 # CONNACK codes 4 and 5 of MQTT 3.1.1, as paho maps them to reason codes.
 _AUTH_REFUSED = {134, 135}
 _JITTER = secrets.SystemRandom()
+_last_connect: dict[str, float] = {}  # client id -> monotonic end of its last connect attempt
+
+
+async def _connect_slot(client_id: str) -> None:
+    """Wait until `client_id` may connect again (see `CONNECT_INTERVAL_S`)."""
+    while True:
+        last = _last_connect.get(client_id)
+        wait = 0.0 if last is None else last + CONNECT_INTERVAL_S - time.monotonic()
+        if wait <= 0:
+            # Claimed with no await since the check: a concurrent session of the same device waits its turn.
+            _last_connect[client_id] = time.monotonic() + CONNECT_TIMEOUT_S
+            return
+        _LOGGER.debug(
+            "Waiting %.1f s before connecting %s again (one connect per %.0f s)",
+            wait,
+            client_id,
+            CONNECT_INTERVAL_S,
+        )
+        # A claim by a connect still under way lies in the future: look again once it may have ended.
+        await asyncio.sleep(min(wait, CONNECT_INTERVAL_S))
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+def _connect_done(client_id: str) -> None:
+    _last_connect[client_id] = time.monotonic()
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,8 +136,17 @@ class MqttSession:
         connect_timeout_s: float = CONNECT_TIMEOUT_S,
         ack_timeout_s: float = ACK_TIMEOUT_S,
         backoff: Backoff | None = None,
+        uplink_rate: float | None = DEFAULT_UPLINK_RATE,
+        stable_s: float = STABLE_CONNECTION_S,
     ) -> None:
-        """Prepare a session; nothing is sent before `start`."""
+        """Prepare a session; nothing is sent before `start`.
+
+        `uplink_rate`: messages a second for the whole connection (None: no budget; see `rate_budget`).
+        """
+        if not KEEPALIVE_MIN_S <= keepalive_s <= KEEPALIVE_MAX_S:
+            raise InvalidFieldError(
+                "keepalive_s", f"Tencent accepts {KEEPALIVE_MIN_S}-{KEEPALIVE_MAX_S} s, not {keepalive_s}"
+            )
         self._endpoint = endpoint
         self._device = device
         self._secret = device_secret
@@ -105,6 +159,8 @@ class MqttSession:
         self._connect_timeout_s = connect_timeout_s
         self._ack_timeout_s = ack_timeout_s
         self._backoff = backoff or Backoff()
+        self._stable_s = stable_s
+        self._announced_at: float | None = None
 
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
@@ -115,6 +171,9 @@ class MqttSession:
         self._supervisor: asyncio.Task[None] | None = None
         self._connack: asyncio.Future[ReasonCode] | None = None
         self._acks: dict[int, asyncio.Future[list[ReasonCode] | None]] = {}
+        self._written_pending: set[int] = set()  # packet ids of QoS 0 messages not yet written
+        self._uplink_rate = uplink_rate
+        self._limiter = UplinkLimiter(uplink_rate, self._hand_over)
         self._lost = asyncio.Event()
         self._connected = False
         self._stopping = False
@@ -123,6 +182,11 @@ class MqttSession:
     def connected(self) -> bool:
         """Whether the broker accepted us and the connection is up."""
         return self._connected
+
+    @property
+    def uplink_rate(self) -> float | None:
+        """The connection's uplink budget in messages a second (None: unlimited), for schedulers to plan by."""
+        return self._uplink_rate
 
     @property
     def device(self) -> DeviceId:
@@ -139,7 +203,8 @@ class MqttSession:
                 self._ssl_context = await self._loop.run_in_executor(None, _load_ssl_context, self._endpoint)
             except (OSError, ssl.SSLError, ValueError) as err:
                 raise CannotConnectError(f"the CA certificate cannot be loaded: {err}") from None
-        await self._connect_and_announce()
+        if not await self._connect_and_announce():
+            self._lost.set()  # connected but not announced: the supervisor tries again, with backoff
         self._supervisor = self._loop.create_task(self._supervise(), name=f"mqtt session {self._device}")
 
     async def stop(self) -> None:
@@ -155,6 +220,7 @@ class MqttSession:
         self._teardown_socket()
         self._client = None
         self._set_disconnected()
+        await self._limiter.close()
 
     async def publish(
         self,
@@ -165,37 +231,84 @@ class MqttSession:
         priority: UplinkPriority = UplinkPriority.CONTROL,
         coalesce_key: str | None = None,
     ) -> None:
-        """Send a message; with QoS 1 return only once the broker acknowledged it (see `uplink.Publish`)."""
-        client = self._require_client()
-        info = client.publish(topic, payload, qos=qos)
-        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-            raise NotConnectedError(f"publish to {topic} failed: {mqtt.error_string(info.rc)}")
-        if qos:
-            await self._await_ack(info.mid, f"PUBACK for {topic}")
+        """Send a message within the rate budget; with QoS 1 return once the broker acknowledged it.
+
+        See `uplink.Publish`. A payload over Tencent's 16 KB raises `PayloadTooLargeError` (the broker would
+        refuse it silently).
+        """
+        size = len(payload.encode())
+        if size > MAX_PUBLISH_BYTES:
+            raise PayloadTooLargeError(
+                f"a {size}-byte message to {topic} is over Tencent's limit of {MAX_PUBLISH_BYTES} bytes"
+            )
+        self._require_client()
+        mid = await self._limiter.submit(topic, payload, qos, priority, coalesce_key)
+        if qos and mid is not None:
+            await self._await_ack(mid, f"PUBACK for {topic}")
 
     async def subscribe(self, topics: list[str], qos: int = 1) -> None:
-        """Subscribe and wait for the SUBACK; a refused topic raises `SubscriptionRefusedError`."""
-        client = self._require_client()
-        result, mid = client.subscribe([(topic, qos) for topic in topics])
-        if result != MQTTErrorCode.MQTT_ERR_SUCCESS or mid is None:
-            raise NotConnectedError(f"subscribe failed: {mqtt.error_string(result)}")
-        codes = await self._await_ack(mid, "SUBACK")
-        refused = [topic for topic, code in zip(topics, codes or [], strict=False) if code.is_failure]
+        """Subscribe, one topic per SUBSCRIBE as Tencent requires, each after the previous SUBACK.
+
+        Every topic is tried; refused ones raise `SubscriptionRefusedError` (with `topics`) at the end.
+        """
+        refused: list[str] = []
+        for topic in topics:
+            client = self._require_client()
+            result, mid = client.subscribe(topic, qos)
+            if result != MQTTErrorCode.MQTT_ERR_SUCCESS or mid is None:
+                raise NotConnectedError(f"subscribe failed: {mqtt.error_string(result)}")
+            codes = await self._await_ack(mid, "SUBACK")
+            if any(code.is_failure for code in codes or []):
+                refused.append(topic)
         if refused:
-            raise SubscriptionRefusedError(f"the broker refused the subscription to {', '.join(refused)}")
+            raise SubscriptionRefusedError(refused)
+
+    def _hand_over(self, topic: str, payload: str, qos: int) -> int | None:
+        """Give one message to paho now (the limiter decides when); returns its packet id for QoS 1."""
+        info = self._require_client().publish(topic, payload, qos=qos)
+        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            raise NotConnectedError(f"publish to {topic} failed: {mqtt.error_string(info.rc)}")
+        if not qos:
+            if not info.is_published():
+                # paho reports a QoS 0 message as "published" once written, under its packet id: that report
+                # must not answer a QoS 1 message that got the same id after the 16-bit counter wrapped.
+                self._written_pending.add(info.mid)
+            return None
+        # Registered before any await: the PUBACK is read by the loop, never inside `publish`.
+        self._expect_ack(info.mid)
+        return info.mid
 
     # -- connecting -------------------------------------------------------------------------------------
 
-    async def _connect_and_announce(self) -> None:
+    async def _connect_and_announce(self) -> bool:
+        """Connect and announce; False when connected but the announce failed (the connection is dropped).
+
+        `on_connected` raising another `TencentIotError` (e.g. the cloud refusing this device the gateway
+        protocol) drops the connection too, and is raised: a logged-in session is never left behind.
+        """
         await self._connect_once()
         try:
             await self._on_connected()
         except (NotConnectedError, OperationTimeoutError) as err:
             # Connected but not announced is the worst state to linger in (the cloud thinks every sub-device
-            # is offline): drop the connection, and the supervisor reconnects and announces again.
+            # is offline): the layer above retries single operations itself, so this is a lost connection or
+            # an essential answer that never came. Drop it; the supervisor reconnects with backoff.
             _LOGGER.warning("Announcing the gateway failed (%s); reconnecting", err)
-            if self._client is not None and self._connected:
-                self._client.disconnect()
+            self._drop_connection()
+            return False
+        except TencentIotError:
+            self._drop_connection()
+            raise
+        self._announced_at = time.monotonic()
+        return True
+
+    def _drop_connection(self) -> None:
+        """Close the connection now, without telling the supervisor (the caller decides what follows)."""
+        client = self._client
+        if client is not None and self._connected:
+            client.disconnect()
+        self._teardown_socket()
+        self._set_disconnected()
 
     async def _connect_once(self) -> None:
         assert self._loop is not None
@@ -205,8 +318,9 @@ class MqttSession:
         credentials = mqtt_credentials(self._device, self._secret, method=self._sign_method)
         client.username_pw_set(credentials.username, credentials.password)
         self._client = client
-        connack = self._connack = self._loop.create_future()
         host, port = self._endpoint.host, self._endpoint.port
+        await _connect_slot(self._device.client_id)
+        connack = self._connack = self._loop.create_future()
         try:
             try:
                 await self._loop.run_in_executor(None, client.connect, host, port, self._keepalive_s)
@@ -225,6 +339,7 @@ class MqttSession:
         finally:
             # Nobody waits for this CONNACK any more: an exception set on it later would never be retrieved.
             self._connack = None
+            _connect_done(self._device.client_id)
         if reason.is_failure:
             self._teardown_socket()
             if reason.value in _AUTH_REFUSED:
@@ -258,18 +373,26 @@ class MqttSession:
         return client
 
     async def _supervise(self) -> None:
-        """Reconnect after every loss, forever, until stopped or the credentials are refused."""
+        """Reconnect after every loss, forever, until stopped or the credentials are refused.
+
+        The backoff starts over only after a real success: a connection that was announced and then stayed
+        up for `stable_s`. A connect whose announce failed, or that drops right away, keeps it growing.
+        """
+        attempt = 0
         while not self._stopping:
             await self._lost.wait()
+            self._lost.clear()
             _LOGGER.warning("Lost the connection to %s; reconnecting", self._endpoint.host)
             if self._on_connection_lost is not None:
                 self._on_connection_lost()
-            attempt = 0
+            announced_at, self._announced_at = self._announced_at, None
+            if announced_at is not None and time.monotonic() - announced_at >= self._stable_s:
+                attempt = 0
             while not self._stopping:
                 attempt += 1
                 await asyncio.sleep(self._backoff.delay(attempt))
                 try:
-                    await self._connect_and_announce()
+                    announced = await self._connect_and_announce()
                 except AuthenticationError as err:
                     _LOGGER.error("%s; no further reconnect attempts", err)
                     if self._on_auth_failed is not None:
@@ -278,8 +401,13 @@ class MqttSession:
                 except CannotConnectError as err:
                     _LOGGER.debug("Reconnect attempt %d failed: %s", attempt, err)
                     continue
-                _LOGGER.info("Reconnected to %s after %d attempt(s)", self._endpoint.host, attempt)
-                break
+                except TencentIotError as err:
+                    # Refused after login (e.g. not a gateway product): the console can fix that, so keep trying.
+                    _LOGGER.warning("Reconnect attempt %d refused: %s", attempt, err)
+                    continue
+                if announced:
+                    _LOGGER.info("Reconnected to %s after %d attempt(s)", self._endpoint.host, attempt)
+                    break
 
     # -- acknowledgements -------------------------------------------------------------------------------
 
@@ -288,24 +416,38 @@ class MqttSession:
             raise NotConnectedError("the MQTT session is not connected")
         return self._client
 
-    async def _await_ack(self, mid: int, what: str) -> list[ReasonCode] | None:
+    def _expect_ack(self, mid: int) -> asyncio.Future[list[ReasonCode] | None]:
+        """A fresh future for `mid`: after the 16-bit packet id wraps, an older entry must never answer."""
         assert self._loop is not None
-        future = self._acks.setdefault(mid, self._loop.create_future())
+        future: asyncio.Future[list[ReasonCode] | None] = self._loop.create_future()
+        # Its waiter may be gone (cancelled between hand-over and await): a failure then has no reader.
+        future.add_done_callback(_retrieve)
+        stale = self._acks.get(mid)
+        if stale is not None and not stale.done():
+            stale.set_exception(
+                OperationTimeoutError(f"packet id {mid} was reused before its acknowledgement")
+            )
+        self._acks[mid] = future
+        return future
+
+    async def _await_ack(self, mid: int, what: str) -> list[ReasonCode] | None:
+        future = self._acks.get(mid)
+        if future is None:
+            future = self._expect_ack(mid)
         try:
             async with asyncio.timeout(self._ack_timeout_s):
                 return await future
         except TimeoutError:
             raise OperationTimeoutError(f"no {what} within {self._ack_timeout_s:.0f} s") from None
         finally:
-            self._acks.pop(mid, None)
+            if self._acks.get(mid) is future:
+                del self._acks[mid]
 
     def _resolve_ack(self, mid: int, codes: list[ReasonCode] | None) -> None:
+        # Acks nobody registered (QoS 0 publishes report their mid too) are ignored: keeping them would leak,
+        # and after the packet id wraps they would answer a later message.
         future = self._acks.get(mid)
-        if future is None:
-            # The ack raced ahead of `_await_ack`: leave it resolved for when the waiter arrives.
-            assert self._loop is not None
-            future = self._acks[mid] = self._loop.create_future()
-        if not future.done():
+        if future is not None and not future.done():
             future.set_result(codes)
 
     def _set_disconnected(self) -> None:
@@ -315,6 +457,8 @@ class MqttSession:
             if not future.done():
                 future.set_exception(error)
         self._acks.clear()
+        self._written_pending.clear()
+        self._limiter.fail_waiting(error)
         if self._connack is not None and not self._connack.done():
             self._connack.set_exception(error)
 
@@ -343,8 +487,12 @@ class MqttSession:
     def _handle_publish(
         self, client: mqtt.Client, userdata: Any, mid: int, reason: ReasonCode, properties: Any
     ) -> None:
-        if client is self._client:
-            self._resolve_ack(mid, None)
+        if client is not self._client:
+            return
+        if mid in self._written_pending:
+            self._written_pending.discard(mid)  # a QoS 0 message was written: nobody waits for that
+            return
+        self._resolve_ack(mid, None)
 
     def _handle_subscribe(
         self, client: mqtt.Client, userdata: Any, mid: int, codes: list[ReasonCode], properties: Any

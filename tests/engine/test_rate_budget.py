@@ -1,0 +1,160 @@
+"""The uplink rate budget (engine/rate_budget.py): window, priorities, coalescing, keep-alive share, cost."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from custom_components.tencent_iot_gateway.engine.errors import NotConnectedError
+from custom_components.tencent_iot_gateway.engine.rate_budget import UplinkLimiter
+from custom_components.tencent_iot_gateway.engine.uplink import UplinkPriority
+
+WINDOW_S = 0.1
+MARGIN_S = 0.005
+
+
+class Recorder:
+    """A `send` that records what went out and when; mids count up from 1."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[float, str, str, int]] = []
+
+    def __call__(self, topic: str, payload: str, qos: int) -> int:
+        self.sent.append((time.monotonic(), topic, payload, qos))
+        return len(self.sent)
+
+    @property
+    def payloads(self) -> list[str]:
+        return [payload for _, _, payload, _ in self.sent]
+
+    def times(self, payload_prefix: str = "") -> list[float]:
+        return [at for at, _, payload, _ in self.sent if payload.startswith(payload_prefix)]
+
+
+def limiter(recorder: Recorder, rate: float | None) -> UplinkLimiter:
+    """`rate` messages a second, counted in windows of 0.1 s (`rate / 10` per window)."""
+    return UplinkLimiter(rate, recorder, window_s=WINDOW_S, margin_s=MARGIN_S)
+
+
+def most_in_any_window(times: list[float], window_s: float) -> int:
+    """The largest number of `times` inside any half-open window of `window_s`."""
+    most, start = 0, 0
+    for end, at in enumerate(times):
+        while at - times[start] >= window_s:
+            start += 1
+        most = max(most, end - start + 1)
+    return most
+
+
+async def test_without_a_budget_everything_goes_at_once() -> None:
+    recorder = Recorder()
+    budget = limiter(recorder, None)
+    mids = await asyncio.gather(*(budget.submit("t", str(i), 1) for i in range(50)))
+    assert mids == list(range(1, 51))
+
+
+async def test_never_more_than_the_budget_in_any_window() -> None:
+    recorder = Recorder()
+    budget = limiter(recorder, 50)  # 5 per 0.1 s
+    await asyncio.gather(*(budget.submit("t", str(i), 0) for i in range(40)))
+    assert len(recorder.sent) == 40
+    assert most_in_any_window(recorder.times(), WINDOW_S) <= 5
+    # and as fast as the budget allows: 40 messages, 5 per (window + margin)
+    assert recorder.sent[-1][0] - recorder.sent[0][0] < 8 * (WINDOW_S + MARGIN_S) + 0.2
+
+
+async def test_waiting_messages_go_by_priority_then_in_order() -> None:
+    recorder = Recorder()
+    budget = limiter(recorder, 10)
+    await budget.submit("t", "first", 0)  # spends the budget: everything below waits
+    waiting = [
+        budget.submit("t", "keepalive", 0, UplinkPriority.KEEPALIVE),
+        budget.submit("t", "progress-1", 0, UplinkPriority.PROGRESS),
+        budget.submit("t", "control", 1, UplinkPriority.CONTROL),
+        budget.submit("t", "progress-2", 0, UplinkPriority.PROGRESS),
+        budget.submit("t", "done", 1, UplinkPriority.TERMINAL),
+    ]
+    await asyncio.gather(*waiting)
+    assert recorder.payloads == ["first", "done", "control", "progress-1", "progress-2", "keepalive"]
+
+
+async def test_coalescing_sends_the_latest_once_and_answers_every_caller() -> None:
+    recorder = Recorder()
+    budget = limiter(recorder, 10)
+    await budget.submit("t", "first", 0)
+    key = "progress LIGHTPID01/light1 2.0"
+    calls = [
+        asyncio.ensure_future(budget.submit("t", f"percent {p}", 0, UplinkPriority.PROGRESS, key))
+        for p in (10, 20, 30)
+    ]
+    other = asyncio.ensure_future(budget.submit("t", "other device", 0, UplinkPriority.PROGRESS, "k2"))
+    # `burning` (QoS 1) replaces the waiting percent: the replaced callers must wait for a PUBACK-able message
+    burning = asyncio.ensure_future(budget.submit("t", "burning", 1, UplinkPriority.PROGRESS, key))
+    async with asyncio.timeout(2):
+        mids = await asyncio.gather(*calls, burning)
+        await other
+    assert recorder.payloads == ["first", "burning", "other device"]
+    assert len(set(mids)) == 1  # every caller is answered with the one message that went out
+    assert recorder.sent[1][3] == 1  # with the highest QoS of the replaced ones
+
+
+async def test_keepalives_use_at_most_half_of_the_budget() -> None:
+    recorder = Recorder()
+    budget = limiter(recorder, 60)
+    keepalives = [budget.submit("t", f"ka{i}", 0, UplinkPriority.KEEPALIVE) for i in range(18)]
+    await asyncio.gather(*keepalives)
+    assert most_in_any_window(recorder.times("ka"), WINDOW_S) <= 3
+
+
+async def test_keepalives_leave_room_for_the_rest() -> None:
+    recorder = Recorder()
+    budget = limiter(recorder, 60)
+    keepalives = [
+        asyncio.ensure_future(budget.submit("t", f"ka{i}", 0, UplinkPriority.KEEPALIVE)) for i in range(30)
+    ]
+    await asyncio.sleep(0)
+    # progress that arrives while keep-alives wait is not held behind them
+    started = time.monotonic()
+    await budget.submit("t", "progress", 0, UplinkPriority.PROGRESS)
+    assert time.monotonic() - started < 2 * (WINDOW_S + MARGIN_S)
+    await asyncio.gather(*keepalives)
+
+
+async def test_a_cancelled_caller_sends_nothing() -> None:
+    recorder = Recorder()
+    budget = limiter(recorder, 10)
+    await budget.submit("t", "first", 0)
+    call = asyncio.ensure_future(budget.submit("t", "cancelled", 0))
+    await asyncio.sleep(0)
+    call.cancel()
+    await budget.submit("t", "after", 0)
+    assert recorder.payloads == ["first", "after"]
+
+
+async def test_a_lost_connection_fails_the_waiting_messages() -> None:
+    recorder = Recorder()
+    budget = limiter(recorder, 10)
+    await budget.submit("t", "first", 0)
+    calls = [asyncio.ensure_future(budget.submit("t", str(i), 1)) for i in range(3)]
+    await asyncio.sleep(0)
+    budget.fail_waiting(NotConnectedError("gone"))
+    for call in calls:
+        with pytest.raises(NotConnectedError):
+            await call
+    await budget.close()
+    assert recorder.payloads == ["first"]
+
+
+async def test_a_thousand_waiting_messages_cost_one_task() -> None:
+    recorder = Recorder()
+    budget = limiter(recorder, 500)
+    tasks_before = len(asyncio.all_tasks())
+    calls = [asyncio.ensure_future(budget.submit("t", str(i), 0)) for i in range(1000)]
+    await asyncio.sleep(0)
+    # the callers' own futures, plus one sender: no task per waiting message
+    assert len(asyncio.all_tasks()) - tasks_before <= len(calls) + 1
+    assert budget.waiting > 0
+    await asyncio.gather(*calls)
+    assert most_in_any_window(recorder.times(), WINDOW_S) <= 50
