@@ -732,7 +732,9 @@ class OtaManager:
         if report_percent is not None:
             entry.last_report = now
             payload = report_progress(ProgressState.DOWNLOADING, target.version, percent=report_percent)
-            self._spawn(self._send_report(entry, payload, qos=0))
+            # The cadence's first "0" and last "100" are kept; only the percents between them may coalesce.
+            between = report_percent not in {0, 100}
+            self._spawn(self._send_report(entry, payload, qos=0, coalesce=between))
 
     async def _flash(self, entry: _Device, target: FirmwareSpec, image: Path) -> str:
         flasher = self._flasher_for(entry.device)
@@ -782,8 +784,10 @@ class OtaManager:
         qos: int = 1,
         *,
         priority: UplinkPriority = UplinkPriority.PROGRESS,
+        coalesce: bool = False,
     ) -> None:
-        coalesce_key = f"progress {entry.device.key}" if priority is UplinkPriority.PROGRESS else None
+        # Only download percents may replace each other: `burning` after `downloading 100` must not swallow it.
+        coalesce_key = f"progress {entry.device.key}" if coalesce else None
         await self._publish(
             ota_report(entry.device), payload, qos, priority=priority, coalesce_key=coalesce_key
         )
