@@ -58,6 +58,7 @@ MAX_URL_REFRESHES = 2
 DOWNLOAD_SHARE = 50
 _STORE_VERSION = 1
 
+
 class JobState(StrEnum):
     """Where a sub-device's firmware update stands."""
 
