@@ -10,7 +10,8 @@ In order, and stopping at the first problem (nothing is changed before every che
 5. the version goes into manifest.json (the one place that defines it) and pyproject.toml (which follows it),
    the Unreleased entries become `## [VERSION] - today`, and that is committed and tagged `vVERSION`;
 6. the zip HACS installs (`hacs.json`: `zip_release`, `filename`) is built from the tag with `git archive`, so
-   it holds exactly the integration folder's tracked files, at its root, and never a cache or a stray file.
+   it holds exactly the integration folder's tracked files, at its root, and never a cache or a stray file
+   (a tracked cache or test file there is refused in step 1).
 
 It runs with any Python >= 3.11 on the host (no project dependency), or inside the toolchain root.
 """
@@ -42,6 +43,10 @@ UNRELEASED_HEADING = "## [Unreleased]"
 _VERSION = re.compile(r"\d+\.\d+\.\d+")
 _MANIFEST_VERSION = re.compile(r'^(\s*"version"\s*:\s*")([^"]*)(")', re.MULTILINE)
 _PYPROJECT_VERSION = re.compile(r'^(version\s*=\s*")([^"]*)(")', re.MULTILINE)
+# What a user's Home Assistant must never receive, even if someone forced it into git.
+_NOT_SHIPPED = re.compile(
+    r"(^|/)(__pycache__|tests?)/|\.py[co]$|(^|/)(test_[^/]*|[^/]*_test)\.py$|(^|/)conftest\.py$"
+)
 
 
 class ReleaseError(Exception):
@@ -118,6 +123,9 @@ def check(top: Path, version: str) -> tuple[str, str]:
             f"{MANIFEST} still has the placeholder {PLACEHOLDER} in {', '.join(fields)}: set the repository's "
             "URL, its issues URL and your GitHub account (see the README's Development section)"
         )
+    tracked = git("ls-files", "--", INTEGRATION_DIR.as_posix(), cwd=top).splitlines()
+    if stray := [path for path in tracked if _NOT_SHIPPED.search(path)]:
+        raise ReleaseError(f"the integration folder tracks files that must not ship: {', '.join(stray)}")
     if not unreleased_entries((top / CHANGELOG).read_text(encoding="utf-8")).strip():
         raise ReleaseError(
             f"{CHANGELOG} has nothing under '{UNRELEASED_HEADING}': say what this release changes"

@@ -153,6 +153,8 @@ def test_release_tags_commits_and_builds_the_zip_hacs_installs(tmp_path: Path) -
         pytest.param("", "0.2", "must look like", id="malformed-version"),
         pytest.param("empty changelog", "0.2.0", "nothing under", id="no-changelog-entries"),
         pytest.param("existing tag", "0.2.0", "exists already", id="tag-exists"),
+        pytest.param("tracked cache", "0.2.0", "must not ship", id="tracked-cache"),
+        pytest.param("tracked test", "0.2.0", "must not ship", id="tracked-test"),
     ],
 )
 def test_release_refuses_and_changes_nothing(tmp_path: Path, spoil: str, version: str, says: str) -> None:
@@ -169,6 +171,11 @@ def test_release_refuses_and_changes_nothing(tmp_path: Path, spoil: str, version
         git(repo, "commit", "--quiet", "--all", "-m", "Nothing to release")
     if spoil == "existing tag":
         git(repo, "tag", "v0.2.0")
+    if spoil in {"tracked cache", "tracked test"}:
+        name = "__pycache__/sensor.cpython-314.pyc" if spoil == "tracked cache" else "test_sensor.py"
+        (repo / INTEGRATION / name).write_bytes(b"not for users")
+        git(repo, "add", "--force", f"{INTEGRATION}/{name}")
+        git(repo, "commit", "--quiet", "-m", "Something that must not ship")
     head, tags = git(repo, "rev-parse", "HEAD"), git(repo, "tag")
 
     result = run_release(repo, version, "--skip-tests")
