@@ -2,23 +2,28 @@
 # Shared by every script in scripts/: where the project's Python lives and how to run a command with it.
 #
 # Home Assistant 2026.10 needs Python >= 3.14.2. When the host has one (and mosquitto >= 2.1 with its headers),
-# the venv is `.venv` in the checkout. Otherwise the toolchain is a Debian testing root made with debootstrap,
+# the venv is `.venv` in the checkout. Otherwise the toolchain is a Debian testing root made with mmdebstrap,
 # cached outside the checkout under a key derived from its package list, and every command runs chrooted into it
 # inside a private mount namespace, with the checkout (and ../shared) bind-mounted at their own paths.
 
 TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 SHARED_DIR=$(cd "$TOP/.." && pwd)/shared
-
-# Everything the tests, the emulator's broker plugin and the browser test need from Debian.
-ROOT_PACKAGES="python3,python3-venv,python3-dev,ca-certificates,mosquitto,mosquitto-dev,libmosquitto-dev,gcc,libc6-dev,libssl-dev"
-# Installed by apt inside the root after debootstrap: apt resolves the virtual packages (a D-Bus session bus)
-# that debootstrap's --include cannot. Chromium is for the browser test of the update card; g++ builds HA's
-# voice components' wheels and libturbojpeg serves its camera component, which HA's frontend loads.
-ROOT_APT_PACKAGES="chromium fonts-dejavu-core g++ libturbojpeg0"
-ROOT_SUITE=testing
-ROOT_FORMAT=1 # bump when the way a root is assembled changes
-
 CACHE_DIR=${TENCENT_IOT_TOOLCHAIN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tencent-iot-gateway/toolchain}
+
+# What the root is bootstrapped with: everything the tests, the emulator's broker plugin and the Python
+# requirements need (g++ builds the two HA voice components' wheels that PyPI has no build of for this Python).
+ROOT_PACKAGES="python3,python3-venv,python3-dev,ca-certificates,mosquitto,mosquitto-dev,libmosquitto-dev,gcc,g++,libc6-dev,libssl-dev"
+# Installed by apt inside the bootstrapped root while the Python requirements install beside it, as neither needs
+# the other. Chromium is for the browser test of the update card, libturbojpeg serves HA's camera component
+# (which its frontend loads), git is for the test of scripts/release.
+ROOT_APT_PACKAGES="chromium fonts-dejavu-core git libturbojpeg0"
+ROOT_SUITE=testing
+ROOT_FORMAT=2 # bump when the way a root is assembled changes
+# uv installs requirements_test.txt into the root's venv (much faster than pip); the version is pinned here, and
+# its wheel cache lives beside the roots so that a new root or a changed pin downloads only what is new.
+UV_VERSION=0.13.9
+UV_CACHE="$CACHE_DIR/uv"
+
 ROOT_KEY=$(printf '%s|%s|%s|%s' "$ROOT_SUITE" "$ROOT_PACKAGES" "$ROOT_APT_PACKAGES" "$ROOT_FORMAT" | sha256sum | cut -c1-16)
 ROOT_DIR="$CACHE_DIR/root-$ROOT_KEY"
 ROOT_VENV=/opt/venv
@@ -94,13 +99,19 @@ ensure_environment() {
   fi
 }
 
+# Runs "$@" chrooted into the root at $1 (not necessarily $ROOT_DIR: setup fills a root before it takes its name).
+in_root() {
+  local root=$1 workdir=$PWD
+  shift
+  # A private mount namespace: the bind mounts vanish with the process, however it ends.
+  unshare --mount --propagation private -- "$TOP/scripts/lib/enter-root" "$root" "$TOP" "$SHARED_DIR" "$workdir" "$ROOT_PATH" "$@"
+}
+
 # Runs "$@" in the project's environment, venv active, from the current directory.
 in_environment() {
   if [ "$(toolchain_mode)" = host ]; then
     PATH="$TOP/.venv/bin:$PATH" VIRTUAL_ENV="$TOP/.venv" "$@"
     return $?
   fi
-  local workdir=$PWD
-  # A private mount namespace: the bind mounts vanish with the process, however it ends.
-  unshare --mount --propagation private -- "$TOP/scripts/lib/enter-root" "$ROOT_DIR" "$TOP" "$SHARED_DIR" "$workdir" "$ROOT_PATH" "$@"
+  in_root "$ROOT_DIR" "$@"
 }

@@ -1,0 +1,1 @@
+"""Tests of what publishing the repository needs: releases, workflows, the one version."""
