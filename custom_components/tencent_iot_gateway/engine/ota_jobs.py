@@ -67,7 +67,6 @@ INTERRUPTED_MESSAGE = "interrupted by shutdown"
 INTERRUPTED_PROBE_TIMEOUT_S = 10.0
 
 
-
 class JobState(StrEnum):
     """Where a sub-device's firmware update stands."""
 
