@@ -15,6 +15,7 @@ from aiohttp import web
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from .cloud import Cloud
+from .drops import DropError
 from .registry import (
     BindingConflictError,
     Registry,
@@ -54,6 +55,8 @@ class Console:
         app.router.add_get("/api/tasks/{task_id}", self._get_task)
         app.router.add_get("/api/messages", self._get_messages)
         app.router.add_get("/api/violations", self._get_violations)
+        app.router.add_put("/api/drops", self._put_drops)
+        app.router.add_delete("/api/drops", self._delete_drops)
         app.router.add_post(REGISTER_PATH, self._register)
 
     # -- console -----------------------------------------------------------------------------------------
@@ -184,6 +187,18 @@ class Console:
 
     async def _get_violations(self, request: web.Request) -> web.Response:
         return web.json_response({"violations": self._cloud.violations()})
+
+    async def _put_drops(self, request: web.Request) -> web.Response:
+        body = await _json_body(request)
+        try:
+            self._cloud.drops.replace(body)
+        except DropError as err:
+            raise _error(400, str(err)) from None
+        return web.json_response(self._cloud.drops.to_json())
+
+    async def _delete_drops(self, request: web.Request) -> web.Response:
+        self._cloud.drops.clear()
+        return web.json_response(self._cloud.drops.to_json())
 
     # -- dynamic registration (spec §1) --------------------------------------------------------------------
 
