@@ -12,7 +12,7 @@ from homeassistant.helpers.entity import Entity
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from .const import DOMAIN, InstallPolicy
-from .engine.errors import OtaError
+from .engine.errors import OtaError, TaskEndedError
 from .engine.identity import DeviceId
 from .engine.ota_jobs import JobState
 from .entity import SubDeviceEntity, async_setup_sub_device_entities
@@ -125,6 +125,12 @@ class SubDeviceFirmwareUpdate(SubDeviceEntity, UpdateEntity):
             raise HomeAssistantError(
                 translation_domain=DOMAIN,
                 translation_key="install_cancelled",
+                translation_placeholders={"device": self.sub_device.key, "version": wanted},
+            ) from err
+        except TaskEndedError as err:
+            raise HomeAssistantError(
+                translation_domain=DOMAIN,
+                translation_key="install_task_ended",
                 translation_placeholders={"device": self.sub_device.key, "version": wanted},
             ) from err
         except OtaError as err:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Coroutine
 import contextlib
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
+import json
 import logging
 from pathlib import Path
 import time
@@ -29,6 +30,7 @@ from .errors import (
     OperationTimeoutError,
     OtaError,
     OtaResultCode,
+    TaskEndedError,
     TencentIotError,
     UrlExpiredError,
 )
@@ -45,18 +47,25 @@ from .ota_protocol import (
     report_progress,
     report_version,
 )
+from .progress_reports import (
+    KEEPALIVE_INTERVAL_S,
+    REPORT_INTERVAL_S,
+    ProgressReporter,
+    ReportCadence,
+    progress_key,
+)
 from .storage import StateStore
 from .topics import ota_report
-from .uplink import Publish
+from .uplink import DEFAULT_UPLINK_RATE, Publish, UplinkPriority
 
 _LOGGER = logging.getLogger(__name__)
 
-REPORT_INTERVAL_S = 1.0
 FRESH_URL_TIMEOUT_S = 30.0
 MAX_URL_REFRESHES = 2
 # One scale for the UI: the download fills the first half of the bar, flashing the second.
 DOWNLOAD_SHARE = 50
 _STORE_VERSION = 1
+
 
 class JobState(StrEnum):
     """Where a sub-device's firmware update stands."""
@@ -126,7 +135,6 @@ class _Device:
     snapshot: JobSnapshot
     job: asyncio.Task[JobSnapshot] | None = None
     install_requested: bool = False
-    last_report: float = -REPORT_INTERVAL_S
     fresh_url: asyncio.Future[FirmwareSpec] | None = None
 
 
@@ -147,6 +155,10 @@ class OtaSettings:
     max_flashes: int = 2
     max_firmware_size: int = DEFAULT_MAX_FIRMWARE_SIZE
     fresh_url_timeout_s: float = FRESH_URL_TIMEOUT_S
+    # Progress cadence (engine/progress_reports.py); the rate must be the session's uplink budget.
+    report_interval_s: float = REPORT_INTERVAL_S
+    keepalive_interval_s: float = KEEPALIVE_INTERVAL_S
+    uplink_rate: float = DEFAULT_UPLINK_RATE
 
 
 class OtaManager:
@@ -182,6 +194,16 @@ class OtaManager:
         self._flash_slots = asyncio.Semaphore(self._settings.max_flashes)
         self._stopping = False
         self._background = BackgroundTasks("A progress report was not sent", level=logging.DEBUG)
+        self._reports = ProgressReporter(
+            publish,
+            self._spawn,
+            ReportCadence(
+                self._settings.report_interval_s,
+                self._settings.keepalive_interval_s,
+                self._settings.uplink_rate,
+            ),
+            clock=clock,
+        )
 
     # -- devices ------------------------------------------------------------------------------------------
 
@@ -370,6 +392,7 @@ class OtaManager:
 
     async def _run_job(self, entry: _Device, target: FirmwareSpec) -> JobSnapshot:
         try:
+            await self._reports.admit(entry.device, target.version)
             image = await self._download(entry, target)
             target = entry.snapshot.target or target
             async with self._flash_slots:
@@ -402,6 +425,7 @@ class OtaManager:
                     await self._cache.release(target, discard_partial=True)
             raise
         finally:
+            self._reports.end(entry.device, target.version)
             if entry.job is asyncio.current_task():
                 entry.job = None
         return entry.snapshot
@@ -442,8 +466,11 @@ class OtaManager:
             await self._report_version(entry)
             async with asyncio.timeout(self._settings.fresh_url_timeout_s):
                 fresh = await entry.fresh_url
-        except TimeoutError, NotConnectedError, OperationTimeoutError:
-            raise UrlExpiredError("the firmware URL expired and the cloud sent no fresh one") from None
+        except TimeoutError:
+            # The cloud re-pushes a pending task after a report_version (spec §3): silence means it has none.
+            raise TaskEndedError from None
+        except NotConnectedError, OperationTimeoutError:
+            raise UrlExpiredError("the firmware URL expired and no fresh one could be asked for") from None
         finally:
             entry.fresh_url = None
         if fresh.image_key != target.image_key:
@@ -486,7 +513,6 @@ class OtaManager:
     def _on_download_progress(self, entry: _Device, target: FirmwareSpec, progress: DownloadProgress) -> None:
         total = progress.total or target.size
         fraction = progress.downloaded / total if total else 0.0
-        first = entry.snapshot.state is JobState.QUEUED
         finished = progress.downloaded >= total
         state = JobState.VERIFYING if finished else JobState.DOWNLOADING
         self._update(
@@ -498,23 +524,16 @@ class OtaManager:
             speed_bps=progress.speed_bps,
             eta_s=progress.eta_s,
         )
-        now = self._clock()
-        report_percent: int | None = None
-        if first and progress.resumed_from == 0 and progress.downloaded == 0:
-            report_percent = 0
-        elif finished or now - entry.last_report >= REPORT_INTERVAL_S:
-            report_percent = int(fraction * 100)
-        if report_percent is not None:
-            entry.last_report = now
-            payload = report_progress(ProgressState.DOWNLOADING, target.version, percent=report_percent)
-            self._spawn(self._send_report(entry, payload, qos=0))
+        # Spec §3 cadence: "0" at once when a download starts from byte 0, "100" at once at the end.
+        urgent = finished or (progress.fresh and progress.downloaded == 0)
+        self._reports.downloading(entry.device, int(fraction * 100), urgent=urgent)
 
     async def _flash(self, entry: _Device, target: FirmwareSpec, image: Path) -> str:
         flasher = self._flasher_for(entry.device)
         if flasher is None:
             raise FlashError(f"{entry.device} has no flasher configured")
         self._update(entry, state=JobState.FLASHING, percent=DOWNLOAD_SHARE)
-        await self._send_report(entry, report_progress(ProgressState.BURNING, target.version))
+        await self._reports.burning(entry.device)
 
         def on_flash_progress(percent: int) -> None:
             bounded = max(0, min(100, percent))
@@ -540,7 +559,16 @@ class OtaManager:
             await self._send_report(entry, _fail_report(version, error))
 
     async def _send_report(self, entry: _Device, payload: str, qos: int = 1) -> None:
-        await self._publish(ota_report(entry.device), payload, qos)
+        """Send a job's outcome (fail, done): its keep-alives stop first, and it replaces any still unsent."""
+        version = _version_of(payload)
+        self._reports.end(entry.device, version)
+        await self._publish(
+            ota_report(entry.device),
+            payload,
+            qos,
+            priority=UplinkPriority.TERMINAL,
+            coalesce_key=progress_key(entry.device, version),
+        )
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         self._background.spawn(coro)
@@ -577,12 +605,21 @@ class OtaManager:
         await self._store.async_save({"version": _STORE_VERSION, "devices": devices})
 
 
+def _version_of(report: str) -> str:
+    """The target version a `report_progress` we built names."""
+    version = json.loads(report)["report"]["version"]
+    assert isinstance(version, str)
+    return version
+
+
 def _fail_report(version: str, error: OtaError) -> str:
     return report_progress(ProgressState.FAIL, version, code=error.code, message=str(error))
 
 
 def _error_for(snapshot: JobSnapshot) -> OtaError:
     """Rebuild the job's error for a caller that awaited it."""
+    if snapshot.result_code == TaskEndedError.code and snapshot.message == TaskEndedError.MESSAGE:
+        return TaskEndedError()
     error = OtaError(snapshot.message)
     if snapshot.result_code is not None:
         with contextlib.suppress(ValueError):
