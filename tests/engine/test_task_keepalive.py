@@ -10,12 +10,14 @@ from collections.abc import Iterator
 from dataclasses import replace
 import itertools
 from pathlib import Path
+import sys
 from typing import Any
 
 import aiohttp
 import pytest
 
 from custom_components.tencent_iot_gateway.engine.errors import OtaError
+from custom_components.tencent_iot_gateway.engine.flashers.command import CommandFlasher, CommandFlasherConfig
 from custom_components.tencent_iot_gateway.engine.gateway_engine import SubDevice
 from custom_components.tencent_iot_gateway.engine.ota_jobs import JobState, OtaSettings
 from tencent_iot_emulator.console_client import MessageRecord
@@ -64,8 +66,9 @@ async def _done(gateway: Gateway, count: int = 1, within: float = 15.0) -> None:
     await eventually(finished, within=within)
 
 
+@pytest.mark.parametrize("flasher", ["virtual device", "command"])
 async def test_a_flash_longer_than_the_task_timeout_ends_done(
-    emulator: Emulator, http: aiohttp.ClientSession, tmp_path: Path
+    emulator: Emulator, http: aiohttp.ClientSession, tmp_path: Path, flasher: str
 ) -> None:
     """`burning` is repeated during a flash, so the task survives it, even when one `burning` is lost."""
     cloud = await seed_cloud(emulator, http)
@@ -75,7 +78,17 @@ async def test_a_flash_longer_than_the_task_timeout_ends_done(
     )
     await cloud.console.set_drops([{"client": light.key, "type": "report_progress", "state": "burning"}])
     await cloud.console.upload_firmware(PID, "V2", SMALL_IMAGE)
-    async with running_gateway(cloud, tmp_path, settings=FAST, sub_devices=[SubDevice(light, "0.1")]):
+    # A Zigbee/serial tool as a command flasher: it takes 3 s, more than twice the task's timeout.
+    slow_tool = CommandFlasher(
+        CommandFlasherConfig(program=sys.executable, args=("-c", "import time; time.sleep(3.0)"))
+    )
+    async with running_gateway(
+        cloud,
+        tmp_path,
+        settings=FAST,
+        sub_devices=[SubDevice(light, "0.1")],
+        flasher_for=(lambda _device: slow_tool) if flasher == "command" else None,
+    ):
         task_id = await cloud.console.create_task(
             PID, "V2", "list", devices=[light.device_name], timeout_s=TASK_TIMEOUT_S
         )
