@@ -139,7 +139,8 @@ class ProgressReporter:
         now = self._clock()
         # The first keep-alive is due one report interval after the start, unless the download reports first.
         last_sent = now - self._cadence.keepalive_interval_s + self._cadence.report_interval_s
-        track = _Track(device, version, last_sent)
+        # Until the download says otherwise, the job stands at 0: the first report is a keep-alive saying so.
+        track = _Track(device, version, last_sent, sent=(ProgressState.DOWNLOADING, 0))
         self._tracks[device] = track
         self._schedule(track)
 
