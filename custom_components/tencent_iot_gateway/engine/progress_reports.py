@@ -24,6 +24,7 @@ from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 import logging
+import random
 import time
 from typing import Any
 
@@ -38,6 +39,7 @@ _LOGGER = logging.getLogger(__name__)
 KEEPALIVE_INTERVAL_S = 30.0  # longest silence of a running job's task (Tencent's shortest timeout is 120 s)
 REPORT_INTERVAL_S = 1.0  # at most one progress report a second per job (spec §3 cadence)
 KEEPALIVE_SHARE = 0.5  # part of the uplink budget keep-alives may use (spec §3a)
+_JITTER = random.SystemRandom()
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +75,7 @@ class _Track:
     percent: int = 0
     sent: tuple[ProgressState, int] | None = None
     timer: asyncio.TimerHandle | None = None
+    due: float | None = None  # when the timer fires, on the reporter's clock
 
     @property
     def current(self) -> tuple[ProgressState, int]:
@@ -225,14 +228,23 @@ class ProgressReporter:
 
     def _schedule(self, track: _Track) -> None:
         """Arm the one timer of the track: a pending change after the report interval, else a keep-alive."""
+        if track.dirty:
+            due = track.last_sent + self._cadence.report_interval_s
+            if track.timer is not None and track.due == due:
+                return  # a change while one is already waiting: the timer sends whatever is latest
+        else:
+            # A little early, by a random part of a tenth: jobs started together drift apart instead of
+            # sending their keep-alives in one burst every interval.
+            due = track.last_sent + self._cadence.keepalive_interval_s * (1.0 - 0.1 * _JITTER.random())
         if track.timer is not None:
             track.timer.cancel()
-        wait = self._cadence.report_interval_s if track.dirty else self._cadence.keepalive_interval_s
-        delay = max(0.0, track.last_sent + wait - self._clock())
+        track.due = due
+        delay = max(0.0, due - self._clock())
         track.timer = asyncio.get_running_loop().call_later(delay, self._on_timer, track)
 
     def _on_timer(self, track: _Track) -> None:
         track.timer = None
+        track.due = None
         if self._tracks.get(track.device) is not track:
             return
         self._send(track, UplinkPriority.PROGRESS if track.dirty else UplinkPriority.KEEPALIVE)
