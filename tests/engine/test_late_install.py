@@ -68,18 +68,31 @@ async def test_an_install_after_the_task_ended_says_a_new_task_is_needed(
 
 
 @pytest.mark.parametrize(
-    "extra",
+    ("extra", "echo"),
     [
-        # Fields BatchUpdateFirmware knows and a newer cloud might pass on; none of them changes the job.
-        {"fw_type": "mcu", "task_id": 1000696, "upgrade_method": 1, "user_defined": '{"key":"value"}'},
-        {"delay_time": 10, "override_mode": 1, "max_retry_num": 3, "retry_interval": 1, "rate_limit": 1000},
-        {"nested": {"any": ["thing", 1, None]}, "result_code": 0},
+        # IoT Explorer's pushes name the task and the firmware module; its devices repeat both.
+        (
+            {"fw_type": "mcu", "task_id": 1000696, "upgrade_method": 1, "user_defined": '{"key":"value"}'},
+            {"fw_type": "mcu", "task_id": 1000696},
+        ),
+        # Fields BatchUpdateFirmware knows that a newer cloud might pass on; none of them changes the job.
+        (
+            {"delay_time": 10, "override_mode": 1, "max_retry_num": 3, "retry_interval": 1, "rate_limit": 9},
+            {},
+        ),
+        ({"nested": {"any": ["thing", 1, None]}, "result_code": 0}, {}),
+        ({"fw_type": {"not": "a name"}, "task_id": True}, {}),  # odd values of known fields: ignored
     ],
 )
 async def test_unknown_fields_in_a_push_are_tolerated(
-    emulator: Emulator, http: aiohttp.ClientSession, tmp_path: Path, extra: dict[str, object]
+    emulator: Emulator,
+    http: aiohttp.ClientSession,
+    tmp_path: Path,
+    extra: dict[str, object],
+    echo: dict[str, object],
 ) -> None:
-    """An `update_firmware` with fields this gateway does not know installs like a plain one."""
+    """An `update_firmware` with fields this gateway does not know installs like a plain one; IoT Explorer's
+    `fw_type` and `task_id` are repeated in every progress report of the job, as its devices do."""
     cloud = await seed_cloud(emulator, http)
     light = LIGHTS[0]
     await cloud.console.upload_firmware(PID, "V2", IMAGE)
@@ -100,16 +113,28 @@ async def test_unknown_fields_in_a_push_are_tolerated(
             and isinstance(m.payload, dict)
             and m.payload.get("type") == "update_firmware"
         )
+        marked = push | {"url": push["url"] + "&marker=1"}  # the server ignores it; it shows the push arrived
         topic = f"$ota/update/{light.product_id}/{light.device_name}"
-        await emulator.cloud.publish_raw(topic, json.dumps(extra | push).encode())
+        await emulator.cloud.publish_raw(topic, json.dumps(extra | marked).encode())
+
+        async def arrived() -> bool:
+            target = ota.snapshot(light).target
+            return target is not None and target.url == marked["url"]
+
+        await eventually(arrived)
         snapshot = await ota.install(light)
         assert snapshot.state is JobState.DONE
         assert snapshot.installed_version == "V2"
     assert not [v for v in await cloud.console.violations() if v.client == light.key]
-    states = [
-        m.payload["report"]["progress"]["state"]
+    reports = [
+        m.payload["report"]
         for m in await cloud.console.messages(light.key)
         if m.direction == "in" and m.payload.get("type") == "report_progress"
     ]
+    states = [report["progress"]["state"] for report in reports]
     assert "fail" not in states
     assert states[-1] == "done"
+    assert {"downloading", "burning", "done"} <= set(states)
+    for report in reports:
+        assert {name: report[name] for name in echo} == echo
+        assert set(report) <= {"progress", "version", *echo}

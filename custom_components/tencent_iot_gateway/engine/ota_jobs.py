@@ -392,7 +392,7 @@ class OtaManager:
 
     async def _run_job(self, entry: _Device, target: FirmwareSpec) -> JobSnapshot:
         try:
-            await self._reports.admit(entry.device, target.version)
+            await self._reports.admit(entry.device, target.version, target.report_fields)
             image = await self._download(entry, target)
             target = entry.snapshot.target or target
             async with self._flash_slots:
@@ -561,7 +561,9 @@ class OtaManager:
     async def _send_report(self, entry: _Device, payload: str, qos: int = 1) -> None:
         """Send a job's outcome (fail, done): its keep-alives stop first, and it replaces any still unsent."""
         version = _version_of(payload)
-        self._reports.end(entry.device, version)
+        echo = self._reports.end(entry.device, version)
+        if echo:
+            payload = _with_echo(payload, echo)
         await self._publish(
             ota_report(entry.device),
             payload,
@@ -610,6 +612,13 @@ def _version_of(report: str) -> str:
     version = json.loads(report)["report"]["version"]
     assert isinstance(version, str)
     return version
+
+
+def _with_echo(report: str, echo: dict[str, str | int]) -> str:
+    """The report with the push's echoed fields (IoT Explorer's fw_type, task_id) beside its version."""
+    message = json.loads(report)
+    message["report"] |= echo
+    return json.dumps(message)
 
 
 def _fail_report(version: str, error: OtaError) -> str:

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass, field
 import logging
 import random
 import time
@@ -76,6 +76,7 @@ class _Track:
     sent: tuple[ProgressState, int] | None = None
     timer: asyncio.TimerHandle | None = None
     due: float | None = None  # when the timer fires, on the reporter's clock
+    echo: dict[str, str | int] = field(default_factory=dict)
 
     @property
     def current(self) -> tuple[ProgressState, int]:
@@ -120,8 +121,13 @@ class ProgressReporter:
 
     # -- admission ----------------------------------------------------------------------------------------
 
-    async def admit(self, device: DeviceId, version: str) -> None:
-        """Wait for room in the keep-alive budget, then keep this job's task alive until `end`."""
+    async def admit(
+        self, device: DeviceId, version: str, echo: Mapping[str, str | int] | None = None
+    ) -> None:
+        """Wait for room in the keep-alive budget, then keep this job's task alive until `end`.
+
+        `echo`: the push's fields every report of the job repeats (`FirmwareSpec.report_fields`).
+        """
         self.end(device)
         if self._waiting or len(self._tracks) + self._reserved >= self._cadence.capacity:
             _LOGGER.debug(
@@ -143,20 +149,24 @@ class ProgressReporter:
         # The first keep-alive is due one report interval after the start, unless the download reports first.
         last_sent = now - self._cadence.keepalive_interval_s + self._cadence.report_interval_s
         # Until the download says otherwise, the job stands at 0: the first report is a keep-alive saying so.
-        track = _Track(device, version, last_sent, sent=(ProgressState.DOWNLOADING, 0))
+        track = _Track(device, version, last_sent, sent=(ProgressState.DOWNLOADING, 0), echo=dict(echo or {}))
         self._tracks[device] = track
         self._schedule(track)
 
-    def end(self, device: DeviceId, version: str | None = None) -> None:
-        """Stop reporting the device's job (only if it is for `version`, when given); idempotent."""
+    def end(self, device: DeviceId, version: str | None = None) -> dict[str, str | int]:
+        """Stop reporting the device's job (only if it is for `version`, when given); idempotent.
+
+        Returns the fields its reports echoed, for the outcome report that follows (empty if none ran).
+        """
         track = self._tracks.get(device)
         if track is None or (version is not None and track.version != version):
-            return
+            return {}
         del self._tracks[device]
         if track.timer is not None:
             track.timer.cancel()
             track.timer = None
         self._wake()
+        return track.echo
 
     def _wake(self) -> None:
         while self._waiting and len(self._tracks) + self._reserved < self._cadence.capacity:
@@ -223,8 +233,10 @@ class ProgressReporter:
         track.last_sent = self._clock()
         self._schedule(track)
         if track.state is ProgressState.DOWNLOADING:
-            return report_progress(ProgressState.DOWNLOADING, track.version, percent=track.percent)
-        return report_progress(track.state, track.version)
+            return report_progress(
+                ProgressState.DOWNLOADING, track.version, percent=track.percent, echo=track.echo
+            )
+        return report_progress(track.state, track.version, echo=track.echo)
 
     def _schedule(self, track: _Track) -> None:
         """Arm the one timer of the track: a pending change after the report interval, else a keep-alive."""
