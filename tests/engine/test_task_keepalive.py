@@ -156,6 +156,37 @@ async def test_jobs_queued_for_the_flash_slot_keep_their_tasks_alive(
     assert not await cloud.console.violations()
 
 
+async def test_jobs_queued_for_the_download_slot_keep_their_tasks_alive(
+    emulator: Emulator, http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """With one download slot and three different images of about 0.8 s each, the jobs waiting for the slot
+    say `downloading` "0" until their download starts, and their tasks end done."""
+    cloud = await seed_cloud(emulator, http)
+    versions = ["V2", "V3", "V4"]
+    for index, version in enumerate(versions):
+        await cloud.console.upload_firmware(PID, version, bytes([index]) * 6144)
+    await cloud.console.set_faults({"throttle_bps": 8192})
+    settings = replace(FAST, max_downloads=1)
+    async with running_gateway(
+        cloud, tmp_path, settings=settings, sub_devices=[SubDevice(d, "0.1") for d in LIGHTS]
+    ) as gateway:
+        tasks = [
+            await cloud.console.create_task(
+                PID, version, "list", devices=[light.device_name], timeout_s=TASK_TIMEOUT_S
+            )
+            for light, version in zip(LIGHTS, versions, strict=True)
+        ]
+        await _done(gateway, count=len(LIGHTS), within=20)
+        ended = [await _ended(cloud, task, light.key) for light, task in zip(LIGHTS, tasks, strict=True)]
+    assert ended == ["done"] * len(LIGHTS)
+    last = LIGHTS[-1]
+    before_download = gateway.states(last)[: gateway.states(last).index(JobState.DOWNLOADING)]
+    assert JobState.QUEUED in before_download
+    waiting = [p for _, p in _reports(await cloud.console.messages(last.key))][:3]
+    assert [p["percent"] for p in waiting] == ["0", "0", "0"]  # kept alive while waiting for the slot
+    assert not await cloud.console.violations()
+
+
 async def test_download_retries_keep_the_task_alive_until_the_real_outcome(
     emulator: Emulator, http: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
