@@ -220,6 +220,10 @@ class ProgressReporter:
         self._spawn(self._publish_one(track, payload, qos, priority))
 
     async def _publish_one(self, track: _Track, payload: str, qos: int, priority: UplinkPriority) -> None:
+        if self._tracks.get(track.device) is not track:
+            # The job ended before this task ran: its outcome is already on its way and must be the last
+            # report (the cloud refuses progress after the task's end). No await between here and the send.
+            return
         await self._publish(
             ota_report(track.device),
             payload,
