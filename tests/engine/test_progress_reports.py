@@ -76,6 +76,20 @@ async def test_capacity_is_half_the_budget_over_the_keepalive_interval() -> None
     assert ReportCadence(uplink_rate=0.1, keepalive_interval_s=1.0).capacity == 1  # never zero
 
 
+@pytest.mark.parametrize(
+    "cadence",
+    [
+        {"keepalive_interval_s": 0.0},
+        {"report_interval_s": 2.0, "keepalive_interval_s": 1.0},
+        {"report_interval_s": -1.0},
+        {"uplink_rate": 0.0},
+    ],
+)
+def test_a_cadence_that_cannot_work_is_refused(cadence: dict[str, float]) -> None:
+    with pytest.raises(ValueError, match=r"interval|rate"):
+        ReportCadence(**cadence)
+
+
 async def test_cadence_urgent_throttled_and_keepalive(background: BackgroundTasks) -> None:
     """0 and 100 go at once; changes in between at most once per interval, latest wins; silence is filled."""
     uplink = Uplink()

@@ -50,6 +50,16 @@ class ReportCadence:
     keepalive_interval_s: float = KEEPALIVE_INTERVAL_S
     uplink_rate: float = DEFAULT_UPLINK_RATE
 
+    def __post_init__(self) -> None:
+        """A keep-alive interval of 0 would report in a loop; a report interval above it would defer changes
+        past the keep-alive, which then repeats stale news."""
+        if not self.keepalive_interval_s > 0 or not 0 <= self.report_interval_s <= self.keepalive_interval_s:
+            raise ValueError(
+                "need 0 <= report_interval_s <= keepalive_interval_s and keepalive_interval_s > 0"
+            )
+        if not self.uplink_rate > 0:
+            raise ValueError("uplink_rate must be positive")
+
     @property
     def capacity(self) -> int:
         """How many jobs the keep-alive share of the budget keeps alive (one report per job per interval)."""
