@@ -6,7 +6,7 @@
     python -m tencent_iot_emulator upload   --console URL PID VERSION FILE
     python -m tencent_iot_emulator push     --console URL PID VERSION [--mode all|devices|list]
                                             [--from-version V]... [--device DN]... [--timeout-s N]
-                                            [--url-scheme https|http]
+                                            [--timeout-from progress|push] [--url-scheme https|http]
     python -m tencent_iot_emulator status   --console URL [--product PID]
 
 `--console` defaults to the environment variable TENCENT_IOT_EMULATOR_CONSOLE. Results are printed as JSON
@@ -73,7 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--from-version", dest="from_versions", action="append", help="a version to upgrade from (repeat)"
     )
     push.add_argument("--device", dest="devices", action="append", help="a device name (repeat)")
-    push.add_argument("--timeout-s", type=float, help="the task's timeout without progress (120-900 s)")
+    push.add_argument("--timeout-s", type=float, help="the task's timeout (120-900 s)")
+    push.add_argument(
+        "--timeout-from",
+        choices=("progress", "push"),
+        help="what the timeout counts from: the last progress report (default) or the push (absolute)",
+    )
     push.add_argument("--url-scheme", choices=("https", "http"))
 
     status = command("status", "print a table of devices: online, version, gateway, task state, percent")
@@ -170,6 +175,7 @@ async def _dispatch(console: ConsoleClient, args: argparse.Namespace, out: TextI
                 devices=args.devices,
                 timeout_s=args.timeout_s,
                 url_scheme=args.url_scheme,
+                timeout_from=args.timeout_from,
             )
             _print_json(out, {"task_id": task_id})
         case "status":

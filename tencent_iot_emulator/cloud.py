@@ -29,6 +29,7 @@ import time
 from typing import Any, Protocol
 
 from .broker import CloudCredential
+from .drops import UplinkDrops
 from .firmware import Firmware
 from .registry import Registry, device_key
 from .tasks import Progress, ProgressState, Task, TaskDevice, TaskManager
@@ -266,6 +267,7 @@ class Cloud:
         self._versions: dict[str, str] = {}
         self._messages: dict[str, deque[MessageRecord]] = {}
         self._violations: list[Violation] = []
+        self.drops = UplinkDrops()
         self._stopping = False
 
     async def start(self) -> None:
@@ -378,6 +380,9 @@ class Cloud:
             return
         key = device_key(*owner)
         data, error = _parse_payload(payload)
+        if error is None and self.drops.take(key, data):
+            self._log(key, topic, "dropped", data)
+            return
         self._log(key, topic, "in", data)
         if error is not None:
             self.record_violation("protocol", key, topic, error)

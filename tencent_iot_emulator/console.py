@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from .broker import Broker, BrokerLimits
 from .cloud import Cloud
+from .drops import DropError
 from .registry import (
     BindingConflictError,
     Registry,
@@ -65,6 +66,8 @@ class Console:
         app.router.add_get("/api/violations", self._get_violations)
         app.router.add_get("/api/limits", self._get_limits)
         app.router.add_put("/api/limits", self._put_limits)
+        app.router.add_put("/api/drops", self._put_drops)
+        app.router.add_delete("/api/drops", self._delete_drops)
         app.router.add_post(REGISTER_PATH, self._register)
 
     # -- console -----------------------------------------------------------------------------------------
@@ -200,6 +203,18 @@ class Console:
 
     async def _get_violations(self, request: web.Request) -> web.Response:
         return web.json_response({"violations": self._cloud.violations()})
+
+    async def _put_drops(self, request: web.Request) -> web.Response:
+        body = await _json_body(request)
+        try:
+            self._cloud.drops.replace(body)
+        except DropError as err:
+            raise _error(400, str(err)) from None
+        return web.json_response(self._cloud.drops.to_json())
+
+    async def _delete_drops(self, request: web.Request) -> web.Response:
+        self._cloud.drops.clear()
+        return web.json_response(self._cloud.drops.to_json())
 
     # -- dynamic registration (spec §1) --------------------------------------------------------------------
 

@@ -336,14 +336,16 @@ class ConsoleClient:
         devices: list[str] | None = None,
         timeout_s: float | None = None,
         url_scheme: UrlScheme | None = None,
+        timeout_from: str | None = None,
     ) -> str:
-        """`POST /api/tasks`: create an upgrade task; returns its id."""
+        """`POST /api/tasks`: create an upgrade task; returns its id (`timeout_from`: progress or push)."""
         body: dict[str, Any] = {"product_id": product_id, "version": version, "mode": mode}
         optional = {
             "from_versions": from_versions,
             "devices": devices,
             "timeout_s": timeout_s,
             "url_scheme": url_scheme,
+            "timeout_from": timeout_from,
         }
         body |= {k: v for k, v in optional.items() if v is not None}
         raw = await self._json("POST", "/api/tasks", json=body)
@@ -376,6 +378,11 @@ class ConsoleClient:
         """`PUT /api/faults`: replace the fault set (see `faults.py` for the knobs)."""
         body = faults.to_json() if isinstance(faults, FaultConfig) else dict(faults)
         return FaultConfig.parse(await self._json("PUT", "/api/faults", json=body))
+
+    async def set_drops(self, rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """`PUT /api/drops`: the cloud loses the matching uplinks (see `drops.py`); returns the rules."""
+        raw = await self._json("PUT", "/api/drops", json={"drops": rules})
+        return list(raw["drops"])
 
     async def reset_faults(self) -> FaultConfig:
         """`DELETE /api/faults`: no faults, default URL life."""

@@ -1,5 +1,10 @@
 """OTA upgrade tasks as Tencent's console makes them (spec §5): three modes, per-device state, timeouts.
 
+Tencent's docs do not say what a task's `TimeoutInterval` counts from (spec §3a), so a task says which reading
+it follows (`timeout_from`): `progress` (the clock restarts with every push and every progress report: a
+device that keeps reporting never times out) or `push` (the stricter one: the clock starts at the first push
+to the device and nothing extends it; a flash longer than the timeout ends `timeout` whatever is reported).
+
 A task never talks MQTT itself: it asks its `Sender` to push `update_firmware` to a device, and the cloud
 feeds it every `report_version` and `report_progress` it receives.
 """
@@ -28,6 +33,13 @@ class TaskMode(StrEnum):
     ALL = "all"  # every device of the product whose reported version is in from_versions
     DEVICES = "devices"  # chosen devices, when their reported version is in from_versions
     LIST = "list"  # listed devices, whatever version they run
+
+
+class TimeoutFrom(StrEnum):
+    """What a task's timeout counts from."""
+
+    PROGRESS = "progress"  # the last push or progress report of the device
+    PUSH = "push"  # the first push to the device (absolute)
 
 
 class DeviceState(StrEnum):
@@ -83,6 +95,7 @@ class TaskSpec:
     devices: tuple[str, ...]
     timeout_s: float
     url_scheme: str
+    timeout_from: TimeoutFrom = TimeoutFrom.PROGRESS
 
     @classmethod
     def parse(cls, body: object, *, min_timeout_s: float = MIN_TIMEOUT_S) -> TaskSpec:
@@ -115,8 +128,19 @@ class TaskSpec:
         url_scheme = body.get("url_scheme", "https")
         if url_scheme not in ("https", "http"):
             raise TaskError("url_scheme must be https or http")
+        try:
+            timeout_from = TimeoutFrom(str(body.get("timeout_from", TimeoutFrom.PROGRESS)))
+        except ValueError:
+            raise TaskError("timeout_from must be progress or push") from None
         return cls(
-            product_id, version, mode, tuple(from_versions), tuple(devices), float(timeout), url_scheme
+            product_id,
+            version,
+            mode,
+            tuple(from_versions),
+            tuple(devices),
+            float(timeout),
+            url_scheme,
+            timeout_from,
         )
 
 
@@ -184,6 +208,7 @@ class Task:
             "mode": str(spec.mode),
             "from_versions": list(spec.from_versions),
             "timeout_s": spec.timeout_s,
+            "timeout_from": str(spec.timeout_from),
             "url_scheme": spec.url_scheme,
             "devices": [entry.to_json() for entry in self.devices.values()],
         }
@@ -298,7 +323,8 @@ class TaskManager:
             )
             if progress.percent is not None:
                 entry.percent = progress.percent
-            self._arm(task, entry)
+            if task.spec.timeout_from is TimeoutFrom.PROGRESS:
+                self._arm(task, entry)
         entry.updated = time.time()
         return None
 
@@ -328,14 +354,16 @@ class TaskManager:
         task.devices[entry.key] = entry
 
     async def _send(self, task: Task, entry: TaskDevice) -> None:
+        first_push = entry.state is DeviceState.PENDING
         entry.state = DeviceState.SENT
         entry.percent = None
         entry.updated = time.time()
-        self._arm(task, entry)
+        if first_push or task.spec.timeout_from is TimeoutFrom.PROGRESS:
+            self._arm(task, entry)
         await self._sender.send_update(task, entry)
 
     def _arm(self, task: Task, entry: TaskDevice) -> None:
-        """(Re)start the no-progress timer."""
+        """(Re)start the timeout timer."""
         _cancel(entry)
         entry.timer = asyncio.get_running_loop().call_later(task.spec.timeout_s, self._expire, entry)
 
@@ -343,7 +371,11 @@ class TaskManager:
         entry.timer = None
         if entry.state.in_flight:
             task = self._tasks[entry.task_id]
-            self._finish(entry, DeviceState.TIMEOUT, None, f"no progress for {task.spec.timeout_s:g} s")
+            if task.spec.timeout_from is TimeoutFrom.PUSH:
+                reason = f"not done {task.spec.timeout_s:g} s after the push"
+            else:
+                reason = f"no progress for {task.spec.timeout_s:g} s"
+            self._finish(entry, DeviceState.TIMEOUT, None, reason)
 
     def _finish(self, entry: TaskDevice, state: DeviceState, code: int | None, message: str) -> None:
         _cancel(entry)

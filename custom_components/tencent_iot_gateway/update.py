@@ -14,7 +14,7 @@ from homeassistant.helpers.entity import Entity
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from .const import DOMAIN, InstallPolicy
-from .engine.errors import JobSuspendedError, OtaError, TencentIotError
+from .engine.errors import JobSuspendedError, OtaError, TaskEndedError, TencentIotError
 from .engine.identity import DeviceId
 from .engine.ota_jobs import JobSnapshot, JobState
 from .entity import SubDeviceEntity, async_setup_sub_device_entities
@@ -135,6 +135,12 @@ class SubDeviceFirmwareUpdate(SubDeviceEntity, UpdateEntity):
             if task is not None and task.cancelling():
                 raise  # this call itself is being cancelled (HA stopping, the caller gave up)
             raise self._cancelled_error(wanted) from err
+        except TaskEndedError as err:
+            raise HomeAssistantError(
+                translation_domain=DOMAIN,
+                translation_key="install_task_ended",
+                translation_placeholders={"device": self.sub_device.key, "version": wanted},
+            ) from err
         except OtaError as err:
             raise self._failed_error(wanted, int(err.code), str(err)) from err
         except TencentIotError as err:

@@ -169,7 +169,7 @@ async def test_push_each_mode(console: StubConsole) -> None:
     )
     await run(
         console, "push", "SUBPID0001", "2.0", "--mode", "list", "--device", "lamp02",
-        "--timeout-s", "300", "--url-scheme", "http",
+        "--timeout-s", "300", "--url-scheme", "http", "--timeout-from", "push",
     )  # fmt: skip
     assert [body for _, _, body in console.requests] == [
         {"product_id": "SUBPID0001", "version": "2.0", "mode": "all", "from_versions": ["1.0", "1.1"]},
@@ -187,6 +187,7 @@ async def test_push_each_mode(console: StubConsole) -> None:
             "devices": ["lamp02"],
             "timeout_s": 300.0,
             "url_scheme": "http",
+            "timeout_from": "push",
         },
     ]
 

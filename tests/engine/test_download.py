@@ -120,7 +120,7 @@ async def test_fresh_download_verifies_md5_and_reports_progress(rig: FirmwareRig
     spec = rig.spec(firmware)
     progress = Recorder()
 
-    path = await rig.downloader(chunk_size=CHUNK).fetch(spec, progress)
+    path = await rig.downloader(chunk_size=CHUNK, progress_interval_s=0).fetch(spec, progress)
 
     assert path == FirmwareCache(rig.cache_dir).path_for(spec)
     assert path.read_bytes() == data
@@ -206,14 +206,16 @@ async def test_cancelled_download_resumes_in_a_new_downloader(rig: FirmwareRig) 
     spec = rig.spec(firmware)
     rig.set_faults({"throttle_bps": 400_000})
     progress = Recorder(signal_at=3 * CHUNK)
-    task = asyncio.create_task(rig.downloader(chunk_size=CHUNK).fetch(spec, progress))
+    downloader = rig.downloader(chunk_size=CHUNK, progress_interval_s=0)
+    task = asyncio.create_task(downloader.fetch(spec, progress))
     await asyncio.wait_for(progress.reached.wait(), timeout=5)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
     saved = stored_states(rig)[image_file_stem(spec)]["downloaded"]
     partial = FirmwareCache(rig.cache_dir).partial_path_for(spec)
-    assert saved == partial.stat().st_size >= 3 * CHUNK
+    # Progress counts bytes as they arrive; what was still buffered (under a chunk) is fetched again.
+    assert saved == partial.stat().st_size >= 2 * CHUNK
 
     rig.set_faults({})
     resumed = Recorder()
@@ -238,6 +240,7 @@ async def test_state_is_saved_at_most_once_per_interval(rig: FirmwareRig) -> Non
         store,
         chunk_size=4096,
         save_interval_s=1.0,
+        progress_interval_s=0,
         clock=clock,
     )
     progress = Recorder()

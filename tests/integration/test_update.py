@@ -17,7 +17,9 @@ from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers import device_registry as dr
 import pytest
 
+from custom_components.tencent_iot_gateway import runtime
 from custom_components.tencent_iot_gateway.const import CONF_INSTALL_POLICY, DOMAIN
+from custom_components.tencent_iot_gateway.engine.ota_jobs import OtaSettings
 from tests.emulator_fixtures import eventually
 
 from .conftest import Gateway
@@ -164,3 +166,38 @@ async def test_no_flasher_means_no_install(hass: HomeAssistant, gateway: Gateway
     await push(gateway, FIRMWARE, "light1", version=VERSION)
     await wait_for(hass, lambda: state_of(hass, "update.light1_firmware").state == STATE_ON)
     assert state_of(hass, "update.light1_firmware").attributes["supported_features"] & 1 == 0
+
+
+async def test_late_install_says_the_cloud_task_has_ended(
+    hass: HomeAssistant, gateway: Gateway, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Install pressed after the cloud's task ended and its URL expired: a translated error that says a new
+    task is needed, nothing flashed, the entity not left in progress (issue 9 §2)."""
+    quick = OtaSettings(fresh_url_timeout_s=0.3)
+    monkeypatch.setattr(runtime, "ota_settings", lambda _options: quick)
+    await register_lights(gateway, "light1")
+    flash_dir = tmp_path / "flashed"
+    await setup_gateway(hass, gateway, [sub("light1", flasher={"kind": "file", "directory": str(flash_dir)})])
+    console = gateway.emulator.console
+    await console.set_faults({"url_ttl_s": 0})
+    await console.upload_firmware(LIGHT_PRODUCT, VERSION, FIRMWARE)
+    task_id = await console.create_task(
+        LIGHT_PRODUCT, VERSION, "list", devices=["light1"], url_scheme="http", timeout_s=0.2
+    )
+    await wait_for(hass, lambda: state_of(hass, "update.light1_firmware").state == STATE_ON)
+
+    async def task_ended() -> bool:
+        return (await console.get_task(task_id)).devices[f"{LIGHT_PRODUCT}/light1"].state == "timeout"
+
+    await eventually(task_ended)
+    with pytest.raises(HomeAssistantError) as caught:
+        await hass.services.async_call(
+            "update", "install", {ATTR_ENTITY_ID: "update.light1_firmware"}, blocking=True
+        )
+    assert caught.value.translation_key == "install_task_ended"
+    assert "upgrade task" in str(caught.value)
+    assert "new upgrade task" in str(caught.value)
+    state = state_of(hass, "update.light1_firmware")
+    assert state.attributes[ATTR_IN_PROGRESS] is False
+    assert state.attributes[ATTR_INSTALLED_VERSION] == "0.1"
+    assert not flash_dir.exists() or not any(flash_dir.iterdir())

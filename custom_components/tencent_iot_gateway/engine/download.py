@@ -42,6 +42,9 @@ STATE_KEY: Final = "downloads"
 _REHASH_BLOCK = 1024 * 1024
 _SPEED_WINDOW_S = 5.0
 _MAX_BUFFERED_CHUNKS = 4
+# Progress goes to the job at least this often while bytes arrive (HA's bar moves even at 2 KiB/s), and not
+# more often: writes commit in 256 KiB chunks, far too rarely on a slow link and far too often on a fast one.
+PROGRESS_INTERVAL_S = 0.5
 _CONTENT_RANGE_RE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
 # Anything that looks like a query string in a library's message: a signed URL's query is a credential.
 _QUERY_RE = re.compile(r"\?[^\s'\"<>)\]]*")
@@ -139,6 +142,7 @@ class _PartialFile:
         self._handle: IO[bytes] | None = None
         self._digest = hashlib.md5(usedforsecurity=False)
         self._pending: asyncio.Future[int] | None = None
+        self.queued = 0  # bytes of the write in flight, not yet counted in `downloaded`
 
     async def open(self, offset: int) -> None:
         """Open (creating) the file, keep its first `offset` bytes and hash them."""
@@ -175,6 +179,7 @@ class _PartialFile:
         """Start writing and hashing `data` in the executor (call `drain` first)."""
         assert self._pending is None
         handle = self._require_handle()
+        self.queued = len(data)
         self._pending = asyncio.get_running_loop().run_in_executor(
             None, _write_and_hash, handle, self._digest, data
         )
@@ -190,6 +195,7 @@ class _PartialFile:
             await self.settle()
             raise
         self._pending = None
+        self.queued = 0
         self.downloaded += written
         return True
 
@@ -200,6 +206,7 @@ class _PartialFile:
             return
         await asyncio.wait([pending])
         self._pending = None
+        self.queued = 0
         if not pending.cancelled() and pending.exception() is None:
             self.downloaded += pending.result()
 
@@ -301,6 +308,7 @@ class Downloader:
         backoff_max_s: float = 30.0,
         read_timeout_s: float = 30.0,
         save_interval_s: float = 1.0,
+        progress_interval_s: float = PROGRESS_INTERVAL_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """Download with `session` (its TLS settings decide the trust store) into `cache`."""
@@ -316,6 +324,7 @@ class Downloader:
             backoff_max_s=backoff_max_s,
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=read_timeout_s, sock_read=read_timeout_s),
             save_interval_s=save_interval_s,
+            progress_interval_s=progress_interval_s,
             clock=clock,
         )
         self._states: dict[str, dict[str, Any]] | None = None
@@ -487,6 +496,7 @@ class _Settings:
     backoff_max_s: float
     timeout: aiohttp.ClientTimeout
     save_interval_s: float
+    progress_interval_s: float
     clock: Callable[[], float]
 
     def backoff_delay(self, failures: int) -> float:
@@ -528,11 +538,13 @@ class _Run:
         self._resumed_from = resumed_from
         self._speed = _SpeedMeter(settings.clock)
         self._last_save = settings.clock()
+        self._last_progress = -float("inf")
+        self._counted = resumed_from  # bytes the speed meter has seen
 
     async def download(self) -> None:
         """Request until the file is complete, retrying what a retry can fix."""
         spec, part = self._spec, self._part
-        self._emit(0.0)
+        self._progress(part.downloaded, force=True)
         failures = 0
         while part.downloaded < spec.size:
             before = part.downloaded
@@ -543,6 +555,7 @@ class _Run:
             except (aiohttp.ClientError, TimeoutError) as err:
                 reason = _describe(err)
             else:
+                self._progress(part.downloaded, force=True)
                 break
             await part.drain()
             failures = 1 if part.downloaded > before else failures + 1
@@ -630,7 +643,8 @@ class _Run:
 
     def _restarted(self) -> None:
         self._resumed_from = 0
-        self._emit(0.0)
+        self._counted = 0
+        self._progress(0, force=True)
 
     async def _read_body(self, response: aiohttp.ClientResponse) -> None:
         chunk_size = self._settings.chunk_size
@@ -641,6 +655,7 @@ class _Run:
         try:
             async for piece in response.content.iter_any():
                 pending += piece
+                self._progress(self._part.downloaded + self._part.queued + len(pending))
                 if len(pending) >= chunk_size and (not self._part.busy or len(pending) >= most):
                     await self._commit(pending)
                     pending = bytearray()
@@ -663,20 +678,27 @@ class _Run:
         part.submit(data)
 
     async def _account(self) -> None:
-        """Settle the write in flight, then report progress and persist the resume point when due."""
+        """Settle the write in flight, then persist the resume point when due."""
         part = self._part
-        before = part.downloaded
         if not await part.drain():
             return
-        self._emit(self._speed.add(part.downloaded - before))
         now = self._settings.clock()
         if now - self._last_save >= self._settings.save_interval_s:
             self._last_save = now
             await self._remember(self._spec, part.downloaded)
 
-    def _emit(self, speed: float) -> None:
-        downloaded, total = self._part.downloaded, self._spec.size
-        eta = (total - downloaded) / speed if speed > 0 else None
-        if downloaded >= total:
+    def _progress(self, received: int, *, force: bool = False) -> None:
+        """Tell the job how many bytes arrived (written or still buffered), at most once per interval."""
+        now = self._settings.clock()
+        if not force and now - self._last_progress < self._settings.progress_interval_s:
+            return
+        self._last_progress = now
+        # Never backwards: bytes counted while buffered are not counted again once written.
+        received = max(received, self._counted)
+        speed = self._speed.add(received - self._counted)
+        self._counted = received
+        total = self._spec.size
+        eta = (total - received) / speed if speed > 0 else None
+        if received >= total:
             eta = 0.0
-        self._on_progress(DownloadProgress(downloaded, total, self._resumed_from, speed, eta))
+        self._on_progress(DownloadProgress(received, total, self._resumed_from, speed, eta))

@@ -58,6 +58,22 @@ class UrlExpiredError(OtaError):
     code = OtaResultCode.SIGNATURE_EXPIRED
 
 
+class TaskEndedError(UrlExpiredError):
+    """The URL expired and a re-report brought no fresh push: the cloud's upgrade task has ended.
+
+    Typical of a manual install long after the push (spec §3a): only a new task in the console helps.
+    """
+
+    MESSAGE = (
+        "the firmware URL expired and the cloud sent no fresh one: its upgrade task has ended; "
+        "create a new upgrade task in the console"
+    )
+
+    def __init__(self, message: str = MESSAGE) -> None:
+        """The fixed message is also how a job's snapshot tells this failure apart (see ota_jobs)."""
+        super().__init__(message)
+
+
 class Md5MismatchError(OtaError):
     """The downloaded image does not hash to the announced MD5."""
 

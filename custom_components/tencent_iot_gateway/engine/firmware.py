@@ -16,6 +16,10 @@ DEFAULT_MAX_FIRMWARE_SIZE = 512 * 1024 * 1024
 # Versions end up in file names and UI text: keep to characters that are safe in both, and no leading dot.
 _VERSION_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+\-]*")
 _MD5_RE = re.compile(r"[0-9a-fA-F]{32}")
+# IoT Explorer's pushes may name the task and the firmware module; its devices echo both in their progress
+# reports (spec notes, OTA 升级协议). Only plausible values are kept; anything else is ignored, never refused.
+ECHOED_FIELDS = ("fw_type", "task_id")
+_ECHO_TEXT_RE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 
 
 def validate_version(value: object) -> str:
@@ -47,6 +51,8 @@ class FirmwareSpec:
     md5: str
     size: int
     version: str
+    # Fields of the push that the reports about it repeat (`fw_type`, `task_id`), as (name, value) pairs.
+    echo: tuple[tuple[str, str | int], ...] = ()
 
     def __repr__(self) -> str:
         """Never show the signed query, even in a traceback."""
@@ -67,9 +73,20 @@ class FirmwareSpec:
         """Images with the same key are the same bytes: one download serves them all."""
         return (self.md5, self.size)
 
+    @property
+    def report_fields(self) -> dict[str, str | int]:
+        """What every progress report about this push repeats (empty for IoT Hub's plain pushes)."""
+        return dict(self.echo)
+
     def to_dict(self) -> dict[str, Any]:
         """The push as stored, to survive a restart."""
-        return {"url": self.url, "md5sum": self.md5, "file_size": self.size, "version": self.version}
+        stored: dict[str, Any] = {
+            "url": self.url,
+            "md5sum": self.md5,
+            "file_size": self.size,
+            "version": self.version,
+        }
+        return stored | self.report_fields
 
     @classmethod
     def parse(cls, payload: Mapping[str, Any], *, max_size: int = DEFAULT_MAX_FIRMWARE_SIZE) -> FirmwareSpec:
@@ -91,4 +108,16 @@ class FirmwareSpec:
             raise InvalidFirmwareError(f"file_size {size} is not positive")
         if size > max_size:
             raise InvalidFirmwareError(f"file_size {size} exceeds the configured maximum of {max_size} bytes")
-        return cls(url=url, md5=md5.lower(), size=size, version=version)
+        return cls(url=url, md5=md5.lower(), size=size, version=version, echo=_echoed(payload))
+
+
+def _echoed(payload: Mapping[str, Any]) -> tuple[tuple[str, str | int], ...]:
+    """The push's fields to repeat in its reports; unknown fields and odd values are ignored (tolerated)."""
+    kept: list[tuple[str, str | int]] = []
+    for name in ECHOED_FIELDS:
+        value = payload.get(name)
+        if (isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63) or (
+            isinstance(value, str) and _ECHO_TEXT_RE.fullmatch(value)
+        ):
+            kept.append((name, value))
+    return tuple(kept)

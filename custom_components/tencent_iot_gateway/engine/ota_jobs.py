@@ -19,6 +19,7 @@ from collections.abc import Callable, Coroutine
 import contextlib
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
+import json
 import logging
 from pathlib import Path
 import time
@@ -34,6 +35,7 @@ from .errors import (
     OperationTimeoutError,
     OtaError,
     OtaResultCode,
+    TaskEndedError,
     TencentIotError,
     UrlExpiredError,
 )
@@ -51,13 +53,19 @@ from .ota_protocol import (
     report_progress,
     report_version,
 )
+from .progress_reports import (
+    KEEPALIVE_INTERVAL_S,
+    REPORT_INTERVAL_S,
+    ProgressReporter,
+    ReportCadence,
+    progress_key,
+)
 from .storage import StateStore
 from .topics import ota_report
-from .uplink import Publish, UplinkPriority
+from .uplink import DEFAULT_UPLINK_RATE, Publish, UplinkPriority
 
 _LOGGER = logging.getLogger(__name__)
 
-REPORT_INTERVAL_S = 1.0
 FRESH_URL_TIMEOUT_S = 30.0
 MAX_URL_REFRESHES = 2
 # One scale for the UI: the download fills the first half of the bar, flashing the second.
@@ -135,7 +143,6 @@ class _Device:
     snapshot: JobSnapshot
     job: asyncio.Task[JobSnapshot] | None = None
     install_requested: bool = False
-    last_report: float = -REPORT_INTERVAL_S
     fresh_url: asyncio.Future[FirmwareSpec] | None = None
     flashing: str | None = None  # the version being flashed, saved before the flasher starts
     outcome: Outcome | None = None  # a terminal report the broker has not acknowledged yet
@@ -161,6 +168,10 @@ class OtaSettings:
     max_firmware_size: int = DEFAULT_MAX_FIRMWARE_SIZE
     fresh_url_timeout_s: float = FRESH_URL_TIMEOUT_S
     save_delay_s: float = SAVE_DELAY_S  # ordinary changes are saved together at most this often
+    # Progress cadence (engine/progress_reports.py); the rate must be the session's uplink budget.
+    report_interval_s: float = REPORT_INTERVAL_S
+    keepalive_interval_s: float = KEEPALIVE_INTERVAL_S
+    uplink_rate: float = DEFAULT_UPLINK_RATE
 
 
 class OtaManager:
@@ -199,6 +210,16 @@ class OtaManager:
         self._flashes_allowed = asyncio.Event()
         self._flashes_allowed.set()
         self._background = BackgroundTasks("A progress report was not sent", level=logging.DEBUG)
+        self._reports = ProgressReporter(
+            publish,
+            self._spawn,
+            ReportCadence(
+                self._settings.report_interval_s,
+                self._settings.keepalive_interval_s,
+                self._settings.uplink_rate,
+            ),
+            clock=clock,
+        )
 
     # -- devices ------------------------------------------------------------------------------------------
 
@@ -503,6 +524,7 @@ class OtaManager:
 
     async def _run_job(self, entry: _Device, target: FirmwareSpec) -> JobSnapshot:
         try:
+            await self._reports.admit(entry.device, target.version, target.report_fields)
             image = await self._download(entry, target)
             target = entry.snapshot.target or target
             async with self._flash_slots:
@@ -520,6 +542,7 @@ class OtaManager:
         else:
             await self._finish(entry, target, version)
         finally:
+            self._reports.end(entry.device, target.version)
             if entry.job is asyncio.current_task():
                 entry.job = None
         return entry.snapshot
@@ -556,7 +579,7 @@ class OtaManager:
                 ProgressState.FAIL, outcome.version, code=_result_code(outcome.code), message=outcome.message
             )
         try:
-            await self._send_report(entry, payload, priority=UplinkPriority.TERMINAL)
+            await self._send_report(entry, payload)
         except (NotConnectedError, OperationTimeoutError) as err:
             _LOGGER.warning(
                 "The %s report of %s for %s was not sent (%s); it is sent after the reconnect",
@@ -608,7 +631,6 @@ class OtaManager:
                 report_progress(
                     ProgressState.FAIL, target.version, code=OtaResultCode.UPGRADE_FAILED, message=message
                 ),
-                priority=UplinkPriority.TERMINAL,
             )
 
     async def _on_cancelled(self, entry: _Device, target: FirmwareSpec) -> None:
@@ -626,7 +648,6 @@ class OtaManager:
                     code=OtaResultCode.UPGRADE_FAILED,
                     message="cancelled by the user",
                 ),
-                priority=UplinkPriority.TERMINAL,
             )
 
     async def _download(self, entry: _Device, target: FirmwareSpec) -> Path:
@@ -653,8 +674,11 @@ class OtaManager:
             await self._report_version(entry)
             async with asyncio.timeout(self._settings.fresh_url_timeout_s):
                 fresh = await entry.fresh_url
-        except TimeoutError, NotConnectedError, OperationTimeoutError:
-            raise UrlExpiredError("the firmware URL expired and the cloud sent no fresh one") from None
+        except TimeoutError:
+            # The cloud re-pushes a pending task after a report_version (spec §3): silence means it has none.
+            raise TaskEndedError from None
+        except NotConnectedError, OperationTimeoutError:
+            raise UrlExpiredError("the firmware URL expired and no fresh one could be asked for") from None
         finally:
             entry.fresh_url = None
         if fresh.image_key != target.image_key:
@@ -711,7 +735,6 @@ class OtaManager:
     def _on_download_progress(self, entry: _Device, target: FirmwareSpec, progress: DownloadProgress) -> None:
         total = progress.total or target.size
         fraction = progress.downloaded / total if total else 0.0
-        first = entry.snapshot.state is JobState.QUEUED
         finished = progress.downloaded >= total
         state = JobState.VERIFYING if finished else JobState.DOWNLOADING
         self._update(
@@ -723,18 +746,9 @@ class OtaManager:
             speed_bps=progress.speed_bps,
             eta_s=progress.eta_s,
         )
-        now = self._clock()
-        report_percent: int | None = None
-        if first and progress.resumed_from == 0 and progress.downloaded == 0:
-            report_percent = 0
-        elif finished or now - entry.last_report >= REPORT_INTERVAL_S:
-            report_percent = int(fraction * 100)
-        if report_percent is not None:
-            entry.last_report = now
-            payload = report_progress(ProgressState.DOWNLOADING, target.version, percent=report_percent)
-            # The cadence's first "0" and last "100" are kept; only the percents between them may coalesce.
-            between = report_percent not in {0, 100}
-            self._spawn(self._send_report(entry, payload, qos=0, coalesce=between))
+        # Spec §3 cadence: "0" at once when a download starts from byte 0, "100" at once at the end.
+        urgent = finished or (progress.fresh and progress.downloaded == 0)
+        self._reports.downloading(entry.device, int(fraction * 100), urgent=urgent)
 
     async def _flash(self, entry: _Device, target: FirmwareSpec, image: Path) -> str:
         flasher = self._flasher_for(entry.device)
@@ -743,11 +757,7 @@ class OtaManager:
         self._update(entry, state=JobState.FLASHING, percent=DOWNLOAD_SHARE)
         entry.flashing = target.version
         await self._persist_now(entry)  # a shutdown from here on is reported as an interrupted flash
-        try:
-            await self._send_report(entry, report_progress(ProgressState.BURNING, target.version))
-        except (NotConnectedError, OperationTimeoutError) as err:
-            # The flash does not depend on the cloud hearing `burning`; its outcome is what must not be lost.
-            _LOGGER.warning("The burning report of %s was not sent: %s", entry.device, err)
+        await self._reports.burning(entry.device)  # a lost `burning` does not stop the flash
 
         def on_flash_progress(percent: int) -> None:
             bounded = max(0, min(100, percent))
@@ -775,21 +785,20 @@ class OtaManager:
 
     async def _report_failure(self, entry: _Device, version: str, error: OtaError) -> None:
         with contextlib.suppress(TencentIotError):
-            await self._send_report(entry, _fail_report(version, error), priority=UplinkPriority.TERMINAL)
+            await self._send_report(entry, _fail_report(version, error))
 
-    async def _send_report(
-        self,
-        entry: _Device,
-        payload: str,
-        qos: int = 1,
-        *,
-        priority: UplinkPriority = UplinkPriority.PROGRESS,
-        coalesce: bool = False,
-    ) -> None:
-        # Only download percents may replace each other: `burning` after `downloading 100` must not swallow it.
-        coalesce_key = f"progress {entry.device.key}" if coalesce else None
+    async def _send_report(self, entry: _Device, payload: str, qos: int = 1) -> None:
+        """Send a job's outcome (fail, done): its keep-alives stop first, and it replaces any still unsent."""
+        version = _version_of(payload)
+        echo = self._reports.end(entry.device, version)
+        if echo:
+            payload = _with_echo(payload, echo)
         await self._publish(
-            ota_report(entry.device), payload, qos, priority=priority, coalesce_key=coalesce_key
+            ota_report(entry.device),
+            payload,
+            qos,
+            priority=UplinkPriority.TERMINAL,
+            coalesce_key=progress_key(entry.device, version),
         )
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -830,6 +839,20 @@ class OtaManager:
         await self._jobs.async_put_now(entry.device.key, self._record(entry))
 
 
+def _version_of(report: str) -> str:
+    """The target version a `report_progress` we built names."""
+    version = json.loads(report)["report"]["version"]
+    assert isinstance(version, str)
+    return version
+
+
+def _with_echo(report: str, echo: dict[str, str | int]) -> str:
+    """The report with the push's echoed fields (IoT Explorer's fw_type, task_id) beside its version."""
+    message = json.loads(report)
+    message["report"] |= echo
+    return json.dumps(message)
+
+
 def _fail_report(version: str, error: OtaError) -> str:
     return report_progress(ProgressState.FAIL, version, code=error.code, message=str(error))
 
@@ -843,6 +866,8 @@ def _result_code(code: int) -> OtaResultCode:
 
 def _error_for(snapshot: JobSnapshot) -> OtaError:
     """Rebuild the job's error for a caller that awaited it."""
+    if snapshot.result_code == TaskEndedError.code and snapshot.message == TaskEndedError.MESSAGE:
+        return TaskEndedError()
     error = OtaError(snapshot.message)
     if snapshot.result_code is not None:
         with contextlib.suppress(ValueError):

@@ -6,6 +6,7 @@ version, `result_code` of `report_version_rsp` is an int.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 import json
@@ -36,14 +37,19 @@ def report_progress(
     percent: int | None = None,
     code: OtaResultCode | None = None,
     message: str = "",
+    echo: Mapping[str, str | int] | None = None,
 ) -> str:
-    """A `report_progress` for the target `version`; `percent` only while downloading, `code` only on fail."""
+    """A `report_progress` for the target `version`; `percent` only while downloading, `code` only on fail.
+
+    `echo`: fields of the push repeated beside `version` (IoT Explorer's `fw_type`, `task_id`).
+    """
     progress: dict[str, str] = {"state": state.value}
     if state is ProgressState.DOWNLOADING:
         progress["percent"] = str(max(0, min(100, percent or 0)))
     progress["result_code"] = str(int(code)) if code is not None else "0"
     progress["result_msg"] = message
-    return json.dumps({"type": "report_progress", "report": {"progress": progress, "version": version}})
+    report: dict[str, Any] = {"progress": progress, "version": version} | dict(echo or {})
+    return json.dumps({"type": "report_progress", "report": report})
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,206 @@
+"""The progress reporter's own rules: cadence, keep-alive, coalescing keys and admission within the budget."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+import json
+from typing import Any
+
+import pytest
+
+from custom_components.tencent_iot_gateway.engine.background import BackgroundTasks
+from custom_components.tencent_iot_gateway.engine.errors import NotConnectedError
+from custom_components.tencent_iot_gateway.engine.identity import DeviceId
+from custom_components.tencent_iot_gateway.engine.progress_reports import (
+    ProgressReporter,
+    ReportCadence,
+    progress_key,
+)
+from custom_components.tencent_iot_gateway.engine.uplink import UplinkPriority
+from tests.emulator_fixtures import eventually
+
+A, B, C = (DeviceId("LIGHTPID01", name) for name in ("a", "b", "c"))
+
+
+@dataclass
+class Sent:
+    """One publish the reporter made."""
+
+    topic: str
+    report: dict[str, Any]
+    qos: int
+    priority: UplinkPriority
+    coalesce_key: str | None
+
+
+@dataclass
+class Uplink:
+    """A `Publish` that records, and fails while `down`."""
+
+    sent: list[Sent] = field(default_factory=list)
+    down: bool = False
+
+    async def __call__(
+        self,
+        topic: str,
+        payload: str,
+        qos: int = 1,
+        *,
+        priority: UplinkPriority = UplinkPriority.CONTROL,
+        coalesce_key: str | None = None,
+    ) -> None:
+        if self.down:
+            raise NotConnectedError("not connected")
+        self.sent.append(Sent(topic, json.loads(payload)["report"], qos, priority, coalesce_key))
+
+    def of(self, device: DeviceId) -> list[Sent]:
+        return [s for s in self.sent if s.topic.endswith(f"/{device.product_id}/{device.device_name}")]
+
+
+@pytest.fixture
+async def background() -> Any:
+    tasks = BackgroundTasks("test")
+    yield tasks
+    await tasks.close()
+
+
+def _reporter(uplink: Uplink, background: BackgroundTasks, **cadence: float) -> ProgressReporter:
+    return ProgressReporter(uplink, background.spawn, ReportCadence(**cadence))
+
+
+async def test_capacity_is_half_the_budget_over_the_keepalive_interval() -> None:
+    assert ReportCadence().capacity == 450  # 30 msg/s x 1/2 x 30 s
+    assert ReportCadence(uplink_rate=2.0, keepalive_interval_s=1.0).capacity == 1
+    assert ReportCadence(uplink_rate=0.1, keepalive_interval_s=1.0).capacity == 1  # never zero
+
+
+@pytest.mark.parametrize(
+    "cadence",
+    [
+        {"keepalive_interval_s": 0.0},
+        {"report_interval_s": 2.0, "keepalive_interval_s": 1.0},
+        {"report_interval_s": -1.0},
+        {"uplink_rate": 0.0},
+    ],
+)
+def test_a_cadence_that_cannot_work_is_refused(cadence: dict[str, float]) -> None:
+    with pytest.raises(ValueError, match=r"interval|rate"):
+        ReportCadence(**cadence)
+
+
+async def test_cadence_urgent_throttled_and_keepalive(background: BackgroundTasks) -> None:
+    """0 and 100 go at once; changes in between at most once per interval, latest wins; silence is filled."""
+    uplink = Uplink()
+    reporter = _reporter(uplink, background, report_interval_s=0.2, keepalive_interval_s=0.5)
+    await reporter.admit(A, "V2")
+    reporter.downloading(A, 0, urgent=True)
+    reporter.downloading(A, 10)
+    reporter.downloading(A, 20)  # both within the interval: only the latest is sent, later
+
+    async def sent(count: int) -> bool:
+        await asyncio.sleep(0)
+        return len(uplink.of(A)) >= count
+
+    await eventually(lambda: sent(2), within=2)
+    first, second = uplink.of(A)[:2]
+    assert first.report["progress"]["percent"] == "0"
+    assert (second.report["progress"]["percent"], second.priority) == ("20", UplinkPriority.PROGRESS)
+    assert {s.coalesce_key for s in uplink.of(A)} == {progress_key(A, "V2")}
+    assert all(s.qos == 0 for s in uplink.of(A))
+
+    await eventually(lambda: sent(3), within=2)
+    keepalive = uplink.of(A)[2]
+    assert (keepalive.report["progress"]["percent"], keepalive.priority) == ("20", UplinkPriority.KEEPALIVE)
+
+    reporter.downloading(A, 100, urgent=True)
+    await asyncio.sleep(0)
+    await eventually(lambda: sent(4), within=2)
+    assert uplink.of(A)[3].report["progress"]["percent"] == "100"
+
+    uplink.down = True
+    await reporter.burning(A)  # a lost burning does not raise: the keep-alive repeats it
+    uplink.down = False
+    await eventually(lambda: sent(5), within=2)
+    repeat = uplink.of(A)[4]
+    assert (repeat.report["progress"]["state"], repeat.qos) == ("burning", 1)
+
+    reporter.end(A, "V1")  # another version's outcome does not end this job
+    assert reporter.alive == 1
+    reporter.end(A, "V2")
+    reporter.end(A)  # idempotent
+    count = len(uplink.of(A))
+    reporter.downloading(A, 50)  # a job that ended reports nothing
+    # B's second report comes a keep-alive interval after its first: A's would have come by then.
+    await reporter.admit(B, "V2")
+
+    async def b_twice() -> bool:
+        await asyncio.sleep(0)
+        return len(uplink.of(B)) >= 2
+
+    await eventually(b_twice, within=2)
+    assert len(uplink.of(A)) == count
+    reporter.end(B)
+
+
+async def test_a_queued_job_says_zero_after_one_report_interval(background: BackgroundTasks) -> None:
+    uplink = Uplink()
+    reporter = _reporter(uplink, background, report_interval_s=0.05, keepalive_interval_s=5.0)
+    await reporter.admit(A, "V2")
+    assert uplink.sent == []
+
+    async def told() -> bool:
+        await asyncio.sleep(0)
+        return bool(uplink.sent)
+
+    await eventually(told, within=2)
+    assert uplink.sent[0].report == {
+        "progress": {"state": "downloading", "percent": "0", "result_code": "0", "result_msg": ""},
+        "version": "V2",
+    }
+    assert uplink.sent[0].priority is UplinkPriority.KEEPALIVE
+    reporter.end(A)
+
+
+async def test_admission_waits_in_order_and_hands_on_a_slot_nobody_took(background: BackgroundTasks) -> None:
+    """Capacity 1: B and C wait in order; a waiter cancelled before or after its turn never loses the slot."""
+    reporter = _reporter(Uplink(), background, uplink_rate=2.0, keepalive_interval_s=1.0)
+    await reporter.admit(A, "V2")
+    b = asyncio.create_task(reporter.admit(B, "V2"))
+    c = asyncio.create_task(reporter.admit(C, "V2"))
+    await asyncio.sleep(0.01)
+    assert not b.done()
+    assert not c.done()
+
+    reporter.end(A)  # B's turn; B is cancelled before it resumes: C must get the slot
+    b.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await b
+    await asyncio.wait_for(c, 1)
+    assert reporter.alive == 1
+
+    d = asyncio.create_task(reporter.admit(A, "V3"))
+    await asyncio.sleep(0.01)
+    d.cancel()  # cancelled while still waiting
+    with pytest.raises(asyncio.CancelledError):
+        await d
+    reporter.end(C)
+    await asyncio.wait_for(reporter.admit(B, "V2"), 1)
+    assert reporter.alive == 1
+    reporter.end(B)
+
+
+async def test_a_report_whose_turn_comes_after_the_job_ended_is_not_sent() -> None:
+    """A report handed to the background just before the outcome must not follow the outcome to the cloud
+    (the emulator refused `downloading` after `done`, seen once in twenty runs before this rule)."""
+    uplink = Uplink()
+    pending: list[Coroutine[Any, Any, None]] = []
+    reporter = ProgressReporter(uplink, pending.append, ReportCadence(report_interval_s=0.0))
+    await reporter.admit(A, "V2")
+    reporter.downloading(A, 40)
+    assert len(pending) == 1  # handed over, not yet run
+    reporter.end(A, "V2")  # the outcome goes now
+    for coro in pending:
+        await coro
+    assert uplink.sent == []
