@@ -204,3 +204,37 @@ async def test_a_report_whose_turn_comes_after_the_job_ended_is_not_sent() -> No
     for coro in pending:
         await coro
     assert uplink.sent == []
+
+
+async def test_markers_keep_their_place_behind_a_report_still_waiting(background: BackgroundTasks) -> None:
+    """While a report waits for the budget, the cadence's "100" and `burning` queue behind it, in order."""
+    uplink = Uplink()
+    gate = asyncio.Event()
+
+    async def slow(topic: str, payload: str, qos: int = 1, **labels: Any) -> None:
+        await gate.wait()  # the budget holds every report back until the gate opens
+        await uplink(topic, payload, qos, **labels)
+
+    reporter = ProgressReporter(slow, background.spawn, ReportCadence(report_interval_s=0.0))
+    await reporter.admit(A, "V2")
+    reporter.downloading(A, 0, urgent=True)
+    await asyncio.sleep(0)  # "0" is now waiting
+    reporter.downloading(A, 40)
+    reporter.downloading(A, 100, urgent=True)
+    burning = asyncio.ensure_future(reporter.burning(A))
+    await asyncio.sleep(0)
+    gate.set()
+    await burning
+
+    async def all_sent() -> bool:
+        await asyncio.sleep(0)
+        return len(uplink.of(A)) >= 3
+
+    await eventually(all_sent, within=2)
+    reports = [s.report["progress"] for s in uplink.of(A)]
+    assert [(p["state"], p.get("percent")) for p in reports] == [
+        ("downloading", "0"),
+        ("downloading", "100"),
+        ("burning", None),
+    ]
+    reporter.end(A)

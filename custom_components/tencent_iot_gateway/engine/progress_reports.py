@@ -87,6 +87,11 @@ class _Track:
     timer: asyncio.TimerHandle | None = None
     due: float | None = None  # when the timer fires, on the reporter's clock
     echo: dict[str, str | int] = field(default_factory=dict)
+    # A report of this job is waiting for the uplink budget. One at a time: the cadence's markers ("0",
+    # "100", `burning`) are never replaced by a later report in the queue and never overtaken; what changes
+    # meanwhile is sent, latest first, once it went.
+    busy: bool = False
+    backlog: deque[tuple[str, int]] = field(default_factory=deque)  # markers that wait for `busy`
 
     @property
     def current(self) -> tuple[ProgressState, int]:
@@ -198,7 +203,7 @@ class ProgressReporter:
         if not track.dirty and (not urgent or since < self._cadence.report_interval_s):
             return
         if urgent or since >= self._cadence.report_interval_s:
-            self._send(track, UplinkPriority.PROGRESS)
+            self._send(track, UplinkPriority.PROGRESS, marker=urgent)
         else:
             self._schedule(track)
 
@@ -209,38 +214,47 @@ class ProgressReporter:
             return
         track.state = ProgressState.BURNING
         track.percent = 0
-        payload = self._mark_sent(track)
-        try:
-            await self._publish(
-                ota_report(device),
-                payload,
-                1,
-                priority=UplinkPriority.PROGRESS,
-                coalesce_key=progress_key(device, track.version),
-            )
-        except TencentIotError as err:
-            # A lost `burning` does not stop the flash: the keep-alive repeats it.
-            _LOGGER.debug("The burning report of %s was not sent: %s", device, err)
+        if track.busy:
+            return  # it goes as soon as the report before it did
+        await self._publish_one(track, self._mark_sent(track), 1, UplinkPriority.PROGRESS)
 
     # -- sending ------------------------------------------------------------------------------------------
 
-    def _send(self, track: _Track, priority: UplinkPriority) -> None:
-        payload = self._mark_sent(track)
+    def _send(self, track: _Track, priority: UplinkPriority, *, marker: bool = False) -> None:
         qos = 0 if track.state is ProgressState.DOWNLOADING else 1
-        self._spawn(self._publish_one(track, payload, qos, priority))
+        if track.busy:
+            if marker:  # "0" or "100" is sent in its place, not folded into what comes after it
+                track.backlog.append((self._mark_sent(track), qos))
+            return  # otherwise the latest report follows the one under way
+        self._spawn(self._publish_one(track, self._mark_sent(track), qos, priority))
 
     async def _publish_one(self, track: _Track, payload: str, qos: int, priority: UplinkPriority) -> None:
         if self._tracks.get(track.device) is not track:
             # The job ended before this task ran: its outcome is already on its way and must be the last
             # report (the cloud refuses progress after the task's end). No await between here and the send.
             return
-        await self._publish(
-            ota_report(track.device),
-            payload,
-            qos,
-            priority=priority,
-            coalesce_key=progress_key(track.device, track.version),
-        )
+        track.busy = True
+        try:
+            # The outcome shares the key: waiting here when the job ends, this report is replaced by it.
+            await self._publish(
+                ota_report(track.device),
+                payload,
+                qos,
+                priority=priority,
+                coalesce_key=progress_key(track.device, track.version),
+            )
+        except TencentIotError as err:
+            # A lost report does not stop the job: the keep-alive repeats it.
+            _LOGGER.debug("A progress report of %s was not sent: %s", track.device, err)
+        finally:
+            track.busy = False
+        if self._tracks.get(track.device) is not track:
+            return
+        if track.backlog:
+            payload, qos = track.backlog.popleft()
+            self._spawn(self._publish_one(track, payload, qos, UplinkPriority.PROGRESS))
+        elif track.dirty:
+            self._send(track, UplinkPriority.PROGRESS)
 
     def _mark_sent(self, track: _Track) -> str:
         track.sent = track.current
