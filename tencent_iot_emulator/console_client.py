@@ -301,9 +301,10 @@ class ConsoleClient:
         raw = await self._json("GET", f"/api/devices/{_segment(product_id)}/{_segment(device_name)}")
         return DeviceStatus.from_json(raw)
 
-    async def list_devices(self) -> list[DeviceStatus]:
-        """`GET /api/devices`: every device (`{"devices": [...]}` or a bare list)."""
-        raw = await self._json("GET", "/api/devices")
+    async def list_devices(self, product_id: str | None = None) -> list[DeviceStatus]:
+        """`GET /api/devices`: every device, or one product's (`{"devices": [...]}` or a bare list)."""
+        params = {} if product_id is None else {"product_id": product_id}
+        raw = await self._json("GET", "/api/devices", params=params)
         entries = raw.get("devices", []) if isinstance(raw, Mapping) else raw
         return [DeviceStatus.from_json(e) for e in entries if isinstance(e, Mapping)]
 
