@@ -115,10 +115,11 @@ class Endpoints:
 class EmulatorProcess:
     """`python -m tencent_iot_emulator serve` in its own session (a Ctrl-C here reaches us, not it)."""
 
-    def __init__(self, state_dir: Path, log_path: Path) -> None:
-        """Keep the emulator's state in `state_dir` and its log in `log_path`."""
+    def __init__(self, state_dir: Path, log_path: Path, serve_args: Sequence[str] = ()) -> None:
+        """Keep the emulator's state in `state_dir` and its log in `log_path`; pass `serve_args` to `serve`."""
         self._state_dir = state_dir
         self._log_path = log_path
+        self._serve_args = tuple(serve_args)
         self._process: asyncio.subprocess.Process | None = None
 
     async def start(self) -> Endpoints:
@@ -134,6 +135,7 @@ class EmulatorProcess:
                 str(self._state_dir),
                 "--host",
                 "127.0.0.1",
+                *self._serve_args,
                 cwd=TOP,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
