@@ -562,7 +562,7 @@ async def bench(images: Sequence[BigImage], work: Path) -> dict[str, float]:
 
 def _parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="scripts/bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs-64", type=int, default=5, help="timed rounds for 64 MiB (default 5)")
+    parser.add_argument("--runs-64", type=int, default=9, help="timed rounds for 64 MiB (default 9)")
     parser.add_argument("--runs-512", type=int, default=5, help="timed rounds for 512 MiB (default 5)")
     parser.add_argument(
         "--tmp-dir", type=Path, default=None, help="where the temporary files go (about 1.2 GiB at peak)"
