@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+import threading
 
 import aiohttp
 import pytest
@@ -15,7 +16,7 @@ import pytest
 from tencent_iot_emulator.console_client import ConsoleClient, ConsoleError
 from tencent_iot_emulator.emulator import Emulator
 from tencent_iot_emulator.registry import DEVICES_TABLE, DeviceRequest, Registry, RegistryError
-from tests.emulator_fixtures import mqtt_client
+from tests.emulator_fixtures import eventually, mqtt_client
 
 GATEWAY = ("GWPID00001", "gw01")
 GATEWAY_KEY = "GWPID00001/gw01"
@@ -98,15 +99,35 @@ async def test_batches_are_all_or_nothing(emulator: Emulator, http: aiohttp.Clie
 
 
 async def test_concurrent_changes_share_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """200 single registrations at once: every one is persisted when acknowledged, in far fewer writes."""
+    """200 single registrations while a write is under way: one more write covers them all.
+
+    The first write is held in its thread until the other 199 changes are made, so the test does not depend
+    on how the loop happens to schedule the tasks.
+    """
     registry = Registry(tmp_path / "state", tmp_path / "tables")
     (tmp_path / "state").mkdir()
     await registry.load()
-    writes = _count_writes(monkeypatch)
-    devices = await asyncio.gather(*(registry.add_device(p, d) for p, d in _subs(200)))
-    assert len(devices) == 200
-    assert writes[-1] == 200
-    assert len(writes) <= 3
+    release = threading.Event()
+    writes: list[int] = []
+    real = Registry._write_all
+
+    def held_write(registry: Registry, snapshot: object) -> None:
+        if not writes:
+            release.wait(timeout=30)
+        real(registry, snapshot)  # type: ignore[arg-type]
+        writes.append(len(snapshot.devices))  # type: ignore[attr-defined]
+
+    monkeypatch.setattr(Registry, "_write_all", held_write)
+    adds = [asyncio.ensure_future(registry.add_device(p, d)) for p, d in _subs(200)]
+
+    async def all_made() -> bool | None:
+        return len(registry.devices()) == 200 or None
+
+    await eventually(all_made)
+    assert not any(add.done() for add in adds)  # nothing is acknowledged before it is written
+    release.set()
+    devices = await asyncio.gather(*adds)
+    assert writes == [1, 200]
 
     reloaded = Registry(tmp_path / "state", tmp_path / "tables")
     await reloaded.load()
