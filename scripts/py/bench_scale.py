@@ -280,9 +280,15 @@ async def run_scenario(
 
 
 async def _wait_online(console: ConsoleClient, scenario: Scenario, started: float) -> float:
+    """Poll the product's devices (raw JSON, as `_wait_pushed`) until all are online with their version."""
+    url = f"{console.base_url}/api/devices"
+
     async def all_reported() -> bool:
-        devices = await console.list_devices(scenario.product_id)
-        return len(devices) == scenario.n and all(d.online and d.version == INSTALLED for d in devices)
+        async with console.session.get(url, params={"product_id": scenario.product_id}) as response:
+            devices = (await response.json()).get("devices", [])
+        return len(devices) == scenario.n and all(
+            d.get("online") and d.get("version") == INSTALLED for d in devices
+        )
 
     await _until(all_reported, "every sub-device online with its version", START_TIMEOUT_S)
     return time.perf_counter() - started

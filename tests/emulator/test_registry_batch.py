@@ -64,6 +64,7 @@ async def test_batch_of_a_thousand_is_one_write_and_survives_restart(
         console = ConsoleClient(emu.http_url, http)
         listed = {d.key: d.gateway for d in await console.list_devices()}
         assert listed == {GATEWAY_KEY: None} | dict.fromkeys(secrets, GATEWAY_KEY)
+        assert {d.key for d in await console.list_devices(SUB_PRODUCT)} == set(secrets)
         table = (state / "broker" / DEVICES_TABLE).read_text(encoding="utf-8")
         assert len(table.splitlines()) == SCALE + 1
         # The broker plugin's tables after the restart let the gateway act for the last sub-device bound.
