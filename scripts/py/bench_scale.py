@@ -9,9 +9,9 @@ own. A scenario times:
   (`done`, `fail` or `timeout`), with `auto_install` on for all of them;
 - over start and push: the event loop's longest lateness (a 5 ms sleeper), this process's RSS growth (peak over
   the RSS before the engine existed), and how many bodies of the image the emulator served;
-- after the push: the uplink messages of the connection during the push (the emulator's `uplink_messages` and
-  `rate_violations` counters when its stats have them; else counted from its per-device message log, with
-  violations not measurable).
+- the uplink messages of the connection during the push and the rate violations from start to the end of the
+  push (the emulator's `uplink_messages` and `rate_violations` counters when its stats have them; else uplinks
+  counted from its per-device message logs, with violations not measurable).
 
 Scenarios: N = 100 and 1000 with a no-op flasher (the engine's own cost), N = 1000 with the file flasher, and
 N = 1000 with the uplink budget on when the engine has one (see `budget_options`). Then Home Assistant sets up
@@ -218,7 +218,6 @@ async def run_scenario(
     flasher: Flasher = (
         FileFlasher(FileFlasherConfig(str(flashed))) if scenario.flavor == "file" else NoopFlasher()
     )
-    stats_before = await _emulator_stats(console)
     async with trusting_session(endpoints.ca_file) as session:
         cache = FirmwareCache(state / "cache")
         async with Monitor() as monitor:
@@ -239,10 +238,13 @@ async def run_scenario(
                 on_event=_ignore_event,
                 **options,
             )
+            # Violations count from start to the end of the push, uplinks over the push only.
+            stats_at_start = await _emulator_stats(console)
             started = time.perf_counter()
             await engine.start([SubDevice(d, INSTALLED) for d in scenario.subs()])
             try:
                 online_s = await _wait_online(console, scenario, started)
+                stats_at_push = await _emulator_stats(console)
                 pushed_at = time.time()
                 started = time.perf_counter()
                 task_id = await console.create_task(
@@ -250,15 +252,15 @@ async def run_scenario(
                 )
                 done = await _wait_pushed(console, scenario, task_id)
                 push_s = time.perf_counter() - started
+                stats = await _emulator_stats(console)
             finally:
                 await engine.stop()
     load = os.getloadavg()[0]
-    stats = await _emulator_stats(console)
     served = await _served_bytes(console, scenario)
     if "uplink_messages" in stats:
-        uplinks = int(stats["uplink_messages"]) - int(stats_before.get("uplink_messages", 0))
+        uplinks = int(stats["uplink_messages"]) - int(stats_at_push.get("uplink_messages", 0))
         violations: int | None = int(stats.get("rate_violations", 0)) - int(
-            stats_before.get("rate_violations", 0)
+            stats_at_start.get("rate_violations", 0)
         )
     else:
         uplinks, violations = await _logged_uplinks(console, scenario, pushed_at), None
