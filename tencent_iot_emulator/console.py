@@ -20,6 +20,8 @@ from .cloud import Cloud
 from .drops import DropError
 from .registry import (
     BindingConflictError,
+    Device,
+    DeviceRequest,
     Registry,
     RegistryError,
     UnknownDeviceError,
@@ -55,9 +57,11 @@ class Console:
         """Mount the console API and the dynamic registration endpoint on `app`."""
         app.router.add_post("/api/products", self._post_product)
         app.router.add_post("/api/devices", self._post_device)
+        app.router.add_post("/api/devices/batch", self._post_devices)
         app.router.add_get("/api/devices", self._list_devices)
         app.router.add_get("/api/devices/{pid}/{dn}", self._get_device)
         app.router.add_post("/api/bindings", self._post_binding)
+        app.router.add_post("/api/bindings/batch", self._post_bindings)
         app.router.add_delete("/api/bindings", self._delete_binding)
         app.router.add_post("/api/unbind_all", self._post_unbind_all)
         app.router.add_post("/api/tasks", self._post_task)
@@ -95,14 +99,23 @@ class Console:
             )
         except RegistryError as err:
             raise _error(400, str(err)) from None
-        return web.json_response(
-            {
-                "product_id": device.product_id,
-                "device_name": device.device_name,
-                "device_secret": device.secret,
-            },
-            status=201,
-        )
+        return web.json_response(_credentials(device), status=201)
+
+    async def _post_devices(self, request: web.Request) -> web.Response:
+        """`{"devices": [{"product_id", "device_name", "device_secret"?}, ...]}`: one registry write for all."""
+        entries = _field(await _json_body(request), "devices")
+        if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+            raise _error(400, "devices must be a list of objects")
+        try:
+            devices = await self._registry.add_devices(
+                [
+                    DeviceRequest(_field(e, "product_id"), _field(e, "device_name"), e.get("device_secret"))
+                    for e in entries
+                ]
+            )
+        except RegistryError as err:
+            raise _error(400, str(err)) from None
+        return web.json_response({"devices": [_credentials(d) for d in devices]}, status=201)
 
     async def _list_devices(self, request: web.Request) -> web.Response:
         product_id = request.query.get("product_id")
@@ -157,6 +170,26 @@ class Console:
             raise _error(409, str(err)) from None
         pushed = await self._cloud.subdevices_changed(gateway, [sub], bound=False)
         return web.json_response({"gateway": gateway, "subdevice": sub, "bound": False, "pushed": pushed})
+
+    async def _post_bindings(self, request: web.Request) -> web.Response:
+        """`{"gateway": "PID/DN", "subdevices": ["PID/DN", ...]}`: one write, one `change` push for all."""
+        body = await _json_body(request)
+        entries = body.get("subdevices")
+        if not isinstance(entries, list):
+            raise _error(400, "subdevices must be a list of PRODUCT_ID/DEVICE_NAME")
+        try:
+            gateway = device_key(*parse_key(body.get("gateway")))
+            subs = [device_key(*parse_key(entry)) for entry in entries]
+        except RegistryError as err:
+            raise _error(400, f"gateway and subdevices: {err}") from None
+        try:
+            await self._registry.bind_many(gateway, subs)
+        except UnknownDeviceError as err:
+            raise _error(404, str(err)) from None
+        except BindingConflictError as err:
+            raise _error(409, str(err)) from None
+        pushed = await self._cloud.subdevices_changed(gateway, subs, bound=True)
+        return web.json_response({"gateway": gateway, "subdevices": subs, "bound": True, "pushed": pushed})
 
     async def _post_unbind_all(self, request: web.Request) -> web.Response:
         body = await _json_body(request)
@@ -304,6 +337,15 @@ class Console:
             if hmac.compare_digest(expected, signature):
                 return product_id, device_name
         raise _RegistrationError("AuthFailure.SignatureFailure", "the X-TC-Signature does not match")
+
+
+def _credentials(device: Device) -> dict[str, str]:
+    """A registered device as the console answers it (with its secret: the console is the owner's view)."""
+    return {
+        "product_id": device.product_id,
+        "device_name": device.device_name,
+        "device_secret": device.secret,
+    }
 
 
 class _RegistrationError(Exception):

@@ -7,7 +7,7 @@ are not lost.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, Mapping
+from collections.abc import AsyncIterable, Mapping, Sequence
 from dataclasses import dataclass, field
 import json
 from pathlib import Path
@@ -286,20 +286,44 @@ class ConsoleClient:
         raw = await self._json("POST", "/api/devices", json=body)
         return DeviceCredentials(str(raw["product_id"]), str(raw["device_name"]), str(raw["device_secret"]))
 
+    async def add_devices(
+        self, devices: Sequence[tuple[str, str]], secrets: Mapping[str, str] | None = None
+    ) -> list[DeviceCredentials]:
+        """`POST /api/devices/batch`: register many `(pid, dn)` in one request; `secrets` by "PID/DN"."""
+        entries: list[dict[str, str]] = []
+        for product_id, device_name in devices:
+            entry = {"product_id": product_id, "device_name": device_name}
+            secret = (secrets or {}).get(f"{product_id}/{device_name}")
+            if secret is not None:
+                entry["device_secret"] = secret
+            entries.append(entry)
+        raw = await self._json("POST", "/api/devices/batch", json={"devices": entries})
+        return [
+            DeviceCredentials(str(e["product_id"]), str(e["device_name"]), str(e["device_secret"]))
+            for e in raw.get("devices", [])
+        ]
+
     async def get_device(self, product_id: str, device_name: str) -> DeviceStatus:
         """`GET /api/devices/{pid}/{dn}`: online, reported version, gateway and task state."""
         raw = await self._json("GET", f"/api/devices/{_segment(product_id)}/{_segment(device_name)}")
         return DeviceStatus.from_json(raw)
 
-    async def list_devices(self) -> list[DeviceStatus]:
-        """`GET /api/devices`: every device (`{"devices": [...]}` or a bare list)."""
-        raw = await self._json("GET", "/api/devices")
+    async def list_devices(self, product_id: str | None = None) -> list[DeviceStatus]:
+        """`GET /api/devices`: every device, or one product's (`{"devices": [...]}` or a bare list)."""
+        params = {} if product_id is None else {"product_id": product_id}
+        raw = await self._json("GET", "/api/devices", params=params)
         entries = raw.get("devices", []) if isinstance(raw, Mapping) else raw
         return [DeviceStatus.from_json(e) for e in entries if isinstance(e, Mapping)]
 
     async def bind(self, gateway: str, subdevice: str) -> None:
         """`POST /api/bindings`: bind `subdevice` ("PID/DN") to `gateway` ("PID/DN") from the console."""
         await self._json("POST", "/api/bindings", json={"gateway": gateway, "subdevice": subdevice})
+
+    async def bind_many(self, gateway: str, subdevices: Sequence[str]) -> None:
+        """`POST /api/bindings/batch`: bind many sub-devices ("PID/DN") to `gateway` in one request."""
+        await self._json(
+            "POST", "/api/bindings/batch", json={"gateway": gateway, "subdevices": list(subdevices)}
+        )
 
     async def unbind(self, gateway: str, subdevice: str) -> None:
         """`DELETE /api/bindings`: unbind from the console."""

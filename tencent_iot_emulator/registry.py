@@ -4,6 +4,10 @@
 `broker/devices.tsv` and `broker/bindings.tsv`, which the mosquitto plugin re-reads when they change; each file
 is replaced atomically (write then rename), so the plugin never sees half a table. Every write is awaited
 before a change is acknowledged, so a binding made in the console applies to the next MQTT packet.
+
+Each write costs O(registered devices), so a thousand devices added one write each is quadratic: batches
+(`add_devices`, `bind_many`) change many entries for one write, and concurrent changes share one write (a
+change waiting for the lock is covered by the write of whoever snapshots after it).
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+from collections.abc import Sequence
 from dataclasses import dataclass
 import json
 import os
@@ -112,6 +117,19 @@ class Device:
         return f"Device({self.key!r})"
 
 
+@dataclass(frozen=True, slots=True)
+class DeviceRequest:
+    """One device of a batch registration; `secret` None keeps an existing secret or generates one."""
+
+    product_id: str
+    device_name: str
+    secret: str | None = None
+
+    def __repr__(self) -> str:
+        """Keep the secret out of reprs."""
+        return f"DeviceRequest({device_key(self.product_id, self.device_name)!r})"
+
+
 class Registry:
     """Products, devices and bindings (sub-device key -> gateway key)."""
 
@@ -126,6 +144,9 @@ class Registry:
         self._by_client_id: dict[str, Device] = {}
         self._bindings: dict[str, str] = {}
         self._lock = asyncio.Lock()
+        # Generations of the in-memory state: changed by every mutation, written by the last finished write.
+        self._changed = 0
+        self._written = -1
 
     async def load(self) -> None:
         """Read `registry.json` (if any) and (re)write the broker tables."""
@@ -183,23 +204,37 @@ class Registry:
 
     async def add_device(self, product_id: str, device_name: str, secret: str | None = None) -> Device:
         """Register a device (or return it; a given secret replaces the old one)."""
-        validate_product_id(product_id)
-        validate_device_name(device_name)
-        existing = self._devices.get(device_key(product_id, device_name))
-        if secret is None:
-            if existing is not None:
-                return existing
-            secret = new_device_secret()
-        validate_device_secret(secret)
-        device = Device(product_id, device_name, secret)
-        clash = self._by_client_id.get(device.client_id)
-        if clash is not None and clash.key != device.key:
-            raise RegistryError(f"client id {device.client_id} is already used by {clash.key}")
-        self._devices[device.key] = device
-        self._by_client_id[device.client_id] = device
-        self._products.setdefault(product_id, None)
-        await self._save()
+        [device] = await self.add_devices([DeviceRequest(product_id, device_name, secret)])
         return device
+
+    async def add_devices(self, requests: Sequence[DeviceRequest]) -> list[Device]:
+        """Register many devices with one write; all or none (the first invalid request refuses the batch)."""
+        planned: dict[str, Device] = {}
+        by_client_id: dict[str, Device] = {}
+        for request in requests:
+            device = self._plan_device(request, planned)
+            clash = by_client_id.get(device.client_id) or self._by_client_id.get(device.client_id)
+            if clash is not None and clash.key != device.key:
+                raise RegistryError(f"client id {device.client_id} is already used by {clash.key}")
+            planned[device.key] = by_client_id[device.client_id] = device
+        changed = [d for d in planned.values() if self._devices.get(d.key) != d]
+        for device in changed:
+            self._devices[device.key] = device
+            self._by_client_id[device.client_id] = device
+            self._products.setdefault(device.product_id, None)
+        if changed or not requests:
+            await self._save()
+        return [planned[device_key(r.product_id, r.device_name)] for r in requests]
+
+    def _plan_device(self, request: DeviceRequest, planned: dict[str, Device]) -> Device:
+        """The device `request` leaves registered (validated; nothing is changed yet)."""
+        product_id = validate_product_id(request.product_id)
+        device_name = validate_device_name(request.device_name)
+        key = device_key(product_id, device_name)
+        existing = planned.get(key) or self._devices.get(key)
+        if request.secret is None:
+            return existing or Device(product_id, device_name, new_device_secret())
+        return Device(product_id, device_name, validate_device_secret(request.secret))
 
     def get(self, product_id: str, device_name: str) -> Device | None:
         """The device, if registered."""
@@ -227,14 +262,20 @@ class Registry:
 
     async def bind(self, gateway_key: str, sub_key: str) -> None:
         """Bind a sub-device to a gateway (idempotent); refuses one bound elsewhere."""
+        await self.bind_many(gateway_key, [sub_key])
+
+    async def bind_many(self, gateway_key: str, sub_keys: Sequence[str]) -> None:
+        """Bind sub-devices to a gateway with one write (idempotent); all or none, as `bind` checks each."""
         self._require(gateway_key)
-        self._require(sub_key)
-        if gateway_key == sub_key:
-            raise BindingConflictError("a device cannot be bound to itself")
-        current = self._bindings.get(sub_key)
-        if current is not None and current != gateway_key:
-            raise BindingConflictError(f"{sub_key} is bound to another gateway")
-        self._bindings[sub_key] = gateway_key
+        for sub_key in sub_keys:
+            self._require(sub_key)
+            if gateway_key == sub_key:
+                raise BindingConflictError("a device cannot be bound to itself")
+            current = self._bindings.get(sub_key)
+            if current is not None and current != gateway_key:
+                raise BindingConflictError(f"{sub_key} is bound to another gateway")
+        for sub_key in sub_keys:
+            self._bindings[sub_key] = gateway_key
         await self._save()
 
     async def unbind(self, gateway_key: str, sub_key: str) -> None:
@@ -262,35 +303,69 @@ class Registry:
         return device
 
     async def _save(self) -> None:
-        """Persist and rewrite the broker tables; serialised so writes land in the order of the changes."""
-        registry = {
-            "products": dict(self._products),
+        """Persist and rewrite the broker tables; returns once a write holding this change has landed.
+
+        Writes are serialised, so they land in the order of the changes; each write takes the state as it is
+        when the write starts, so every change already made by then needs no write of its own.
+        """
+        self._changed += 1
+        wanted = self._changed
+        async with self._lock:
+            if self._written >= wanted:
+                return
+            generation = self._changed
+            # Devices are frozen: shallow copies are a consistent snapshot; the text is built off the loop.
+            snapshot = _Snapshot(
+                dict(self._products),
+                list(self._devices.values()),
+                dict(self._bindings),
+                frozenset(self._plain_products),
+            )
+            await asyncio.get_running_loop().run_in_executor(None, self._write_all, snapshot)
+            self._written = generation
+
+    def _write_all(self, snapshot: _Snapshot) -> None:
+        self._tables_dir.mkdir(parents=True, exist_ok=True)
+        _atomic_write(self._file, json.dumps(snapshot.registry(), indent=1))
+        _atomic_write(self._tables_dir / DEVICES_TABLE, snapshot.devices_table())
+        _atomic_write(self._tables_dir / BINDINGS_TABLE, snapshot.bindings_table())
+
+
+@dataclass(frozen=True, slots=True)
+class _Snapshot:
+    """The registry at one moment, as the write that persists it sees it."""
+
+    products: dict[str, str | None]
+    devices: list[Device]
+    bindings: dict[str, str]
+    plain_products: frozenset[str]  # products whose devices are not gateways
+
+    def registry(self) -> dict[str, Any]:
+        """The document of `registry.json`."""
+        return {
+            "products": self.products,
             "devices": [
                 {"product_id": d.product_id, "device_name": d.device_name, "secret": d.secret}
-                for d in self._devices.values()
+                for d in self.devices
             ],
-            "bindings": dict(self._bindings),
-            "plain_products": sorted(self._plain_products),
+            "bindings": self.bindings,
+            "plain_products": sorted(self.plain_products),
         }
-        devices = "".join(
-            f"{d.client_id}\t{d.product_id}\t{d.device_name}\t{d.secret}"
-            f"\t{'gateway' if self.is_gateway_product(d.product_id) else 'device'}\n"
-            for d in self._devices.values()
-        )
-        bindings = "".join(
-            f"{gateway.replace('/', chr(9), 1)}\t{sub.replace('/', chr(9), 1)}\n"
-            for sub, gateway in self._bindings.items()
-        )
-        async with self._lock:
-            await asyncio.get_running_loop().run_in_executor(
-                None, self._write_all, registry, devices, bindings
-            )
 
-    def _write_all(self, registry: dict[str, Any], devices: str, bindings: str) -> None:
-        self._tables_dir.mkdir(parents=True, exist_ok=True)
-        _atomic_write(self._file, json.dumps(registry, indent=1))
-        _atomic_write(self._tables_dir / DEVICES_TABLE, devices)
-        _atomic_write(self._tables_dir / BINDINGS_TABLE, bindings)
+    def devices_table(self) -> str:
+        """`devices.tsv`: client id, product id, device name, secret, and whether it may act as a gateway."""
+        return "".join(
+            f"{d.client_id}\t{d.product_id}\t{d.device_name}\t{d.secret}"
+            f"\t{'device' if d.product_id in self.plain_products else 'gateway'}\n"
+            for d in self.devices
+        )
+
+    def bindings_table(self) -> str:
+        """`bindings.tsv`: gateway product id and name, then the sub-device's."""
+        return "".join(
+            f"{gateway.replace('/', chr(9), 1)}\t{sub.replace('/', chr(9), 1)}\n"
+            for sub, gateway in self.bindings.items()
+        )
 
 
 def _atomic_write(path: Path, text: str) -> None:

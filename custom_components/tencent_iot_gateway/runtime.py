@@ -275,6 +275,10 @@ class GatewayRuntime:
                 )
         for device, config in wanted.items():
             old_config = self.configs.get(device)
+            if old_config == config:
+                # Unchanged: with a thousand sub-devices, rebuilding every flasher and notifying every entity
+                # for each subentry added would make each change cost O(N).
+                continue
             self.configs[device] = config
             self._build_flasher(config)
             sub = SubDevice(device, config.installed_version, config.secret)
