@@ -335,6 +335,20 @@ class TencentIotConfigFlow(ConfigFlow, domain=DOMAIN):
             _LOGGER.debug("Cannot connect to the broker: %s", err)
             raise FlowError("custom" if custom else "base", "cannot_connect", {"reason": str(err)}) from None
 
+    def _async_save_and_abort(
+        self, entry: ConfigEntry, data: dict[str, Any], reason: str
+    ) -> ConfigFlowResult:
+        """Save `data` and have the entry reloaded exactly once.
+
+        A loaded entry's update listener reloads it when its data changes: that is the one reload path (HA
+        reports flows that reload such an entry themselves). The flow reloads only what the listener will not:
+        an entry that is not loaded (no listener: e.g. its setup failed on the old secret) or unchanged data.
+        """
+        changed = self.hass.config_entries.async_update_entry(entry, data=data)
+        if not changed or not entry.update_listeners:
+            self.hass.config_entries.async_schedule_reload(entry.entry_id)
+        return self.async_abort(reason=reason)
+
     # -- re-authentication --------------------------------------------------------------------------------
 
     async def async_step_reauth(self, entry_data: Mapping[str, Any]) -> ConfigFlowResult:
@@ -361,9 +375,7 @@ class TencentIotConfigFlow(ConfigFlow, domain=DOMAIN):
                 errors["base" if err.field == "custom" else err.field] = err.key
                 placeholders |= err.placeholders
             else:
-                return self.async_update_reload_and_abort(
-                    entry, data_updates={CONF_DEVICE_SECRET: data[CONF_DEVICE_SECRET]}
-                )
+                return self._async_save_and_abort(entry, data, "reauth_successful")
         return self.async_show_form(
             step_id="reauth_confirm",
             data_schema=SECRET_SCHEMA,
@@ -389,7 +401,7 @@ class TencentIotConfigFlow(ConfigFlow, domain=DOMAIN):
                 errors["base" if err.field == "custom" else err.field] = err.key
                 placeholders = err.placeholders
             else:
-                return self.async_update_reload_and_abort(entry, data=self._data)
+                return self._async_save_and_abort(entry, self._data, "reconfigure_successful")
         return self.async_show_form(
             step_id="reconfigure",
             data_schema=self.add_suggested_values_to_schema(REGION_SCHEMA, user_input or dict(entry.data)),
@@ -416,7 +428,7 @@ class TencentIotConfigFlow(ConfigFlow, domain=DOMAIN):
                 errors["base" if err.field == "custom" else err.field] = err.key
                 placeholders = err.placeholders
             else:
-                return self.async_update_reload_and_abort(entry, data=data)
+                return self._async_save_and_abort(entry, data, "reconfigure_successful")
         return self.async_show_form(
             step_id="reconfigure_custom",
             data_schema=self.add_suggested_values_to_schema(
