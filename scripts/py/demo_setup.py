@@ -353,7 +353,7 @@ async def add_sub_devices(
                     "flasher_kind": "http",
                     "unbind_on_remove": False,
                 },
-                {"settings": flasher_settings(http_url)},
+                flasher_settings(http_url),
             ],
         )
         if result.get("type") == "abort" and result.get("reason") == "already_configured":

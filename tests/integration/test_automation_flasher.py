@@ -209,15 +209,8 @@ async def test_selectable_in_the_sub_device_flow(hass: HomeAssistant, gateway: G
         },
     )
     assert result["type"] is FlowResultType.FORM
-    assert result["step_id"] == "flasher"
-    result = await hass.config_entries.subentries.async_configure(
-        result["flow_id"], {"settings": {"timeout_s": -1}}
-    )
-    assert result["errors"] == {"settings": "invalid_flasher"}
-    assert "timeout_s" in (result["description_placeholders"] or {})["reason"]
-    result = await hass.config_entries.subentries.async_configure(
-        result["flow_id"], {"settings": {"timeout_s": 120}}
-    )
+    assert result["step_id"] == "flasher_automation"
+    result = await hass.config_entries.subentries.async_configure(result["flow_id"], {"timeout_s": 120})
     assert result["type"] is FlowResultType.CREATE_ENTRY
     stored = next(s for s in entry.subentries.values() if s.unique_id == light_key("light9"))
     assert stored.data[CONF_FLASHER] == {"kind": "automation", "timeout_s": 120.0}
