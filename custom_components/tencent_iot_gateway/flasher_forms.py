@@ -36,9 +36,10 @@ from .engine.flashers import CommandFlasherConfig, FileFlasherConfig, HttpFlashe
 from .flashers import parse_flasher_settings
 
 KIND: Final = "kind"
-TOKEN: Final = "token"
+# The http flasher's bearer token: never shown on the form, kept when left empty.
+BEARER: Final = "token"
 # Settings a form may leave empty: they are then not stored (the engine's default applies).
-_OPTIONAL_TEXT: Final = frozenset({TOKEN, "version_url"})
+_OPTIONAL_TEXT: Final = frozenset({BEARER, "version_url"})
 _INDEXED_FIELD = re.compile(r"(\w+)\[\d+\]")
 
 
@@ -90,7 +91,7 @@ def _http_schema() -> vol.Schema:
         {
             vol.Required("url"): _URL,
             vol.Required("method", default=defaults.method.value): _METHOD,
-            vol.Optional(TOKEN): _PASSWORD,
+            vol.Optional(BEARER): _PASSWORD,
             vol.Optional("version_url"): _URL,
             vol.Required("poll_interval_s", default=defaults.poll_interval_s): _seconds(3600, step="any"),
             vol.Required("timeout_s", default=defaults.timeout_s): _seconds(86_400),
@@ -157,7 +158,7 @@ def suggested_values(stored: Mapping[str, Any] | None, kind: str) -> dict[str, A
     return {
         key: value
         for key, value in stored.items()
-        if key not in (KIND, TOKEN) and value is not None and value not in ("", [])
+        if key not in (KIND, BEARER) and value is not None and value not in ("", [])
     }
 
 
@@ -170,16 +171,15 @@ async def async_settings_from_form(
     """
     form = FORMS[kind]
     settings: dict[str, Any] = {KIND: kind}
-    for key, value in user_input.items():
-        if isinstance(value, str):
-            value = value.strip()
+    for key, entered in user_input.items():
+        value = entered.strip() if isinstance(entered, str) else entered
         if key in _OPTIONAL_TEXT and not value:
             continue
         if key == "args":
             value = [str(arg) for arg in value if str(arg).strip()]
         settings[key] = value
-    if TOKEN not in settings and stored is not None and stored.get(KIND) == kind and stored.get(TOKEN):
-        settings[TOKEN] = stored[TOKEN]
+    if BEARER not in settings and stored is not None and stored.get(KIND) == kind and stored.get(BEARER):
+        settings[BEARER] = stored[BEARER]
     try:
         parsed = parse_flasher_settings(settings)
     except InvalidFieldError as err:
