@@ -81,4 +81,9 @@ SERVICE_COMPLETE_FLASH: Final = "complete_flash"
 SIGNAL_JOB: Final = f"{DOMAIN}_job_{{entry_id}}_{{device}}"
 SIGNAL_CONNECTION: Final = f"{DOMAIN}_connection_{{entry_id}}"
 CONF_UNBIND_ON_REMOVE: Final = "unbind_on_remove"
+# What the user calls a sub-device, its model and maker (all optional: the device name and product id stand in).
+CONF_NAME: Final = "name"
+CONF_MODEL: Final = "model"
+CONF_MANUFACTURER: Final = "manufacturer"
+# The gateway's own device (Home Assistant acting as a device of Tencent Cloud IoT).
 MANUFACTURER: Final = "Tencent Cloud IoT"

@@ -1,6 +1,7 @@
 """Sub-devices as config subentries of their gateway: add and edit (removal is HA's own subentry delete).
 
-Stored data: `product_id`, `device_name`, optional `device_secret` (then the gateway binds it when the cloud
+Stored data: `product_id`, `device_name`, optional `name`, `model` and `manufacturer` (what the user calls it;
+the title is the name, else the device name), optional `device_secret` (then the gateway binds it when the cloud
 says it is not bound), `installed_version`, `unbind_on_remove`, and `flasher` (the flasher's settings with
 their `kind`, or absent for none). The flasher settings are entered on one form per kind (flasher_forms.py)
 and validated by the engine's parser for that kind, which names the bad field.
@@ -28,6 +29,9 @@ from .const import (
     CONF_FLASHER,
     CONF_FLASHER_KIND,
     CONF_INSTALLED_VERSION,
+    CONF_MANUFACTURER,
+    CONF_MODEL,
+    CONF_NAME,
     CONF_PRODUCT_ID,
     CONF_UNBIND_ON_REMOVE,
     DEFAULT_INSTALLED_VERSION,
@@ -62,6 +66,9 @@ def _kind_selector() -> SelectSelector:
 
 def _common_fields() -> dict[vol.Marker, Any]:
     return {
+        vol.Optional(CONF_NAME): TextSelector(),
+        vol.Optional(CONF_MODEL): TextSelector(),
+        vol.Optional(CONF_MANUFACTURER): TextSelector(),
         vol.Optional(CONF_DEVICE_SECRET): _PASSWORD,
         vol.Required(CONF_INSTALLED_VERSION, default=DEFAULT_INSTALLED_VERSION): TextSelector(),
         vol.Required(CONF_FLASHER_KIND, default=FLASHER_NONE): _kind_selector(),
@@ -87,6 +94,9 @@ def _check_common(user_input: dict[str, Any]) -> dict[str, Any]:
     except InvalidFirmwareError as err:
         raise InvalidFieldError(CONF_INSTALLED_VERSION, str(err)) from None
     data[CONF_UNBIND_ON_REMOVE] = bool(user_input.get(CONF_UNBIND_ON_REMOVE, False))
+    for key in (CONF_NAME, CONF_MODEL, CONF_MANUFACTURER):
+        if text := str(user_input.get(key) or "").strip():
+            data[key] = text
     return data
 
 
@@ -227,8 +237,10 @@ class SubDeviceSubentryFlow(ConfigSubentryFlow):
         if self._kind == FLASHER_NONE:
             self._data.pop(CONF_FLASHER, None)
         device = DeviceId(self._data[CONF_PRODUCT_ID], self._data[CONF_DEVICE_NAME])
+        # The title is what the user calls it; the unique id stays `PID/DN`.
+        title = self._data.get(CONF_NAME) or device.device_name
         if self.source == "user":
-            return self.async_create_entry(title=device.key, data=self._data, unique_id=device.key)
+            return self.async_create_entry(title=title, data=self._data, unique_id=device.key)
         return self.async_update_and_abort(
-            self._get_entry(), self._get_reconfigure_subentry(), data=self._data
+            self._get_entry(), self._get_reconfigure_subentry(), data=self._data, title=title
         )

@@ -64,8 +64,9 @@ class SubDeviceFirmwareUpdate(SubDeviceEntity, UpdateEntity):
 
     @property
     def title(self) -> str:
-        """What the firmware is for."""
-        return f"{self.sub_device.product_id} firmware"
+        """What the firmware is for: the model the user named, else the product (no untranslated words)."""
+        config = self.runtime.configs.get(self.sub_device)
+        return config.device_model[0] if config is not None else self.sub_device.product_id
 
     @property
     def auto_update(self) -> bool:

@@ -25,6 +25,7 @@ from custom_components.tencent_iot_gateway.const import (
     CONF_TLS,
     DOMAIN,
 )
+from custom_components.tencent_iot_gateway.sensor import OtaStateSensor
 from tencent_iot_emulator.emulator import Emulator
 
 GATEWAY_PRODUCT = "GWPROD0001"
@@ -140,3 +141,10 @@ def mock_setup_entry() -> Iterator[AsyncMock]:
         patch("custom_components.tencent_iot_gateway.async_unload_entry", return_value=True),
     ):
         yield mock
+
+
+@pytest.fixture
+def ota_state_sensors_enabled() -> Iterator[None]:
+    """The OTA state sensor is disabled by default; tests that read it enable it as a user would."""
+    with patch.object(OtaStateSensor, "_attr_entity_registry_enabled_default", True):
+        yield

@@ -83,7 +83,7 @@ async def test_add_without_secret_then_bound_in_console(hass: HomeAssistant, gat
     entry = await add_entry(hass, gateway.entry_data)
     result = await _add(hass, entry, _device_input("light1"))
     assert result["type"] is FlowResultType.CREATE_ENTRY
-    assert result["title"] == light_key("light1")
+    assert result["title"] == "light1"  # the device name: no product id in what the user reads
     subentry = entry.subentries[_subentry_id(entry, "light1")]
     assert dict(subentry.data) == {
         CONF_PRODUCT_ID: LIGHT_PRODUCT,

@@ -23,6 +23,9 @@ from tests.emulator_fixtures import eventually
 from .conftest import Gateway
 from .helpers import LIGHT_PRODUCT, push, register_lights, setup_gateway, state as state_of, sub, wait_for
 
+# These tests read the OTA state sensor, which is disabled by default.
+pytestmark = pytest.mark.usefixtures("ota_state_sensors_enabled")
+
 FIRMWARE = bytes(range(256)) * 400  # 100 KiB
 VERSION = "V100R0001"
 
@@ -38,7 +41,7 @@ async def test_full_install_with_progress(hass: HomeAssistant, gateway: Gateway,
     state = state_of(hass, entity_id)
     assert state.state == STATE_OFF
     assert state.attributes[ATTR_INSTALLED_VERSION] == "0.1"
-    assert state.attributes["title"] == f"{LIGHT_PRODUCT} firmware"
+    assert state.attributes["title"] == LIGHT_PRODUCT  # the model (none given): no untranslated words
 
     await push(gateway, FIRMWARE, "light1", version=VERSION)
     await wait_for(hass, lambda: state_of(hass, entity_id).state == STATE_ON)
