@@ -64,6 +64,7 @@ from .engine.gateway_engine import (
 from .engine.identity import DeviceId
 from .engine.ota_jobs import JobSnapshot, JobState, OtaSettings
 from .events import async_fire_ota_event
+from .failures import async_track_unattended_failure
 from .flashers import flasher_from_settings
 from .validation import device_id_from, endpoint_from
 
@@ -197,6 +198,8 @@ class GatewayRuntime:
             hass, STORAGE_VERSION, store_key(entry.entry_id, "ignored")
         )
         self._ignored: set[str] = set()
+        # Sub-devices whose running install nobody watches (an automation called `update.install`).
+        self.unattended_installs: set[DeviceId] = set()
         self._dropping: set[str] = set()
         self.configs = sub_device_configs(entry)
         self._flashers: dict[DeviceId, Flasher] = {}
@@ -342,6 +345,11 @@ class GatewayRuntime:
         installed = config.installed_version if config is not None else DEFAULT_INSTALLED_VERSION
         return JobSnapshot(device, JobState.IDLE, installed)
 
+    def display_name(self, device: DeviceId) -> str:
+        """What the user calls a sub-device (its subentry's name, else its device name)."""
+        config = self.configs.get(device)
+        return config.display_name if config is not None else device.device_name
+
     def is_online(self, device: DeviceId) -> bool:
         """Whether the cloud accepted the sub-device's `online` (and the gateway is connected)."""
         state = self._devices.get(device)
@@ -435,6 +443,14 @@ class GatewayRuntime:
                     self._update_sw_version(event.device, event.installed_version)
                 self._notify(event.device)
                 async_fire_ota_event(self.hass, self.entry.entry_id, previous, event)
+                async_track_unattended_failure(
+                    self.hass,
+                    self.entry.entry_id,
+                    self.display_name(event.device),
+                    previous,
+                    event,
+                    unattended=self._auto_install(event.device) or event.device in self.unattended_installs,
+                )
             case ConnectionChanged(connected):
                 self._set_connected(connected)
                 if connected:

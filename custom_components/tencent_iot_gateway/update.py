@@ -11,6 +11,7 @@ from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers.entity import Entity
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
+from . import failures
 from .const import DOMAIN, InstallPolicy
 from .engine.errors import OtaError
 from .engine.identity import DeviceId
@@ -28,6 +29,9 @@ async def async_setup_entry(
     hass: HomeAssistant, entry: TencentIotConfigEntry, async_add_entities: AddConfigEntryEntitiesCallback
 ) -> None:
     """One firmware update entity per sub-device."""
+
+    # Release notes and summaries are worded from the translations: have them in the cache.
+    await failures.async_load_texts(hass)
 
     def build(runtime: GatewayRuntime, device: DeviceId) -> list[Entity]:
         return [SubDeviceFirmwareUpdate(runtime, device)]
@@ -86,17 +90,24 @@ class SubDeviceFirmwareUpdate(SubDeviceEntity, UpdateEntity):
             return None
         return snapshot.percent
 
+    @property
+    def release_summary(self) -> str | None:
+        """The running job's phase, the offered version's last failure (until the next attempt), or its size."""
+        return failures.release_summary(self.hass, self._name, self.snapshot)
+
     async def async_release_notes(self) -> str | None:
-        """Version, size, MD5 and where it comes from (the host only: the signed query is a credential)."""
+        """Version, human size and where it comes from (the host only: the signed query is a credential).
+
+        Tencent's push carries no description or release URL (spec §3), so there is none to show.
+        """
         target = self.snapshot.target
         if target is None:
             return None
-        return (
-            f"**{target.version}**\n\n"
-            f"- Size: {target.size:,} bytes\n"
-            f"- MD5: `{target.md5}`\n"
-            f"- From: {target.host}\n"
-        )
+        return failures.release_notes(self.hass, self._name, target)
+
+    @property
+    def _name(self) -> str:
+        return self.runtime.display_name(self.sub_device)
 
     async def async_install(self, version: str | None, backup: bool, **kwargs: Any) -> None:
         """Start the job (or join the one under way) and return when it has ended.
@@ -105,6 +116,11 @@ class SubDeviceFirmwareUpdate(SubDeviceEntity, UpdateEntity):
         and HA's install action refuses an entity with nothing pending (the engine would refuse it too).
         """
         wanted = self.snapshot.latest_version
+        target = self.snapshot.target
+        # Nobody watches an install that no user started (an automation): its failure becomes a repair issue.
+        unattended = self._context is None or self._context.user_id is None
+        if unattended:
+            self.runtime.unattended_installs.add(self.sub_device)
         try:
             await self.runtime.engine.ota.install(self.sub_device)
         except asyncio.CancelledError as err:
@@ -118,7 +134,7 @@ class SubDeviceFirmwareUpdate(SubDeviceEntity, UpdateEntity):
                     translation_domain=DOMAIN,
                     translation_key="install_replaced",
                     translation_placeholders={
-                        "device": self.sub_device.key,
+                        "device": self._name,
                         "version": wanted,
                         "offered": offered.version,
                     },
@@ -126,16 +142,16 @@ class SubDeviceFirmwareUpdate(SubDeviceEntity, UpdateEntity):
             raise HomeAssistantError(
                 translation_domain=DOMAIN,
                 translation_key="install_cancelled",
-                translation_placeholders={"device": self.sub_device.key, "version": wanted},
+                translation_placeholders={"device": self._name, "version": wanted},
             ) from err
         except OtaError as err:
+            # A call that joined a job gets the error rebuilt from the job's snapshot, which names the failure.
+            failed = self.snapshot
+            key = failures.failure_key(failed) if failed.state is JobState.FAILED else err.translation_key
             raise HomeAssistantError(
                 translation_domain=DOMAIN,
-                translation_key="install_failed",
-                translation_placeholders={
-                    "device": self.sub_device.key,
-                    "version": wanted,
-                    "code": str(int(err.code)),
-                    "reason": str(err),
-                },
+                translation_key=f"failure_{key}",
+                translation_placeholders=failures.error_placeholders(self._name, wanted, err, target),
             ) from err
+        finally:
+            self.runtime.unattended_installs.discard(self.sub_device)

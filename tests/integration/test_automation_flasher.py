@@ -133,10 +133,10 @@ async def test_failure_reported_by_the_automation(hass: HomeAssistant, gateway: 
     hass.bus.async_listen(EVENT_FLASH_REQUEST, answer)
     with pytest.raises(HomeAssistantError) as caught:
         await _install(hass)
-    assert caught.value.translation_key == "install_failed"
+    assert caught.value.translation_key == "failure_flash_failed"
     placeholders = caught.value.translation_placeholders or {}
     assert placeholders["code"] == "-5"
-    assert placeholders["reason"] == "the device did not reboot"
+    assert placeholders["detail"] == "the device did not reboot"
     assert state(hass, ENTITY).attributes[ATTR_INSTALLED_VERSION] == "0.1"
 
     async def failed_in_cloud() -> bool:
@@ -158,7 +158,7 @@ async def test_no_answer_times_out(hass: HomeAssistant, gateway: Gateway) -> Non
     assert asyncio.get_running_loop().time() - started < 3
     placeholders = caught.value.translation_placeholders or {}
     assert placeholders["code"] == "-5"
-    assert "no complete_flash" in placeholders["reason"]
+    assert "no complete_flash" in placeholders["detail"]
     assert state(hass, "sensor.light1_firmware_update_state").state == "failed"
     assert len(job_ids) == 1
     await cloud_task_ended(gateway, "light1", "fail")

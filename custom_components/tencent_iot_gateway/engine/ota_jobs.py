@@ -58,6 +58,7 @@ MAX_URL_REFRESHES = 2
 DOWNLOAD_SHARE = 50
 _STORE_VERSION = 1
 
+
 class JobState(StrEnum):
     """Where a sub-device's firmware update stands."""
 
@@ -111,6 +112,8 @@ class JobSnapshot:
     eta_s: float | None = None
     result_code: int | None = None
     message: str = ""
+    failure_key: str | None = None
+    """The `translation_key` of the last failure (meaningful while `state` is failed)."""
 
     @property
     def latest_version(self) -> str:
@@ -384,11 +387,17 @@ class OtaManager:
                 await self._report_version(entry)
         except OtaError as err:
             entry.install_requested = False
-            _LOGGER.error(
+            # Expected (a bad image, a refusing device): once, as a warning; the UI shows it translated.
+            _LOGGER.warning(
                 "Updating %s to %s failed: %s (code %d)", entry.device, target.version, err, err.code
             )
             self._update(
-                entry, state=JobState.FAILED, percent=None, result_code=int(err.code), message=str(err)
+                entry,
+                state=JobState.FAILED,
+                percent=None,
+                result_code=int(err.code),
+                message=str(err),
+                failure_key=err.translation_key,
             )
             await self._save()
             await self._cache.release(target)
@@ -517,7 +526,9 @@ class OtaManager:
         await self._send_report(entry, report_progress(ProgressState.BURNING, target.version))
 
         def on_flash_progress(percent: int) -> None:
-            bounded = max(0, min(100, percent))
+            # Only a flasher's own progress moves the bar past the download's half, and never to 100 before
+            # the flash has returned (a device may still be rebooting into the image).
+            bounded = max(0, min(99, percent))
             self._update(entry, percent=DOWNLOAD_SHARE + bounded * (100 - DOWNLOAD_SHARE) // 100)
 
         try:
