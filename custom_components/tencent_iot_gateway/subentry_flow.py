@@ -209,7 +209,7 @@ class SubDeviceSubentryFlow(ConfigSubentryFlow):
         """The chosen kind's form; an error names its field and keeps everything entered."""
         errors: dict[str, str] = {}
         placeholders: dict[str, str] = {
-            "device": self._data[CONF_DEVICE_NAME],
+            "device": self._data.get(CONF_NAME) or self._data[CONF_DEVICE_NAME],
             "reason": "",
             # Braces cannot be written in a translation (they are its own placeholders): passed as a value.
             "placeholders": ", ".join(f"{{{name}}}" for name in sorted(PLACEHOLDERS)),

@@ -100,10 +100,16 @@ class SubDeviceFirmwareUpdate(SubDeviceEntity, UpdateEntity):
 
         Tencent's push carries no description or release URL (spec §3), so there is none to show.
         """
-        target = self.snapshot.target
+        snapshot = self.snapshot
+        target = snapshot.target
         if target is None:
             return None
-        return failures.release_notes(self.hass, self._name, target)
+        notes = failures.release_notes(self.hass, self._name, target)
+        if snapshot.state is JobState.FAILED:
+            # The dialog shows release notes instead of the summary: the last failure leads them.
+            summary = failures.release_summary(self.hass, self._name, snapshot)
+            notes = f"> {summary}\n\n{notes}"
+        return notes
 
     @property
     def _name(self) -> str:

@@ -93,6 +93,12 @@ async def test_md5_failure_is_translated_shown_and_logged_once(
     summary = state(hass, ENTITY).attributes["release_summary"]
     assert summary.startswith(f"The downloaded image of {VERSION} (100 KiB) for light1 does not match")
     assert state(hass, ENTITY).attributes["latest_version"] == VERSION  # still offered
+    # The dialog shows release notes rather than the summary: they lead with the failure too.
+    entity = hass.data["update"].get_entity(ENTITY)
+    assert entity is not None
+    notes = await entity.async_release_notes()
+    assert notes is not None
+    assert notes.startswith(f"> The downloaded image of {VERSION}")
     ours = [
         r for r in caplog.records if r.name.startswith("custom_components") and r.levelno >= logging.WARNING
     ]
