@@ -166,6 +166,7 @@ async def test_flasher_form_failure_and_install(socket_enabled: None, tmp_path: 
         dialog = await _add_sub_device_through_the_form(
             page, words, ha_url, credentials.device_secret, demo.endpoints.http_url
         )
+        await dialog.get_by_role("textbox").nth(0).scroll_into_view_if_needed()
         await _screenshot(page, shots / f"flasher-form-{words.language}.png")
         await dialog.get_by_role("button", name=words.submit).click()
         await expect(dialog.locator("ha-dialog, ha-md-dialog, wa-dialog").first).to_be_hidden(
