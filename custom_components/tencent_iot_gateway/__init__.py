@@ -11,6 +11,7 @@ from homeassistant.exceptions import ConfigEntryAuthFailed, ConfigEntryNotReady
 from homeassistant.helpers import config_validation as cv, device_registry as dr
 from homeassistant.helpers.storage import Store
 from homeassistant.helpers.typing import ConfigType
+from homeassistant.loader import async_get_integration
 
 from .const import (
     CONF_PRODUCT_ID,
@@ -63,9 +64,10 @@ async def async_setup_entry(hass: HomeAssistant, entry: TencentIotConfigEntry) -
         identifiers={(DOMAIN, runtime.gateway.key)},
         manufacturer=MANUFACTURER,
         model=entry.data[CONF_PRODUCT_ID],
-        model_id=entry.data[CONF_PRODUCT_ID],
         name=entry.title,
         serial_number=runtime.gateway.key,
+        # The gateway is this integration: its software is the integration's version.
+        sw_version=str((await async_get_integration(hass, DOMAIN)).version),
     )
     runtime.gateway_device_id = gateway_device.id
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)

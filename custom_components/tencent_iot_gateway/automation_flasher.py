@@ -121,7 +121,9 @@ class AutomationFlasher:
         job_id = uuid.uuid4().hex
         future: asyncio.Future[FlashOutcome] = hass.loop.create_future()
         requests.pending[job_id] = future
-        device = dr.async_get(hass).async_get_device(identifiers={(DOMAIN, target.key)})
+        # A sub-device belongs to one gateway entry; the flasher does not know which, so any match will do.
+        devices = dr.async_get(hass).async_get_devices(identifiers={(DOMAIN, target.key)})
+        device = devices[0] if devices else None
         _LOGGER.info("Asking automations to flash %s to %s (job %s)", target, firmware.version, job_id)
         try:
             hass.bus.async_fire(

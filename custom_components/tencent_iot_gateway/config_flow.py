@@ -192,6 +192,7 @@ class TencentIotConfigFlow(ConfigFlow, domain=DOMAIN):
         self._data: dict[str, Any] = {}
         self._product_secret: str | None = None
         self._user_input: dict[str, Any] = {}
+        self._custom_input: dict[str, Any] = {}
 
     @staticmethod
     @callback
@@ -225,8 +226,10 @@ class TencentIotConfigFlow(ConfigFlow, domain=DOMAIN):
             except FlowError as err:
                 errors[err.field] = err.key
             else:
-                await self.async_set_unique_id(device.key)
-                self._abort_if_unique_id_configured()
+                # The unique id is claimed only when the entry is created: a flow left open (the dialog closed
+                # with Escape) must not block adding the same gateway again ("already being configured").
+                if device.key in {e.unique_id for e in self._async_current_entries(include_ignore=False)}:
+                    return self.async_abort(reason="already_configured")
                 self._data = {
                     CONF_REGION: user_input[CONF_REGION],
                     CONF_PRODUCT_ID: device.product_id,
@@ -253,25 +256,34 @@ class TencentIotConfigFlow(ConfigFlow, domain=DOMAIN):
                 placeholders = error.placeholders
             else:
                 self._data |= custom
+                self._custom_input = dict(user_input)
                 if CONF_REGISTRATION_URL in user_input:
                     self._user_input[CONF_REGISTRATION_URL] = user_input[CONF_REGISTRATION_URL]
                 return await self._async_finish("custom")
         return self.async_show_form(
             step_id="custom",
             data_schema=self.add_suggested_values_to_schema(
-                _custom_schema(with_registration=self._product_secret is not None), user_input or {}
+                _custom_schema(with_registration=self._product_secret is not None),
+                user_input if user_input is not None else self._custom_suggestions(),
             ),
             errors=errors,
             description_placeholders=placeholders,
         )
 
-    def _show_user_form(self, errors: dict[str, str], placeholders: dict[str, str]) -> ConfigFlowResult:
-        suggested = {
-            k: v for k, v in self._user_input.items() if k not in (CONF_DEVICE_SECRET, CONF_PRODUCT_SECRET)
+    def _custom_suggestions(self) -> dict[str, Any]:
+        """What was entered on the custom step before (back from the user step after an error there)."""
+        return {
+            key: value
+            for key, value in (self._custom_input | self._user_input).items()
+            if key in (*_CUSTOM_KEYS, CONF_REGISTRATION_URL)
         }
+
+    def _show_user_form(self, errors: dict[str, str], placeholders: dict[str, str]) -> ConfigFlowResult:
+        # Everything entered comes back, the secrets too: they are the user's own input, and a typo is
+        # easier to fix than to retype (the field stays a password field).
         return self.async_show_form(
             step_id="user",
-            data_schema=self.add_suggested_values_to_schema(USER_SCHEMA, suggested),
+            data_schema=self.add_suggested_values_to_schema(USER_SCHEMA, self._user_input),
             errors=errors,
             description_placeholders=placeholders,
         )
@@ -285,11 +297,7 @@ class TencentIotConfigFlow(ConfigFlow, domain=DOMAIN):
             field = "base" if err.field == "custom" else err.field
             if not on_custom_form:
                 return self._show_user_form({field: err.key}, err.placeholders)
-            suggested = {
-                key: value
-                for key, value in (self._data | self._user_input).items()
-                if key in (*_CUSTOM_KEYS, CONF_REGISTRATION_URL)
-            }
+            suggested = self._custom_suggestions()
             return self.async_show_form(
                 step_id="custom",
                 data_schema=self.add_suggested_values_to_schema(
@@ -298,6 +306,8 @@ class TencentIotConfigFlow(ConfigFlow, domain=DOMAIN):
                 errors={field: err.key},
                 description_placeholders=err.placeholders,
             )
+        await self.async_set_unique_id(device_id_from(self._data).key, raise_on_progress=False)
+        self._abort_if_unique_id_configured()
         title = f"{self._data[CONF_DEVICE_NAME]} ({self._data[CONF_PRODUCT_ID]})"
         return self.async_create_entry(title=title, data=self._data)
 
@@ -337,6 +347,20 @@ class TencentIotConfigFlow(ConfigFlow, domain=DOMAIN):
             _LOGGER.debug("Cannot connect to the broker: %s", err)
             raise FlowError("custom" if custom else "base", "cannot_connect", {"reason": str(err)}) from None
 
+    def _async_save_and_abort(
+        self, entry: ConfigEntry, data: dict[str, Any], reason: str
+    ) -> ConfigFlowResult:
+        """Save `data` and have the entry reloaded exactly once.
+
+        A loaded entry's update listener reloads it when its data changes: that is the one reload path (HA
+        reports flows that reload such an entry themselves). The flow reloads only what the listener will not:
+        an entry that is not loaded (no listener: e.g. its setup failed on the old secret) or unchanged data.
+        """
+        changed = self.hass.config_entries.async_update_entry(entry, data=data)
+        if not changed or not entry.update_listeners:
+            self.hass.config_entries.async_schedule_reload(entry.entry_id)
+        return self.async_abort(reason=reason)
+
     # -- re-authentication --------------------------------------------------------------------------------
 
     async def async_step_reauth(self, entry_data: Mapping[str, Any]) -> ConfigFlowResult:
@@ -363,12 +387,10 @@ class TencentIotConfigFlow(ConfigFlow, domain=DOMAIN):
                 errors["base" if err.field == "custom" else err.field] = err.key
                 placeholders |= err.placeholders
             else:
-                return self.async_update_reload_and_abort(
-                    entry, data_updates={CONF_DEVICE_SECRET: data[CONF_DEVICE_SECRET]}
-                )
+                return self._async_save_and_abort(entry, data, "reauth_successful")
         return self.async_show_form(
             step_id="reauth_confirm",
-            data_schema=SECRET_SCHEMA,
+            data_schema=self.add_suggested_values_to_schema(SECRET_SCHEMA, user_input or {}),
             errors=errors,
             description_placeholders=placeholders,
         )
@@ -391,7 +413,7 @@ class TencentIotConfigFlow(ConfigFlow, domain=DOMAIN):
                 errors["base" if err.field == "custom" else err.field] = err.key
                 placeholders = err.placeholders
             else:
-                return self.async_update_reload_and_abort(entry, data=self._data)
+                return self._async_save_and_abort(entry, self._data, "reconfigure_successful")
         return self.async_show_form(
             step_id="reconfigure",
             data_schema=self.add_suggested_values_to_schema(REGION_SCHEMA, user_input or dict(entry.data)),
@@ -418,7 +440,7 @@ class TencentIotConfigFlow(ConfigFlow, domain=DOMAIN):
                 errors["base" if err.field == "custom" else err.field] = err.key
                 placeholders = err.placeholders
             else:
-                return self.async_update_reload_and_abort(entry, data=data)
+                return self._async_save_and_abort(entry, data, "reconfigure_successful")
         return self.async_show_form(
             step_id="reconfigure_custom",
             data_schema=self.add_suggested_values_to_schema(

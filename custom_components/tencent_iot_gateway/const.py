@@ -88,4 +88,9 @@ RELOAD_FLASH_WAIT_S: Final = 660.0
 # HA gives the stop stage 100 s for everything; flashes get most of it, the rest is for saving and closing.
 SHUTDOWN_FLASH_WAIT_S: Final = 60.0
 CONF_UNBIND_ON_REMOVE: Final = "unbind_on_remove"
+# What the user calls a sub-device, its model and maker (all optional: the device name and product id stand in).
+CONF_NAME: Final = "name"
+CONF_MODEL: Final = "model"
+CONF_MANUFACTURER: Final = "manufacturer"
+# The gateway's own device (Home Assistant acting as a device of Tencent Cloud IoT).
 MANUFACTURER: Final = "Tencent Cloud IoT"

@@ -1,7 +1,8 @@
 """Diagnostics of a gateway entry: its configuration with the secrets redacted, and where the engine stands.
 
 Redacted: device and product secrets, the CA certificate and flasher tokens (wherever they sit, subentries
-included). Firmware URLs are shown without their query: a pre-signed URL's query is a credential.
+included), and a command flasher's arguments (they may carry a password). Firmware and flasher URLs are
+shown without their query and userinfo: a pre-signed URL's query and `user:password@` are credentials.
 """
 
 from __future__ import annotations
@@ -13,14 +14,17 @@ from homeassistant.components.diagnostics import async_redact_data
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import HomeAssistant
 
-from .const import CONF_CA_CERT, CONF_DEVICE_SECRET, CONF_PRODUCT_SECRET
-from .engine.firmware import FirmwareSpec
+from .const import CONF_CA_CERT, CONF_DEVICE_SECRET, CONF_FLASHER, CONF_PRODUCT_SECRET
+from .engine.firmware import FirmwareSpec, url_without_query
 from .engine.identity import DeviceId
 from .engine.ota_jobs import JobSnapshot
 from .runtime import GatewayRuntime, TencentIotConfigEntry
 
 # `token`: the http flasher's bearer token, stored in the sub-device's flasher settings.
-TO_REDACT: Final = frozenset({CONF_DEVICE_SECRET, CONF_PRODUCT_SECRET, CONF_CA_CERT, "token"})
+# `args`: the command flasher's arguments.
+TO_REDACT: Final = frozenset({CONF_DEVICE_SECRET, CONF_PRODUCT_SECRET, CONF_CA_CERT, "token", "args"})
+# The http flasher's URL templates.
+_FLASHER_URLS: Final = ("url", "version_url")
 
 
 async def async_get_config_entry_diagnostics(
@@ -38,7 +42,7 @@ async def async_get_config_entry_diagnostics(
                     "subentry_id": subentry_id,
                     "type": subentry.subentry_type,
                     "title": subentry.title,
-                    "data": async_redact_data(dict(subentry.data), TO_REDACT),
+                    "data": _redact_sub_device(subentry.data),
                 }
                 for subentry_id, subentry in entry.subentries.items()
             ],
@@ -48,6 +52,17 @@ async def async_get_config_entry_diagnostics(
     if entry.state is ConfigEntryState.LOADED:
         diagnostics["engine"] = await _engine_state(entry.runtime_data)
     return diagnostics
+
+
+def _redact_sub_device(data: Mapping[str, Any]) -> dict[str, Any]:
+    redacted: dict[str, Any] = async_redact_data(dict(data), TO_REDACT)
+    flasher = redacted.get(CONF_FLASHER)
+    if isinstance(flasher, dict):
+        redacted[CONF_FLASHER] = {
+            key: url_without_query(value) if key in _FLASHER_URLS and isinstance(value, str) else value
+            for key, value in flasher.items()
+        }
+    return redacted
 
 
 async def _engine_state(runtime: GatewayRuntime) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from homeassistant.helpers.device_registry import DeviceInfo
 from homeassistant.helpers.entity import Entity
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from .const import DOMAIN, MANUFACTURER
+from .const import DOMAIN
 from .engine.identity import DeviceId
 from .engine.ota_jobs import JobSnapshot
 from .runtime import GatewayRuntime, SubDeviceConfig, TencentIotConfigEntry
@@ -32,12 +32,14 @@ class TencentIotEntity(Entity):
             self._attr_device_info = DeviceInfo(identifiers={(DOMAIN, runtime.gateway.key)})
         else:
             assert runtime.gateway_device_id is not None, "the gateway device is registered first"
+            config = runtime.configs.get(device)
+            model, model_id = config.device_model if config is not None else (device.product_id, None)
             self._attr_device_info = DeviceInfo(
                 identifiers={(DOMAIN, device.key)},
-                name=device.device_name,
-                manufacturer=MANUFACTURER,
-                model=device.product_id,
-                model_id=device.product_id,
+                name=config.display_name if config is not None else device.device_name,
+                manufacturer=config.manufacturer if config is not None else None,
+                model=model,
+                model_id=model_id,
                 serial_number=device.key,
                 sw_version=runtime.snapshot(device).installed_version,
                 via_device_id=runtime.gateway_device_id,

@@ -28,9 +28,12 @@ from .const import (
     CONF_FLASHER,
     CONF_INSTALL_POLICY,
     CONF_INSTALLED_VERSION,
+    CONF_MANUFACTURER,
     CONF_MAX_DOWNLOADS,
     CONF_MAX_FIRMWARE_SIZE_MIB,
     CONF_MAX_FLASHES,
+    CONF_MODEL,
+    CONF_NAME,
     CONF_PRODUCT_ID,
     CONF_UNBIND_ON_REMOVE,
     DEFAULT_INSTALL_POLICY,
@@ -61,6 +64,7 @@ from .engine.gateway_engine import (
 from .engine.identity import DeviceId
 from .engine.ota_jobs import JobSnapshot, JobState, OtaSettings
 from .events import async_fire_ota_event
+from .failures import async_track_unattended_failure
 from .flashers import flasher_from_settings
 from .validation import device_id_from, endpoint_from
 
@@ -79,10 +83,26 @@ class SubDeviceConfig:
     secret: str | None
     flasher: Mapping[str, Any] | None
     unbind_on_remove: bool
+    name: str | None = None
+    model: str | None = None
+    manufacturer: str | None = None
 
     def __repr__(self) -> str:
         """The secret stays out of logs."""
         return f"SubDeviceConfig({self.device}, subentry={self.subentry_id})"
+
+    @property
+    def display_name(self) -> str:
+        """What the user calls it; its device name otherwise."""
+        return self.name or self.device.device_name
+
+    @property
+    def device_model(self) -> tuple[str, str | None]:
+        """(model, model_id) for the device registry: the product id is shown once, as the model id of a
+        named model or as the model itself."""
+        if self.model:
+            return self.model, self.device.product_id
+        return self.device.product_id, None
 
     @classmethod
     def from_subentry(cls, subentry_id: str, data: Mapping[str, Any]) -> SubDeviceConfig:
@@ -95,7 +115,18 @@ class SubDeviceConfig:
             secret=data.get(CONF_DEVICE_SECRET) or None,
             flasher=flasher if isinstance(flasher, Mapping) else None,
             unbind_on_remove=bool(data.get(CONF_UNBIND_ON_REMOVE, False)),
+            name=_optional_text(data.get(CONF_NAME)),
+            model=_optional_text(data.get(CONF_MODEL)),
+            manufacturer=_optional_text(data.get(CONF_MANUFACTURER)),
         )
+
+
+def _optional_text(value: object) -> str | None:
+    return value.strip() or None if isinstance(value, str) else None
+
+
+def _registry_fields(config: SubDeviceConfig) -> tuple[str, tuple[str, str | None], str | None]:
+    return config.display_name, config.device_model, config.manufacturer
 
 
 def sub_device_configs(entry: ConfigEntry) -> dict[DeviceId, SubDeviceConfig]:
@@ -172,6 +203,8 @@ class GatewayRuntime:
             hass, STORAGE_VERSION, store_key(entry.entry_id, "ignored")
         )
         self._ignored: set[str] = set()
+        # Sub-devices whose running install nobody watches (an automation called `update.install`).
+        self.unattended_installs: set[DeviceId] = set()
         self.configs = sub_device_configs(entry)
         self._flashers: dict[DeviceId, Flasher] = {}
         for config in self.configs.values():
@@ -297,6 +330,8 @@ class GatewayRuntime:
                         "report the version of",
                         device,
                     )
+                if _registry_fields(old_config) != _registry_fields(config):
+                    self._update_device_entry(config)
                 if old_config.secret != config.secret:
                     # A secret given later lets the gateway bind a sub-device the cloud refused as unbound.
                     await self._engine_call(self.engine.update_sub_device(sub), "bind", device)
@@ -325,6 +360,11 @@ class GatewayRuntime:
         config = self.configs.get(device)
         installed = config.installed_version if config is not None else None
         return JobSnapshot(device, JobState.IDLE, installed)
+
+    def display_name(self, device: DeviceId) -> str:
+        """What the user calls a sub-device (its subentry's name, else its device name)."""
+        config = self.configs.get(device)
+        return config.display_name if config is not None else device.device_name
 
     def is_online(self, device: DeviceId) -> bool:
         """Whether the cloud accepted the sub-device's `online` (and the gateway is connected)."""
@@ -389,6 +429,20 @@ class GatewayRuntime:
         if entry is not None and entry.sw_version != version:
             registry.async_update_device(entry.id, sw_version=version)
 
+    def _update_device_entry(self, config: SubDeviceConfig) -> None:
+        """A renamed sub-device (or a new model or maker) shows at once, without a reload."""
+        registry = dr.async_get(self.hass)
+        entry = registry.async_get_device_by_identifier((DOMAIN, config.device.key), self.entry.entry_id)
+        if entry is not None:
+            model, model_id = config.device_model
+            registry.async_update_device(
+                entry.id,
+                name=config.display_name,
+                model=model,
+                model_id=model_id,
+                manufacturer=config.manufacturer,
+            )
+
     def _set_connected(self, connected: bool) -> None:
         if connected == self.connected:
             return
@@ -410,6 +464,14 @@ class GatewayRuntime:
                     self._update_sw_version(event.device, event.installed_version)
                 self._notify(event.device)
                 async_fire_ota_event(self.hass, self.entry.entry_id, previous, event)
+                async_track_unattended_failure(
+                    self.hass,
+                    self.entry.entry_id,
+                    self.display_name(event.device),
+                    previous,
+                    event,
+                    unattended=self._auto_install(event.device) or event.device in self.unattended_installs,
+                )
             case ConnectionChanged(connected):
                 self._set_connected(connected)
                 if connected:
@@ -483,7 +545,7 @@ class GatewayRuntime:
                         {CONF_PRODUCT_ID: device.product_id, CONF_DEVICE_NAME: device.device_name}
                     ),
                     subentry_type=SUBENTRY_SUB_DEVICE,
-                    title=device.key,
+                    title=device.device_name,
                     unique_id=device.key,
                 ),
             )

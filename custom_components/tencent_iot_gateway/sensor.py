@@ -1,4 +1,4 @@
-"""Per sub-device: where its firmware update stands (an enum), with the last error as attributes."""
+"""Per sub-device: where its firmware update stands (an enum, disabled by default), with the last error."""
 
 from __future__ import annotations
 
@@ -35,6 +35,9 @@ class OtaStateSensor(SubDeviceEntity, SensorEntity):
 
     _attr_device_class = SensorDeviceClass.ENUM
     _attr_entity_category = EntityCategory.DIAGNOSTIC
+    # The update entity shows the same progress; enabled, this adds a logbook row per state of every install.
+    # Automations have the `tencent_iot_gateway_ota` event.
+    _attr_entity_registry_enabled_default = False
 
     def __init__(self, runtime: GatewayRuntime, device: DeviceId) -> None:
         """The sensor of one sub-device."""
@@ -48,12 +51,11 @@ class OtaStateSensor(SubDeviceEntity, SensorEntity):
 
     @property
     def extra_state_attributes(self) -> dict[str, Any]:
-        """The last failure (code and message), for automations and the UI."""
+        """The last failure (code and message); the target version is the update entity's latest version."""
         snapshot = self.snapshot
         return {
             "last_error": snapshot.message or None,
             "result_code": snapshot.result_code,
-            "target_version": snapshot.target.version if snapshot.target is not None else None,
             # The broker refused the update topic: no firmware push can reach the sub-device (repair issue).
             "updates_blocked": self.runtime.updates_blocked(self.sub_device),
         }

@@ -1,9 +1,10 @@
 """Sub-devices as config subentries of their gateway: add and edit (removal is HA's own subentry delete).
 
-Stored data: `product_id`, `device_name`, optional `device_secret` (then the gateway binds it when the cloud
+Stored data: `product_id`, `device_name`, optional `name`, `model` and `manufacturer` (what the user calls it;
+the title is the name, else the device name), optional `device_secret` (then the gateway binds it when the cloud
 says it is not bound), `installed_version`, `unbind_on_remove`, and `flasher` (the flasher's settings with
-their `kind`, or absent for none). The flasher settings are entered as an object (YAML in the UI) and
-validated by the engine's parser for that kind, which names the bad field.
+their `kind`, or absent for none). The flasher settings are entered on one form per kind (flasher_forms.py)
+and validated by the engine's parser for that kind, which names the bad field.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from typing import Any
 from homeassistant.config_entries import ConfigSubentryFlow, SubentryFlowResult
 from homeassistant.helpers.selector import (
     BooleanSelector,
-    ObjectSelector,
     SelectSelector,
     SelectSelectorConfig,
     SelectSelectorMode,
@@ -29,6 +29,9 @@ from .const import (
     CONF_FLASHER,
     CONF_FLASHER_KIND,
     CONF_INSTALLED_VERSION,
+    CONF_MANUFACTURER,
+    CONF_MODEL,
+    CONF_NAME,
     CONF_PRODUCT_ID,
     CONF_UNBIND_ON_REMOVE,
     DEFAULT_INSTALLED_VERSION,
@@ -36,11 +39,18 @@ from .const import (
 )
 from .engine.errors import InvalidFieldError, InvalidFirmwareError
 from .engine.firmware import validate_version
+from .engine.flashers import PLACEHOLDERS
 from .engine.identity import DeviceId
-from .flashers import available_flasher_kinds, parse_flasher_settings
+from .flasher_forms import (
+    FORMS,
+    FlasherFieldError,
+    async_settings_from_form,
+    step_id as flasher_step_id,
+    suggested_values,
+)
+from .flashers import available_flasher_kinds
 from .validation import check_device_secret
 
-CONF_SETTINGS = "settings"
 _PASSWORD = TextSelector(TextSelectorConfig(type=TextSelectorType.PASSWORD))
 
 
@@ -62,6 +72,9 @@ def _common_fields(*, version_known: bool = True) -> dict[vol.Marker, Any]:
         else vol.Optional(CONF_INSTALLED_VERSION)
     )
     return {
+        vol.Optional(CONF_NAME): TextSelector(),
+        vol.Optional(CONF_MODEL): TextSelector(),
+        vol.Optional(CONF_MANUFACTURER): TextSelector(),
         vol.Optional(CONF_DEVICE_SECRET): _PASSWORD,
         version: TextSelector(),
         vol.Required(CONF_FLASHER_KIND, default=FLASHER_NONE): _kind_selector(),
@@ -89,14 +102,10 @@ def _check_common(user_input: dict[str, Any]) -> dict[str, Any]:
     except InvalidFirmwareError as err:
         raise InvalidFieldError(CONF_INSTALLED_VERSION, str(err)) from None
     data[CONF_UNBIND_ON_REMOVE] = bool(user_input.get(CONF_UNBIND_ON_REMOVE, False))
+    for key in (CONF_NAME, CONF_MODEL, CONF_MANUFACTURER):
+        if text := str(user_input.get(key) or "").strip():
+            data[key] = text
     return data
-
-
-def _parse_settings(settings: object, kind: str) -> dict[str, Any]:
-    """The stored form of the settings entered for `kind`; raises `InvalidFieldError`."""
-    if not isinstance(settings, dict):
-        raise InvalidFieldError(CONF_SETTINGS, "must be an object of settings")
-    return parse_flasher_settings({**settings, "kind": kind})
 
 
 class SubDeviceSubentryFlow(ConfigSubentryFlow):
@@ -133,7 +142,7 @@ class SubDeviceSubentryFlow(ConfigSubentryFlow):
                     self._kind = user_input[CONF_FLASHER_KIND]
                     if self._kind == FLASHER_NONE:
                         return self._async_done()
-                    return await self.async_step_flasher()
+                    return await self._async_flasher_step(None)
         return self.async_show_form(
             step_id="user",
             data_schema=self.add_suggested_values_to_schema(_device_schema(), user_input or {}),
@@ -163,7 +172,7 @@ class SubDeviceSubentryFlow(ConfigSubentryFlow):
                 self._kind = user_input[CONF_FLASHER_KIND]
                 if self._kind == FLASHER_NONE:
                     return self._async_done()
-                return await self.async_step_flasher()
+                return await self._async_flasher_step(None)
         current = {k: v for k, v in subentry.data.items() if k != CONF_DEVICE_SECRET}
         flasher = subentry.data.get(CONF_FLASHER)
         current[CONF_FLASHER_KIND] = (
@@ -179,31 +188,56 @@ class SubDeviceSubentryFlow(ConfigSubentryFlow):
             description_placeholders=placeholders,
         )
 
-    async def async_step_flasher(self, user_input: dict[str, Any] | None = None) -> SubentryFlowResult:
-        """The chosen flasher's settings."""
+    async def async_step_flasher_command(
+        self, user_input: dict[str, Any] | None = None
+    ) -> SubentryFlowResult:
+        """Program, arguments and timeout of the command flasher."""
+        return await self._async_flasher_step(user_input)
+
+    async def async_step_flasher_http(self, user_input: dict[str, Any] | None = None) -> SubentryFlowResult:
+        """Upload URL, method, token, version URL and timeouts of the http flasher."""
+        return await self._async_flasher_step(user_input)
+
+    async def async_step_flasher_file(self, user_input: dict[str, Any] | None = None) -> SubentryFlowResult:
+        """Directory of the file flasher."""
+        return await self._async_flasher_step(user_input)
+
+    async def async_step_flasher_automation(
+        self, user_input: dict[str, Any] | None = None
+    ) -> SubentryFlowResult:
+        """How long the automation flasher waits for `complete_flash`."""
+        return await self._async_flasher_step(user_input)
+
+    def _stored_flasher(self) -> dict[str, Any] | None:
+        if self.source == "user":
+            return None
+        flasher = self._get_reconfigure_subentry().data.get(CONF_FLASHER)
+        return dict(flasher) if isinstance(flasher, dict) else None
+
+    async def _async_flasher_step(self, user_input: dict[str, Any] | None) -> SubentryFlowResult:
+        """The chosen kind's form; an error names its field and keeps everything entered."""
         errors: dict[str, str] = {}
-        placeholders: dict[str, str] = {"kind": self._kind, "reason": ""}
+        placeholders: dict[str, str] = {
+            "device": self._data.get(CONF_NAME) or self._data[CONF_DEVICE_NAME],
+            "reason": "",
+            # Braces cannot be written in a translation (they are its own placeholders): passed as a value.
+            "placeholders": ", ".join(f"{{{name}}}" for name in sorted(PLACEHOLDERS)),
+        }
+        stored = self._stored_flasher()
         if user_input is not None:
-            settings = user_input.get(CONF_SETTINGS) or {}
             try:
-                self._data[CONF_FLASHER] = _parse_settings(settings, self._kind)
-            except InvalidFieldError as err:
-                errors[CONF_SETTINGS] = "invalid_flasher"
-                placeholders["reason"] = str(err)
+                self._data[CONF_FLASHER] = await async_settings_from_form(
+                    self.hass, self._kind, user_input, stored
+                )
+            except FlasherFieldError as err:
+                errors[err.field] = err.key
+                placeholders["reason"] = err.reason
             else:
                 return self._async_done()
-        suggested: dict[str, Any] = {}
-        if self.source != "user":
-            flasher = self._get_reconfigure_subentry().data.get(CONF_FLASHER)
-            if isinstance(flasher, dict) and flasher.get("kind") == self._kind:
-                suggested[CONF_SETTINGS] = {k: v for k, v in flasher.items() if k != "kind"}
-        if user_input is not None:
-            suggested = dict(user_input)
+        suggested = dict(user_input) if user_input is not None else suggested_values(stored, self._kind)
         return self.async_show_form(
-            step_id="flasher",
-            data_schema=self.add_suggested_values_to_schema(
-                vol.Schema({vol.Required(CONF_SETTINGS): ObjectSelector()}), suggested
-            ),
+            step_id=flasher_step_id(self._kind),
+            data_schema=self.add_suggested_values_to_schema(FORMS[self._kind].schema(), suggested),
             errors=errors,
             description_placeholders=placeholders,
         )
@@ -212,8 +246,10 @@ class SubDeviceSubentryFlow(ConfigSubentryFlow):
         if self._kind == FLASHER_NONE:
             self._data.pop(CONF_FLASHER, None)
         device = DeviceId(self._data[CONF_PRODUCT_ID], self._data[CONF_DEVICE_NAME])
+        # The title is what the user calls it; the unique id stays `PID/DN`.
+        title = self._data.get(CONF_NAME) or device.device_name
         if self.source == "user":
-            return self.async_create_entry(title=device.key, data=self._data, unique_id=device.key)
+            return self.async_create_entry(title=title, data=self._data, unique_id=device.key)
         return self.async_update_and_abort(
-            self._get_entry(), self._get_reconfigure_subentry(), data=self._data
+            self._get_entry(), self._get_reconfigure_subentry(), data=self._data, title=title
         )

@@ -13,8 +13,9 @@ from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers.entity import Entity
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
+from . import failures
 from .const import DOMAIN, InstallPolicy
-from .engine.errors import JobSuspendedError, OtaError, TaskEndedError, TencentIotError
+from .engine.errors import JobSuspendedError, OtaError, TencentIotError
 from .engine.identity import DeviceId
 from .engine.ota_jobs import JobSnapshot, JobState
 from .entity import SubDeviceEntity, async_setup_sub_device_entities
@@ -72,20 +73,10 @@ class SubDeviceFirmwareUpdate(SubDeviceEntity, UpdateEntity):
         return self.snapshot.latest_version
 
     @property
-    def release_summary(self) -> str | None:
-        """With the installed version unknown, how to set it (shown in the update dialog of the device)."""
-        if self.snapshot.installed_version is not None:
-            return None
-        return (
-            "Installed version unknown (adopted from the cloud): set it with the action "
-            "tencent_iot_gateway.set_installed_version or by reconfiguring the sub-device. "
-            "Until then no version is reported to the cloud."
-        )
-
-    @property
     def title(self) -> str:
-        """What the firmware is for."""
-        return f"{self.sub_device.product_id} firmware"
+        """What the firmware is for: the model the user named, else the product (no untranslated words)."""
+        config = self.runtime.configs.get(self.sub_device)
+        return config.device_model[0] if config is not None else self.sub_device.product_id
 
     @property
     def auto_update(self) -> bool:
@@ -105,17 +96,30 @@ class SubDeviceFirmwareUpdate(SubDeviceEntity, UpdateEntity):
             return None
         return snapshot.percent
 
+    @property
+    def release_summary(self) -> str | None:
+        """The running job's phase, the offered version's last failure (until the next attempt), or its size."""
+        return failures.release_summary(self.hass, self._name, self.snapshot)
+
     async def async_release_notes(self) -> str | None:
-        """Version, size, MD5 and where it comes from (the host only: the signed query is a credential)."""
-        target = self.snapshot.target
+        """Version, human size and where it comes from (the host only: the signed query is a credential).
+
+        Tencent's push carries no description or release URL (spec §3), so there is none to show.
+        """
+        snapshot = self.snapshot
+        target = snapshot.target
         if target is None:
             return None
-        return (
-            f"**{target.version}**\n\n"
-            f"- Size: {target.size:,} bytes\n"
-            f"- MD5: `{target.md5}`\n"
-            f"- From: {target.host}\n"
-        )
+        notes = failures.release_notes(self.hass, self._name, target)
+        if snapshot.state is JobState.FAILED:
+            # The dialog shows release notes instead of the summary: the last failure leads them.
+            summary = failures.release_summary(self.hass, self._name, snapshot)
+            notes = f"> {summary}\n\n{notes}"
+        return notes
+
+    @property
+    def _name(self) -> str:
+        return self.runtime.display_name(self.sub_device)
 
     async def async_install(self, version: str | None, backup: bool, **kwargs: Any) -> None:
         """Start the job (or join the one under way) and return when it has ended.
@@ -126,6 +130,10 @@ class SubDeviceFirmwareUpdate(SubDeviceEntity, UpdateEntity):
         this call follows it there.
         """
         wanted = self.snapshot.latest_version or ""
+        # Nobody watches an install that no user started (an automation): its failure becomes a repair issue.
+        unattended = self._context is None or self._context.user_id is None
+        if unattended:
+            self.runtime.unattended_installs.add(self.sub_device)
         try:
             await self.runtime.engine.ota.install(self.sub_device)
         except JobSuspendedError:
@@ -135,16 +143,10 @@ class SubDeviceFirmwareUpdate(SubDeviceEntity, UpdateEntity):
             if task is not None and task.cancelling():
                 raise  # this call itself is being cancelled (HA stopping, the caller gave up)
             raise self._cancelled_error(wanted) from err
-        except TaskEndedError as err:
-            raise HomeAssistantError(
-                translation_domain=DOMAIN,
-                translation_key="install_task_ended",
-                translation_placeholders={"device": self.sub_device.key, "version": wanted},
-            ) from err
-        except OtaError as err:
-            raise self._failed_error(wanted, int(err.code), str(err)) from err
         except TencentIotError as err:
-            raise self._failed_error(wanted, None, str(err)) from err
+            raise self._failed_error(wanted, err) from err
+        finally:
+            self.runtime.unattended_installs.discard(self.sub_device)
 
     async def _async_follow_into_reload(self, wanted: str) -> None:
         """The entry is reloading: wait for its next runtime, then for the resumed job there."""
@@ -166,16 +168,14 @@ class SubDeviceFirmwareUpdate(SubDeviceEntity, UpdateEntity):
                 if task is not None and task.cancelling():
                     raise
                 raise self._cancelled_error(wanted) from err
-            except OtaError as err:
-                raise self._failed_error(wanted, int(err.code), str(err)) from err
             except TencentIotError as err:
-                raise self._failed_error(wanted, None, str(err)) from err
+                raise self._failed_error(wanted, err) from err
             self._check_followed(snapshot, wanted)
             return
         raise HomeAssistantError(
             translation_domain=DOMAIN,
             translation_key="install_not_resumed",
-            translation_placeholders={"device": self.sub_device.key, "version": wanted},
+            translation_placeholders={"device": self._name, "version": wanted},
         )
 
     @staticmethod
@@ -196,7 +196,7 @@ class SubDeviceFirmwareUpdate(SubDeviceEntity, UpdateEntity):
         if snapshot.installed_version == wanted:
             return
         if snapshot.state is JobState.FAILED:
-            raise self._failed_error(wanted, snapshot.result_code, snapshot.message)
+            raise self._failed_error(wanted, None)
         raise self._cancelled_error(wanted)
 
     def _cancelled_error(self, wanted: str) -> HomeAssistantError:
@@ -207,7 +207,7 @@ class SubDeviceFirmwareUpdate(SubDeviceEntity, UpdateEntity):
                 translation_domain=DOMAIN,
                 translation_key="install_replaced",
                 translation_placeholders={
-                    "device": self.sub_device.key,
+                    "device": self._name,
                     "version": wanted,
                     "offered": offered.version,
                 },
@@ -215,17 +215,19 @@ class SubDeviceFirmwareUpdate(SubDeviceEntity, UpdateEntity):
         return HomeAssistantError(
             translation_domain=DOMAIN,
             translation_key="install_cancelled",
-            translation_placeholders={"device": self.sub_device.key, "version": wanted},
+            translation_placeholders={"device": self._name, "version": wanted},
         )
 
-    def _failed_error(self, wanted: str, code: int | None, reason: str) -> HomeAssistantError:
+    def _failed_error(self, wanted: str, error: TencentIotError | None) -> HomeAssistantError:
+        """The failure in the user's language; a call that joined a job gets it from the job's snapshot."""
+        failed = self.snapshot
+        if failed.state is JobState.FAILED:
+            key = failures.failure_key(failed)
+            placeholders = failures.failure_placeholders(self._name, failed, wanted)
+        else:
+            ota_error = error if isinstance(error, OtaError) else OtaError(str(error or ""))
+            key = ota_error.translation_key
+            placeholders = failures.error_placeholders(self._name, wanted, ota_error, failed.target)
         return HomeAssistantError(
-            translation_domain=DOMAIN,
-            translation_key="install_failed",
-            translation_placeholders={
-                "device": self.sub_device.key,
-                "version": wanted,
-                "code": str(code if code is not None else int(OtaError.code)),
-                "reason": reason,
-            },
+            translation_domain=DOMAIN, translation_key=f"failure_{key}", translation_placeholders=placeholders
         )

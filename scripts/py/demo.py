@@ -22,7 +22,16 @@ import aiohttp
 
 from tencent_iot_emulator.console_client import ConsoleClient, ConsoleError
 
-from .demo_setup import DEFAULT_IMAGE_SIZE, DEFAULT_THROTTLE_BPS, DEMO_USER, DemoError, push_firmware
+from .demo_setup import (
+    DEFAULT_IMAGE_SIZE,
+    DEFAULT_THROTTLE_BPS,
+    DEMO_USER,
+    LIGHTS,
+    DemoError,
+    Push,
+    next_version,
+    push_firmware,
+)
 from .demo_stack import HA_PORT_ENV, TOP, DemoPaths, Ports, RunningDemo, running_demo
 
 PORT_ENV = {
@@ -76,9 +85,9 @@ def banner(demo: RunningDemo, paths: DemoPaths) -> str:
         f"  Emulator broker    mqtts://127.0.0.1:{endpoints.mqtts_port}  (CA {_relative(endpoints.ca_file)})",
         f"  Sub-devices        {versions}",
         "",
-        "Push a firmware upgrade to the three lights (then press Install on a light's update in Home Assistant):",
+        "Push a firmware upgrade to the three lights (then press Update in a light's firmware dialog):",
         "",
-        "  scripts/demo-push V100R0001",
+        f"  scripts/demo-push {next_version(v for key, v in setup.versions.items() if _is_light(key))}",
         "",
         "The cloud's view of the devices and the task:",
         f"  scripts/run python -m tencent_iot_emulator status --console {endpoints.http_url}",
@@ -151,13 +160,31 @@ async def push(console_url: str, version: str, size: int, throttle_bps: int | No
         except ConsoleError as err:
             sys.stderr.write(f"error: the emulator refused ({err}); is scripts/develop running?\n")
             return 1
-    sys.stdout.write(
-        f"Pushed {pushed.product_id} {pushed.version} ({pushed.size:,} bytes, MD5 {pushed.md5}) to the three "
-        f"lights running {', '.join(pushed.from_versions)}: task {pushed.task_id}.\n"
-        "In Home Assistant each light's firmware update now offers it: press Install.\n"
-        f"Follow the task: scripts/run python -m tencent_iot_emulator status --console {console_url}\n"
-    )
+    sys.stdout.write(push_report(pushed, console_url))
     return 0
+
+
+def push_report(pushed: Push, console_url: str) -> str:
+    """What `demo-push` did, light by light, and what to do next."""
+    size = f"{pushed.size / (1024 * 1024):.1f} MiB"
+    runs = ", ".join(f"{name} runs {version}" for name, version in sorted(pushed.running.items()))
+    lines = [f"Uploaded {pushed.product_id} {pushed.version} ({size}, MD5 {pushed.md5}). Now {runs}."]
+    if pushed.task_id is None:
+        lines.append(
+            f"Every light already runs {pushed.version}: no task was created, nothing is offered. "
+            f"Try: scripts/demo-push {next_version(pushed.running.values())}"
+        )
+    else:
+        lines += [
+            f"Task {pushed.task_id} offers it to {', '.join(pushed.offered_to)}.",
+            "In Home Assistant, open a light's firmware update and press Update.",
+            f"Follow the task: scripts/run python -m tencent_iot_emulator status --console {console_url}",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _is_light(key: str) -> bool:
+    return any(light.key == key for light in LIGHTS)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -8,12 +8,13 @@ A second run finds what the first one made (the user, the entry, the subentries)
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 import hashlib
 import json
 import os
 from pathlib import Path
+import re
 import time
 from typing import Any, Final
 
@@ -353,7 +354,7 @@ async def add_sub_devices(
                     "flasher_kind": "http",
                     "unbind_on_remove": False,
                 },
-                {"settings": flasher_settings(http_url)},
+                flasher_settings(http_url),
             ],
         )
         if result.get("type") == "abort" and result.get("reason") == "already_configured":
@@ -423,16 +424,46 @@ DEFAULT_IMAGE_SIZE: Final = 4 * 1024 * 1024
 DEFAULT_THROTTLE_BPS: Final = 512 * 1024
 
 
+FIRST_VERSION: Final = "V100R0001"
+_TRAILING_NUMBER = re.compile(r"(\d+)$")
+
+
+def next_version(running: Iterable[str]) -> str:
+    """The version worth pushing next: one past the newest a light runs (`V100R0001` after the seed's 0.1)."""
+    numbered = sorted(
+        (int(match[1]), version) for version in running if (match := _TRAILING_NUMBER.search(version))
+    )
+    pushed = [version for _, version in numbered if version.startswith("V")]
+    if not pushed:
+        return FIRST_VERSION
+    newest = pushed[-1]
+    digits = _TRAILING_NUMBER.search(newest)
+    assert digits is not None
+    return f"{newest[: digits.start()]}{int(digits[1]) + 1:0{len(digits[1])}d}"
+
+
 @dataclass(frozen=True, slots=True)
 class Push:
-    """A firmware uploaded to the emulator and the upgrade task created for the lights."""
+    """A firmware uploaded to the emulator and, unless every light runs it already, the task offering it."""
 
     product_id: str
     version: str
-    task_id: str
-    from_versions: tuple[str, ...]
+    task_id: str | None
+    """None: no task was created (every light already runs `version`)."""
+    running: Mapping[str, str]
+    """The version each light runs (by device name) when the task was created."""
     md5: str
     size: int
+
+    @property
+    def offered_to(self) -> tuple[str, ...]:
+        """The lights the task offers the version to (those not running it)."""
+        return tuple(name for name, version in sorted(self.running.items()) if version != self.version)
+
+    @property
+    def from_versions(self) -> tuple[str, ...]:
+        """The versions the task upgrades from."""
+        return tuple(sorted({self.running[name] for name in self.offered_to}))
 
 
 def firmware_image(product_id: str, version: str, size: int) -> bytes:
@@ -467,14 +498,16 @@ async def push_firmware(
     else:
         per_firmware[key] = {"throttle_bps": throttle_bps}
     await console.set_faults(faults | {"firmware": per_firmware})
-    running = []
+    running: dict[str, str] = {}
     for light in LIGHTS:
         status = await console.get_device(light.product_id, light.device_name)
-        running.append(status.version or SEED_VERSION)
-    from_versions = tuple(sorted(set(running) - {version})) or (SEED_VERSION,)
+        running[light.device_name] = status.version or SEED_VERSION
+    pushed = Push(product_id, version, None, running, firmware.md5, firmware.size)
+    if not pushed.offered_to:
+        return pushed  # a task from no version would offer nothing: say so instead of creating one
     # Plain http URLs: Home Assistant downloads with its shared session, which trusts the public CAs (as
     # Tencent's real URLs need), not the emulator's own CA.
     task_id = await console.create_task(
-        product_id, version, "all", from_versions=list(from_versions), url_scheme="http"
+        product_id, version, "all", from_versions=list(pushed.from_versions), url_scheme="http"
     )
-    return Push(product_id, version, task_id, from_versions, firmware.md5, firmware.size)
+    return replace(pushed, task_id=task_id)

@@ -170,17 +170,19 @@ async def test_update_card_installs_a_pushed_firmware(socket_enabled: None, tmp_
         await _screenshot(page, tmp_path / "0-up-to-date.png")
 
         pushed = await push_firmware(console, NEW_VERSION, size=IMAGE_SIZE, throttle_bps=THROTTLE_BPS)
+        assert pushed.task_id is not None, pushed
+        task_id = pushed.task_id
         await expect(latest).to_have_text(NEW_VERSION, timeout=UI_TIMEOUT_MS)
         await expect(installed).to_have_text("0.1")
         # The dialog fetches release notes when it opens: open it again to see the pushed firmware's
-        # (version, size, MD5 and the host it comes from).
+        # (version, human size and the host it comes from).
         await page.keyboard.press("Escape")
         await expect(content).to_have_count(0, timeout=UI_TIMEOUT_MS)
         content = await _open_more_info(page, ENTITY_ID)
         installed = _row_value(content, "Installed version")
         latest = _row_value(content, "Latest version")
         await expect(latest).to_have_text(NEW_VERSION, timeout=UI_TIMEOUT_MS)
-        await expect(content.locator("ha-markdown")).to_contain_text(pushed.md5, timeout=UI_TIMEOUT_MS)
+        await expect(content.locator("ha-markdown")).to_contain_text("1.0 MiB", timeout=UI_TIMEOUT_MS)
         await _screenshot(page, tmp_path / "1-before.png")
 
         await content.get_by_role("button", name="Update").click()
@@ -195,7 +197,7 @@ async def test_update_card_installs_a_pushed_firmware(socket_enabled: None, tmp_
         assert any(10 <= v <= 40 for v in values), f"no screenshot while 10-40 %: {values}"
 
         async def light1_done() -> bool:
-            task = await console.get_task(pushed.task_id)
+            task = await console.get_task(task_id)
             progress = task.devices.get(light1.key)
             return progress is not None and progress.state == "done"
 

@@ -313,7 +313,8 @@ async def test_http_flash_uploads_and_waits_for_the_new_version(rig: FirmwareRig
     device = rig.devices.get(PRODUCT, "light1")
     assert device is not None
     assert device.version == "V100R0001"
-    assert seen[-1] == 100
+    # The upload is half of the flash; the rest (the device writing and booting) reports nothing.
+    assert seen[-1] == 50
     assert seen == sorted(seen)
     upload = next(r for r in rig.requests if r.method == "PUT")
     assert upload.path == f"/devices/{PRODUCT}/light1/firmware"
@@ -344,8 +345,10 @@ async def test_http_flash_without_version_url_returns_after_upload(
     rig: FirmwareRig, image_file: Path
 ) -> None:
     flasher = http_flasher(rig, version_url=None)
+    seen: list[int] = []
 
-    assert await flasher.flash(image_file, TARGET, firmware_for(DATA), lambda _p: None) == "V100R0001"
+    assert await flasher.flash(image_file, TARGET, firmware_for(DATA), seen.append) == "V100R0001"
+    assert seen[-1] == 100  # the upload is the whole flash
 
     assert [r.method for r in rig.requests] == ["PUT"]
 
@@ -477,3 +480,55 @@ def test_file_config_needs_an_absolute_directory(directory: object) -> None:
     with pytest.raises(InvalidFieldError) as failure:
         FileFlasherConfig.from_dict({"kind": "file", "directory": directory})
     assert failure.value.field == "directory"
+
+
+async def test_file_flash_onto_a_file_in_place_of_the_directory_says_so(
+    tmp_path: Path, image_file: Path
+) -> None:
+    """The directory was replaced by a file: the error says that, not the OS's bare "File exists"."""
+    blocker = tmp_path / "drop"
+    blocker.write_text("not a directory")
+    flasher = FileFlasher(FileFlasherConfig(directory=str(blocker)))
+
+    with pytest.raises(FlashError) as failure:
+        await flasher.flash(image_file, TARGET, firmware_for(DATA), lambda _p: None)
+    assert "File exists" not in str(failure.value)
+    assert f"{blocker} is not a directory" in str(failure.value)
+    assert blocker.read_text() == "not a directory"
+
+
+async def test_file_flash_under_a_file_says_which_part_is_not_a_directory(
+    tmp_path: Path, image_file: Path
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    flasher = FileFlasher(FileFlasherConfig(directory=str(blocker / "sub")))
+
+    with pytest.raises(FlashError) as failure:
+        await flasher.flash(image_file, TARGET, firmware_for(DATA), lambda _p: None)
+    assert f"{blocker} is not a directory" in str(failure.value)
+
+
+@pytest.mark.parametrize("template", ["{device_name}", "{device_name}.bin"])
+async def test_command_refuses_a_cloud_name_that_would_become_an_option(
+    tmp_path: Path, script: Path, image_file: Path, template: str
+) -> None:
+    """A device name from the cloud starting with `-` never reaches the program as an option."""
+    record = tmp_path / "record.json"
+    flasher = command(script, "ok", record, template)
+    hostile = DeviceId(PRODUCT, "-rf")  # device names may hold `-` anywhere; product ids cannot
+
+    with pytest.raises(FlashError, match="would be read as an option"):
+        await flasher.flash(image_file, hostile, firmware_for(DATA), lambda _p: None)
+    assert not record.exists()  # the program never ran
+
+
+async def test_command_options_written_in_the_template_still_work(
+    tmp_path: Path, script: Path, image_file: Path
+) -> None:
+    """Only a value that turns an argument into an option is refused, not an option the user wrote."""
+    record = tmp_path / "record.json"
+    flasher = command(script, "ok", record, "--device={device_name}", "-v", "--", "{device_name}")
+
+    await flasher.flash(image_file, DeviceId(PRODUCT, "-odd"), firmware_for(DATA), lambda _p: None)
+    assert json.loads(record.read_text())["argv"] == ["--device=-odd", "-v", "--", "-odd"]

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+import logging
 from types import MappingProxyType
 from typing import Any
 from unittest.mock import AsyncMock, patch
 
 from homeassistant.config_entries import SOURCE_USER, ConfigEntry, ConfigEntryState, ConfigSubentryData
 from homeassistant.core import HomeAssistant
+from homeassistant.helpers import frame
 import pytest
 
 from custom_components.tencent_iot_gateway.const import (
@@ -23,11 +25,35 @@ from custom_components.tencent_iot_gateway.const import (
     CONF_TLS,
     DOMAIN,
 )
+from custom_components.tencent_iot_gateway.sensor import OtaStateSensor
 from tencent_iot_emulator.emulator import Emulator
 
 GATEWAY_PRODUCT = "GWPROD0001"
 GATEWAY_NAME = "gw01"
 PRODUCT_SECRET = "ABCDEFGHIJKLMNOPQRSTUVWX"
+# What Home Assistant logs when an integration uses something it is about to remove (frame.report_usage and
+# the deprecation helpers): a bug in this integration, however green the test is otherwise.
+DEPRECATION_MARKERS = (
+    "will stop working in Home Assistant",
+    "is deprecated",
+    "deprecated and will be removed",
+)
+
+
+@pytest.fixture(autouse=True)
+def fail_on_home_assistant_deprecations(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """Fail any test during which Home Assistant reported a deprecated use (each report, not just the first)."""
+    # report_usage logs each integration's misuse once per process: forget earlier tests' reports.
+    frame._REPORTED_INTEGRATIONS.clear()
+    yield
+    reported = [
+        record.getMessage()
+        for record in caplog.get_records("call") + caplog.get_records("setup")
+        if record.levelno >= logging.WARNING
+        and any(marker in record.getMessage() for marker in DEPRECATION_MARKERS)
+    ]
+    if reported:
+        pytest.fail(f"Home Assistant reported deprecated use: {reported}", pytrace=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,3 +141,10 @@ def mock_setup_entry() -> Iterator[AsyncMock]:
         patch("custom_components.tencent_iot_gateway.async_unload_entry", return_value=True),
     ):
         yield mock
+
+
+@pytest.fixture
+def ota_state_sensors_enabled() -> Iterator[None]:
+    """The OTA state sensor is disabled by default; tests that read it enable it as a user would."""
+    with patch.object(OtaStateSensor, "_attr_entity_registry_enabled_default", True):
+        yield

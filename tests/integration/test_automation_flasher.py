@@ -42,6 +42,9 @@ from .helpers import (
     wait_for,
 )
 
+# These tests read the OTA state sensor, which is disabled by default.
+pytestmark = pytest.mark.usefixtures("ota_state_sensors_enabled")
+
 FIRMWARE = bytes(range(256)) * 200  # 50 KiB
 ENTITY = "update.light1_firmware"
 
@@ -130,10 +133,10 @@ async def test_failure_reported_by_the_automation(hass: HomeAssistant, gateway: 
     hass.bus.async_listen(EVENT_FLASH_REQUEST, answer)
     with pytest.raises(HomeAssistantError) as caught:
         await _install(hass)
-    assert caught.value.translation_key == "install_failed"
+    assert caught.value.translation_key == "failure_flash_failed"
     placeholders = caught.value.translation_placeholders or {}
     assert placeholders["code"] == "-5"
-    assert placeholders["reason"] == "the device did not reboot"
+    assert placeholders["detail"] == "the device did not reboot"
     assert state(hass, ENTITY).attributes[ATTR_INSTALLED_VERSION] == "0.1"
 
     async def failed_in_cloud() -> bool:
@@ -155,7 +158,7 @@ async def test_no_answer_times_out(hass: HomeAssistant, gateway: Gateway) -> Non
     assert asyncio.get_running_loop().time() - started < 3
     placeholders = caught.value.translation_placeholders or {}
     assert placeholders["code"] == "-5"
-    assert "no complete_flash" in placeholders["reason"]
+    assert "no complete_flash" in placeholders["detail"]
     assert state(hass, "sensor.light1_firmware_update_state").state == "failed"
     assert len(job_ids) == 1
     await cloud_task_ended(gateway, "light1", "fail")
@@ -209,15 +212,8 @@ async def test_selectable_in_the_sub_device_flow(hass: HomeAssistant, gateway: G
         },
     )
     assert result["type"] is FlowResultType.FORM
-    assert result["step_id"] == "flasher"
-    result = await hass.config_entries.subentries.async_configure(
-        result["flow_id"], {"settings": {"timeout_s": -1}}
-    )
-    assert result["errors"] == {"settings": "invalid_flasher"}
-    assert "timeout_s" in (result["description_placeholders"] or {})["reason"]
-    result = await hass.config_entries.subentries.async_configure(
-        result["flow_id"], {"settings": {"timeout_s": 120}}
-    )
+    assert result["step_id"] == "flasher_automation"
+    result = await hass.config_entries.subentries.async_configure(result["flow_id"], {"timeout_s": 120})
     assert result["type"] is FlowResultType.CREATE_ENTRY
     stored = next(s for s in entry.subentries.values() if s.unique_id == light_key("light9"))
     assert stored.data[CONF_FLASHER] == {"kind": "automation", "timeout_s": 120.0}

@@ -116,3 +116,28 @@ async def test_diagnostics_of_an_unloaded_entry(
     diagnostics = await get_diagnostics_for_config_entry(hass, hass_client, entry)
     assert diagnostics["engine"] is None
     assert gateway.secret not in json.dumps(diagnostics)
+
+
+async def test_diagnostics_redact_flasher_urls_and_arguments(
+    hass: HomeAssistant, gateway: Gateway, hass_client: ClientFactory
+) -> None:
+    """Flasher URLs lose userinfo and query; command arguments (may hold passwords) are redacted."""
+    http = {
+        "kind": "http",
+        "url": "http://admin:urlpass1@127.0.0.1:9/flash?key=querysecret1",
+        "version_url": "http://viewer:urlpass2@127.0.0.1:9/version?sig=querysecret2",
+    }
+    command = {"kind": "command", "program": "/usr/bin/flash", "args": ["--password=argsecret", "{path}"]}
+    entry = await add_entry(
+        hass, gateway.entry_data, subentries=[sub("light1", flasher=http), sub("light2", flasher=command)]
+    )
+    diagnostics = await get_diagnostics_for_config_entry(hass, hass_client, entry)
+    text = json.dumps(diagnostics)
+    for secret in ("urlpass1", "urlpass2", "querysecret1", "querysecret2", "argsecret", "admin", "viewer"):
+        assert secret not in text
+    flashers = {s["title"]: s["data"]["flasher"] for s in diagnostics["entry"]["subentries"]}
+    by_kind = {flasher["kind"]: flasher for flasher in flashers.values()}
+    assert by_kind["http"]["url"] == "http://127.0.0.1:9/flash"
+    assert by_kind["http"]["version_url"] == "http://127.0.0.1:9/version"
+    assert by_kind["command"]["program"] == "/usr/bin/flash"
+    assert by_kind["command"]["args"] == "**REDACTED**"

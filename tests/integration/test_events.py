@@ -31,6 +31,9 @@ from .helpers import (
     wait_for,
 )
 
+# These tests read the OTA state sensor, which is disabled by default.
+pytestmark = pytest.mark.usefixtures("ota_state_sensors_enabled")
+
 FIRMWARE = bytes(range(256)) * 400  # 100 KiB
 ENTITY = "update.light1_firmware"
 

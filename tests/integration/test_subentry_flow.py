@@ -83,7 +83,7 @@ async def test_add_without_secret_then_bound_in_console(hass: HomeAssistant, gat
     entry = await add_entry(hass, gateway.entry_data)
     result = await _add(hass, entry, _device_input("light1"))
     assert result["type"] is FlowResultType.CREATE_ENTRY
-    assert result["title"] == light_key("light1")
+    assert result["title"] == "light1"  # the device name: no product id in what the user reads
     subentry = entry.subentries[_subentry_id(entry, "light1")]
     assert dict(subentry.data) == {
         CONF_PRODUCT_ID: LIGHT_PRODUCT,
@@ -162,7 +162,7 @@ async def test_add_field_errors(
     assert result["errors"] == {field: error}
     if field != "base":
         assert result["description_placeholders"] is not None
-        assert result["description_placeholders"]["reason"]
+        assert (result["description_placeholders"] or {})["reason"]
     result = await hass.config_entries.subentries.async_configure(flow_id, _device_input("light1"))
     assert result["type"] is FlowResultType.CREATE_ENTRY
 
@@ -175,38 +175,151 @@ async def test_add_twice_aborts(hass: HomeAssistant, gateway: Gateway) -> None:
     assert result["reason"] == "already_configured"
 
 
-@pytest.mark.parametrize(
-    ("settings", "reason_part"),
-    [
-        ({}, "directory"),
-        ({"directory": ""}, "directory"),
-        ({"directory": 5}, "directory"),
-        ([1, 2], "object"),
-    ],
-)
-async def test_bad_flasher_settings(
-    hass: HomeAssistant, gateway: Gateway, tmp_path: Path, settings: Any, reason_part: str
-) -> None:
-    """A bad flasher config is refused on the flasher step with the parser's reason; good settings pass."""
-    entry = await add_entry(hass, gateway.entry_data)
+async def _to_flasher_form(hass: HomeAssistant, entry: ConfigEntry, kind: str) -> str:
     flow_id = await _start_add(hass, entry)
     result = await hass.config_entries.subentries.async_configure(
-        flow_id, _device_input("light1", **{CONF_FLASHER_KIND: "file"})
+        flow_id, _device_input("light1", **{CONF_FLASHER_KIND: kind})
     )
     assert result["type"] is FlowResultType.FORM
-    assert result["step_id"] == "flasher"
-    result = await hass.config_entries.subentries.async_configure(flow_id, {"settings": settings})
-    assert result["type"] is FlowResultType.FORM
-    assert result["errors"] == {"settings": "invalid_flasher"}
-    assert result["description_placeholders"] is not None
-    assert reason_part in result["description_placeholders"]["reason"]
+    assert result["step_id"] == f"flasher_{kind}"
+    return flow_id
+
+
+def _selectors(result: Any) -> dict[str, Any]:
+    schema = result["data_schema"]
+    assert schema is not None
+    return {str(key): value for key, value in schema.schema.items()}
+
+
+def _suggested(result: Any) -> dict[str, Any]:
+    schema = result["data_schema"]
+    assert schema is not None
+    return {
+        str(key): key.description["suggested_value"]
+        for key in schema.schema
+        if key.description and "suggested_value" in key.description
+    }
+
+
+async def test_each_flasher_kind_has_its_own_form(hass: HomeAssistant, gateway: Gateway) -> None:
+    """No object editor: every kind's fields with their own selectors (URL, password, select, seconds)."""
+    entry = await add_entry(hass, gateway.entry_data)
+    expected = {
+        "command": {"program", "args", "timeout_s"},
+        "http": {
+            "url",
+            "method",
+            "token",
+            "version_url",
+            "poll_interval_s",
+            "timeout_s",
+            "version_timeout_s",
+        },
+        "file": {"directory"},
+        "automation": {"timeout_s"},
+    }
+    for kind, fields in expected.items():
+        flow_id = await _to_flasher_form(hass, entry, kind)
+        result = await hass.config_entries.subentries.async_configure(flow_id)
+        selectors = _selectors(result)
+        assert set(selectors) == fields, kind
+        assert "{path}" in (result["description_placeholders"] or {})["placeholders"]
+        hass.config_entries.subentries.async_abort(flow_id)
+        if kind == "http":
+            assert selectors["url"].config["type"] == "url"
+            assert selectors["version_url"].config["type"] == "url"
+            assert selectors["token"].config["type"] == "password"
+            assert selectors["method"].config["options"] == ["PUT", "POST"]
+            for seconds in ("poll_interval_s", "timeout_s", "version_timeout_s"):
+                assert selectors[seconds].config["unit_of_measurement"] == "s"
+        if kind == "command":
+            assert selectors["args"].config["multiple"] is True
+
+
+async def test_http_flasher_form_stores_the_settings(hass: HomeAssistant, gateway: Gateway) -> None:
+    """A wrong URL is named on its field with every value kept; the corrected form stores the engine's shape."""
+    entry = await add_entry(hass, gateway.entry_data)
+    flow_id = await _to_flasher_form(hass, entry, "http")
+    entered = {
+        "url": "ftp://192.168.1.50/ota",
+        "method": "POST",
+        "token": "tok-123",
+        "version_url": "http://192.168.1.50/version",
+        "poll_interval_s": 1.5,
+        "timeout_s": 120,
+        "version_timeout_s": 60,
+    }
+    result = await hass.config_entries.subentries.async_configure(flow_id, entered)
+    assert result["errors"] == {"url": "invalid_setting"}
+    assert "http" in (result["description_placeholders"] or {})["reason"]
+    assert _suggested(result) == entered
     result = await hass.config_entries.subentries.async_configure(
-        flow_id, {"settings": {"directory": str(tmp_path)}}
+        flow_id, entered | {"url": "http://192.168.1.50/ota/{device_name}"}
     )
     assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert entry.subentries[_subentry_id(entry, "light1")].data[CONF_FLASHER] == {
+        "kind": "http",
+        "url": "http://192.168.1.50/ota/{device_name}",
+        "method": "POST",
+        "token": "tok-123",
+        "version_url": "http://192.168.1.50/version",
+        "poll_interval_s": 1.5,
+        "timeout_s": 120.0,
+        "version_timeout_s": 60.0,
+    }
+
+
+async def test_command_flasher_form_checks_the_program(
+    hass: HomeAssistant, gateway: Gateway, tmp_path: Path
+) -> None:
+    """A program that is missing or not executable is named on its field; arguments are a list."""
+    entry = await add_entry(hass, gateway.entry_data)
+    flow_id = await _to_flasher_form(hass, entry, "command")
+    not_executable = tmp_path / "flash.sh"
+    not_executable.write_text("#!/bin/sh\n")
+    for program in (str(tmp_path / "missing"), str(not_executable), "no-such-program-on-path"):
+        entered = {"program": program, "args": ["--port", "/dev/ttyUSB0", "{path}"], "timeout_s": 30}
+        result = await hass.config_entries.subentries.async_configure(flow_id, entered)
+        assert result["errors"] == {"program": "program_not_found"}, program
+        assert _suggested(result) == entered
+    result = await hass.config_entries.subentries.async_configure(
+        flow_id, {"program": "true", "args": ["{unknown}"], "timeout_s": 30}
+    )
+    assert result["errors"] == {"args": "invalid_setting"}
+    not_executable.chmod(0o755)
+    result = await hass.config_entries.subentries.async_configure(
+        flow_id,
+        {"program": str(not_executable), "args": ["--port", "/dev/ttyUSB0", "{path}"], "timeout_s": 30},
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert entry.subentries[_subentry_id(entry, "light1")].data[CONF_FLASHER] == {
+        "kind": "command",
+        "program": str(not_executable),
+        "args": ["--port", "/dev/ttyUSB0", "{path}"],
+        "timeout_s": 30.0,
+    }
+
+
+async def test_file_flasher_form_checks_the_directory(
+    hass: HomeAssistant, gateway: Gateway, tmp_path: Path
+) -> None:
+    """A missing directory, a file in its place and a relative path are each named on the field."""
+    entry = await add_entry(hass, gateway.entry_data)
+    flow_id = await _to_flasher_form(hass, entry, "file")
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    for directory, error in (
+        (str(tmp_path / "missing"), "directory_not_found"),
+        (str(a_file), "not_a_directory"),
+        ("relative/dir", "invalid_setting"),
+    ):
+        result = await hass.config_entries.subentries.async_configure(flow_id, {"directory": directory})
+        assert result["errors"] == {"directory": error}, directory
+        assert _suggested(result) == {"directory": directory}
+    result = await hass.config_entries.subentries.async_configure(flow_id, {"directory": str(tmp_path)})
+    assert result["type"] is FlowResultType.CREATE_ENTRY
     flasher = entry.subentries[_subentry_id(entry, "light1")].data[CONF_FLASHER]
-    assert flasher["kind"] == "file"
-    assert flasher["directory"] == str(tmp_path)
+    assert flasher == {"kind": "file", "directory": str(tmp_path)}
 
 
 async def _reconfigure(
@@ -236,11 +349,9 @@ async def test_edit_version_and_flasher_live(hass: HomeAssistant, gateway: Gatew
         {CONF_INSTALLED_VERSION: "2.0.0", CONF_FLASHER_KIND: "file", CONF_UNBIND_ON_REMOVE: True},
     )
     assert result["type"] is FlowResultType.FORM
-    assert result["step_id"] == "flasher"
+    assert result["step_id"] == "flasher_file"
     result = dict(
-        await hass.config_entries.subentries.async_configure(
-            result["flow_id"], {"settings": {"directory": str(tmp_path)}}
-        )
+        await hass.config_entries.subentries.async_configure(result["flow_id"], {"directory": str(tmp_path)})
     )
     assert result["type"] is FlowResultType.ABORT
     assert result["reason"] == "reconfigure_successful"
@@ -297,17 +408,51 @@ async def test_edit_errors(hass: HomeAssistant, gateway: Gateway) -> None:
 async def test_edit_suggests_current_flasher_settings(
     hass: HomeAssistant, gateway: Gateway, tmp_path: Path
 ) -> None:
-    """Editing a sub-device with a file flasher suggests its directory on the flasher step."""
+    """Editing a sub-device with a file flasher suggests its directory on the file form."""
     flasher = {"kind": "file", "directory": str(tmp_path)}
     entry = await add_entry(hass, gateway.entry_data, subentries=[sub("light1", flasher=flasher)])
     result = await _reconfigure(
         hass, entry, "light1", {CONF_INSTALLED_VERSION: "0.1", CONF_FLASHER_KIND: "file"}
     )
-    assert result["step_id"] == "flasher"
-    schema = result["data_schema"]
-    assert schema is not None
-    [key] = schema.schema
-    assert key.description == {"suggested_value": {"directory": str(tmp_path)}}
+    assert result["step_id"] == "flasher_file"
+    assert _suggested(result) == {"directory": str(tmp_path)}
+
+
+async def test_settings_stored_by_the_object_editor_open_in_the_new_form(
+    hass: HomeAssistant, gateway: Gateway
+) -> None:
+    """Subentries saved as objects (the storage shape is unchanged) show on the form and keep their token.
+
+    The old editor stored whatever `to_dict()` gave (`token: null`, `version_url: null`) or a hand-written
+    subset: both load, are suggested without nulls and without the token, and an empty token keeps it.
+    """
+    stored = {
+        "kind": "http",
+        "url": "http://192.168.1.50/ota/{device_name}?mode=full",
+        "method": "PUT",
+        "token": "old-token",
+        "version_url": None,
+        "poll_interval_s": 2.0,
+        "timeout_s": 600.0,
+        "version_timeout_s": 300.0,
+    }
+    await register_lights(gateway, "light1")
+    entry = await setup_gateway(hass, gateway, [sub("light1", flasher=stored)])
+    assert entry.runtime_data.has_flasher(DeviceId(LIGHT_PRODUCT, "light1"))
+    result = await _reconfigure(
+        hass, entry, "light1", {CONF_INSTALLED_VERSION: "0.1", CONF_FLASHER_KIND: "http"}
+    )
+    assert result["step_id"] == "flasher_http"
+    assert _suggested(result) == {
+        "url": "http://192.168.1.50/ota/{device_name}?mode=full",
+        "method": "PUT",
+        "poll_interval_s": 2.0,
+        "timeout_s": 600.0,
+        "version_timeout_s": 300.0,
+    }
+    result = dict(await hass.config_entries.subentries.async_configure(result["flow_id"], _suggested(result)))
+    assert result["reason"] == "reconfigure_successful"
+    assert entry.subentries[_subentry_id(entry, "light1")].data[CONF_FLASHER] == stored
 
 
 @pytest.mark.parametrize("unbind", [False, True])

@@ -414,7 +414,8 @@ class Downloader:
         except Md5MismatchError:
             await part.close()
             await self.discard(spec)
-            _LOGGER.warning("Deleted the download of firmware %s: md5 mismatch", spec.version)
+            # The job that fails on it logs the failure (once, as a warning): this is only its detail.
+            _LOGGER.info("Deleted the download of firmware %s: md5 mismatch", spec.version)
             raise
         finally:
             if not verified:

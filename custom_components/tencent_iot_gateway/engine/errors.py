@@ -6,6 +6,7 @@ OTA failures carry Tencent's result code, so the code reported to the cloud is d
 from __future__ import annotations
 
 from enum import IntEnum
+from typing import ClassVar
 
 
 class TencentIotError(Exception):
@@ -35,27 +36,33 @@ class OtaError(TencentIotError):
     """An OTA job failed; `code` is what the cloud is told, `str(self)` its `result_msg`.
 
     Messages never hold a signed URL's query or any secret: they go to the cloud, the log and the UI.
+    `translation_key` names the failure for the UI, which words it in the user's language (the English
+    message is only its detail where the words come from elsewhere: a flasher's output, a server's answer).
     """
 
     code: OtaResultCode = OtaResultCode.UPGRADE_FAILED
+    translation_key: ClassVar[str] = "upgrade_failed"
 
 
 class DownloadTimeoutError(OtaError):
     """The download failed for network reasons after every retry."""
 
     code = OtaResultCode.DOWNLOAD_TIMEOUT
+    translation_key = "download_failed"
 
 
 class FirmwareNotFoundError(OtaError):
     """The server answered 404 for the firmware URL."""
 
     code = OtaResultCode.FILE_NOT_FOUND
+    translation_key = "firmware_not_found"
 
 
 class UrlExpiredError(OtaError):
     """The server answered 403: the signed URL has expired; a re-report of the version gets a fresh one."""
 
     code = OtaResultCode.SIGNATURE_EXPIRED
+    translation_key = "url_expired"
 
 
 class TaskEndedError(UrlExpiredError):
@@ -64,6 +71,7 @@ class TaskEndedError(UrlExpiredError):
     Typical of a manual install long after the push (spec §3a): only a new task in the console helps.
     """
 
+    translation_key = "task_ended"
     MESSAGE = (
         "the firmware URL expired and the cloud sent no fresh one: its upgrade task has ended; "
         "create a new upgrade task in the console"
@@ -78,24 +86,28 @@ class Md5MismatchError(OtaError):
     """The downloaded image does not hash to the announced MD5."""
 
     code = OtaResultCode.MD5_MISMATCH
+    translation_key = "md5_mismatch"
 
 
 class InsufficientSpaceError(OtaError):
     """Not enough free disk space to store the image; reported as an upgrade failure with its own message."""
 
     code = OtaResultCode.UPGRADE_FAILED
+    translation_key = "insufficient_space"
 
 
 class FlashError(OtaError):
     """The flasher could not put the image on the sub-device."""
 
     code = OtaResultCode.UPGRADE_FAILED
+    translation_key = "flash_failed"
 
 
 class InvalidFirmwareError(OtaError):
     """An `update_firmware` push is malformed (bad URL, MD5, size or version)."""
 
     code = OtaResultCode.UPGRADE_FAILED
+    translation_key = "invalid_firmware"
 
 
 class JobSuspendedError(TencentIotError):

@@ -38,9 +38,10 @@ def validate_version(value: object) -> str:
 
 
 def url_without_query(url: str) -> str:
-    """The URL as it may be logged or shown: a pre-signed URL's query is a credential."""
+    """The URL as it may be logged or shown: a pre-signed URL's query and any `user:password@` are credentials."""
     parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+    host_and_port = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, host_and_port, parts.path, "", ""))
 
 
 @dataclass(frozen=True, slots=True)

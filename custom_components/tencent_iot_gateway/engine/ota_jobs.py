@@ -128,6 +128,8 @@ class JobSnapshot:
     eta_s: float | None = None
     result_code: int | None = None
     message: str = ""
+    failure_key: str | None = None
+    """The `translation_key` of the last failure (meaningful while `state` is failed)."""
 
     @property
     def latest_version(self) -> str | None:
@@ -552,12 +554,18 @@ class OtaManager:
         entry.install_requested = False
         entry.flashing = None
         if isinstance(result, OtaError):
-            _LOGGER.error(
+            # Expected (a bad image, a refusing device): once, as a warning; the UI shows it translated.
+            _LOGGER.warning(
                 "Updating %s to %s failed: %s (code %d)", entry.device, target.version, result, result.code
             )
             entry.outcome = Outcome(OutcomeState.FAIL, target.version, int(result.code), str(result))
             self._update(
-                entry, state=JobState.FAILED, percent=None, result_code=int(result.code), message=str(result)
+                entry,
+                state=JobState.FAILED,
+                percent=None,
+                result_code=int(result.code),
+                message=str(result),
+                failure_key=result.translation_key,
             )
         else:
             entry.outcome = Outcome(OutcomeState.DONE, target.version)
@@ -760,7 +768,9 @@ class OtaManager:
         await self._reports.burning(entry.device)  # a lost `burning` does not stop the flash
 
         def on_flash_progress(percent: int) -> None:
-            bounded = max(0, min(100, percent))
+            # Only a flasher's own progress moves the bar past the download's half, and never to 100 before
+            # the flash has returned (a device may still be rebooting into the image).
+            bounded = max(0, min(99, percent))
             self._update(entry, percent=DOWNLOAD_SHARE + bounded * (100 - DOWNLOAD_SHARE) // 100)
 
         try:

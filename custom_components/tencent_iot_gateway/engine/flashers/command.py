@@ -1,7 +1,9 @@
 """The `command` flasher: runs a configured program (never through a shell) and watches its output.
 
 Each argument is a template; placeholders are substituted per argument, so a value can never split into
-several arguments or reach a shell. Lines `progress: N` on the program's stdout are the flash progress; exit
+several arguments or reach a shell. Device names come from the cloud and may start with `-`: an argument that
+a substituted value turns into an option is refused (the flash fails, the program is not run) unless it comes
+after a literal `--` argument or the template itself is an option (`--name={device_name}`). Lines `progress: N` on the program's stdout are the flash progress; exit
 status 0 means the sub-device now runs the new version; anything else is a `FlashError` quoting the end of
 the program's stderr. A program that outlives its timeout is killed with its whole process group.
 """
@@ -91,7 +93,7 @@ class CommandFlasher:
         """Run the program for this image and device; return `firmware.version` when it exits 0."""
         config = self._config
         values = template_values(image, target, firmware)
-        argv = [config.program, *(render_template(arg, values) for arg in config.args)]
+        argv = [config.program, *_render_arguments(config.args, values, target)]
         name = Path(config.program).name
         _LOGGER.info("Flashing %s with %s to version %s", target, name, firmware.version)
         try:
@@ -125,6 +127,26 @@ class CommandFlasher:
             raise FlashError(f"{name} exited with status {status}: {_tail_text(tail)}")
         _LOGGER.info("Flashed %s to version %s", target, firmware.version)
         return firmware.version
+
+
+def _render_arguments(templates: tuple[str, ...], values: Mapping[str, str], target: DeviceId) -> list[str]:
+    """The arguments; refused when a substituted value (a device name from the cloud) makes one an option.
+
+    Device names may start with `-`: `{device_name}` alone would then be read as an option by most programs.
+    An option the user wrote (`--device={device_name}`), or any argument after a literal `--`, is fine.
+    """
+    rendered: list[str] = []
+    options_ended = False
+    for template in templates:
+        argument = render_template(template, values)
+        if not options_ended and argument.startswith("-") and not template.startswith("-"):
+            raise FlashError(
+                f"refusing to run the flasher for {target}: argument {argument!r} would be read as an option; "
+                "put a '--' argument before it or make it part of an option (e.g. --name={device_name})"
+            )
+        options_ended = options_ended or template == "--"
+        rendered.append(argument)
+    return rendered
 
 
 async def _lines(stream: asyncio.StreamReader) -> AsyncIterator[str]:

@@ -92,6 +92,11 @@ class FileFlasher:
         loop = asyncio.get_running_loop()
         try:
             source, sink = await loop.run_in_executor(None, _open_pair, image, temporary)
+        except FileExistsError, NotADirectoryError:
+            blocker = await loop.run_in_executor(None, _first_non_directory, self._directory)
+            raise FlashError(
+                f"cannot write into {self._directory}: {blocker} is not a directory (a file is in its place)"
+            ) from None
         except OSError as err:
             raise FlashError(f"cannot write {temporary}: {err.strerror or err}") from None
         try:
@@ -124,6 +129,14 @@ def _open_pair(image: Path, temporary: Path) -> tuple[IO[bytes], IO[bytes]]:
         source.close()
         raise
     return source, sink
+
+
+def _first_non_directory(directory: Path) -> Path:
+    """The part of `directory`'s path that exists but is not a directory (`directory` itself if none is)."""
+    for part in (*reversed(directory.parents), directory):
+        if part.exists() and not part.is_dir():
+            return part
+    return directory
 
 
 def _size_of(handle: IO[bytes]) -> int:

@@ -138,9 +138,12 @@ class HttpFlasher:
         _LOGGER.info(
             "Flashing %s over HTTP (%s %s) to version %s", target, config.method, shown, firmware.version
         )
-        await self._upload(url, shown, image, firmware, progress)
         if config.version_url is None:
+            await self._upload(url, shown, image, firmware, progress)
             return firmware.version
+        # The upload is only the first half of the flash: the device then writes and boots the image, which
+        # takes as long again or more and reports no progress. The bar stays at the half until it runs it.
+        await self._upload(url, shown, image, firmware, lambda percent: progress(percent // 2))
         version_url = render_template(config.version_url, values, quote=_quote_value)
         return await self._await_version(version_url, firmware.version, target)
 
