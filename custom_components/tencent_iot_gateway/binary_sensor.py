@@ -84,9 +84,17 @@ class SubDeviceConnectivity(SubDeviceEntity, BinarySensorEntity):
 
     @property
     def extra_state_attributes(self) -> dict[str, Any]:
-        """`reason` (see `OnlineReason`) and the cloud's `result_code`."""
+        """`reason` (see `OnlineReason`), the cloud's `result_code`, and `updates_blocked`.
+
+        `updates_blocked`: the broker refused the update topic, so no firmware push can reach the sub-device
+        although it is online (a repair issue says so too).
+        """
         result = self.runtime.online_result(self.sub_device)
-        return {"reason": self._reason(result).value, "result_code": result}
+        return {
+            "reason": self._reason(result).value,
+            "result_code": result,
+            "updates_blocked": self.runtime.updates_blocked(self.sub_device),
+        }
 
     def _reason(self, result: int | None) -> OnlineReason:
         if not self.runtime.connected:

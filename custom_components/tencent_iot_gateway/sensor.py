@@ -53,9 +53,4 @@ class OtaStateSensor(SubDeviceEntity, SensorEntity):
     def extra_state_attributes(self) -> dict[str, Any]:
         """The last failure (code and message); the target version is the update entity's latest version."""
         snapshot = self.snapshot
-        return {
-            "last_error": snapshot.message or None,
-            "result_code": snapshot.result_code,
-            # The broker refused the update topic: no firmware push can reach the sub-device (repair issue).
-            "updates_blocked": self.runtime.updates_blocked(self.sub_device),
-        }
+        return {"last_error": snapshot.message or None, "result_code": snapshot.result_code}

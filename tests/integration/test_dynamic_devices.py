@@ -215,7 +215,7 @@ async def test_a_refused_update_topic_is_said_not_silent(
         return [
             name
             for name in ("light1", "light2")
-            if state(hass, f"sensor.{name}_firmware_update_state").attributes.get("updates_blocked")
+            if state(hass, f"binary_sensor.{name}_cloud_connection").attributes.get("updates_blocked")
         ]
 
     await wait_for(hass, lambda: len(blocked()) == 1)

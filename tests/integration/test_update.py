@@ -200,7 +200,7 @@ async def test_late_install_says_the_cloud_task_has_ended(
         await hass.services.async_call(
             "update", "install", {ATTR_ENTITY_ID: "update.light1_firmware"}, blocking=True
         )
-    assert caught.value.translation_key == "install_task_ended"
+    assert caught.value.translation_key == "failure_task_ended"
     assert "upgrade task" in str(caught.value)
     assert "new upgrade task" in str(caught.value)
     state = state_of(hass, "update.light1_firmware")
