@@ -215,7 +215,8 @@ class ProgressReporter:
         track.state = ProgressState.BURNING
         track.percent = 0
         if track.busy:
-            return  # it goes as soon as the report before it did
+            track.backlog.append((self._mark_sent(track), 1))  # it goes as soon as the report before it did
+            return
         await self._publish_one(track, self._mark_sent(track), 1, UplinkPriority.PROGRESS)
 
     # -- sending ------------------------------------------------------------------------------------------
@@ -225,7 +226,7 @@ class ProgressReporter:
         if track.busy:
             if marker:  # "0" or "100" is sent in its place, not folded into what comes after it
                 track.backlog.append((self._mark_sent(track), qos))
-            return  # otherwise the latest report follows the one under way
+            return  # otherwise the latest report follows the one under way, at the cadence's pace
         self._spawn(self._publish_one(track, self._mark_sent(track), qos, priority))
 
     async def _publish_one(self, track: _Track, payload: str, qos: int, priority: UplinkPriority) -> None:
@@ -253,8 +254,9 @@ class ProgressReporter:
         if track.backlog:
             payload, qos = track.backlog.popleft()
             self._spawn(self._publish_one(track, payload, qos, UplinkPriority.PROGRESS))
-        elif track.dirty:
-            self._send(track, UplinkPriority.PROGRESS)
+        else:
+            # What changed meanwhile keeps the cadence: it goes one report interval after the last report.
+            self._schedule(track)
 
     def _mark_sent(self, track: _Track) -> str:
         track.sent = track.current
