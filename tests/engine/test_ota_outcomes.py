@@ -15,6 +15,7 @@ import aiohttp
 import pytest
 
 from custom_components.tencent_iot_gateway.engine.endpoints import BrokerEndpoint
+from custom_components.tencent_iot_gateway.engine.errors import OtaError
 from custom_components.tencent_iot_gateway.engine.gateway_engine import SubDevice
 from custom_components.tencent_iot_gateway.engine.ota_jobs import JobState, OtaSettings
 from tencent_iot_emulator.emulator import Emulator
@@ -292,3 +293,143 @@ async def test_an_interrupted_flash_that_did_finish_is_reported_done(
         snapshot = gateway.engine.ota.snapshot(LIGHT)
         assert (snapshot.state, snapshot.installed_version) == (JobState.DONE, "V2")
         assert JobState.FLASHING not in gateway.states(LIGHT)
+
+
+async def test_install_right_after_a_failure_starts_a_new_job(
+    emulator: Emulator, http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """The job shows failed while its task is still sending the `fail` report: an install in that moment starts
+    a new job (which flashes) instead of joining the dead one and failing at once with its error."""
+    cloud = await seed_cloud(emulator, http)
+    await cloud.console.set_faults({"flip_byte_at": 100})  # the first download fails its MD5 check
+    async with running_gateway(cloud, tmp_path, auto_install=False) as gateway:
+        ota = gateway.engine.ota
+        publish = ota._publish
+        fail_on_the_wire = asyncio.Event()
+        release_fail = asyncio.Event()
+
+        async def holding_publish(topic: str, payload: str, qos: int = 1, **kwargs: Any) -> None:
+            if '"state": "fail"' in payload:
+                fail_on_the_wire.set()
+                await release_fail.wait()  # the broker has not acknowledged the report yet
+            await publish(topic, payload, qos, **kwargs)
+
+        ota._publish = holding_publish
+        await _push(cloud)
+
+        async def available() -> bool:
+            return ota.snapshot(LIGHT).state is JobState.AVAILABLE
+
+        await eventually(available)
+        first = asyncio.ensure_future(ota.install(LIGHT))
+        await asyncio.wait_for(fail_on_the_wire.wait(), timeout=10)
+        assert ota.snapshot(LIGHT).state is JobState.FAILED
+        await cloud.console.reset_faults()
+        second = asyncio.ensure_future(ota.install(LIGHT))
+        await asyncio.sleep(0)  # the second install has looked at the job while the report is held
+        release_fail.set()
+        with pytest.raises(OtaError):
+            await first
+        snapshot = await asyncio.wait_for(second, timeout=15)
+        assert snapshot.installed_version == "V2"
+        assert gateway.states(LIGHT).count(JobState.FLASHING) == 1
+
+
+async def test_a_resent_outcome_repeats_the_pushs_echoed_fields(
+    emulator: Emulator, http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """IoT Explorer's push names `task_id` and `fw_type`: the `done` lost with the link and sent again after the
+    reconnect repeats them like every other report of the job."""
+    cloud = await seed_cloud(emulator, http)
+    await cloud.console.upload_firmware(PID, "V2", IMAGE)
+    echo = {"fw_type": "mcu", "task_id": 1000696}
+    async with LinkCutter(emulator.mqtt_port, b'"state": "done"') as cutter:
+        endpoint = BrokerEndpoint("127.0.0.1", cutter.port, tls=False)
+        async with running_gateway(cloud, tmp_path, endpoint=endpoint, auto_install=False) as gateway:
+            ota = gateway.engine.ota
+            await cloud.console.create_task(PID, "V2", "list", devices=[LIGHT.device_name])
+
+            async def offered() -> bool:
+                return ota.snapshot(LIGHT).state is JobState.AVAILABLE
+
+            await eventually(offered)
+            push = next(m for m in await _reports(cloud) if m.get("type") == "update_firmware")
+            push.pop("direction")
+            marked = push | echo | {"url": push["url"] + "&marker=1"}
+            topic = f"$ota/update/{LIGHT.product_id}/{LIGHT.device_name}"
+            await emulator.cloud.publish_raw(topic, json.dumps(marked).encode())
+
+            async def echoed() -> bool:
+                target = ota.snapshot(LIGHT).target
+                return target is not None and target.report_fields == echo
+
+            await eventually(echoed)
+            await ota.install(LIGHT)
+
+            async def done_heard() -> bool:
+                return any(
+                    m["direction"] == "in"
+                    and m.get("type") == "report_progress"
+                    and m["report"]["progress"]["state"] == "done"
+                    for m in await _reports(cloud)
+                )
+
+            await eventually(done_heard, within=15)
+            assert cutter.cuts == 1
+    reports = [
+        m["report"]
+        for m in await _reports(cloud)
+        if m["direction"] == "in" and m.get("type") == "report_progress"
+    ]
+    assert reports[-1]["progress"]["state"] == "done"
+    for report in reports:
+        assert {name: report.get(name) for name in echo} == echo
+
+
+async def test_a_push_right_after_a_failure_starts_a_job_that_reports(
+    emulator: Emulator, http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """A push arriving while the failed job still sends its `fail` starts a new (automatic) job: the end of the
+    old job does not silence the new one, whose reports all follow the old `fail`."""
+    cloud = await seed_cloud(emulator, http)
+    await cloud.console.set_faults({"flip_byte_at": 100})
+    async with running_gateway(cloud, tmp_path) as gateway:
+        ota = gateway.engine.ota
+        publish = ota._publish
+        fail_on_the_wire = asyncio.Event()
+        release_fail = asyncio.Event()
+
+        async def holding_publish(topic: str, payload: str, qos: int = 1, **kwargs: Any) -> None:
+            if '"state": "fail"' in payload:
+                fail_on_the_wire.set()
+                await release_fail.wait()
+            await publish(topic, payload, qos, **kwargs)
+
+        ota._publish = holding_publish
+        await _push(cloud)
+        await asyncio.wait_for(fail_on_the_wire.wait(), timeout=10)
+        first_job = ota._devices[LIGHT].job
+        await cloud.console.set_faults({"throttle_bps": 1048576})  # the new download takes a moment
+        push = next(m for m in await _reports(cloud) if m.get("type") == "update_firmware")
+        push.pop("direction")
+        topic = f"$ota/update/{LIGHT.product_id}/{LIGHT.device_name}"
+        await emulator.cloud.publish_raw(topic, json.dumps(push | {"url": push["url"] + "&again=1"}).encode())
+
+        async def new_job() -> bool:
+            return ota._devices[LIGHT].job not in {None, first_job}
+
+        await eventually(new_job)
+        release_fail.set()
+
+        async def done() -> bool:
+            return ota.snapshot(LIGHT).installed_version == "V2"
+
+        await eventually(done, within=15)
+    states = [
+        m["report"]["progress"]["state"]
+        for m in await _reports(cloud)
+        if m["direction"] == "in" and m.get("type") == "report_progress"
+    ]
+    second = states[states.index("fail") + 1 :]
+    assert second[0] == "downloading"
+    assert second[-2:] == ["burning", "done"]
