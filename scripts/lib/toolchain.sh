@@ -93,10 +93,11 @@ environment_is_current() {
 }
 
 ensure_environment() {
-  if ! environment_is_current; then
-    log "The environment is missing or older than requirements_test.txt: running scripts/setup first."
-    "$TOP/scripts/setup" >&2 </dev/null || exit $?
-  fi
+  environment_is_current && return 0
+  # A checkout whose toolchain is current only lacks its own broker plugin: scripts/setup says so itself.
+  requirements_are_current ||
+    log "The toolchain is missing or older than requirements_test.txt and scripts/lib/toolchain.sh: running scripts/setup first."
+  "$TOP/scripts/setup" >&2 </dev/null || exit $?
 }
 
 # Runs "$@" chrooted into the root at $1 (not necessarily $ROOT_DIR: setup fills a root before it takes its name).

@@ -130,6 +130,8 @@ class JobSnapshot:
     message: str = ""
     failure_key: str | None = None
     """The `translation_key` of the last failure (meaningful while `state` is failed)."""
+    http_status: int | None = None
+    """What the firmware server answered, when that was the last failure."""
 
     @property
     def latest_version(self) -> str | None:
@@ -580,6 +582,7 @@ class OtaManager:
                 result_code=int(result.code),
                 message=str(result),
                 failure_key=result.translation_key,
+                http_status=result.http_status,
             )
         else:
             entry.outcome = Outcome(OutcomeState.DONE, target.version, echo=target.echo)
@@ -682,11 +685,15 @@ class OtaManager:
         while True:
             try:
                 return await self._join_download(entry, target)
-            except UrlExpiredError:
+            except UrlExpiredError as expired:
                 if refreshes >= MAX_URL_REFRESHES:
                     raise
                 refreshes += 1
-                target = await self._fresh_url(entry, target)
+                try:
+                    target = await self._fresh_url(entry, target)
+                except UrlExpiredError as err:
+                    err.http_status = err.http_status or expired.http_status  # what made a fresh URL needed
+                    raise
 
     async def _fresh_url(self, entry: _Device, target: FirmwareSpec) -> FirmwareSpec:
         """Re-report the running version: the cloud answers by pushing the pending firmware with a new URL."""
@@ -897,7 +904,7 @@ def _error_for(snapshot: JobSnapshot) -> OtaError:
     """Rebuild the job's error for a caller that awaited it."""
     if snapshot.result_code == TaskEndedError.code and snapshot.message == TaskEndedError.MESSAGE:
         return TaskEndedError()
-    error = OtaError(snapshot.message)
+    error = OtaError(snapshot.message, http_status=snapshot.http_status)
     if snapshot.result_code is not None:
         with contextlib.suppress(ValueError):
             error.code = OtaResultCode(snapshot.result_code)
