@@ -433,3 +433,29 @@ async def test_a_push_right_after_a_failure_starts_a_job_that_reports(
     second = states[states.index("fail") + 1 :]
     assert second[0] == "downloading"
     assert second[-2:] == ["burning", "done"]
+
+
+async def test_an_install_whose_done_is_lost_returns_the_flashed_version(
+    emulator: Emulator, http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """The link drops while `done` is on the wire: the awaited install returns the new version (the report
+    follows after the reconnect) instead of raising the session's error."""
+    cloud = await seed_cloud(emulator, http)
+    async with LinkCutter(emulator.mqtt_port, b'"state": "done"') as cutter:
+        endpoint = BrokerEndpoint("127.0.0.1", cutter.port, tls=False)
+        async with running_gateway(cloud, tmp_path, endpoint=endpoint, auto_install=False) as gateway:
+            ota = gateway.engine.ota
+            task_id = await _push(cloud)
+
+            async def offered() -> bool:
+                return ota.snapshot(LIGHT).state is JobState.AVAILABLE
+
+            await eventually(offered)
+            snapshot = await ota.install(LIGHT)
+            assert (snapshot.state, snapshot.installed_version) == (JobState.DONE, "V2")
+            assert cutter.cuts == 1
+
+            async def cloud_done() -> bool:
+                return (await cloud.console.get_task(task_id)).devices[LIGHT.key].state == "done"
+
+            await eventually(cloud_done, within=15)
