@@ -17,7 +17,7 @@ import pytest
 from custom_components.tencent_iot_gateway.engine.endpoints import BrokerEndpoint
 from custom_components.tencent_iot_gateway.engine.errors import OtaError
 from custom_components.tencent_iot_gateway.engine.gateway_engine import SubDevice
-from custom_components.tencent_iot_gateway.engine.ota_jobs import JobState, OtaSettings
+from custom_components.tencent_iot_gateway.engine.ota_jobs import JobState, OtaManager, OtaSettings
 from tencent_iot_emulator.emulator import Emulator
 from tencent_iot_emulator.link_faults import LinkCutter
 from tests.emulator_fixtures import eventually
@@ -54,6 +54,50 @@ def _versions_reported_after_push(messages: list[dict[str, Any]]) -> list[str]:
 
 def _cached_images(state_dir: Path) -> list[Path]:
     return [p for p in (state_dir / "cache").glob("*") if p.is_file()]
+
+
+async def _stop_during_a_hung_flash(cloud: Cloud, state_dir: Path, subs: list[SubDevice]) -> str:
+    """Push, let the light's flash hang, and stop the gateway without waiting for it; the cloud's task id."""
+    await cloud.console.set_virtual_device_fault(LIGHT.product_id, LIGHT.device_name, "hang")
+    async with running_gateway(cloud, state_dir, sub_devices=subs) as gateway:
+        task_id = await _push(cloud)
+
+        async def flashing() -> bool:
+            return gateway.engine.ota.snapshot(LIGHT).state is JobState.FLASHING
+
+        await eventually(flashing, within=10)
+        await gateway.engine.ota.async_stop()  # no time for the hung flash
+    return task_id
+
+
+class _HeldFailReports:
+    """Wraps the manager's publish: a `fail` report stays on the wire (no PUBACK yet) until `release`."""
+
+    def __init__(self, ota: OtaManager) -> None:
+        self._publish = ota._publish
+        self.on_the_wire = asyncio.Event()
+        self._released = asyncio.Event()
+        ota._publish = self
+
+    async def __call__(self, topic: str, payload: str, qos: int = 1, **kwargs: Any) -> None:
+        if '"state": "fail"' in payload:
+            self.on_the_wire.set()
+            await self._released.wait()
+        await self._publish(topic, payload, qos, **kwargs)
+
+    def release(self) -> None:
+        self._released.set()
+
+
+async def _push_again(emulator: Emulator, cloud: Cloud, **fields: object) -> str:
+    """The cloud's last push to the light once more, with `fields` added and a marked URL (which the firmware
+    server ignores) that shows it arrived; returns that URL."""
+    push = next(m for m in await _reports(cloud) if m.get("type") == "update_firmware")
+    push.pop("direction")
+    url = f"{push['url']}&again=1"
+    topic = f"$ota/update/{LIGHT.product_id}/{LIGHT.device_name}"
+    await emulator.cloud.publish_raw(topic, json.dumps(push | fields | {"url": url}).encode())
+    return url
 
 
 @pytest.mark.parametrize("cut_on", [b'"state": "done"', b'"state": "burning"'])
@@ -123,16 +167,8 @@ async def test_a_flash_interrupted_by_a_stop_is_reported_failed_and_not_repeated
     """A stop that cannot wait for a hung flash: the next start reports -5 "interrupted by shutdown" and does
     not flash again; a flash that ends within the stop's wait completes normally."""
     cloud = await seed_cloud(emulator, http)
-    await cloud.console.set_virtual_device_fault(LIGHT.product_id, LIGHT.device_name, "hang")
     subs = [SubDevice(LIGHT, "0.1")]
-    async with running_gateway(cloud, tmp_path, sub_devices=subs) as gateway:
-        task_id = await _push(cloud)
-
-        async def flashing() -> bool:
-            return gateway.engine.ota.snapshot(LIGHT).state is JobState.FLASHING
-
-        await eventually(flashing, within=10)
-        await gateway.engine.ota.async_stop()  # no time for the hung flash
+    task_id = await _stop_during_a_hung_flash(cloud, tmp_path, subs)
     await cloud.console.set_virtual_device_fault(LIGHT.product_id, LIGHT.device_name, "none")
     async with running_gateway(cloud, tmp_path, sub_devices=subs) as gateway:
 
@@ -272,16 +308,8 @@ async def test_an_interrupted_flash_that_did_finish_is_reported_done(
     """The device finished the interrupted flash while the gateway was down: the next start asks it (the
     http flasher's version URL) and reports `done` and the new version instead of a failure."""
     cloud = await seed_cloud(emulator, http)
-    await cloud.console.set_virtual_device_fault(LIGHT.product_id, LIGHT.device_name, "hang")
     subs = [SubDevice(LIGHT, "0.1")]
-    async with running_gateway(cloud, tmp_path, sub_devices=subs) as gateway:
-        task_id = await _push(cloud)
-
-        async def flashing() -> bool:
-            return gateway.engine.ota.snapshot(LIGHT).state is JobState.FLASHING
-
-        await eventually(flashing, within=10)
-        await gateway.engine.ota.async_stop()
+    task_id = await _stop_during_a_hung_flash(cloud, tmp_path, subs)
     await cloud.console.put_virtual_device(LIGHT.product_id, LIGHT.device_name, "V2")
     async with running_gateway(cloud, tmp_path, sub_devices=subs) as gateway:
 
@@ -304,17 +332,7 @@ async def test_install_right_after_a_failure_starts_a_new_job(
     await cloud.console.set_faults({"flip_byte_at": 100})  # the first download fails its MD5 check
     async with running_gateway(cloud, tmp_path, auto_install=False) as gateway:
         ota = gateway.engine.ota
-        publish = ota._publish
-        fail_on_the_wire = asyncio.Event()
-        release_fail = asyncio.Event()
-
-        async def holding_publish(topic: str, payload: str, qos: int = 1, **kwargs: Any) -> None:
-            if '"state": "fail"' in payload:
-                fail_on_the_wire.set()
-                await release_fail.wait()  # the broker has not acknowledged the report yet
-            await publish(topic, payload, qos, **kwargs)
-
-        ota._publish = holding_publish
+        held = _HeldFailReports(ota)
         await _push(cloud)
 
         async def available() -> bool:
@@ -322,12 +340,12 @@ async def test_install_right_after_a_failure_starts_a_new_job(
 
         await eventually(available)
         first = asyncio.ensure_future(ota.install(LIGHT))
-        await asyncio.wait_for(fail_on_the_wire.wait(), timeout=10)
+        await asyncio.wait_for(held.on_the_wire.wait(), timeout=10)
         assert ota.snapshot(LIGHT).state is JobState.FAILED
         await cloud.console.reset_faults()
         second = asyncio.ensure_future(ota.install(LIGHT))
         await asyncio.sleep(0)  # the second install has looked at the job while the report is held
-        release_fail.set()
+        held.release()
         with pytest.raises(OtaError):
             await first
         snapshot = await asyncio.wait_for(second, timeout=15)
@@ -353,15 +371,11 @@ async def test_a_resent_outcome_repeats_the_pushs_echoed_fields(
                 return ota.snapshot(LIGHT).state is JobState.AVAILABLE
 
             await eventually(offered)
-            push = next(m for m in await _reports(cloud) if m.get("type") == "update_firmware")
-            push.pop("direction")
-            marked = push | echo | {"url": push["url"] + "&marker=1"}
-            topic = f"$ota/update/{LIGHT.product_id}/{LIGHT.device_name}"
-            await emulator.cloud.publish_raw(topic, json.dumps(marked).encode())
+            url = await _push_again(emulator, cloud, **echo)
 
             async def echoed() -> bool:
                 target = ota.snapshot(LIGHT).target
-                return target is not None and target.report_fields == echo
+                return target is not None and target.url == url and target.report_fields == echo
 
             await eventually(echoed)
             await ota.install(LIGHT)
@@ -395,41 +409,31 @@ async def test_a_push_right_after_a_failure_starts_a_job_that_reports(
     await cloud.console.set_faults({"flip_byte_at": 100})
     async with running_gateway(cloud, tmp_path) as gateway:
         ota = gateway.engine.ota
-        publish = ota._publish
-        fail_on_the_wire = asyncio.Event()
-        release_fail = asyncio.Event()
-
-        async def holding_publish(topic: str, payload: str, qos: int = 1, **kwargs: Any) -> None:
-            if '"state": "fail"' in payload:
-                fail_on_the_wire.set()
-                await release_fail.wait()
-            await publish(topic, payload, qos, **kwargs)
-
-        ota._publish = holding_publish
+        held = _HeldFailReports(ota)
         await _push(cloud)
-        await asyncio.wait_for(fail_on_the_wire.wait(), timeout=10)
+        await asyncio.wait_for(held.on_the_wire.wait(), timeout=10)
         first_job = ota._devices[LIGHT].job
         await cloud.console.set_faults({"throttle_bps": 1048576})  # the new download takes a moment
-        push = next(m for m in await _reports(cloud) if m.get("type") == "update_firmware")
-        push.pop("direction")
-        topic = f"$ota/update/{LIGHT.product_id}/{LIGHT.device_name}"
-        await emulator.cloud.publish_raw(topic, json.dumps(push | {"url": push["url"] + "&again=1"}).encode())
+        await _push_again(emulator, cloud)
 
         async def new_job() -> bool:
             return ota._devices[LIGHT].job not in {None, first_job}
 
         await eventually(new_job)
-        release_fail.set()
+        held.release()
 
-        async def done() -> bool:
-            return ota.snapshot(LIGHT).installed_version == "V2"
+        async def progress_states() -> list[str]:
+            return [
+                m["report"]["progress"]["state"]
+                for m in await _reports(cloud)
+                if m["direction"] == "in" and m.get("type") == "report_progress"
+            ]
 
-        await eventually(done, within=15)
-    states = [
-        m["report"]["progress"]["state"]
-        for m in await _reports(cloud)
-        if m["direction"] == "in" and m.get("type") == "report_progress"
-    ]
+        async def done_heard() -> bool:
+            return (await progress_states())[-1:] == ["done"]
+
+        await eventually(done_heard, within=15)
+        states = await progress_states()
     second = states[states.index("fail") + 1 :]
     assert second[0] == "downloading"
     assert second[-2:] == ["burning", "done"]
