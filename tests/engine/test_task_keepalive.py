@@ -262,9 +262,8 @@ async def test_the_keepalive_budget_holds_back_jobs_it_cannot_keep_alive(
 
         async def second_done_heard() -> bool:
             # The job is done before its report has left (2 msg/s): stopping now would keep it for later.
-            return [p["state"] for _, p in _reports(await cloud.console.messages(second.key))][-1:] == [
-                "done"
-            ]
+            states = [p["state"] for _, p in _reports(await cloud.console.messages(second.key))]
+            return states[-1:] == ["done"]
 
         await eventually(second_done_heard)
     first_done = next(w for w, p in _reports(await cloud.console.messages(first.key)) if p["state"] == "done")
