@@ -66,6 +66,7 @@ def failure_placeholders(name: str, snapshot: JobSnapshot, version: str | None =
         ),
         "size": human_size(target.size) if target is not None else "?",
         "detail": snapshot.message or "-",
+        "http_status": str(snapshot.http_status) if snapshot.http_status is not None else "?",
     }
 
 
@@ -79,6 +80,7 @@ def error_placeholders(
         "code": str(int(error.code)),
         "size": human_size(target.size) if target is not None else "?",
         "detail": str(error) or "-",
+        "http_status": str(error.http_status) if error.http_status is not None else "?",
     }
 
 

@@ -14,9 +14,10 @@ CACHE_DIR=${TENCENT_IOT_TOOLCHAIN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tencent
 # requirements need (g++ builds the two HA voice components' wheels that PyPI has no build of for this Python).
 ROOT_PACKAGES="python3,python3-venv,python3-dev,ca-certificates,mosquitto,mosquitto-dev,libmosquitto-dev,gcc,g++,libc6-dev,libssl-dev"
 # Installed by apt inside the bootstrapped root while the Python requirements install beside it, as neither needs
-# the other. Chromium is for the browser test of the update card, libturbojpeg serves HA's camera component
-# (which its frontend loads), git is for the test of scripts/release.
-ROOT_APT_PACKAGES="chromium fonts-dejavu-core git libturbojpeg0"
+# the other. Chromium is for the browser tests, with a CJK font (fonts-wqy-zenhei) for their Simplified Chinese
+# pages and screenshots; libturbojpeg serves HA's camera component (which its frontend loads), git is for the
+# test of scripts/release.
+ROOT_APT_PACKAGES="chromium fonts-dejavu-core fonts-wqy-zenhei git libturbojpeg0"
 ROOT_SUITE=testing
 ROOT_FORMAT=2 # bump when the way a root is assembled changes
 # uv installs requirements_test.txt into the root's venv (much faster than pip); the version is pinned here, and
@@ -93,10 +94,11 @@ environment_is_current() {
 }
 
 ensure_environment() {
-  if ! environment_is_current; then
-    log "The environment is missing or older than requirements_test.txt: running scripts/setup first."
-    "$TOP/scripts/setup" >&2 </dev/null || exit $?
-  fi
+  environment_is_current && return 0
+  # A checkout whose toolchain is current only lacks its own broker plugin: scripts/setup says so itself.
+  requirements_are_current ||
+    log "The toolchain is missing or older than requirements_test.txt and scripts/lib/toolchain.sh: running scripts/setup first."
+  "$TOP/scripts/setup" >&2 </dev/null || exit $?
 }
 
 # Runs "$@" chrooted into the root at $1 (not necessarily $ROOT_DIR: setup fills a root before it takes its name).

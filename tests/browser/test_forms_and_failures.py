@@ -19,12 +19,20 @@ import aiohttp
 from playwright.async_api import Locator, Page, expect
 import pytest
 
-from scripts.py.demo_setup import DEMO_USER, DemoError, HomeAssistantApi, push_firmware
+from scripts.py.demo_setup import DemoError, HomeAssistantApi, push_firmware
 from scripts.py.demo_stack import DemoPaths, Ports, running_demo
 from tencent_iot_emulator.console_client import ConsoleClient
 from tests.emulator_fixtures import eventually
 
-from .test_update_card import UI_TIMEOUT_MS, VIEWPORT, _chromium, _free_port, _open_more_info, _screenshot
+from .test_update_card import (
+    UI_TIMEOUT_MS,
+    VIEWPORT,
+    _chromium,
+    _free_port,
+    _log_in,
+    _open_more_info,
+    _screenshot,
+)
 
 PRODUCT = "LIGHTPID01"
 DEVICE = "light4"
@@ -75,20 +83,6 @@ CHINESE = Words(
 def _shots(tmp_path: Path) -> Path:
     folder = os.environ.get("TENCENT_IOT_SCREENSHOTS")
     return Path(folder) if folder else tmp_path
-
-
-async def _log_in(page: Page, ha_url: str) -> None:
-    """The login form by position (its labels are in the browser's language)."""
-    _, username, password = DEMO_USER
-    await page.goto(ha_url)
-    await page.get_by_role("textbox").nth(0).fill(username)
-    await page.locator("input[type=password]").fill(password)
-    await page.keyboard.press("Enter")
-    await page.wait_for_function(
-        "() => document.querySelector('home-assistant')?.hass?.connected === true", timeout=UI_TIMEOUT_MS
-    )
-    await page.wait_for_url(re.compile(r"/home/|/lovelace/"), timeout=UI_TIMEOUT_MS)
-    await page.wait_for_load_state("networkidle", timeout=UI_TIMEOUT_MS)
 
 
 async def _toast_with(page: Page, text: str) -> str:

@@ -69,11 +69,12 @@ async def _chromium() -> AsyncIterator[Browser]:
 
 
 async def _log_in(page: Page, ha_url: str) -> None:
-    """Home Assistant's own login page, then wait for the frontend's websocket connection."""
+    """Home Assistant's own login page (its fields by position: their labels are in the browser's language),
+    then wait for the frontend's websocket connection."""
     _, username, password = DEMO_USER
     await page.goto(ha_url)
-    await page.get_by_role("textbox", name="Username").fill(username)
-    await page.get_by_role("textbox", name="Password").fill(password)
+    await page.get_by_role("textbox").nth(0).fill(username)
+    await page.locator("input[type=password]").fill(password)
     await page.keyboard.press("Enter")
     await page.wait_for_function(
         "() => document.querySelector('home-assistant')?.hass?.connected === true", timeout=UI_TIMEOUT_MS

@@ -20,6 +20,7 @@ import pytest
 from custom_components.tencent_iot_gateway.engine import download as download_module
 from custom_components.tencent_iot_gateway.engine.download import DownloadProgress, ResumeState
 from custom_components.tencent_iot_gateway.engine.errors import (
+    DownloadRefusedError,
     DownloadTimeoutError,
     FirmwareNotFoundError,
     InsufficientSpaceError,
@@ -306,6 +307,30 @@ async def test_http_403_expired_url_is_not_retried(rig: FirmwareRig) -> None:
 
     assert failure.value.code == -3
     assert rig.server.stats()["forbidden"] == 1
+    assert len(rig.downloads()) == 1
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [
+        (404, FirmwareNotFoundError),
+        (401, UrlExpiredError),
+        (403, UrlExpiredError),
+        (410, DownloadRefusedError),
+    ],
+)
+async def test_a_refusing_server_s_http_status_travels_with_the_failure(
+    rig: FirmwareRig, status: int, expected: type[OtaError]
+) -> None:
+    """The texts a user reads name the status the server answered (a placeholder); any status no retry or
+    fresh URL can help fails at once."""
+    firmware = await rig.upload(image(1000))
+    rig.set_faults({"status": status})
+
+    with pytest.raises(expected) as failure:
+        await rig.downloader().fetch(rig.spec(firmware), Recorder())
+
+    assert failure.value.http_status == status
     assert len(rig.downloads()) == 1
 
 

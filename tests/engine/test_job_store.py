@@ -141,3 +141,15 @@ async def test_a_failing_disk_does_not_hold_up_an_outcome(
     )
     assert "Could not save the state of the OTA jobs" in caplog.text
     await store.async_close()
+
+
+def test_an_outcome_keeps_the_pushs_echoed_fields_across_a_restart() -> None:
+    """The outcome remembers IoT Explorer's `task_id`/`fw_type`, so a report sent after a restart repeats them;
+    an odd stored echo is ignored, not a reason to lose the outcome."""
+    outcome = Outcome(
+        OutcomeState.FAIL, "2.0", -5, "flash failed", (("fw_type", "mcu"), ("task_id", 1000696))
+    )
+    assert Outcome.from_dict(json.loads(json.dumps(outcome.to_dict()))) == outcome
+    assert "echo" not in Outcome(OutcomeState.DONE, "2.0").to_dict()  # plain IoT Hub pushes: as before
+    odd = outcome.to_dict() | {"echo": {"task_id": True, "fw_type": "a b", "other": "x"}}
+    assert Outcome.from_dict(odd) == Outcome(OutcomeState.FAIL, "2.0", -5, "flash failed")

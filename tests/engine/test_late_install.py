@@ -48,6 +48,7 @@ async def test_an_install_after_the_task_ended_says_a_new_task_is_needed(
             await ota.install(light)
         assert failure.value.code == -3
         assert "upgrade task has ended" in str(failure.value)
+        assert ota.snapshot(light).http_status == 403  # what the server answered, for the texts
         assert "sign=" not in str(failure.value)
         snapshot = ota.snapshot(light)
         assert snapshot.state is JobState.FAILED

@@ -259,6 +259,13 @@ async def test_the_keepalive_budget_holds_back_jobs_it_cannot_keep_alive(
         assert ota.snapshot(first).state is JobState.FLASHING
         assert list(_reports(await cloud.console.messages(second.key))) == []
         await _done(gateway, count=2)
+
+        async def second_done_heard() -> bool:
+            # The job is done before its report has left (2 msg/s): stopping now would keep it for later.
+            states = [p["state"] for _, p in _reports(await cloud.console.messages(second.key))]
+            return states[-1:] == ["done"]
+
+        await eventually(second_done_heard)
     first_done = next(w for w, p in _reports(await cloud.console.messages(first.key)) if p["state"] == "done")
     second_reports = list(_reports(await cloud.console.messages(second.key)))
     assert second_reports[0][0] >= first_done

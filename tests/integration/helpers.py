@@ -89,6 +89,17 @@ def state(hass: HomeAssistant, entity_id: str) -> State:
     return found
 
 
+def suggested(result: Any) -> dict[str, Any]:
+    """The values a flow's form comes back with (its suggested values), by field."""
+    schema = result["data_schema"]
+    assert schema is not None
+    return {
+        str(key): key.description["suggested_value"]
+        for key in schema.schema
+        if key.description and "suggested_value" in key.description
+    }
+
+
 async def wait_for(hass: HomeAssistant, check: Callable[[], bool], within: float = WAIT_S) -> None:
     """Wait until `check()` holds, re-checking on every state change (and every 50 ms, for non-state facts)."""
     changed = asyncio.Event()

@@ -31,6 +31,7 @@ from custom_components.tencent_iot_gateway.const import (
 from custom_components.tencent_iot_gateway.engine.errors import CannotConnectError
 
 from .conftest import PRODUCT_SECRET, Gateway, add_entry
+from .helpers import suggested
 
 WRONG_SECRET = "d3Jvbmctc2VjcmV0LXZhbHVl"  # valid base64, not the device's secret
 
@@ -444,16 +445,6 @@ async def test_reauth_and_reconfigure_of_a_loaded_entry_reload_it_once(
     assert setups == [entry.entry_id, entry.entry_id]
 
 
-def _suggested(result: Any) -> dict[str, Any]:
-    schema = result["data_schema"]
-    assert schema is not None
-    return {
-        str(key): key.description["suggested_value"]
-        for key in schema.schema
-        if key.description and "suggested_value" in key.description
-    }
-
-
 async def test_every_value_survives_a_wrong_secret(
     hass: HomeAssistant, gateway: Gateway, mock_setup_entry: AsyncMock
 ) -> None:
@@ -464,11 +455,11 @@ async def test_every_value_survives_a_wrong_secret(
     result = await _configure(hass, flow_id, gateway.custom)
     assert result["step_id"] == "user"
     assert result["errors"] == {"base": "invalid_auth"}
-    assert _suggested(result) == entered
+    assert suggested(result) == entered
     result = await _configure(hass, flow_id, _user_input(gateway))
     assert result["step_id"] == "custom"
-    assert _suggested(result) == gateway.custom
-    result = await _configure(hass, flow_id, _suggested(result))
+    assert suggested(result) == gateway.custom
+    result = await _configure(hass, flow_id, suggested(result))
     assert result["type"] is FlowResultType.CREATE_ENTRY
 
 
@@ -500,7 +491,7 @@ async def test_reauth_keeps_the_entered_secret_on_an_error(
     result = await _reauth(hass, entry)
     result = await _configure(hass, result["flow_id"], {CONF_DEVICE_SECRET: WRONG_SECRET})
     assert result["errors"] == {"base": "invalid_auth"}
-    assert _suggested(result) == {CONF_DEVICE_SECRET: WRONG_SECRET}
+    assert suggested(result) == {CONF_DEVICE_SECRET: WRONG_SECRET}
 
 
 async def test_reconfigure_keeps_the_entered_broker_on_an_error(
@@ -512,4 +503,4 @@ async def test_reconfigure_keeps_the_entered_broker_on_an_error(
     entered = gateway.custom | {CONF_PORT: _free_port(), CONF_TLS: False}
     result = await _configure(hass, result["flow_id"], entered)
     assert result["errors"] == {"base": "cannot_connect"}
-    assert _suggested(result) == entered
+    assert suggested(result) == entered

@@ -53,7 +53,7 @@ async def _install(hass: HomeAssistant, context: Context | None = None) -> HomeA
 def test_every_engine_failure_has_texts_in_every_language() -> None:
     """Each OtaError subclass names a failure; each failure has its install text and repair-issue text."""
     base = Path(failures.__file__).parent
-    assert len(failures.FAILURE_KEYS) == 9
+    assert len(failures.FAILURE_KEYS) == 10
     assert errors.TaskEndedError.translation_key == "task_ended"
     assert errors.Md5MismatchError.translation_key == "md5_mismatch"
     for name in ("strings.json", "translations/en.json", "translations/zh-Hans.json"):
@@ -61,6 +61,13 @@ def test_every_engine_failure_has_texts_in_every_language() -> None:
         for key in failures.FAILURE_KEYS:
             assert strings["exceptions"][f"failure_{key}"]["message"], (name, key)
             assert strings["issues"][f"install_failed_{key}"]["description"], (name, key)
+        for key in ("firmware_not_found", "url_expired", "download_refused"):
+            # The status the server answered, not a fixed number: 401 also means an expired signature.
+            assert "HTTP {http_status}" in strings["exceptions"][f"failure_{key}"]["message"], (name, key)
+            assert "HTTP {http_status}" in strings["issues"][f"install_failed_{key}"]["description"], (
+                name,
+                key,
+            )
         for phase in ("queued", "downloading", "verifying", "flashing"):
             assert strings["exceptions"][f"phase_{phase}"]["message"], (name, phase)
 
@@ -89,6 +96,7 @@ async def test_md5_failure_is_translated_shown_and_logged_once(
         "code": "-4",
         "size": "100 KiB",
         "detail": (error.translation_placeholders or {})["detail"],
+        "http_status": "?",  # not a failure of the server's answer
     }
     assert str(error).startswith(f"The downloaded image of {VERSION} (100 KiB) for light1 does not match")
     summary = state(hass, ENTITY).attributes["release_summary"]

@@ -39,6 +39,7 @@ from .helpers import (
     setup_gateway,
     state,
     sub,
+    suggested,
     wait_for,
 )
 
@@ -191,16 +192,6 @@ def _selectors(result: Any) -> dict[str, Any]:
     return {str(key): value for key, value in schema.schema.items()}
 
 
-def _suggested(result: Any) -> dict[str, Any]:
-    schema = result["data_schema"]
-    assert schema is not None
-    return {
-        str(key): key.description["suggested_value"]
-        for key in schema.schema
-        if key.description and "suggested_value" in key.description
-    }
-
-
 async def test_each_flasher_kind_has_its_own_form(hass: HomeAssistant, gateway: Gateway) -> None:
     """No object editor: every kind's fields with their own selectors (URL, password, select, seconds)."""
     entry = await add_entry(hass, gateway.entry_data)
@@ -252,7 +243,7 @@ async def test_http_flasher_form_stores_the_settings(hass: HomeAssistant, gatewa
     result = await hass.config_entries.subentries.async_configure(flow_id, entered)
     assert result["errors"] == {"url": "invalid_setting"}
     assert "http" in (result["description_placeholders"] or {})["reason"]
-    assert _suggested(result) == entered
+    assert suggested(result) == entered
     result = await hass.config_entries.subentries.async_configure(
         flow_id, entered | {"url": "http://192.168.1.50/ota/{device_name}"}
     )
@@ -281,7 +272,7 @@ async def test_command_flasher_form_checks_the_program(
         entered = {"program": program, "args": ["--port", "/dev/ttyUSB0", "{path}"], "timeout_s": 30}
         result = await hass.config_entries.subentries.async_configure(flow_id, entered)
         assert result["errors"] == {"program": "program_not_found"}, program
-        assert _suggested(result) == entered
+        assert suggested(result) == entered
     result = await hass.config_entries.subentries.async_configure(
         flow_id, {"program": "true", "args": ["{unknown}"], "timeout_s": 30}
     )
@@ -315,7 +306,7 @@ async def test_file_flasher_form_checks_the_directory(
     ):
         result = await hass.config_entries.subentries.async_configure(flow_id, {"directory": directory})
         assert result["errors"] == {"directory": error}, directory
-        assert _suggested(result) == {"directory": directory}
+        assert suggested(result) == {"directory": directory}
     result = await hass.config_entries.subentries.async_configure(flow_id, {"directory": str(tmp_path)})
     assert result["type"] is FlowResultType.CREATE_ENTRY
     flasher = entry.subentries[_subentry_id(entry, "light1")].data[CONF_FLASHER]
@@ -415,7 +406,7 @@ async def test_edit_suggests_current_flasher_settings(
         hass, entry, "light1", {CONF_INSTALLED_VERSION: "0.1", CONF_FLASHER_KIND: "file"}
     )
     assert result["step_id"] == "flasher_file"
-    assert _suggested(result) == {"directory": str(tmp_path)}
+    assert suggested(result) == {"directory": str(tmp_path)}
 
 
 async def test_settings_stored_by_the_object_editor_open_in_the_new_form(
@@ -443,14 +434,14 @@ async def test_settings_stored_by_the_object_editor_open_in_the_new_form(
         hass, entry, "light1", {CONF_INSTALLED_VERSION: "0.1", CONF_FLASHER_KIND: "http"}
     )
     assert result["step_id"] == "flasher_http"
-    assert _suggested(result) == {
+    assert suggested(result) == {
         "url": "http://192.168.1.50/ota/{device_name}?mode=full",
         "method": "PUT",
         "poll_interval_s": 2.0,
         "timeout_s": 600.0,
         "version_timeout_s": 300.0,
     }
-    result = dict(await hass.config_entries.subentries.async_configure(result["flow_id"], _suggested(result)))
+    result = dict(await hass.config_entries.subentries.async_configure(result["flow_id"], suggested(result)))
     assert result["reason"] == "reconfigure_successful"
     assert entry.subentries[_subentry_id(entry, "light1")].data[CONF_FLASHER] == stored
 

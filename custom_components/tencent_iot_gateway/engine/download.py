@@ -25,6 +25,7 @@ from typing import IO, Any, Final
 import aiohttp
 
 from .errors import (
+    DownloadRefusedError,
     DownloadTimeoutError,
     FirmwareNotFoundError,
     InsufficientSpaceError,
@@ -600,11 +601,14 @@ class _Run:
         spec, part = self._spec, self._part
         status = response.status
         if status == 404:
-            raise FirmwareNotFoundError(f"firmware {spec.version} not found at {spec.public_url} (HTTP 404)")
+            raise FirmwareNotFoundError(
+                f"firmware {spec.version} not found at {spec.public_url} (HTTP 404)", http_status=status
+            )
         if status in {401, 403}:
             raise UrlExpiredError(
                 f"the download URL of firmware {spec.version} was refused (HTTP {status}): "
-                "the signature has probably expired; a fresh URL is needed"
+                "the signature has probably expired; a fresh URL is needed",
+                http_status=status,
             )
         if status == 416:
             await part.restart()
@@ -638,8 +642,9 @@ class _Run:
                     "the server answered a range that was not asked for; starting again from 0"
                 )
             return
-        raise DownloadTimeoutError(
-            f"download of firmware {spec.version} from {spec.public_url} failed: HTTP {status}"
+        raise DownloadRefusedError(
+            f"download of firmware {spec.version} from {spec.public_url} failed: HTTP {status}",
+            http_status=status,
         )
 
     def _restarted(self) -> None:

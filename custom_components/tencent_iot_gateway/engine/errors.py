@@ -43,12 +43,23 @@ class OtaError(TencentIotError):
     code: OtaResultCode = OtaResultCode.UPGRADE_FAILED
     translation_key: ClassVar[str] = "upgrade_failed"
 
+    def __init__(self, message: str = "", *, http_status: int | None = None) -> None:
+        """`http_status`: what the firmware server answered, when that is the failure (a placeholder)."""
+        super().__init__(message)
+        self.http_status = http_status
+
 
 class DownloadTimeoutError(OtaError):
     """The download failed for network reasons after every retry."""
 
     code = OtaResultCode.DOWNLOAD_TIMEOUT
     translation_key = "download_failed"
+
+
+class DownloadRefusedError(DownloadTimeoutError):
+    """The firmware server answered an HTTP status that no retry or fresh URL can help (not 403/404/5xx)."""
+
+    translation_key = "download_refused"
 
 
 class FirmwareNotFoundError(OtaError):

@@ -109,10 +109,10 @@ class FirmwareSpec:
             raise InvalidFirmwareError(f"file_size {size} is not positive")
         if size > max_size:
             raise InvalidFirmwareError(f"file_size {size} exceeds the configured maximum of {max_size} bytes")
-        return cls(url=url, md5=md5.lower(), size=size, version=version, echo=_echoed(payload))
+        return cls(url=url, md5=md5.lower(), size=size, version=version, echo=echoed_fields(payload))
 
 
-def _echoed(payload: Mapping[str, Any]) -> tuple[tuple[str, str | int], ...]:
+def echoed_fields(payload: Mapping[str, Any]) -> tuple[tuple[str, str | int], ...]:
     """The push's fields to repeat in its reports; unknown fields and odd values are ignored (tolerated)."""
     kept: list[tuple[str, str | int]] = []
     for name in ECHOED_FIELDS:

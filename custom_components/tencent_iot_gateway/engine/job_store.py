@@ -19,6 +19,7 @@ import logging
 import time
 from typing import Any
 
+from .firmware import echoed_fields
 from .storage import StateStore
 
 _LOGGER = logging.getLogger(__name__)
@@ -43,15 +44,20 @@ class Outcome:
     version: str
     code: int = 0
     message: str = ""
+    # The push's fields its reports repeat (IoT Explorer's task_id, fw_type): a resent report repeats them too.
+    echo: tuple[tuple[str, str | int], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """The stored form."""
-        return {
+        stored: dict[str, Any] = {
             "state": self.state.value,
             "version": self.version,
             "code": self.code,
             "message": self.message,
         }
+        if self.echo:
+            stored["echo"] = dict(self.echo)
+        return stored
 
     @classmethod
     def from_dict(cls, data: object) -> Outcome | None:
@@ -64,7 +70,14 @@ class Outcome:
             return None
         if not isinstance(code, int) or isinstance(code, bool) or not isinstance(message, str):
             return None
-        return cls(OutcomeState(state), version, code, message)
+        echo = data.get("echo")
+        return cls(
+            OutcomeState(state),
+            version,
+            code,
+            message,
+            echoed_fields(echo) if isinstance(echo, Mapping) else (),
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -130,6 +130,8 @@ class JobSnapshot:
     message: str = ""
     failure_key: str | None = None
     """The `translation_key` of the last failure (meaningful while `state` is failed)."""
+    http_status: int | None = None
+    """What the firmware server answered, when that was the last failure."""
 
     @property
     def latest_version(self) -> str | None:
@@ -263,7 +265,11 @@ class OtaManager:
             entry.install_requested = False
             entry.interrupted = True
             entry.outcome = Outcome(
-                OutcomeState.FAIL, saved.flashing, int(OtaResultCode.UPGRADE_FAILED), INTERRUPTED_MESSAGE
+                OutcomeState.FAIL,
+                saved.flashing,
+                int(OtaResultCode.UPGRADE_FAILED),
+                INTERRUPTED_MESSAGE,
+                target.echo if target is not None and target.version == saved.flashing else (),
             )
             entry.snapshot = replace(
                 entry.snapshot,
@@ -302,7 +308,7 @@ class OtaManager:
         outcome = entry.outcome
         if outcome is not None and outcome.state is OutcomeState.FAIL and outcome.version == version:
             # The interrupted (or failed) flash did put this version on: the cloud hears `done` instead.
-            entry.outcome = Outcome(OutcomeState.DONE, version)
+            entry.outcome = replace(outcome, state=OutcomeState.DONE, code=0, message="")
         state = entry.snapshot.state if entry.snapshot.state.running else self._resting_state(target)
         self._update(entry, state=state, installed_version=version, target=target)
         if entry.outcome is None:
@@ -407,9 +413,10 @@ class OtaManager:
         cancelled it or a newer push replaced it.
         """
         entry = self._entry(device)
-        if entry.job is not None and entry.job.cancelling():
-            # A cancel is under way: this is a new install, not that job; let the cancel finish first.
-            await asyncio.gather(entry.job, return_exceptions=True)
+        if entry.job is not None and (entry.job.cancelling() or not entry.snapshot.state.running):
+            # That job is over (cancelled, or ended and still sending its report): this is a new install, not
+            # that job; let it finish so its report goes first and the new job starts from a settled state.
+            await asyncio.wait([entry.job])
         if entry.job is None:
             if self._stopping:
                 raise JobSuspendedError(f"the gateway is stopping; the update of {device} cannot start now")
@@ -517,15 +524,22 @@ class OtaManager:
         entry.install_requested = True
         self._cache.acquire(target)
         self._update(entry, state=JobState.QUEUED, percent=None, result_code=None, message="", downloaded=0)
+        previous = entry.job  # an ended job still sending its outcome (a push just after a failure)
         entry.job = asyncio.get_running_loop().create_task(
-            self._run_job(entry, target), name=f"ota {entry.device} {target.version}"
+            self._run_job(entry, target, previous), name=f"ota {entry.device} {target.version}"
         )
         entry.job_started.set()
         entry.job_started = asyncio.Event()
         self._persist(entry)
 
-    async def _run_job(self, entry: _Device, target: FirmwareSpec) -> JobSnapshot:
+    async def _run_job(
+        self, entry: _Device, target: FirmwareSpec, previous: asyncio.Task[JobSnapshot] | None = None
+    ) -> JobSnapshot:
         try:
+            if previous is not None:
+                # Its outcome goes first, and its end must not end this job's reports (same device, maybe
+                # the same version).
+                await asyncio.wait([previous])
             await self._reports.admit(entry.device, target.version, target.report_fields)
             image = await self._download(entry, target)
             target = entry.snapshot.target or target
@@ -558,7 +572,9 @@ class OtaManager:
             _LOGGER.warning(
                 "Updating %s to %s failed: %s (code %d)", entry.device, target.version, result, result.code
             )
-            entry.outcome = Outcome(OutcomeState.FAIL, target.version, int(result.code), str(result))
+            entry.outcome = Outcome(
+                OutcomeState.FAIL, target.version, int(result.code), str(result), target.echo
+            )
             self._update(
                 entry,
                 state=JobState.FAILED,
@@ -566,9 +582,10 @@ class OtaManager:
                 result_code=int(result.code),
                 message=str(result),
                 failure_key=result.translation_key,
+                http_status=result.http_status,
             )
         else:
-            entry.outcome = Outcome(OutcomeState.DONE, target.version)
+            entry.outcome = Outcome(OutcomeState.DONE, target.version, echo=target.echo)
             self._update(entry, state=JobState.DONE, installed_version=result, target=None, percent=100)
             _LOGGER.info("%s now runs %s", entry.device, result)
         await self._persist_now(entry)
@@ -580,11 +597,16 @@ class OtaManager:
         outcome = entry.outcome
         if outcome is None:
             return
+        echo = dict(outcome.echo)
         if outcome.state is OutcomeState.DONE:
-            payload = report_progress(ProgressState.DONE, outcome.version)
+            payload = report_progress(ProgressState.DONE, outcome.version, echo=echo)
         else:
             payload = report_progress(
-                ProgressState.FAIL, outcome.version, code=_result_code(outcome.code), message=outcome.message
+                ProgressState.FAIL,
+                outcome.version,
+                code=_result_code(outcome.code),
+                message=outcome.message,
+                echo=echo,
             )
         try:
             await self._send_report(entry, payload)
@@ -621,7 +643,7 @@ class OtaManager:
         if running != target.version:
             return
         _LOGGER.info("%s runs %s: its interrupted flash did finish", entry.device, running)
-        entry.outcome = Outcome(OutcomeState.DONE, running)
+        entry.outcome = replace(outcome, state=OutcomeState.DONE, code=0, message="")
         self._update(
             entry, state=JobState.DONE, installed_version=running, target=None, result_code=None, message=""
         )
@@ -663,11 +685,15 @@ class OtaManager:
         while True:
             try:
                 return await self._join_download(entry, target)
-            except UrlExpiredError:
+            except UrlExpiredError as expired:
                 if refreshes >= MAX_URL_REFRESHES:
                     raise
                 refreshes += 1
-                target = await self._fresh_url(entry, target)
+                try:
+                    target = await self._fresh_url(entry, target)
+                except UrlExpiredError as err:
+                    err.http_status = err.http_status or expired.http_status  # what made a fresh URL needed
+                    raise
 
     async def _fresh_url(self, entry: _Device, target: FirmwareSpec) -> FirmwareSpec:
         """Re-report the running version: the cloud answers by pushing the pending firmware with a new URL."""
@@ -878,7 +904,7 @@ def _error_for(snapshot: JobSnapshot) -> OtaError:
     """Rebuild the job's error for a caller that awaited it."""
     if snapshot.result_code == TaskEndedError.code and snapshot.message == TaskEndedError.MESSAGE:
         return TaskEndedError()
-    error = OtaError(snapshot.message)
+    error = OtaError(snapshot.message, http_status=snapshot.http_status)
     if snapshot.result_code is not None:
         with contextlib.suppress(ValueError):
             error.code = OtaResultCode(snapshot.result_code)
