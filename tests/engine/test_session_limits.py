@@ -190,6 +190,26 @@ async def test_the_gateway_subscribes_one_topic_per_request(
     assert await _limit_violations(cloud) == []  # old code: one SUBSCRIBE with 4 topics, 3 of them refused
 
 
+async def test_subscribes_of_concurrent_callers_never_share_a_request(
+    emulator: Emulator, http: aiohttp.ClientSession
+) -> None:
+    """Two callers subscribing at once still send one SUBSCRIBE after the other's SUBACK: back-to-back packets
+    are what the strict broker counts as one request with two topics (and refuses the second)."""
+    cloud = await seed_cloud(emulator, http)
+    session = _session(cloud)
+    await session.start()
+    own = [
+        f"$gateway/operation/result/{GATEWAY.product_id}/{GATEWAY.device_name}",
+        f"$ota/update/{GATEWAY.product_id}/{GATEWAY.device_name}",
+    ]
+    try:
+        for _ in range(20):
+            await asyncio.gather(*(session.subscribe([topic]) for topic in own))
+    finally:
+        await session.stop()
+    assert await _limit_violations(cloud) == []
+
+
 async def _all_online(engine: object) -> bool:
     return all(engine.is_online(d) for d in SEED)  # type: ignore[attr-defined]
 

@@ -171,6 +171,7 @@ class MqttSession:
         self._supervisor: asyncio.Task[None] | None = None
         self._connack: asyncio.Future[ReasonCode] | None = None
         self._acks: dict[int, asyncio.Future[list[ReasonCode] | None]] = {}
+        self._subscribing = asyncio.Lock()  # one SUBSCRIBE in flight at a time (see `subscribe`)
         self._written_pending: set[int] = set()  # packet ids of QoS 0 messages not yet written
         self._uplink_rate = uplink_rate
         self._limiter = UplinkLimiter(uplink_rate, self._hand_over)
@@ -253,11 +254,14 @@ class MqttSession:
         """
         refused: list[str] = []
         for topic in topics:
-            client = self._require_client()
-            result, mid = client.subscribe(topic, qos)
-            if result != MQTTErrorCode.MQTT_ERR_SUCCESS or mid is None:
-                raise NotConnectedError(f"subscribe failed: {mqtt.error_string(result)}")
-            codes = await self._await_ack(mid, "SUBACK")
+            # One SUBSCRIBE in flight per connection, also across callers (two sub-devices brought online at
+            # once): back-to-back SUBSCRIBE packets are what a strict broker may take for one request.
+            async with self._subscribing:
+                client = self._require_client()
+                result, mid = client.subscribe(topic, qos)
+                if result != MQTTErrorCode.MQTT_ERR_SUCCESS or mid is None:
+                    raise NotConnectedError(f"subscribe failed: {mqtt.error_string(result)}")
+                codes = await self._await_ack(mid, "SUBACK")
             if any(code.is_failure for code in codes or []):
                 refused.append(topic)
         if refused:
