@@ -4,7 +4,8 @@ Steps: `user` (region, ids, one of the two secrets) → `custom` (host, port, TL
 → dynamic registration when a product secret was given → a real MQTT login. The product secret is used once
 and never stored: the device secret it yields is what the entry keeps. Re-authentication asks for a new
 secret and tests it before saving; reconfigure changes where the broker is (region, host, port, TLS, CA).
-Options: the install policy, parallel downloads and flashes, the largest firmware accepted. Sub-devices are
+Options: the install policy, parallel downloads and flashes, the largest firmware accepted, the gateway's own
+firmware (its version, pushes to it). Sub-devices are
 config subentries (see subentry_flow.py).
 """
 
@@ -41,6 +42,8 @@ from .const import (
     CONF_CA_CERT,
     CONF_DEVICE_NAME,
     CONF_DEVICE_SECRET,
+    CONF_GATEWAY_UPDATES,
+    CONF_GATEWAY_VERSION,
     CONF_HOST,
     CONF_INSTALL_POLICY,
     CONF_MAX_DOWNLOADS,
@@ -63,7 +66,14 @@ from .const import (
     InstallPolicy,
 )
 from .engine.endpoints import MQTT_TLS_PORT, Region
-from .engine.errors import AuthenticationError, CannotConnectError, InvalidFieldError, NotAGatewayError
+from .engine.errors import (
+    AuthenticationError,
+    CannotConnectError,
+    InvalidFieldError,
+    InvalidFirmwareError,
+    NotAGatewayError,
+)
+from .engine.firmware import validate_version
 from .subentry_flow import SubDeviceSubentryFlow
 from .validation import (
     RegistrationError,
@@ -460,15 +470,27 @@ class GatewayOptionsFlow(OptionsFlow):
 
     async def async_step_init(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """One form."""
+        errors: dict[str, str] = {}
+        description_placeholders: dict[str, str] = {}
         if user_input is not None:
-            return self.async_create_entry(
-                data={
-                    CONF_INSTALL_POLICY: user_input[CONF_INSTALL_POLICY],
-                    CONF_MAX_DOWNLOADS: int(user_input[CONF_MAX_DOWNLOADS]),
-                    CONF_MAX_FLASHES: int(user_input[CONF_MAX_FLASHES]),
-                    CONF_MAX_FIRMWARE_SIZE_MIB: int(user_input[CONF_MAX_FIRMWARE_SIZE_MIB]),
-                }
-            )
+            data: dict[str, Any] = {
+                CONF_INSTALL_POLICY: user_input[CONF_INSTALL_POLICY],
+                CONF_MAX_DOWNLOADS: int(user_input[CONF_MAX_DOWNLOADS]),
+                CONF_MAX_FLASHES: int(user_input[CONF_MAX_FLASHES]),
+                CONF_MAX_FIRMWARE_SIZE_MIB: int(user_input[CONF_MAX_FIRMWARE_SIZE_MIB]),
+            }
+            # Stored only when set, so an entry that never used them keeps its options as they were.
+            if user_input.get(CONF_GATEWAY_UPDATES):
+                data[CONF_GATEWAY_UPDATES] = True
+            version = str(user_input.get(CONF_GATEWAY_VERSION) or "").strip()
+            try:
+                if version:
+                    data[CONF_GATEWAY_VERSION] = validate_version(version)
+            except InvalidFirmwareError as err:
+                errors[CONF_GATEWAY_VERSION] = "invalid_gateway_version"
+                description_placeholders["reason"] = str(err)
+            if not errors:
+                return self.async_create_entry(data=data)
         options = self.config_entry.options
         schema = vol.Schema(
             {
@@ -504,6 +526,18 @@ class GatewayOptionsFlow(OptionsFlow):
                         mode=NumberSelectorMode.BOX,
                     )
                 ),
+                vol.Required(
+                    CONF_GATEWAY_UPDATES, default=bool(options.get(CONF_GATEWAY_UPDATES, False))
+                ): BooleanSelector(),
+                vol.Optional(CONF_GATEWAY_VERSION): TextSelector(),
             }
         )
-        return self.async_show_form(step_id="init", data_schema=schema)
+        suggested = {CONF_GATEWAY_VERSION: options.get(CONF_GATEWAY_VERSION, "")}
+        if user_input is not None:
+            suggested = user_input
+        return self.async_show_form(
+            step_id="init",
+            data_schema=self.add_suggested_values_to_schema(schema, suggested),
+            errors=errors,
+            description_placeholders=description_placeholders,
+        )

@@ -36,6 +36,10 @@ CONF_MAX_DOWNLOADS: Final = "max_downloads"
 CONF_MAX_FLASHES: Final = "max_flashes"
 CONF_MAX_FIRMWARE_SIZE_MIB: Final = "max_firmware_size_mib"
 
+# The gateway's own firmware (off by default): its version (empty: the integration's) and pushes to it.
+CONF_GATEWAY_UPDATES: Final = "gateway_updates"
+CONF_GATEWAY_VERSION: Final = "gateway_version"
+
 DEFAULT_MAX_DOWNLOADS: Final = 2
 DEFAULT_MAX_FLASHES: Final = 2
 DEFAULT_MAX_FIRMWARE_SIZE_MIB: Final = 512

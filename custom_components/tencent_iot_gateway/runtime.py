@@ -21,11 +21,14 @@ from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
 from homeassistant.helpers import device_registry as dr, issue_registry as ir
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.storage import Store
+from homeassistant.loader import async_get_integration
 
 from .const import (
     CONF_DEVICE_NAME,
     CONF_DEVICE_SECRET,
     CONF_FLASHER,
+    CONF_GATEWAY_UPDATES,
+    CONF_GATEWAY_VERSION,
     CONF_INSTALL_POLICY,
     CONF_INSTALLED_VERSION,
     CONF_MANUFACTURER,
@@ -57,6 +60,7 @@ from .engine.gateway_engine import (
     ConnectionChanged,
     EngineEvent,
     GatewayEngine,
+    OwnFirmware,
     SubDevice,
     SubDeviceStatus,
     UpdatesBlocked,
@@ -65,7 +69,7 @@ from .engine.identity import DeviceId
 from .engine.ota_jobs import JobSnapshot, JobState, OtaSettings
 from .events import async_fire_ota_event
 from .failures import async_track_unattended_failure
-from .flashers import flasher_from_settings
+from .flashers import AUTOMATION_KIND, flasher_from_settings
 from .validation import device_id_from, endpoint_from
 
 _LOGGER = logging.getLogger(__name__)
@@ -203,12 +207,20 @@ class GatewayRuntime:
             hass, STORAGE_VERSION, store_key(entry.entry_id, "ignored")
         )
         self._ignored: set[str] = set()
+        # The gateway's own version as the options set it at the last start: a change since then wins over a
+        # version a flash of the gateway left in the OTA store.
+        self.gateway_store: Store[dict[str, Any]] = Store(
+            hass, STORAGE_VERSION, store_key(entry.entry_id, "gateway")
+        )
         # Sub-devices whose running install nobody watches (an automation called `update.install`).
         self.unattended_installs: set[DeviceId] = set()
         self.configs = sub_device_configs(entry)
         self._flashers: dict[DeviceId, Flasher] = {}
         for config in self.configs.values():
             self._build_flasher(config)
+        if self.gateway_updates:
+            # The user decides what installing means for the gateway (the host, an add-on): an automation.
+            self._flashers[self.gateway] = flasher_from_settings({"kind": AUTOMATION_KIND}, session)
         self._devices: dict[DeviceId, _DeviceState] = {}
         self._connection_listeners: list[CALLBACK_TYPE] = []
         self._new_device_listeners: list[Callable[[SubDeviceConfig], None]] = []
@@ -236,7 +248,30 @@ class GatewayRuntime:
         saved = await self.ignored_store.async_load() or {}
         self._ignored = {key for key in saved.get("devices", []) if isinstance(key, str)}
         subs = [SubDevice(c.device, c.installed_version, c.secret) for c in self.configs.values()]
-        await self.engine.start(subs)
+        await self.engine.start(subs, await self._async_own_firmware())
+
+    @property
+    def gateway_updates(self) -> bool:
+        """Whether the gateway reports its own version and takes firmware pushes to itself."""
+        return bool(self.options.get(CONF_GATEWAY_UPDATES, False))
+
+    async def _async_own_firmware(self) -> OwnFirmware | None:
+        if not self.gateway_updates:
+            return None
+        configured = str(self.options.get(CONF_GATEWAY_VERSION) or "").strip()
+        version = configured or str((await async_get_integration(self.hass, DOMAIN)).version)
+        saved = await self.gateway_store.async_load() or {}
+        changed = saved.get("configured_version") != version
+        if changed:
+            await self.gateway_store.async_save({"configured_version": version})
+        return OwnFirmware(version, version_wins=changed)
+
+    @property
+    def gateway_sw_version(self) -> str | None:
+        """The gateway device's software version: its own firmware's when handled, else the integration's."""
+        if not self.gateway_updates:
+            return None
+        return self.snapshot(self.gateway).installed_version
 
     async def async_finish_flashes(self, timeout_s: float) -> None:
         """Let the flashes under way end (bounded, logged); no new flash starts afterwards."""
@@ -262,7 +297,10 @@ class GatewayRuntime:
         return InstallPolicy(self.options.get(CONF_INSTALL_POLICY, DEFAULT_INSTALL_POLICY))
 
     def _auto_install(self, device: DeviceId) -> bool:
-        return self.install_policy is InstallPolicy.AUTO and device in self._flashers
+        # The gateway's own firmware is installed when someone asks for it, never on a push alone.
+        return (
+            self.install_policy is InstallPolicy.AUTO and device in self._flashers and device != self.gateway
+        )
 
     def _build_flasher(self, config: SubDeviceConfig) -> None:
         self._flashers.pop(config.device, None)
@@ -363,6 +401,8 @@ class GatewayRuntime:
 
     def display_name(self, device: DeviceId) -> str:
         """What the user calls a sub-device (its subentry's name, else its device name)."""
+        if device == self.gateway:
+            return self.entry.title
         config = self.configs.get(device)
         return config.display_name if config is not None else device.device_name
 

@@ -234,15 +234,17 @@ class OtaManager:
         """How many times the saved state was written (for tests and benchmarks)."""
         return self._jobs.writes
 
-    def add_device(self, device: DeviceId, installed_version: str | None) -> JobSnapshot:
+    def add_device(
+        self, device: DeviceId, installed_version: str | None, *, given_wins: bool = False
+    ) -> JobSnapshot:
         """Track a sub-device; a saved installed version and pending push from the last run win.
 
         `installed_version` None: unknown until the user or a flasher says (never reported to the cloud).
+        `given_wins`: the caller knows better than the last run (the user set a new version since).
         """
         saved = self._jobs.get(device.key) or DeviceRecord(installed=None)
-        installed = saved.installed or (
-            validate_version(installed_version) if installed_version is not None else None
-        )
+        given = validate_version(installed_version) if installed_version is not None else None
+        installed = (given or saved.installed) if given_wins else (saved.installed or given)
         target: FirmwareSpec | None = None
         if saved.pending is not None:
             with contextlib.suppress(InvalidFirmwareError):
