@@ -5,8 +5,7 @@ Steps: `user` (region, ids, one of the two secrets) → `custom` (host, port, TL
 and never stored: the device secret it yields is what the entry keeps. Re-authentication asks for a new
 secret and tests it before saving; reconfigure changes where the broker is (region, host, port, TLS, CA).
 Options: the install policy, parallel downloads and flashes, the largest firmware accepted, the gateway's own
-firmware (its version, pushes to it). Sub-devices are
-config subentries (see subentry_flow.py).
+firmware (its version, pushes to it). Sub-devices are config subentries (see subentry_flow.py).
 """
 
 from __future__ import annotations

@@ -92,6 +92,13 @@ RELOAD_FLASH_WAIT_S: Final = 660.0
 # HA gives the stop stage 100 s for everything; flashes get most of it, the rest is for saving and closing.
 SHUTDOWN_FLASH_WAIT_S: Final = 60.0
 CONF_UNBIND_ON_REMOVE: Final = "unbind_on_remove"
+# Pre-flight conditions of a sub-device (all optional): a template that must render true before its job
+# downloads and flashes, a maintenance window for installs nobody started by hand, how long a job may wait.
+CONF_PREFLIGHT_CONDITION: Final = "preflight_condition"
+CONF_MAINTENANCE_START: Final = "maintenance_start"
+CONF_MAINTENANCE_END: Final = "maintenance_end"
+CONF_PREFLIGHT_TIMEOUT_MIN: Final = "preflight_timeout_min"
+MAX_PREFLIGHT_TIMEOUT_MIN: Final = 7 * 24 * 60
 # What the user calls a sub-device, its model and maker (all optional: the device name and product id stand in).
 CONF_NAME: Final = "name"
 CONF_MODEL: Final = "model"

@@ -67,9 +67,11 @@ from .engine.gateway_engine import (
 )
 from .engine.identity import DeviceId
 from .engine.ota_jobs import JobSnapshot, JobState, OtaSettings
+from .engine.preflight import Preflight
 from .events import async_fire_ota_event
 from .failures import async_track_unattended_failure
 from .flashers import AUTOMATION_KIND, flasher_from_settings
+from .preflight_conditions import NO_PREFLIGHT, PreflightConfig, build_preflight
 from .validation import device_id_from, endpoint_from
 
 _LOGGER = logging.getLogger(__name__)
@@ -90,6 +92,7 @@ class SubDeviceConfig:
     name: str | None = None
     model: str | None = None
     manufacturer: str | None = None
+    preflight: PreflightConfig = NO_PREFLIGHT
 
     def __repr__(self) -> str:
         """The secret stays out of logs."""
@@ -122,6 +125,7 @@ class SubDeviceConfig:
             name=_optional_text(data.get(CONF_NAME)),
             model=_optional_text(data.get(CONF_MODEL)),
             manufacturer=_optional_text(data.get(CONF_MANUFACTURER)),
+            preflight=PreflightConfig.from_data(data),
         )
 
 
@@ -216,6 +220,7 @@ class GatewayRuntime:
         self.unattended_installs: set[DeviceId] = set()
         self.configs = sub_device_configs(entry)
         self._flashers: dict[DeviceId, Flasher] = {}
+        self._preflights: dict[DeviceId, Preflight] = {}
         for config in self.configs.values():
             self._build_flasher(config)
         if self.gateway_updates:
@@ -239,6 +244,7 @@ class GatewayRuntime:
             auto_install=self._auto_install,
             on_event=self._on_event,
             settings=ota_settings(entry.options),
+            preflight_for=self._preflights.get,
         )
 
     # -- life cycle ---------------------------------------------------------------------------------------
@@ -302,7 +308,17 @@ class GatewayRuntime:
             self.install_policy is InstallPolicy.AUTO and device in self._flashers and device != self.gateway
         )
 
+    def _unattended(self, device: DeviceId) -> bool:
+        """Whether the device's install runs without anyone having asked for it just now."""
+        return self._auto_install(device) or device in self.unattended_installs
+
     def _build_flasher(self, config: SubDeviceConfig) -> None:
+        # The pre-flight gate changes with the same subentry edit as the flasher.
+        preflight = build_preflight(self.hass, config.display_name, config.preflight, self._unattended)
+        if preflight is None:
+            self._preflights.pop(config.device, None)
+        else:
+            self._preflights[config.device] = preflight
         self._flashers.pop(config.device, None)
         if config.flasher is None:
             return
@@ -340,6 +356,7 @@ class GatewayRuntime:
                 self._delete_issues(device)
                 del self.configs[device]
                 self._flashers.pop(device, None)
+                self._preflights.pop(device, None)
                 self._devices.pop(device, None)
                 await self._engine_call(
                     self.engine.remove_sub_device(device, unbind=old.unbind_on_remove), "remove", device

@@ -110,6 +110,13 @@ class InvalidFirmwareError(OtaError):
     translation_key = "invalid_firmware"
 
 
+class PreflightTimeoutError(OtaError):
+    """A pre-flight condition of the sub-device stayed false until its timeout: nothing was flashed."""
+
+    code = OtaResultCode.UPGRADE_FAILED
+    translation_key = "preflight_timeout"
+
+
 class JobSuspendedError(TencentIotError):
     """The job stopped with its gateway (a reload, a stop) and resumes when the gateway starts again."""
 

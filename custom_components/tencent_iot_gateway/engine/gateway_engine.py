@@ -30,6 +30,7 @@ from .flashers.base import Flasher
 from .gateway import AllUnbound, GatewayOperations, GatewayPush, SubDevicesChanged
 from .identity import DeviceId
 from .ota_jobs import Downloader, ImageCache, JobSnapshot, OtaManager, OtaSettings
+from .preflight import Preflight
 from .session import Backoff, MqttSession
 from .storage import StateStore
 from .topics import gateway_operation_result, ota_update, parse_ota_update
@@ -129,10 +130,12 @@ class GatewayEngine:
         backoff: Backoff | None = None,
         operation_timeout_s: float = 20.0,
         uplink_rate: float | None = DEFAULT_UPLINK_RATE,
+        preflight_for: Callable[[DeviceId], Preflight | None] | None = None,
     ) -> None:
         """Wire the parts; nothing is sent before `start`.
 
         `uplink_rate`: the connection's budget in messages a second (None: none), see `rate_budget`.
+        `preflight_for`: each sub-device's pre-flight gate, if any (engine/preflight.py).
         """
         self._gateway = gateway
         self._own_firmware: OwnFirmware | None = None
@@ -164,6 +167,7 @@ class GatewayEngine:
             on_change=on_event,
             auto_install=auto_install,
             settings=settings,
+            preflight_for=preflight_for,
         )
         self._background = BackgroundTasks("A gateway operation failed")
         self._retry_backoff = backoff or Backoff(initial_s=operation_timeout_s, maximum_s=300.0)

@@ -53,6 +53,7 @@ from .ota_protocol import (
     report_progress,
     report_version,
 )
+from .preflight import GatePoint, Preflight, wait_until_open
 from .progress_reports import (
     KEEPALIVE_INTERVAL_S,
     REPORT_INTERVAL_S,
@@ -130,6 +131,8 @@ class JobSnapshot:
     message: str = ""
     failure_key: str | None = None
     """The `translation_key` of the last failure (meaningful while `state` is failed)."""
+    hold_reason: str = ""
+    """Why a queued job waits beyond its turn (a pre-flight condition), empty when it does not."""
 
     @property
     def latest_version(self) -> str | None:
@@ -191,9 +194,15 @@ class OtaManager:
         auto_install: Callable[[DeviceId], bool],
         settings: OtaSettings | None = None,
         clock: Callable[[], float] = time.monotonic,
+        preflight_for: Callable[[DeviceId], Preflight | None] | None = None,
     ) -> None:
-        """Wire the manager; call `async_load` before adding devices."""
+        """Wire the manager; call `async_load` before adding devices.
+
+        `preflight_for`: a device's pre-flight gate (engine/preflight.py), asked before its job downloads and
+        again before it flashes; None (or a None gate): jobs never wait for one.
+        """
         self._publish = publish
+        self._preflight_for = preflight_for or (lambda _device: None)
         self._downloader = downloader
         self._cache = cache
         self._flasher_for = flasher_for
@@ -529,11 +538,10 @@ class OtaManager:
     async def _run_job(self, entry: _Device, target: FirmwareSpec) -> JobSnapshot:
         try:
             await self._reports.admit(entry.device, target.version, target.report_fields)
+            await self._pass_gate(entry, GatePoint.BEFORE_DOWNLOAD)
             image = await self._download(entry, target)
             target = entry.snapshot.target or target
-            async with self._flash_slots:
-                await self._flashes_allowed.wait()  # stopping: no new flash; `async_stop` cancels this job
-                version = await self._flash(entry, target, image)
+            version = await self._flash_when_ready(entry, target, image)
         except OtaError as err:
             await self._finish(entry, target, err)
         except asyncio.CancelledError:
@@ -550,6 +558,45 @@ class OtaManager:
             if entry.job is asyncio.current_task():
                 entry.job = None
         return entry.snapshot
+
+    async def _flash_when_ready(self, entry: _Device, target: FirmwareSpec, image: Path) -> str:
+        """Flash once the gate is open and a slot is free; a gate that closed while the job waited for the
+        slot gives the slot back (a held job must not keep others from flashing)."""
+        while True:
+            await self._pass_gate(entry, GatePoint.BEFORE_FLASH)
+            async with self._flash_slots:
+                await self._flashes_allowed.wait()  # stopping: no new flash; `async_stop` cancels this job
+                if await self._gate_reason(entry, GatePoint.BEFORE_FLASH) is None:
+                    return await self._flash(entry, target, image)
+
+    async def _gate_reason(self, entry: _Device, point: GatePoint) -> str | None:
+        preflight = self._preflight_for(entry.device)
+        return None if preflight is None else await preflight.check(entry.device, point)
+
+    async def _pass_gate(self, entry: _Device, point: GatePoint) -> None:
+        """Wait while the device's pre-flight gate says no, showing why (state queued, `hold_reason`)."""
+        preflight = self._preflight_for(entry.device)
+        if preflight is None:
+            return
+        resume_state = entry.snapshot.state
+        held = False
+
+        def on_hold(reason: str) -> None:
+            nonlocal held
+            if not held:
+                _LOGGER.info("The update of %s waits before %s: %s", entry.device, point.value, reason)
+            held = True
+            self._update(entry, state=JobState.QUEUED, hold_reason=reason)
+
+        try:
+            await wait_until_open(preflight, entry.device, point, on_hold, self._clock)
+        except BaseException:
+            # The failure or cancel that follows is the next snapshot anyone sees: no reason left on it.
+            entry.snapshot = replace(entry.snapshot, hold_reason="")
+            raise
+        if held:
+            _LOGGER.info("The update of %s goes on: its pre-flight condition is met", entry.device)
+            self._update(entry, state=resume_state, hold_reason="")
 
     async def _finish(self, entry: _Device, target: FirmwareSpec, result: str | OtaError) -> None:
         """Save the outcome, then report it: a report lost now is sent after the next reconnect."""
