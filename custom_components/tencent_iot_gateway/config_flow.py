@@ -39,6 +39,8 @@ import probatio as vol
 
 from .const import (
     CONF_CA_CERT,
+    CONF_CANARY_COUNT,
+    CONF_CANARY_PERCENT,
     CONF_DEVICE_NAME,
     CONF_DEVICE_SECRET,
     CONF_GATEWAY_UPDATES,
@@ -46,6 +48,7 @@ from .const import (
     CONF_HOST,
     CONF_INSTALL_POLICY,
     CONF_MAX_DOWNLOADS,
+    CONF_MAX_FAILURES,
     CONF_MAX_FIRMWARE_SIZE_MIB,
     CONF_MAX_FLASHES,
     CONF_PORT,
@@ -53,14 +56,21 @@ from .const import (
     CONF_PRODUCT_SECRET,
     CONF_REGION,
     CONF_REGISTRATION_URL,
+    CONF_ROLLOUT,
+    CONF_SOAK_MIN,
     CONF_TLS,
+    DEFAULT_CANARY_COUNT,
     DEFAULT_INSTALL_POLICY,
     DEFAULT_MAX_DOWNLOADS,
+    DEFAULT_MAX_FAILURES,
     DEFAULT_MAX_FIRMWARE_SIZE_MIB,
     DEFAULT_MAX_FLASHES,
+    DEFAULT_SOAK_MIN,
     DOMAIN,
     MAX_FIRMWARE_SIZE_MIB_LIMIT,
     MAX_PARALLEL,
+    MAX_ROLLOUT_COUNT,
+    MAX_SOAK_MIN,
     SUBENTRY_SUB_DEVICE,
     InstallPolicy,
 )
@@ -460,6 +470,10 @@ class TencentIotConfigFlow(ConfigFlow, domain=DOMAIN):
         )
 
 
+def _count_selector(minimum: int, maximum: int) -> NumberSelector:
+    return NumberSelector(NumberSelectorConfig(min=minimum, max=maximum, step=1, mode=NumberSelectorMode.BOX))
+
+
 class GatewayOptionsFlow(OptionsFlow):
     """Install policy, parallel downloads and flashes, largest firmware accepted.
 
@@ -481,6 +495,10 @@ class GatewayOptionsFlow(OptionsFlow):
             # Stored only when set, so an entry that never used them keeps its options as they were.
             if user_input.get(CONF_GATEWAY_UPDATES):
                 data[CONF_GATEWAY_UPDATES] = True
+            if user_input.get(CONF_ROLLOUT):
+                data[CONF_ROLLOUT] = True
+                for key in (CONF_CANARY_COUNT, CONF_CANARY_PERCENT, CONF_SOAK_MIN, CONF_MAX_FAILURES):
+                    data[key] = int(user_input[key])
             version = str(user_input.get(CONF_GATEWAY_VERSION) or "").strip()
             try:
                 if version:
@@ -529,6 +547,31 @@ class GatewayOptionsFlow(OptionsFlow):
                     CONF_GATEWAY_UPDATES, default=bool(options.get(CONF_GATEWAY_UPDATES, False))
                 ): BooleanSelector(),
                 vol.Optional(CONF_GATEWAY_VERSION): TextSelector(),
+                vol.Required(CONF_ROLLOUT, default=bool(options.get(CONF_ROLLOUT, False))): BooleanSelector(),
+                vol.Required(
+                    CONF_CANARY_COUNT, default=options.get(CONF_CANARY_COUNT, DEFAULT_CANARY_COUNT)
+                ): _count_selector(1, MAX_ROLLOUT_COUNT),
+                vol.Required(
+                    CONF_CANARY_PERCENT, default=options.get(CONF_CANARY_PERCENT, 0)
+                ): NumberSelector(
+                    NumberSelectorConfig(
+                        min=0, max=100, step=1, unit_of_measurement="%", mode=NumberSelectorMode.BOX
+                    )
+                ),
+                vol.Required(
+                    CONF_SOAK_MIN, default=options.get(CONF_SOAK_MIN, DEFAULT_SOAK_MIN)
+                ): NumberSelector(
+                    NumberSelectorConfig(
+                        min=0,
+                        max=MAX_SOAK_MIN,
+                        step=1,
+                        unit_of_measurement="min",
+                        mode=NumberSelectorMode.BOX,
+                    )
+                ),
+                vol.Required(
+                    CONF_MAX_FAILURES, default=options.get(CONF_MAX_FAILURES, DEFAULT_MAX_FAILURES)
+                ): _count_selector(1, MAX_ROLLOUT_COUNT),
             }
         )
         suggested = {CONF_GATEWAY_VERSION: options.get(CONF_GATEWAY_VERSION, "")}

@@ -40,6 +40,18 @@ CONF_MAX_FIRMWARE_SIZE_MIB: Final = "max_firmware_size_mib"
 CONF_GATEWAY_UPDATES: Final = "gateway_updates"
 CONF_GATEWAY_VERSION: Final = "gateway_version"
 
+# Staged rollouts (off by default): a canary group first, a soak time, then batches; halt after failures.
+CONF_ROLLOUT: Final = "rollout"
+CONF_CANARY_COUNT: Final = "canary_count"
+CONF_CANARY_PERCENT: Final = "canary_percent"
+CONF_SOAK_MIN: Final = "soak_min"
+CONF_MAX_FAILURES: Final = "max_failures"
+DEFAULT_CANARY_COUNT: Final = 1
+DEFAULT_SOAK_MIN: Final = 5
+DEFAULT_MAX_FAILURES: Final = 1
+MAX_ROLLOUT_COUNT: Final = 1000
+MAX_SOAK_MIN: Final = 1440
+
 DEFAULT_MAX_DOWNLOADS: Final = 2
 DEFAULT_MAX_FLASHES: Final = 2
 DEFAULT_MAX_FIRMWARE_SIZE_MIB: Final = 512
@@ -80,6 +92,7 @@ SERVICE_SET_INSTALLED_VERSION: Final = "set_installed_version"
 SERVICE_CANCEL_UPDATE: Final = "cancel_update"
 SERVICE_CHECK_FOR_UPDATE: Final = "check_for_update"
 SERVICE_COMPLETE_FLASH: Final = "complete_flash"
+SERVICE_RESUME_ROLLOUT: Final = "resume_rollout"
 
 # -- dispatcher signals ----------------------------------------------------------------------------------
 SIGNAL_JOB: Final = f"{DOMAIN}_job_{{entry_id}}_{{device}}"

@@ -24,6 +24,8 @@ from homeassistant.helpers.storage import Store
 from homeassistant.loader import async_get_integration
 
 from .const import (
+    CONF_CANARY_COUNT,
+    CONF_CANARY_PERCENT,
     CONF_DEVICE_NAME,
     CONF_DEVICE_SECRET,
     CONF_FLASHER,
@@ -33,16 +35,22 @@ from .const import (
     CONF_INSTALLED_VERSION,
     CONF_MANUFACTURER,
     CONF_MAX_DOWNLOADS,
+    CONF_MAX_FAILURES,
     CONF_MAX_FIRMWARE_SIZE_MIB,
     CONF_MAX_FLASHES,
     CONF_MODEL,
     CONF_NAME,
     CONF_PRODUCT_ID,
+    CONF_ROLLOUT,
+    CONF_SOAK_MIN,
     CONF_UNBIND_ON_REMOVE,
+    DEFAULT_CANARY_COUNT,
     DEFAULT_INSTALL_POLICY,
     DEFAULT_MAX_DOWNLOADS,
+    DEFAULT_MAX_FAILURES,
     DEFAULT_MAX_FIRMWARE_SIZE_MIB,
     DEFAULT_MAX_FLASHES,
+    DEFAULT_SOAK_MIN,
     DOMAIN,
     FIRMWARE_CACHE_DIR,
     MIB,
@@ -68,6 +76,7 @@ from .engine.gateway_engine import (
 from .engine.identity import DeviceId
 from .engine.ota_jobs import JobSnapshot, JobState, OtaSettings
 from .engine.preflight import Preflight
+from .engine.rollout_policy import RolloutHalted, RolloutSettings
 from .events import async_fire_ota_event
 from .failures import async_track_unattended_failure
 from .flashers import AUTOMATION_KIND, flasher_from_settings
@@ -161,6 +170,19 @@ def ota_settings(options: Mapping[str, Any]) -> OtaSettings:
     )
 
 
+def rollout_settings(options: Mapping[str, Any]) -> RolloutSettings | None:
+    """The staged rollout the options ask for, or None when it is off; its batches are `max_flashes` big."""
+    if not options.get(CONF_ROLLOUT):
+        return None
+    return RolloutSettings(
+        canary_count=int(options.get(CONF_CANARY_COUNT, DEFAULT_CANARY_COUNT)),
+        canary_percent=int(options.get(CONF_CANARY_PERCENT, 0)),
+        soak_s=float(options.get(CONF_SOAK_MIN, DEFAULT_SOAK_MIN)) * 60,
+        max_failures=int(options.get(CONF_MAX_FAILURES, DEFAULT_MAX_FAILURES)),
+        batch_size=int(options.get(CONF_MAX_FLASHES, DEFAULT_MAX_FLASHES)),
+    )
+
+
 def store_key(entry_id: str, what: str) -> str:
     """The HA storage key of one of an entry's stores."""
     return f"{DOMAIN}.{entry_id}.{what}"
@@ -245,7 +267,9 @@ class GatewayRuntime:
             on_event=self._on_event,
             settings=ota_settings(entry.options),
             preflight_for=self._preflights.get,
+            rollout=rollout_settings(entry.options),
         )
+        self.halted_rollouts: dict[str, RolloutHalted] = {}  # by repair issue id
 
     # -- life cycle ---------------------------------------------------------------------------------------
 
@@ -543,6 +567,8 @@ class GatewayRuntime:
                 self._device_state(device).updates_blocked = blocked
                 self._set_issue("updates_blocked", device, raised=blocked)
                 self._notify(device)
+            case RolloutHalted():
+                self._raise_rollout_issue(event)
             case AuthenticationFailed():
                 self._set_connected(False)
                 self.entry.async_start_reauth(self.hass)
@@ -623,6 +649,36 @@ class GatewayRuntime:
             state.online, state.result = False, -1
             self._set_issue("unbound", device, raised=True)
             self._notify(device)
+
+    def _raise_rollout_issue(self, halted: RolloutHalted) -> None:
+        """What happened, with the failing devices and their reasons, and how to go on."""
+        issue_id = f"rollout_halted_{self.entry.entry_id}_{halted.version}"
+        self.halted_rollouts[issue_id] = halted
+        failures = "\n".join(f"- {self.display_name(device)}: {reason}" for device, reason in halted.failed)
+        ir.async_create_issue(
+            self.hass,
+            DOMAIN,
+            issue_id,
+            is_fixable=False,
+            is_persistent=False,
+            severity=ir.IssueSeverity.ERROR,
+            translation_key="rollout_halted",
+            translation_placeholders={
+                "gateway": self.entry.title,
+                "version": halted.version,
+                "failed": str(len(halted.failed)),
+                "total": str(halted.total),
+                "halted": str(len(halted.halted)),
+                "failures": failures,
+            },
+        )
+
+    async def async_resume_rollouts(self) -> list[DeviceId]:
+        """Let the halted rollouts go on and clear their repair issues; returns the devices installing again."""
+        for issue_id in list(self.halted_rollouts):
+            ir.async_delete_issue(self.hass, DOMAIN, issue_id)
+        self.halted_rollouts.clear()
+        return await self.engine.ota.resume_rollouts()
 
     def _issue_id(self, kind: str, device: DeviceId) -> str:
         return f"{kind}_{self.entry.entry_id}_{device.key}"

@@ -19,6 +19,7 @@ from custom_components.tencent_iot_gateway.engine.gateway_engine import EngineEv
 from custom_components.tencent_iot_gateway.engine.identity import DeviceId
 from custom_components.tencent_iot_gateway.engine.ota_jobs import JobSnapshot, JobState, OtaSettings
 from custom_components.tencent_iot_gateway.engine.preflight import Preflight
+from custom_components.tencent_iot_gateway.engine.rollout_policy import RolloutSettings
 from custom_components.tencent_iot_gateway.engine.session import Backoff
 from custom_components.tencent_iot_gateway.engine.storage import JsonFileStore
 from custom_components.tencent_iot_gateway.engine.uplink import DEFAULT_UPLINK_RATE
@@ -106,6 +107,7 @@ async def running_gateway(
     endpoint: BrokerEndpoint | None = None,
     uplink_rate: float | None = DEFAULT_UPLINK_RATE,
     preflight_for: Callable[[DeviceId], Preflight | None] | None = None,
+    rollout: RolloutSettings | None = None,
 ) -> AsyncIterator[Gateway]:
     """Start an engine for the seed's gateway over TLS against the emulator's CA; stop it on exit."""
     emu = cloud.emu
@@ -135,6 +137,7 @@ async def running_gateway(
             operation_timeout_s=2.0,
             uplink_rate=uplink_rate,
             preflight_for=preflight_for,
+            rollout=rollout,
         )
         gateway = Gateway(engine, events)
         if start:

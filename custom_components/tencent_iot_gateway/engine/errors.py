@@ -117,6 +117,13 @@ class PreflightTimeoutError(OtaError):
     translation_key = "preflight_timeout"
 
 
+class RolloutHaltedError(OtaError):
+    """The staged rollout this job belonged to halted after too many of its devices failed."""
+
+    code = OtaResultCode.UPGRADE_FAILED
+    translation_key = "rollout_halted"
+
+
 class JobSuspendedError(TencentIotError):
     """The job stopped with its gateway (a reload, a stop) and resumes when the gateway starts again."""
 

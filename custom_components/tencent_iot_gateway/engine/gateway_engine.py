@@ -31,6 +31,7 @@ from .gateway import AllUnbound, GatewayOperations, GatewayPush, SubDevicesChang
 from .identity import DeviceId
 from .ota_jobs import Downloader, ImageCache, JobSnapshot, OtaManager, OtaSettings
 from .preflight import Preflight
+from .rollout_policy import RolloutHalted, RolloutPolicy, RolloutSettings
 from .session import Backoff, MqttSession
 from .storage import StateStore
 from .topics import gateway_operation_result, ota_update, parse_ota_update
@@ -107,6 +108,7 @@ type EngineEvent = (
     | AllUnbound
     | JobSnapshot
     | UpdatesBlocked
+    | RolloutHalted
 )
 
 
@@ -131,11 +133,13 @@ class GatewayEngine:
         operation_timeout_s: float = 20.0,
         uplink_rate: float | None = DEFAULT_UPLINK_RATE,
         preflight_for: Callable[[DeviceId], Preflight | None] | None = None,
+        rollout: RolloutSettings | None = None,
     ) -> None:
         """Wire the parts; nothing is sent before `start`.
 
         `uplink_rate`: the connection's budget in messages a second (None: none), see `rate_budget`.
         `preflight_for`: each sub-device's pre-flight gate, if any (engine/preflight.py).
+        `rollout`: stage the sub-devices' installs of one image (engine/rollout_policy.py); None: no staging.
         """
         self._gateway = gateway
         self._own_firmware: OwnFirmware | None = None
@@ -168,6 +172,9 @@ class GatewayEngine:
             auto_install=auto_install,
             settings=settings,
             preflight_for=preflight_for,
+            rollout=RolloutPolicy(rollout, on_halted=on_event, applies=lambda device: device != gateway)
+            if rollout is not None
+            else None,
         )
         self._background = BackgroundTasks("A gateway operation failed")
         self._retry_backoff = backoff or Backoff(initial_s=operation_timeout_s, maximum_s=300.0)

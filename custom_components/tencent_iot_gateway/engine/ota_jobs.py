@@ -35,6 +35,7 @@ from .errors import (
     OperationTimeoutError,
     OtaError,
     OtaResultCode,
+    RolloutHaltedError,
     TaskEndedError,
     TencentIotError,
     UrlExpiredError,
@@ -61,6 +62,7 @@ from .progress_reports import (
     ReportCadence,
     progress_key,
 )
+from .rollout_policy import RolloutPolicy
 from .storage import StateStore
 from .topics import ota_report
 from .uplink import DEFAULT_UPLINK_RATE, Publish, UplinkPriority
@@ -195,13 +197,16 @@ class OtaManager:
         settings: OtaSettings | None = None,
         clock: Callable[[], float] = time.monotonic,
         preflight_for: Callable[[DeviceId], Preflight | None] | None = None,
+        rollout: RolloutPolicy | None = None,
     ) -> None:
         """Wire the manager; call `async_load` before adding devices.
 
         `preflight_for`: a device's pre-flight gate (engine/preflight.py), asked before its job downloads and
         again before it flashes; None (or a None gate): jobs never wait for one.
+        `rollout`: stages jobs installing the same image (engine/rollout_policy.py); None: no staging.
         """
         self._publish = publish
+        self._rollout = rollout
         self._preflight_for = preflight_for or (lambda _device: None)
         self._downloader = downloader
         self._cache = cache
@@ -431,6 +436,23 @@ class OtaManager:
             self._start_job(entry)
         return await self._await_job(entry)
 
+    async def resume_rollouts(self) -> list[DeviceId]:
+        """Let the halted rollouts go on: the devices their halt held back install again (in batches)."""
+        if self._rollout is None:
+            return []
+        started: list[DeviceId] = []
+        for device in self._rollout.resume():
+            entry = self._devices.get(device)
+            if entry is not None and entry.job is not None and entry.snapshot.state is JobState.FAILED:
+                # Its halted job is still saying goodbye (its report on the way): let it end first.
+                await asyncio.gather(entry.job, return_exceptions=True)
+            if entry is None or entry.job is not None or entry.snapshot.target is None or self._stopping:
+                continue
+            _LOGGER.info("Resuming the rollout of %s to %s", device, entry.snapshot.target.version)
+            self._start_job(entry)
+            started.append(device)
+        return started
+
     async def follow(self, device: DeviceId, timeout_s: float) -> JobSnapshot:
         """Wait for the job of `device` that a stopped run left to resume; return the snapshot once settled.
 
@@ -526,6 +548,8 @@ class OtaManager:
         target = entry.snapshot.target
         assert target is not None
         entry.install_requested = True
+        if self._rollout is not None:
+            self._rollout.join(entry.device, target)
         self._cache.acquire(target)
         self._update(entry, state=JobState.QUEUED, percent=None, result_code=None, message="", downloaded=0)
         entry.job = asyncio.get_running_loop().create_task(
@@ -562,6 +586,8 @@ class OtaManager:
     async def _flash_when_ready(self, entry: _Device, target: FirmwareSpec, image: Path) -> str:
         """Flash once the gate is open and a slot is free; a gate that closed while the job waited for the
         slot gives the slot back (a held job must not keep others from flashing)."""
+        if self._rollout is not None:
+            await self._hold_while(entry, "its rollout turn", self._rollout.wait_turn)
         while True:
             await self._pass_gate(entry, GatePoint.BEFORE_FLASH)
             async with self._flash_slots:
@@ -578,30 +604,46 @@ class OtaManager:
         preflight = self._preflight_for(entry.device)
         if preflight is None:
             return
+
+        async def wait(device: DeviceId, on_hold: Callable[[str], None]) -> None:
+            await wait_until_open(preflight, device, point, on_hold, self._clock)
+
+        await self._hold_while(entry, point.value.replace("_", " "), wait)
+
+    async def _hold_while(
+        self,
+        entry: _Device,
+        what: str,
+        wait: Callable[[DeviceId, Callable[[str], None]], Coroutine[Any, Any, None]],
+    ) -> None:
+        """Run a gate's `wait`; while it holds the job, the job is queued with the gate's reason."""
         resume_state = entry.snapshot.state
         held = False
 
         def on_hold(reason: str) -> None:
             nonlocal held
             if not held:
-                _LOGGER.info("The update of %s waits before %s: %s", entry.device, point.value, reason)
+                _LOGGER.info("The update of %s waits (%s): %s", entry.device, what, reason)
             held = True
             self._update(entry, state=JobState.QUEUED, hold_reason=reason)
 
         try:
-            await wait_until_open(preflight, entry.device, point, on_hold, self._clock)
+            await wait(entry.device, on_hold)
         except BaseException:
             # The failure or cancel that follows is the next snapshot anyone sees: no reason left on it.
             entry.snapshot = replace(entry.snapshot, hold_reason="")
             raise
         if held:
-            _LOGGER.info("The update of %s goes on: its pre-flight condition is met", entry.device)
+            _LOGGER.info("The update of %s goes on (%s)", entry.device, what)
             self._update(entry, state=resume_state, hold_reason="")
 
     async def _finish(self, entry: _Device, target: FirmwareSpec, result: str | OtaError) -> None:
         """Save the outcome, then report it: a report lost now is sent after the next reconnect."""
         entry.install_requested = False
         entry.flashing = None
+        if self._rollout is not None:
+            failure = str(result) if isinstance(result, OtaError) else None
+            self._rollout.ended(entry.device, failure, halted=isinstance(result, RolloutHaltedError))
         if isinstance(result, OtaError):
             # Expected (a bad image, a refusing device): once, as a warning; the UI shows it translated.
             _LOGGER.warning(
@@ -678,6 +720,8 @@ class OtaManager:
 
     async def _on_replaced(self, entry: _Device, target: FirmwareSpec) -> None:
         """A push of another version replaced this job: its bytes are not wanted, and its task has ended."""
+        if self._rollout is not None:
+            self._rollout.leave(entry.device)
         await self._cache.release(target, discard_partial=True)
         offered = entry.snapshot.target
         message = f"replaced by version {offered.version}" if offered is not None else "replaced"
@@ -692,6 +736,8 @@ class OtaManager:
 
     async def _on_cancelled(self, entry: _Device, target: FirmwareSpec) -> None:
         entry.install_requested = False
+        if self._rollout is not None:
+            self._rollout.leave(entry.device)
         _LOGGER.info("Update of %s to %s cancelled", entry.device, target.version)
         self._update(entry, state=JobState.AVAILABLE, percent=None, downloaded=0, message="")
         await self._persist_now(entry)
