@@ -56,6 +56,7 @@ from .const import (
     CONF_PRODUCT_SECRET,
     CONF_REGION,
     CONF_REGISTRATION_URL,
+    CONF_ROLLBACK_BUDGET_MIB,
     CONF_ROLLOUT,
     CONF_SOAK_MIN,
     CONF_TLS,
@@ -65,6 +66,7 @@ from .const import (
     DEFAULT_MAX_FAILURES,
     DEFAULT_MAX_FIRMWARE_SIZE_MIB,
     DEFAULT_MAX_FLASHES,
+    DEFAULT_ROLLBACK_BUDGET_MIB,
     DEFAULT_SOAK_MIN,
     DOMAIN,
     MAX_FIRMWARE_SIZE_MIB_LIMIT,
@@ -495,6 +497,9 @@ class GatewayOptionsFlow(OptionsFlow):
             # Stored only when set, so an entry that never used them keeps its options as they were.
             if user_input.get(CONF_GATEWAY_UPDATES):
                 data[CONF_GATEWAY_UPDATES] = True
+            budget = int(user_input.get(CONF_ROLLBACK_BUDGET_MIB, DEFAULT_ROLLBACK_BUDGET_MIB))
+            if budget != DEFAULT_ROLLBACK_BUDGET_MIB:
+                data[CONF_ROLLBACK_BUDGET_MIB] = budget
             if user_input.get(CONF_ROLLOUT):
                 data[CONF_ROLLOUT] = True
                 for key in (CONF_CANARY_COUNT, CONF_CANARY_PERCENT, CONF_SOAK_MIN, CONF_MAX_FAILURES):
@@ -572,6 +577,18 @@ class GatewayOptionsFlow(OptionsFlow):
                 vol.Required(
                     CONF_MAX_FAILURES, default=options.get(CONF_MAX_FAILURES, DEFAULT_MAX_FAILURES)
                 ): _count_selector(1, MAX_ROLLOUT_COUNT),
+                vol.Required(
+                    CONF_ROLLBACK_BUDGET_MIB,
+                    default=options.get(CONF_ROLLBACK_BUDGET_MIB, DEFAULT_ROLLBACK_BUDGET_MIB),
+                ): NumberSelector(
+                    NumberSelectorConfig(
+                        min=0,
+                        max=MAX_FIRMWARE_SIZE_MIB_LIMIT,
+                        step=1,
+                        unit_of_measurement="MiB",
+                        mode=NumberSelectorMode.BOX,
+                    )
+                ),
             }
         )
         suggested = {CONF_GATEWAY_VERSION: options.get(CONF_GATEWAY_VERSION, "")}

@@ -112,6 +112,14 @@ CONF_MAINTENANCE_START: Final = "maintenance_start"
 CONF_MAINTENANCE_END: Final = "maintenance_end"
 CONF_PREFLIGHT_TIMEOUT_MIN: Final = "preflight_timeout_min"
 MAX_PREFLIGHT_TIMEOUT_MIN: Final = 7 * 24 * 60
+# Health check after a flash (all optional), and rolling back to the last good image (kept within a budget).
+CONF_HEALTH_TEMPLATE: Final = "health_template"
+CONF_HEALTH_VERSION_CHECK: Final = "health_version_check"
+CONF_HEALTH_TIMEOUT_MIN: Final = "health_timeout_min"
+CONF_ROLLBACK: Final = "rollback"
+CONF_ROLLBACK_BUDGET_MIB: Final = "rollback_budget_mib"
+DEFAULT_ROLLBACK_BUDGET_MIB: Final = 256
+ROLLBACK_DIR: Final = "rollback"
 # What the user calls a sub-device, its model and maker (all optional: the device name and product id stand in).
 CONF_NAME: Final = "name"
 CONF_MODEL: Final = "model"

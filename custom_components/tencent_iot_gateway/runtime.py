@@ -41,6 +41,7 @@ from .const import (
     CONF_MODEL,
     CONF_NAME,
     CONF_PRODUCT_ID,
+    CONF_ROLLBACK_BUDGET_MIB,
     CONF_ROLLOUT,
     CONF_SOAK_MIN,
     CONF_UNBIND_ON_REMOVE,
@@ -50,10 +51,12 @@ from .const import (
     DEFAULT_MAX_FAILURES,
     DEFAULT_MAX_FIRMWARE_SIZE_MIB,
     DEFAULT_MAX_FLASHES,
+    DEFAULT_ROLLBACK_BUDGET_MIB,
     DEFAULT_SOAK_MIN,
     DOMAIN,
     FIRMWARE_CACHE_DIR,
     MIB,
+    ROLLBACK_DIR,
     STORAGE_VERSION,
     SUBENTRY_SUB_DEVICE,
     InstallPolicy,
@@ -73,13 +76,16 @@ from .engine.gateway_engine import (
     SubDeviceStatus,
     UpdatesBlocked,
 )
+from .engine.health_check import HealthCheck
 from .engine.identity import DeviceId
 from .engine.ota_jobs import JobSnapshot, JobState, OtaSettings
 from .engine.preflight import Preflight
+from .engine.rollback_images import RollbackImages
 from .engine.rollout_policy import RolloutHalted, RolloutSettings
 from .events import async_fire_ota_event
 from .failures import async_track_unattended_failure
 from .flashers import AUTOMATION_KIND, flasher_from_settings
+from .health_checks import NO_HEALTH_CHECK, HealthConfig, build_health_check
 from .preflight_conditions import NO_PREFLIGHT, PreflightConfig, build_preflight
 from .validation import device_id_from, endpoint_from
 
@@ -102,6 +108,7 @@ class SubDeviceConfig:
     model: str | None = None
     manufacturer: str | None = None
     preflight: PreflightConfig = NO_PREFLIGHT
+    health: HealthConfig = NO_HEALTH_CHECK
 
     def __repr__(self) -> str:
         """The secret stays out of logs."""
@@ -135,6 +142,7 @@ class SubDeviceConfig:
             model=_optional_text(data.get(CONF_MODEL)),
             manufacturer=_optional_text(data.get(CONF_MANUFACTURER)),
             preflight=PreflightConfig.from_data(data),
+            health=HealthConfig.from_data(data),
         )
 
 
@@ -243,6 +251,7 @@ class GatewayRuntime:
         self.configs = sub_device_configs(entry)
         self._flashers: dict[DeviceId, Flasher] = {}
         self._preflights: dict[DeviceId, Preflight] = {}
+        self._health_checks: dict[DeviceId, HealthCheck] = {}
         for config in self.configs.values():
             self._build_flasher(config)
         if self.gateway_updates:
@@ -268,6 +277,11 @@ class GatewayRuntime:
             settings=ota_settings(entry.options),
             preflight_for=self._preflights.get,
             rollout=rollout_settings(entry.options),
+            health_for=self._health_checks.get,
+            rollback_images=RollbackImages(
+                Path(hass.config.cache_path(DOMAIN, entry.entry_id, ROLLBACK_DIR)),
+                int(entry.options.get(CONF_ROLLBACK_BUDGET_MIB, DEFAULT_ROLLBACK_BUDGET_MIB)) * MIB,
+            ),
         )
         self.halted_rollouts: dict[str, RolloutHalted] = {}  # by repair issue id
 
@@ -343,6 +357,11 @@ class GatewayRuntime:
             self._preflights.pop(config.device, None)
         else:
             self._preflights[config.device] = preflight
+        health = build_health_check(self.hass, config.display_name, config.health)
+        if health is None:
+            self._health_checks.pop(config.device, None)
+        else:
+            self._health_checks[config.device] = health
         self._flashers.pop(config.device, None)
         if config.flasher is None:
             return
@@ -381,6 +400,7 @@ class GatewayRuntime:
                 del self.configs[device]
                 self._flashers.pop(device, None)
                 self._preflights.pop(device, None)
+                self._health_checks.pop(device, None)
                 self._devices.pop(device, None)
                 await self._engine_call(
                     self.engine.remove_sub_device(device, unbind=old.unbind_on_remove), "remove", device

@@ -34,6 +34,9 @@ from .const import (
     CONF_DEVICE_SECRET,
     CONF_FLASHER,
     CONF_FLASHER_KIND,
+    CONF_HEALTH_TEMPLATE,
+    CONF_HEALTH_TIMEOUT_MIN,
+    CONF_HEALTH_VERSION_CHECK,
     CONF_INSTALLED_VERSION,
     CONF_MAINTENANCE_END,
     CONF_MAINTENANCE_START,
@@ -43,6 +46,7 @@ from .const import (
     CONF_PREFLIGHT_CONDITION,
     CONF_PREFLIGHT_TIMEOUT_MIN,
     CONF_PRODUCT_ID,
+    CONF_ROLLBACK,
     CONF_UNBIND_ON_REMOVE,
     DEFAULT_INSTALLED_VERSION,
     FLASHER_NONE,
@@ -60,6 +64,7 @@ from .flasher_forms import (
     suggested_values,
 )
 from .flashers import available_flasher_kinds
+from .health_checks import HealthConfig
 from .preflight_conditions import PreflightConfig
 from .validation import check_device_secret
 
@@ -103,6 +108,18 @@ def _common_fields(*, version_known: bool = True) -> dict[vol.Marker, Any]:
                 mode=NumberSelectorMode.BOX,
             )
         ),
+        vol.Optional(CONF_HEALTH_TEMPLATE): TemplateSelector(),
+        vol.Optional(CONF_HEALTH_VERSION_CHECK, default=False): BooleanSelector(),
+        vol.Optional(CONF_HEALTH_TIMEOUT_MIN): NumberSelector(
+            NumberSelectorConfig(
+                min=1,
+                max=MAX_PREFLIGHT_TIMEOUT_MIN,
+                step=1,
+                unit_of_measurement="min",
+                mode=NumberSelectorMode.BOX,
+            )
+        ),
+        vol.Optional(CONF_ROLLBACK, default=False): BooleanSelector(),
     }
 
 
@@ -130,7 +147,21 @@ def _check_common(user_input: dict[str, Any]) -> dict[str, Any]:
     for key in (CONF_NAME, CONF_MODEL, CONF_MANUFACTURER):
         if text := str(user_input.get(key) or "").strip():
             data[key] = text
-    return data | _check_preflight(user_input)
+    return data | _check_preflight(user_input) | _check_health(user_input)
+
+
+def _check_health(user_input: dict[str, Any]) -> dict[str, Any]:
+    """Only what was set is stored, like the pre-flight conditions."""
+    data: dict[str, Any] = {}
+    if text := str(user_input.get(CONF_HEALTH_TEMPLATE) or "").strip():
+        data[CONF_HEALTH_TEMPLATE] = text
+    for key in (CONF_HEALTH_VERSION_CHECK, CONF_ROLLBACK):
+        if user_input.get(key):
+            data[key] = True
+    if user_input.get(CONF_HEALTH_TIMEOUT_MIN):
+        data[CONF_HEALTH_TIMEOUT_MIN] = int(user_input[CONF_HEALTH_TIMEOUT_MIN])
+    HealthConfig.from_data(data)
+    return data
 
 
 def _check_preflight(user_input: dict[str, Any]) -> dict[str, Any]:

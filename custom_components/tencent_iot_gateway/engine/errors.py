@@ -124,6 +124,13 @@ class RolloutHaltedError(OtaError):
     translation_key = "rollout_halted"
 
 
+class HealthCheckError(OtaError):
+    """The flash returned, but the sub-device did not prove healthy in time: never reported `done`."""
+
+    code = OtaResultCode.UPGRADE_FAILED
+    translation_key = "health_check_failed"
+
+
 class JobSuspendedError(TencentIotError):
     """The job stopped with its gateway (a reload, a stop) and resumes when the gateway starts again."""
 

@@ -28,9 +28,11 @@ from .errors import (
 )
 from .flashers.base import Flasher
 from .gateway import AllUnbound, GatewayOperations, GatewayPush, SubDevicesChanged
+from .health_check import HealthCheck
 from .identity import DeviceId
 from .ota_jobs import Downloader, ImageCache, JobSnapshot, OtaManager, OtaSettings
 from .preflight import Preflight
+from .rollback_images import RollbackImages
 from .rollout_policy import RolloutHalted, RolloutPolicy, RolloutSettings
 from .session import Backoff, MqttSession
 from .storage import StateStore
@@ -134,12 +136,16 @@ class GatewayEngine:
         uplink_rate: float | None = DEFAULT_UPLINK_RATE,
         preflight_for: Callable[[DeviceId], Preflight | None] | None = None,
         rollout: RolloutSettings | None = None,
+        health_for: Callable[[DeviceId], HealthCheck | None] | None = None,
+        rollback_images: RollbackImages | None = None,
     ) -> None:
         """Wire the parts; nothing is sent before `start`.
 
         `uplink_rate`: the connection's budget in messages a second (None: none), see `rate_budget`.
         `preflight_for`: each sub-device's pre-flight gate, if any (engine/preflight.py).
         `rollout`: stage the sub-devices' installs of one image (engine/rollout_policy.py); None: no staging.
+        `health_for`, `rollback_images`: each sub-device's check after a flash and the last good images to
+        roll back to (engine/health_check.py, engine/rollback_images.py).
         """
         self._gateway = gateway
         self._own_firmware: OwnFirmware | None = None
@@ -175,6 +181,8 @@ class GatewayEngine:
             rollout=RolloutPolicy(rollout, on_halted=on_event, applies=lambda device: device != gateway)
             if rollout is not None
             else None,
+            health_for=health_for,
+            rollback_images=rollback_images,
         )
         self._background = BackgroundTasks("A gateway operation failed")
         self._retry_backoff = backoff or Backoff(initial_s=operation_timeout_s, maximum_s=300.0)

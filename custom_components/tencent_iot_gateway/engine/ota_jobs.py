@@ -29,6 +29,7 @@ from .background import BackgroundTasks
 from .download import DownloadProgress
 from .errors import (
     FlashError,
+    HealthCheckError,
     InvalidFirmwareError,
     JobSuspendedError,
     NotConnectedError,
@@ -42,6 +43,7 @@ from .errors import (
 )
 from .firmware import DEFAULT_MAX_FIRMWARE_SIZE, FirmwareSpec, validate_version
 from .flashers.base import Flasher, VersionReader
+from .health_check import HealthCheck, wait_healthy
 from .identity import DeviceId
 from .job_store import SAVE_DELAY_S, DeviceRecord, JobStore, Outcome, OutcomeState
 from .ota_protocol import (
@@ -62,6 +64,7 @@ from .progress_reports import (
     ReportCadence,
     progress_key,
 )
+from .rollback_images import RollbackImages
 from .rollout_policy import RolloutPolicy
 from .storage import StateStore
 from .topics import ota_report
@@ -198,14 +201,20 @@ class OtaManager:
         clock: Callable[[], float] = time.monotonic,
         preflight_for: Callable[[DeviceId], Preflight | None] | None = None,
         rollout: RolloutPolicy | None = None,
+        health_for: Callable[[DeviceId], HealthCheck | None] | None = None,
+        rollback_images: RollbackImages | None = None,
     ) -> None:
         """Wire the manager; call `async_load` before adding devices.
 
         `preflight_for`: a device's pre-flight gate (engine/preflight.py), asked before its job downloads and
         again before it flashes; None (or a None gate): jobs never wait for one.
         `rollout`: stages jobs installing the same image (engine/rollout_policy.py); None: no staging.
+        `health_for`: a device's check after its flash (engine/health_check.py); `rollback_images` keeps the
+        last good image of devices whose check rolls back.
         """
         self._publish = publish
+        self._health_for = health_for or (lambda _device: None)
+        self._rollback_images = rollback_images
         self._rollout = rollout
         self._preflight_for = preflight_for or (lambda _device: None)
         self._downloader = downloader
@@ -292,12 +301,14 @@ class OtaManager:
         return entry.snapshot
 
     async def remove_device(self, device: DeviceId) -> None:
-        """Stop tracking a sub-device, cancelling its job."""
+        """Stop tracking a sub-device, cancelling its job; its kept rollback image goes too."""
         entry = self._devices.pop(device, None)
         if entry is not None and entry.job is not None:
             entry.job.cancel()
             await asyncio.gather(entry.job, return_exceptions=True)
         self._jobs.remove(device.key)
+        if self._rollback_images is not None:
+            await self._rollback_images.remove(device)
 
     def snapshot(self, device: DeviceId) -> JobSnapshot:
         """The current state of a sub-device's update."""
@@ -566,6 +577,7 @@ class OtaManager:
             image = await self._download(entry, target)
             target = entry.snapshot.target or target
             version = await self._flash_when_ready(entry, target, image)
+            await self._confirm_health(entry, target, image)
         except OtaError as err:
             await self._finish(entry, target, err)
         except asyncio.CancelledError:
@@ -594,6 +606,43 @@ class OtaManager:
                 await self._flashes_allowed.wait()  # stopping: no new flash; `async_stop` cancels this job
                 if await self._gate_reason(entry, GatePoint.BEFORE_FLASH) is None:
                     return await self._flash(entry, target, image)
+
+    async def _confirm_health(self, entry: _Device, target: FirmwareSpec, image: Path) -> None:
+        """The job is `done` only once the device proves healthy; if not, the last good image goes back on
+        when the device's check asks for a rollback, and the job fails either way."""
+        health = self._health_for(entry.device)
+        if health is None:
+            return
+        try:
+            await wait_healthy(health, entry.device, target, self._flasher_for(entry.device), self._clock)
+        except HealthCheckError as err:
+            # The device runs the new image (unhealthy) unless a rollback puts the old one back on.
+            self._update(entry, installed_version=target.version)
+            raise (await self._roll_back(entry, target, err)) if health.rollback else err from None
+        if health.rollback and self._rollback_images is not None:
+            await self._rollback_images.keep(entry.device, target, image)
+
+    async def _roll_back(
+        self, entry: _Device, target: FirmwareSpec, error: HealthCheckError
+    ) -> HealthCheckError:
+        """Flash the device's last good image back; the error then says what it runs."""
+        kept = await self._rollback_images.get(entry.device) if self._rollback_images is not None else None
+        flasher = self._flasher_for(entry.device)
+        if kept is None or kept.version == target.version or flasher is None:
+            return HealthCheckError(f"{error}; no earlier image to roll back to")
+        _LOGGER.warning(
+            "%s is unhealthy after %s (%s); rolling back to %s",
+            entry.device,
+            target.version,
+            error,
+            kept.version,
+        )
+        try:
+            version = await flasher.flash(kept.path, entry.device, kept.spec(), lambda _percent: None)
+        except (OSError, TencentIotError) as rollback_error:
+            return HealthCheckError(f"{error}; rolling back to {kept.version} failed: {rollback_error}")
+        self._update(entry, installed_version=version)
+        return HealthCheckError(f"{error}; rolled back to {version}")
 
     async def _gate_reason(self, entry: _Device, point: GatePoint) -> str | None:
         preflight = self._preflight_for(entry.device)
