@@ -93,6 +93,9 @@ _LOGGER = logging.getLogger(__name__)
 
 type TencentIotConfigEntry = ConfigEntry[GatewayRuntime]
 
+ROLLOUT_HALTED_ISSUE = "rollout_halted_"
+ATTR_ENTRY_ID = "entry_id"
+
 
 @dataclass(frozen=True, slots=True)
 class SubDeviceConfig:
@@ -672,15 +675,16 @@ class GatewayRuntime:
 
     def _raise_rollout_issue(self, halted: RolloutHalted) -> None:
         """What happened, with the failing devices and their reasons, and how to go on."""
-        issue_id = f"rollout_halted_{self.entry.entry_id}_{halted.version}"
+        issue_id = f"{ROLLOUT_HALTED_ISSUE}{self.entry.entry_id}_{halted.version}"
         self.halted_rollouts[issue_id] = halted
         failures = "\n".join(f"- {self.display_name(device)}: {reason}" for device, reason in halted.failed)
         ir.async_create_issue(
             self.hass,
             DOMAIN,
             issue_id,
-            is_fixable=False,
+            is_fixable=True,  # its fix flow resumes the rollout (repairs.py)
             is_persistent=False,
+            data={ATTR_ENTRY_ID: self.entry.entry_id},
             severity=ir.IssueSeverity.ERROR,
             translation_key="rollout_halted",
             translation_placeholders={

@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
+from homeassistant.components.repairs import repairs_flow_manager
 from homeassistant.components.update.const import ATTR_INSTALLED_VERSION
 from homeassistant.core import Event, HomeAssistant, callback
+from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.exceptions import ServiceValidationError
 from homeassistant.helpers import device_registry as dr, issue_registry as ir
+from homeassistant.setup import async_setup_component
 import pytest
 
 from custom_components.tencent_iot_gateway.const import (
@@ -135,3 +138,54 @@ async def test_a_failing_canary_halts_the_rollout_raises_a_repair_and_resume_con
         await hass.services.async_call(
             DOMAIN, "resume_rollout", {"device_id": gateway_device.id}, blocking=True
         )
+
+
+async def test_the_repair_fix_flow_resumes_the_halted_rollout(hass: HomeAssistant, gateway: Gateway) -> None:
+    """Confirming the halted rollout's repair does what `resume_rollout` does: the stopped devices install."""
+    assert await async_setup_component(hass, "repairs", {})
+    await register_lights(gateway, *NAMES)
+    entry = await setup_gateway(
+        hass,
+        gateway,
+        [sub(name, flasher={"kind": "automation", "timeout_s": 10}) for name in NAMES],
+        **ROLLOUT,
+    )
+    requests: list[str] = []
+
+    @callback
+    def answer(event: Event) -> None:
+        requests.append(event.data["device_name"])
+        hass.async_create_task(
+            hass.services.async_call(
+                DOMAIN,
+                "complete_flash",
+                {"job_id": event.data["job_id"], "success": len(requests) > 1, "message": "bricked on boot"},
+                blocking=True,
+            )
+        )
+
+    hass.bus.async_listen(EVENT_FLASH_REQUEST, answer)
+    await push(gateway, FIRMWARE, *NAMES)
+    issue_id = f"rollout_halted_{entry.entry_id}_{VERSION}"
+    await wait_for(hass, lambda: ir.async_get(hass).async_get_issue(DOMAIN, issue_id) is not None)
+    issue = ir.async_get(hass).async_get_issue(DOMAIN, issue_id)
+    assert issue is not None
+    assert issue.is_fixable
+
+    manager = repairs_flow_manager(hass)
+    assert manager is not None
+    result = await manager.async_init(DOMAIN, context={"issue_id": issue_id})
+    assert result["type"] is FlowResultType.FORM
+    assert result["step_id"] == "confirm"
+    assert (result.get("description_placeholders") or {})["failures"].endswith(": bricked on boot")
+    result = await manager.async_configure(result["flow_id"], {})
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert ir.async_get(hass).async_get_issue(DOMAIN, issue_id) is None
+    others = [name for name in NAMES if name != requests[0]]
+    await wait_for(
+        hass,
+        lambda: all(
+            state(hass, f"update.{name}_firmware").attributes[ATTR_INSTALLED_VERSION] == VERSION
+            for name in others
+        ),
+    )
