@@ -67,7 +67,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: TencentIotConfigEntry) -
         name=entry.title,
         serial_number=runtime.gateway.key,
         # The gateway is this integration: its software is the integration's version.
-        sw_version=str((await async_get_integration(hass, DOMAIN)).version),
+        sw_version=runtime.gateway_sw_version or str((await async_get_integration(hass, DOMAIN)).version),
     )
     runtime.gateway_device_id = gateway_device.id
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
@@ -108,7 +108,7 @@ async def async_unload_entry(hass: HomeAssistant, entry: TencentIotConfigEntry) 
 
 async def async_remove_entry(hass: HomeAssistant, entry: TencentIotConfigEntry) -> None:
     """Delete the entry's stores and cached firmware."""
-    for what in ("ota", "downloads", "ignored"):
+    for what in ("ota", "downloads", "ignored", "gateway"):
         await Store[dict[str, object]](hass, STORAGE_VERSION, store_key(entry.entry_id, what)).async_remove()
     directory = cache_directory(hass, entry.entry_id).parent
     await hass.async_add_executor_job(shutil.rmtree, directory, True)

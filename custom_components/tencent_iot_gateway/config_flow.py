@@ -4,8 +4,8 @@ Steps: `user` (region, ids, one of the two secrets) → `custom` (host, port, TL
 → dynamic registration when a product secret was given → a real MQTT login. The product secret is used once
 and never stored: the device secret it yields is what the entry keeps. Re-authentication asks for a new
 secret and tests it before saving; reconfigure changes where the broker is (region, host, port, TLS, CA).
-Options: the install policy, parallel downloads and flashes, the largest firmware accepted. Sub-devices are
-config subentries (see subentry_flow.py).
+Options: the install policy, parallel downloads and flashes, the largest firmware accepted, the gateway's own
+firmware (its version, pushes to it). Sub-devices are config subentries (see subentry_flow.py).
 """
 
 from __future__ import annotations
@@ -39,11 +39,16 @@ import probatio as vol
 
 from .const import (
     CONF_CA_CERT,
+    CONF_CANARY_COUNT,
+    CONF_CANARY_PERCENT,
     CONF_DEVICE_NAME,
     CONF_DEVICE_SECRET,
+    CONF_GATEWAY_UPDATES,
+    CONF_GATEWAY_VERSION,
     CONF_HOST,
     CONF_INSTALL_POLICY,
     CONF_MAX_DOWNLOADS,
+    CONF_MAX_FAILURES,
     CONF_MAX_FIRMWARE_SIZE_MIB,
     CONF_MAX_FLASHES,
     CONF_PORT,
@@ -51,19 +56,35 @@ from .const import (
     CONF_PRODUCT_SECRET,
     CONF_REGION,
     CONF_REGISTRATION_URL,
+    CONF_ROLLBACK_BUDGET_MIB,
+    CONF_ROLLOUT,
+    CONF_SOAK_MIN,
     CONF_TLS,
+    DEFAULT_CANARY_COUNT,
     DEFAULT_INSTALL_POLICY,
     DEFAULT_MAX_DOWNLOADS,
+    DEFAULT_MAX_FAILURES,
     DEFAULT_MAX_FIRMWARE_SIZE_MIB,
     DEFAULT_MAX_FLASHES,
+    DEFAULT_ROLLBACK_BUDGET_MIB,
+    DEFAULT_SOAK_MIN,
     DOMAIN,
     MAX_FIRMWARE_SIZE_MIB_LIMIT,
     MAX_PARALLEL,
+    MAX_ROLLOUT_COUNT,
+    MAX_SOAK_MIN,
     SUBENTRY_SUB_DEVICE,
     InstallPolicy,
 )
 from .engine.endpoints import MQTT_TLS_PORT, Region
-from .engine.errors import AuthenticationError, CannotConnectError, InvalidFieldError, NotAGatewayError
+from .engine.errors import (
+    AuthenticationError,
+    CannotConnectError,
+    InvalidFieldError,
+    InvalidFirmwareError,
+    NotAGatewayError,
+)
+from .engine.firmware import validate_version
 from .subentry_flow import SubDeviceSubentryFlow
 from .validation import (
     RegistrationError,
@@ -451,6 +472,10 @@ class TencentIotConfigFlow(ConfigFlow, domain=DOMAIN):
         )
 
 
+def _count_selector(minimum: int, maximum: int) -> NumberSelector:
+    return NumberSelector(NumberSelectorConfig(min=minimum, max=maximum, step=1, mode=NumberSelectorMode.BOX))
+
+
 class GatewayOptionsFlow(OptionsFlow):
     """Install policy, parallel downloads and flashes, largest firmware accepted.
 
@@ -460,15 +485,34 @@ class GatewayOptionsFlow(OptionsFlow):
 
     async def async_step_init(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """One form."""
+        errors: dict[str, str] = {}
+        description_placeholders: dict[str, str] = {}
         if user_input is not None:
-            return self.async_create_entry(
-                data={
-                    CONF_INSTALL_POLICY: user_input[CONF_INSTALL_POLICY],
-                    CONF_MAX_DOWNLOADS: int(user_input[CONF_MAX_DOWNLOADS]),
-                    CONF_MAX_FLASHES: int(user_input[CONF_MAX_FLASHES]),
-                    CONF_MAX_FIRMWARE_SIZE_MIB: int(user_input[CONF_MAX_FIRMWARE_SIZE_MIB]),
-                }
-            )
+            data: dict[str, Any] = {
+                CONF_INSTALL_POLICY: user_input[CONF_INSTALL_POLICY],
+                CONF_MAX_DOWNLOADS: int(user_input[CONF_MAX_DOWNLOADS]),
+                CONF_MAX_FLASHES: int(user_input[CONF_MAX_FLASHES]),
+                CONF_MAX_FIRMWARE_SIZE_MIB: int(user_input[CONF_MAX_FIRMWARE_SIZE_MIB]),
+            }
+            # Stored only when set, so an entry that never used them keeps its options as they were.
+            if user_input.get(CONF_GATEWAY_UPDATES):
+                data[CONF_GATEWAY_UPDATES] = True
+            budget = int(user_input.get(CONF_ROLLBACK_BUDGET_MIB, DEFAULT_ROLLBACK_BUDGET_MIB))
+            if budget != DEFAULT_ROLLBACK_BUDGET_MIB:
+                data[CONF_ROLLBACK_BUDGET_MIB] = budget
+            if user_input.get(CONF_ROLLOUT):
+                data[CONF_ROLLOUT] = True
+                for key in (CONF_CANARY_COUNT, CONF_CANARY_PERCENT, CONF_SOAK_MIN, CONF_MAX_FAILURES):
+                    data[key] = int(user_input[key])
+            version = str(user_input.get(CONF_GATEWAY_VERSION) or "").strip()
+            try:
+                if version:
+                    data[CONF_GATEWAY_VERSION] = validate_version(version)
+            except InvalidFirmwareError as err:
+                errors[CONF_GATEWAY_VERSION] = "invalid_gateway_version"
+                description_placeholders["reason"] = str(err)
+            if not errors:
+                return self.async_create_entry(data=data)
         options = self.config_entry.options
         schema = vol.Schema(
             {
@@ -504,6 +548,55 @@ class GatewayOptionsFlow(OptionsFlow):
                         mode=NumberSelectorMode.BOX,
                     )
                 ),
+                vol.Required(
+                    CONF_GATEWAY_UPDATES, default=bool(options.get(CONF_GATEWAY_UPDATES, False))
+                ): BooleanSelector(),
+                vol.Optional(CONF_GATEWAY_VERSION): TextSelector(),
+                vol.Required(CONF_ROLLOUT, default=bool(options.get(CONF_ROLLOUT, False))): BooleanSelector(),
+                vol.Required(
+                    CONF_CANARY_COUNT, default=options.get(CONF_CANARY_COUNT, DEFAULT_CANARY_COUNT)
+                ): _count_selector(1, MAX_ROLLOUT_COUNT),
+                vol.Required(
+                    CONF_CANARY_PERCENT, default=options.get(CONF_CANARY_PERCENT, 0)
+                ): NumberSelector(
+                    NumberSelectorConfig(
+                        min=0, max=100, step=1, unit_of_measurement="%", mode=NumberSelectorMode.BOX
+                    )
+                ),
+                vol.Required(
+                    CONF_SOAK_MIN, default=options.get(CONF_SOAK_MIN, DEFAULT_SOAK_MIN)
+                ): NumberSelector(
+                    NumberSelectorConfig(
+                        min=0,
+                        max=MAX_SOAK_MIN,
+                        step=1,
+                        unit_of_measurement="min",
+                        mode=NumberSelectorMode.BOX,
+                    )
+                ),
+                vol.Required(
+                    CONF_MAX_FAILURES, default=options.get(CONF_MAX_FAILURES, DEFAULT_MAX_FAILURES)
+                ): _count_selector(1, MAX_ROLLOUT_COUNT),
+                vol.Required(
+                    CONF_ROLLBACK_BUDGET_MIB,
+                    default=options.get(CONF_ROLLBACK_BUDGET_MIB, DEFAULT_ROLLBACK_BUDGET_MIB),
+                ): NumberSelector(
+                    NumberSelectorConfig(
+                        min=0,
+                        max=MAX_FIRMWARE_SIZE_MIB_LIMIT,
+                        step=1,
+                        unit_of_measurement="MiB",
+                        mode=NumberSelectorMode.BOX,
+                    )
+                ),
             }
         )
-        return self.async_show_form(step_id="init", data_schema=schema)
+        suggested = {CONF_GATEWAY_VERSION: options.get(CONF_GATEWAY_VERSION, "")}
+        if user_input is not None:
+            suggested = user_input
+        return self.async_show_form(
+            step_id="init",
+            data_schema=self.add_suggested_values_to_schema(schema, suggested),
+            errors=errors,
+            description_placeholders=description_placeholders,
+        )

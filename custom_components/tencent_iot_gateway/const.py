@@ -36,6 +36,22 @@ CONF_MAX_DOWNLOADS: Final = "max_downloads"
 CONF_MAX_FLASHES: Final = "max_flashes"
 CONF_MAX_FIRMWARE_SIZE_MIB: Final = "max_firmware_size_mib"
 
+# The gateway's own firmware (off by default): its version (empty: the integration's) and pushes to it.
+CONF_GATEWAY_UPDATES: Final = "gateway_updates"
+CONF_GATEWAY_VERSION: Final = "gateway_version"
+
+# Staged rollouts (off by default): a canary group first, a soak time, then batches; halt after failures.
+CONF_ROLLOUT: Final = "rollout"
+CONF_CANARY_COUNT: Final = "canary_count"
+CONF_CANARY_PERCENT: Final = "canary_percent"
+CONF_SOAK_MIN: Final = "soak_min"
+CONF_MAX_FAILURES: Final = "max_failures"
+DEFAULT_CANARY_COUNT: Final = 1
+DEFAULT_SOAK_MIN: Final = 5
+DEFAULT_MAX_FAILURES: Final = 1
+MAX_ROLLOUT_COUNT: Final = 1000
+MAX_SOAK_MIN: Final = 1440
+
 DEFAULT_MAX_DOWNLOADS: Final = 2
 DEFAULT_MAX_FLASHES: Final = 2
 DEFAULT_MAX_FIRMWARE_SIZE_MIB: Final = 512
@@ -76,6 +92,7 @@ SERVICE_SET_INSTALLED_VERSION: Final = "set_installed_version"
 SERVICE_CANCEL_UPDATE: Final = "cancel_update"
 SERVICE_CHECK_FOR_UPDATE: Final = "check_for_update"
 SERVICE_COMPLETE_FLASH: Final = "complete_flash"
+SERVICE_RESUME_ROLLOUT: Final = "resume_rollout"
 
 # -- dispatcher signals ----------------------------------------------------------------------------------
 SIGNAL_JOB: Final = f"{DOMAIN}_job_{{entry_id}}_{{device}}"
@@ -88,6 +105,21 @@ RELOAD_FLASH_WAIT_S: Final = 660.0
 # HA gives the stop stage 100 s for everything; flashes get most of it, the rest is for saving and closing.
 SHUTDOWN_FLASH_WAIT_S: Final = 60.0
 CONF_UNBIND_ON_REMOVE: Final = "unbind_on_remove"
+# Pre-flight conditions of a sub-device (all optional): a template that must render true before its job
+# downloads and flashes, a maintenance window for installs nobody started by hand, how long a job may wait.
+CONF_PREFLIGHT_CONDITION: Final = "preflight_condition"
+CONF_MAINTENANCE_START: Final = "maintenance_start"
+CONF_MAINTENANCE_END: Final = "maintenance_end"
+CONF_PREFLIGHT_TIMEOUT_MIN: Final = "preflight_timeout_min"
+MAX_PREFLIGHT_TIMEOUT_MIN: Final = 7 * 24 * 60
+# Health check after a flash (all optional), and rolling back to the last good image (kept within a budget).
+CONF_HEALTH_TEMPLATE: Final = "health_template"
+CONF_HEALTH_VERSION_CHECK: Final = "health_version_check"
+CONF_HEALTH_TIMEOUT_MIN: Final = "health_timeout_min"
+CONF_ROLLBACK: Final = "rollback"
+CONF_ROLLBACK_BUDGET_MIB: Final = "rollback_budget_mib"
+DEFAULT_ROLLBACK_BUDGET_MIB: Final = 256
+ROLLBACK_DIR: Final = "rollback"
 # What the user calls a sub-device, its model and maker (all optional: the device name and product id stand in).
 CONF_NAME: Final = "name"
 CONF_MODEL: Final = "model"

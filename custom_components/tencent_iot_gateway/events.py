@@ -1,4 +1,5 @@
-"""The `tencent_iot_gateway_ota` event: one per job state transition of a sub-device (not per percent).
+"""The `tencent_iot_gateway_ota` event: one per job state transition of a sub-device (not per percent), and one
+when a queued job starts or stops waiting for a pre-flight condition (`reason` says why it waits).
 
 Automations use it to notify on failures or follow an update; its data is the sub-device's Home Assistant
 device id, its Tencent ids, the new state, the version concerned (the target, or the installed one when
@@ -23,11 +24,12 @@ ATTR_VERSION = "version"
 ATTR_PERCENT = "percent"
 ATTR_RESULT_CODE = "result_code"
 ATTR_MESSAGE = "message"
+ATTR_REASON = "reason"
 
 
 def is_transition(previous: JobSnapshot, current: JobSnapshot) -> bool:
     """A new state, or a new firmware offered in the same state (a push replacing an earlier one)."""
-    if previous.state is not current.state:
+    if previous.state is not current.state or previous.hold_reason != current.hold_reason:
         return True
     return (
         previous.target is not None
@@ -47,6 +49,7 @@ def ota_event_data(snapshot: JobSnapshot, device_id: str | None) -> dict[str, An
         ATTR_PERCENT: snapshot.percent,
         ATTR_RESULT_CODE: snapshot.result_code,
         ATTR_MESSAGE: snapshot.message,
+        ATTR_REASON: snapshot.hold_reason,
     }
 
 

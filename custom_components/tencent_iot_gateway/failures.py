@@ -118,7 +118,9 @@ def release_summary(hass: HomeAssistant, name: str, snapshot: JobSnapshot) -> st
     if target is None:
         # Adopted from the cloud with no version known: the dialog says how to set it.
         return text(hass, "version_unknown", {"device": name}) if snapshot.installed_version is None else None
-    if snapshot.state.running:
+    if snapshot.state.running and snapshot.hold_reason:
+        summary = text(hass, "phase_held", {"reason": snapshot.hold_reason})
+    elif snapshot.state.running:
         percent = snapshot.percent if snapshot.percent is not None else 0
         summary = text(hass, f"phase_{snapshot.state.value}", {"percent": str(percent)})
     elif snapshot.state is JobState.FAILED:

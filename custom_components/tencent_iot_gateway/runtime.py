@@ -21,28 +21,42 @@ from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
 from homeassistant.helpers import device_registry as dr, issue_registry as ir
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.storage import Store
+from homeassistant.loader import async_get_integration
 
 from .const import (
+    CONF_CANARY_COUNT,
+    CONF_CANARY_PERCENT,
     CONF_DEVICE_NAME,
     CONF_DEVICE_SECRET,
     CONF_FLASHER,
+    CONF_GATEWAY_UPDATES,
+    CONF_GATEWAY_VERSION,
     CONF_INSTALL_POLICY,
     CONF_INSTALLED_VERSION,
     CONF_MANUFACTURER,
     CONF_MAX_DOWNLOADS,
+    CONF_MAX_FAILURES,
     CONF_MAX_FIRMWARE_SIZE_MIB,
     CONF_MAX_FLASHES,
     CONF_MODEL,
     CONF_NAME,
     CONF_PRODUCT_ID,
+    CONF_ROLLBACK_BUDGET_MIB,
+    CONF_ROLLOUT,
+    CONF_SOAK_MIN,
     CONF_UNBIND_ON_REMOVE,
+    DEFAULT_CANARY_COUNT,
     DEFAULT_INSTALL_POLICY,
     DEFAULT_MAX_DOWNLOADS,
+    DEFAULT_MAX_FAILURES,
     DEFAULT_MAX_FIRMWARE_SIZE_MIB,
     DEFAULT_MAX_FLASHES,
+    DEFAULT_ROLLBACK_BUDGET_MIB,
+    DEFAULT_SOAK_MIN,
     DOMAIN,
     FIRMWARE_CACHE_DIR,
     MIB,
+    ROLLBACK_DIR,
     STORAGE_VERSION,
     SUBENTRY_SUB_DEVICE,
     InstallPolicy,
@@ -57,20 +71,30 @@ from .engine.gateway_engine import (
     ConnectionChanged,
     EngineEvent,
     GatewayEngine,
+    OwnFirmware,
     SubDevice,
     SubDeviceStatus,
     UpdatesBlocked,
 )
+from .engine.health_check import HealthCheck
 from .engine.identity import DeviceId
 from .engine.ota_jobs import JobSnapshot, JobState, OtaSettings
+from .engine.preflight import Preflight
+from .engine.rollback_images import RollbackImages
+from .engine.rollout_policy import RolloutHalted, RolloutSettings
 from .events import async_fire_ota_event
 from .failures import async_track_unattended_failure
-from .flashers import flasher_from_settings
+from .flashers import AUTOMATION_KIND, flasher_from_settings
+from .health_checks import NO_HEALTH_CHECK, HealthConfig, build_health_check
+from .preflight_conditions import NO_PREFLIGHT, PreflightConfig, build_preflight
 from .validation import device_id_from, endpoint_from
 
 _LOGGER = logging.getLogger(__name__)
 
 type TencentIotConfigEntry = ConfigEntry[GatewayRuntime]
+
+ROLLOUT_HALTED_ISSUE = "rollout_halted_"
+ATTR_ENTRY_ID = "entry_id"
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +110,8 @@ class SubDeviceConfig:
     name: str | None = None
     model: str | None = None
     manufacturer: str | None = None
+    preflight: PreflightConfig = NO_PREFLIGHT
+    health: HealthConfig = NO_HEALTH_CHECK
 
     def __repr__(self) -> str:
         """The secret stays out of logs."""
@@ -118,6 +144,8 @@ class SubDeviceConfig:
             name=_optional_text(data.get(CONF_NAME)),
             model=_optional_text(data.get(CONF_MODEL)),
             manufacturer=_optional_text(data.get(CONF_MANUFACTURER)),
+            preflight=PreflightConfig.from_data(data),
+            health=HealthConfig.from_data(data),
         )
 
 
@@ -150,6 +178,19 @@ def ota_settings(options: Mapping[str, Any]) -> OtaSettings:
         max_downloads=int(options.get(CONF_MAX_DOWNLOADS, DEFAULT_MAX_DOWNLOADS)),
         max_flashes=int(options.get(CONF_MAX_FLASHES, DEFAULT_MAX_FLASHES)),
         max_firmware_size=int(options.get(CONF_MAX_FIRMWARE_SIZE_MIB, DEFAULT_MAX_FIRMWARE_SIZE_MIB)) * MIB,
+    )
+
+
+def rollout_settings(options: Mapping[str, Any]) -> RolloutSettings | None:
+    """The staged rollout the options ask for, or None when it is off; its batches are `max_flashes` big."""
+    if not options.get(CONF_ROLLOUT):
+        return None
+    return RolloutSettings(
+        canary_count=int(options.get(CONF_CANARY_COUNT, DEFAULT_CANARY_COUNT)),
+        canary_percent=int(options.get(CONF_CANARY_PERCENT, 0)),
+        soak_s=float(options.get(CONF_SOAK_MIN, DEFAULT_SOAK_MIN)) * 60,
+        max_failures=int(options.get(CONF_MAX_FAILURES, DEFAULT_MAX_FAILURES)),
+        batch_size=int(options.get(CONF_MAX_FLASHES, DEFAULT_MAX_FLASHES)),
     )
 
 
@@ -203,12 +244,22 @@ class GatewayRuntime:
             hass, STORAGE_VERSION, store_key(entry.entry_id, "ignored")
         )
         self._ignored: set[str] = set()
+        # The gateway's own version as the options set it at the last start: a change since then wins over a
+        # version a flash of the gateway left in the OTA store.
+        self.gateway_store: Store[dict[str, Any]] = Store(
+            hass, STORAGE_VERSION, store_key(entry.entry_id, "gateway")
+        )
         # Sub-devices whose running install nobody watches (an automation called `update.install`).
         self.unattended_installs: set[DeviceId] = set()
         self.configs = sub_device_configs(entry)
         self._flashers: dict[DeviceId, Flasher] = {}
+        self._preflights: dict[DeviceId, Preflight] = {}
+        self._health_checks: dict[DeviceId, HealthCheck] = {}
         for config in self.configs.values():
             self._build_flasher(config)
+        if self.gateway_updates:
+            # The user decides what installing means for the gateway (the host, an add-on): an automation.
+            self._flashers[self.gateway] = flasher_from_settings({"kind": AUTOMATION_KIND}, session)
         self._devices: dict[DeviceId, _DeviceState] = {}
         self._connection_listeners: list[CALLBACK_TYPE] = []
         self._new_device_listeners: list[Callable[[SubDeviceConfig], None]] = []
@@ -227,7 +278,15 @@ class GatewayRuntime:
             auto_install=self._auto_install,
             on_event=self._on_event,
             settings=ota_settings(entry.options),
+            preflight_for=self._preflights.get,
+            rollout=rollout_settings(entry.options),
+            health_for=self._health_checks.get,
+            rollback_images=RollbackImages(
+                Path(hass.config.cache_path(DOMAIN, entry.entry_id, ROLLBACK_DIR)),
+                int(entry.options.get(CONF_ROLLBACK_BUDGET_MIB, DEFAULT_ROLLBACK_BUDGET_MIB)) * MIB,
+            ),
         )
+        self.halted_rollouts: dict[str, RolloutHalted] = {}  # by repair issue id
 
     # -- life cycle ---------------------------------------------------------------------------------------
 
@@ -236,7 +295,30 @@ class GatewayRuntime:
         saved = await self.ignored_store.async_load() or {}
         self._ignored = {key for key in saved.get("devices", []) if isinstance(key, str)}
         subs = [SubDevice(c.device, c.installed_version, c.secret) for c in self.configs.values()]
-        await self.engine.start(subs)
+        await self.engine.start(subs, await self._async_own_firmware())
+
+    @property
+    def gateway_updates(self) -> bool:
+        """Whether the gateway reports its own version and takes firmware pushes to itself."""
+        return bool(self.options.get(CONF_GATEWAY_UPDATES, False))
+
+    async def _async_own_firmware(self) -> OwnFirmware | None:
+        if not self.gateway_updates:
+            return None
+        configured = str(self.options.get(CONF_GATEWAY_VERSION) or "").strip()
+        version = configured or str((await async_get_integration(self.hass, DOMAIN)).version)
+        saved = await self.gateway_store.async_load() or {}
+        changed = saved.get("configured_version") != version
+        if changed:
+            await self.gateway_store.async_save({"configured_version": version})
+        return OwnFirmware(version, version_wins=changed)
+
+    @property
+    def gateway_sw_version(self) -> str | None:
+        """The gateway device's software version: its own firmware's when handled, else the integration's."""
+        if not self.gateway_updates:
+            return None
+        return self.snapshot(self.gateway).installed_version
 
     async def async_finish_flashes(self, timeout_s: float) -> None:
         """Let the flashes under way end (bounded, logged); no new flash starts afterwards."""
@@ -262,9 +344,27 @@ class GatewayRuntime:
         return InstallPolicy(self.options.get(CONF_INSTALL_POLICY, DEFAULT_INSTALL_POLICY))
 
     def _auto_install(self, device: DeviceId) -> bool:
-        return self.install_policy is InstallPolicy.AUTO and device in self._flashers
+        # The gateway's own firmware is installed when someone asks for it, never on a push alone.
+        return (
+            self.install_policy is InstallPolicy.AUTO and device in self._flashers and device != self.gateway
+        )
+
+    def _unattended(self, device: DeviceId) -> bool:
+        """Whether the device's install runs without anyone having asked for it just now."""
+        return self._auto_install(device) or device in self.unattended_installs
 
     def _build_flasher(self, config: SubDeviceConfig) -> None:
+        # The pre-flight gate changes with the same subentry edit as the flasher.
+        preflight = build_preflight(self.hass, config.display_name, config.preflight, self._unattended)
+        if preflight is None:
+            self._preflights.pop(config.device, None)
+        else:
+            self._preflights[config.device] = preflight
+        health = build_health_check(self.hass, config.display_name, config.health)
+        if health is None:
+            self._health_checks.pop(config.device, None)
+        else:
+            self._health_checks[config.device] = health
         self._flashers.pop(config.device, None)
         if config.flasher is None:
             return
@@ -302,6 +402,8 @@ class GatewayRuntime:
                 self._delete_issues(device)
                 del self.configs[device]
                 self._flashers.pop(device, None)
+                self._preflights.pop(device, None)
+                self._health_checks.pop(device, None)
                 self._devices.pop(device, None)
                 await self._engine_call(
                     self.engine.remove_sub_device(device, unbind=old.unbind_on_remove), "remove", device
@@ -363,6 +465,8 @@ class GatewayRuntime:
 
     def display_name(self, device: DeviceId) -> str:
         """What the user calls a sub-device (its subentry's name, else its device name)."""
+        if device == self.gateway:
+            return self.entry.title
         config = self.configs.get(device)
         return config.display_name if config is not None else device.device_name
 
@@ -486,6 +590,8 @@ class GatewayRuntime:
                 self._device_state(device).updates_blocked = blocked
                 self._set_issue("updates_blocked", device, raised=blocked)
                 self._notify(device)
+            case RolloutHalted():
+                self._raise_rollout_issue(event)
             case AuthenticationFailed():
                 self._set_connected(False)
                 self.entry.async_start_reauth(self.hass)
@@ -566,6 +672,37 @@ class GatewayRuntime:
             state.online, state.result = False, -1
             self._set_issue("unbound", device, raised=True)
             self._notify(device)
+
+    def _raise_rollout_issue(self, halted: RolloutHalted) -> None:
+        """What happened, with the failing devices and their reasons, and how to go on."""
+        issue_id = f"{ROLLOUT_HALTED_ISSUE}{self.entry.entry_id}_{halted.version}"
+        self.halted_rollouts[issue_id] = halted
+        failures = "\n".join(f"- {self.display_name(device)}: {reason}" for device, reason in halted.failed)
+        ir.async_create_issue(
+            self.hass,
+            DOMAIN,
+            issue_id,
+            is_fixable=True,  # its fix flow resumes the rollout (repairs.py)
+            is_persistent=False,
+            data={ATTR_ENTRY_ID: self.entry.entry_id},
+            severity=ir.IssueSeverity.ERROR,
+            translation_key="rollout_halted",
+            translation_placeholders={
+                "gateway": self.entry.title,
+                "version": halted.version,
+                "failed": str(len(halted.failed)),
+                "total": str(halted.total),
+                "halted": str(len(halted.halted)),
+                "failures": failures,
+            },
+        )
+
+    async def async_resume_rollouts(self) -> list[DeviceId]:
+        """Let the halted rollouts go on and clear their repair issues; returns the devices installing again."""
+        for issue_id in list(self.halted_rollouts):
+            ir.async_delete_issue(self.hass, DOMAIN, issue_id)
+        self.halted_rollouts.clear()
+        return await self.engine.ota.resume_rollouts()
 
     def _issue_id(self, kind: str, device: DeviceId) -> str:
         return f"{kind}_{self.entry.entry_id}_{device.key}"

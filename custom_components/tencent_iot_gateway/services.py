@@ -4,6 +4,7 @@
 - `cancel_update`: stop a queued or downloading job (a flash cannot be interrupted safely).
 - `check_for_update`: report the sub-device's version again, so the cloud pushes a pending firmware again.
 - `complete_flash`: the answer of an automation to a `tencent_iot_gateway_flash_request` event.
+- `resume_rollout`: let the halted staged rollouts of a gateway go on.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from .const import (
     SERVICE_CANCEL_UPDATE,
     SERVICE_CHECK_FOR_UPDATE,
     SERVICE_COMPLETE_FLASH,
+    SERVICE_RESUME_ROLLOUT,
     SERVICE_SET_INSTALLED_VERSION,
 )
 from .engine.errors import FlashError, InvalidFirmwareError, TencentIotError
@@ -67,6 +69,7 @@ def async_setup_services(hass: HomeAssistant) -> None:
     hass.services.async_register(
         DOMAIN, SERVICE_COMPLETE_FLASH, _async_complete_flash, _COMPLETE_FLASH_SCHEMA
     )
+    hass.services.async_register(DOMAIN, SERVICE_RESUME_ROLLOUT, _async_resume_rollout, _DEVICE_SCHEMA)
 
 
 def _target(call: ServiceCall) -> _Target:
@@ -142,6 +145,22 @@ async def _async_check_for_update(call: ServiceCall) -> None:
             translation_key="report_failed",
             translation_placeholders={"device": target.device.key, "reason": str(err)},
         ) from err
+
+
+async def _async_resume_rollout(call: ServiceCall) -> None:
+    """Let the gateway's halted rollouts go on (the devices their halt held back install again)."""
+    device_id: str = call.data[ATTR_DEVICE_ID]
+    device, entry = service.async_get_device_and_config_entry(
+        call.hass, DOMAIN, device_id, include_child_devices=False
+    )
+    runtime = _runtime(entry)
+    if (DOMAIN, runtime.gateway.key) not in device.identifiers or not runtime.halted_rollouts:
+        raise ServiceValidationError(
+            translation_domain=DOMAIN,
+            translation_key="no_halted_rollout",
+            translation_placeholders={"device": device.name_by_user or device.name or device_id},
+        )
+    await runtime.async_resume_rollouts()
 
 
 async def _async_complete_flash(call: ServiceCall) -> None:

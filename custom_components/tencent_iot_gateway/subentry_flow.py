@@ -3,7 +3,8 @@
 Stored data: `product_id`, `device_name`, optional `name`, `model` and `manufacturer` (what the user calls it;
 the title is the name, else the device name), optional `device_secret` (then the gateway binds it when the cloud
 says it is not bound), `installed_version`, `unbind_on_remove`, and `flasher` (the flasher's settings with
-their `kind`, or absent for none). The flasher settings are entered on one form per kind (flasher_forms.py)
+their `kind`, or absent for none), and the optional pre-flight conditions (`preflight_condition`, a template;
+`maintenance_start`/`maintenance_end`; `preflight_timeout_min`). The flasher settings are entered on one form per kind (flasher_forms.py)
 and validated by the engine's parser for that kind, which names the bad field.
 """
 
@@ -14,12 +15,17 @@ from typing import Any
 from homeassistant.config_entries import ConfigSubentryFlow, SubentryFlowResult
 from homeassistant.helpers.selector import (
     BooleanSelector,
+    NumberSelector,
+    NumberSelectorConfig,
+    NumberSelectorMode,
     SelectSelector,
     SelectSelectorConfig,
     SelectSelectorMode,
+    TemplateSelector,
     TextSelector,
     TextSelectorConfig,
     TextSelectorType,
+    TimeSelector,
 )
 import probatio as vol
 
@@ -28,14 +34,23 @@ from .const import (
     CONF_DEVICE_SECRET,
     CONF_FLASHER,
     CONF_FLASHER_KIND,
+    CONF_HEALTH_TEMPLATE,
+    CONF_HEALTH_TIMEOUT_MIN,
+    CONF_HEALTH_VERSION_CHECK,
     CONF_INSTALLED_VERSION,
+    CONF_MAINTENANCE_END,
+    CONF_MAINTENANCE_START,
     CONF_MANUFACTURER,
     CONF_MODEL,
     CONF_NAME,
+    CONF_PREFLIGHT_CONDITION,
+    CONF_PREFLIGHT_TIMEOUT_MIN,
     CONF_PRODUCT_ID,
+    CONF_ROLLBACK,
     CONF_UNBIND_ON_REMOVE,
     DEFAULT_INSTALLED_VERSION,
     FLASHER_NONE,
+    MAX_PREFLIGHT_TIMEOUT_MIN,
 )
 from .engine.errors import InvalidFieldError, InvalidFirmwareError
 from .engine.firmware import validate_version
@@ -49,6 +64,8 @@ from .flasher_forms import (
     suggested_values,
 )
 from .flashers import available_flasher_kinds
+from .health_checks import HealthConfig
+from .preflight_conditions import PreflightConfig
 from .validation import check_device_secret
 
 _PASSWORD = TextSelector(TextSelectorConfig(type=TextSelectorType.PASSWORD))
@@ -79,6 +96,30 @@ def _common_fields(*, version_known: bool = True) -> dict[vol.Marker, Any]:
         version: TextSelector(),
         vol.Required(CONF_FLASHER_KIND, default=FLASHER_NONE): _kind_selector(),
         vol.Required(CONF_UNBIND_ON_REMOVE, default=False): BooleanSelector(),
+        vol.Optional(CONF_PREFLIGHT_CONDITION): TemplateSelector(),
+        vol.Optional(CONF_MAINTENANCE_START): TimeSelector(),
+        vol.Optional(CONF_MAINTENANCE_END): TimeSelector(),
+        vol.Optional(CONF_PREFLIGHT_TIMEOUT_MIN): NumberSelector(
+            NumberSelectorConfig(
+                min=1,
+                max=MAX_PREFLIGHT_TIMEOUT_MIN,
+                step=1,
+                unit_of_measurement="min",
+                mode=NumberSelectorMode.BOX,
+            )
+        ),
+        vol.Optional(CONF_HEALTH_TEMPLATE): TemplateSelector(),
+        vol.Optional(CONF_HEALTH_VERSION_CHECK, default=False): BooleanSelector(),
+        vol.Optional(CONF_HEALTH_TIMEOUT_MIN): NumberSelector(
+            NumberSelectorConfig(
+                min=1,
+                max=MAX_PREFLIGHT_TIMEOUT_MIN,
+                step=1,
+                unit_of_measurement="min",
+                mode=NumberSelectorMode.BOX,
+            )
+        ),
+        vol.Optional(CONF_ROLLBACK, default=False): BooleanSelector(),
     }
 
 
@@ -90,7 +131,8 @@ def _device_schema() -> vol.Schema:
 
 
 def _check_common(user_input: dict[str, Any]) -> dict[str, Any]:
-    """Validated secret, version and unbind flag; raises `InvalidFieldError` naming the field."""
+    """Validated secret, version, unbind flag and pre-flight conditions; raises `InvalidFieldError` naming the
+    field."""
     data: dict[str, Any] = {}
     secret = str(user_input.get(CONF_DEVICE_SECRET) or "").strip()
     if secret:
@@ -105,6 +147,32 @@ def _check_common(user_input: dict[str, Any]) -> dict[str, Any]:
     for key in (CONF_NAME, CONF_MODEL, CONF_MANUFACTURER):
         if text := str(user_input.get(key) or "").strip():
             data[key] = text
+    return data | _check_preflight(user_input) | _check_health(user_input)
+
+
+def _check_health(user_input: dict[str, Any]) -> dict[str, Any]:
+    """Only what was set is stored, like the pre-flight conditions."""
+    data: dict[str, Any] = {}
+    if text := str(user_input.get(CONF_HEALTH_TEMPLATE) or "").strip():
+        data[CONF_HEALTH_TEMPLATE] = text
+    for key in (CONF_HEALTH_VERSION_CHECK, CONF_ROLLBACK):
+        if user_input.get(key):
+            data[key] = True
+    if user_input.get(CONF_HEALTH_TIMEOUT_MIN):
+        data[CONF_HEALTH_TIMEOUT_MIN] = int(user_input[CONF_HEALTH_TIMEOUT_MIN])
+    HealthConfig.from_data(data)
+    return data
+
+
+def _check_preflight(user_input: dict[str, Any]) -> dict[str, Any]:
+    """Only what was set is stored, so a sub-device without conditions keeps the data it always had."""
+    data: dict[str, Any] = {}
+    for key in (CONF_PREFLIGHT_CONDITION, CONF_MAINTENANCE_START, CONF_MAINTENANCE_END):
+        if text := str(user_input.get(key) or "").strip():
+            data[key] = text
+    if user_input.get(CONF_PREFLIGHT_TIMEOUT_MIN):
+        data[CONF_PREFLIGHT_TIMEOUT_MIN] = int(user_input[CONF_PREFLIGHT_TIMEOUT_MIN])
+    PreflightConfig.from_data(data)  # the template selector already refused a template that does not parse
     return data
 
 

@@ -1,4 +1,4 @@
-"""Per sub-device: its firmware as an update entity (install, progress, release notes)."""
+"""Per sub-device: its firmware as an update entity (install, progress, release notes); the gateway's own too."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from .const import DOMAIN, InstallPolicy
 from .engine.errors import JobSuspendedError, OtaError, TencentIotError
 from .engine.identity import DeviceId
 from .engine.ota_jobs import JobSnapshot, JobState
-from .entity import SubDeviceEntity, async_setup_sub_device_entities
+from .entity import SubDeviceEntity, TencentIotEntity, async_setup_sub_device_entities
 from .runtime import GatewayRuntime, TencentIotConfigEntry
 
 # 0 = no limit from HA. "Update all" calls `async_install` on every entity at once; the engine's scheduler
@@ -43,6 +43,8 @@ async def async_setup_entry(
         return [SubDeviceFirmwareUpdate(runtime, device)]
 
     async_setup_sub_device_entities(entry, async_add_entities, build)
+    if entry.runtime_data.gateway_updates:
+        async_add_entities([GatewayFirmwareUpdate(entry.runtime_data)])
 
 
 class SubDeviceFirmwareUpdate(SubDeviceEntity, UpdateEntity):
@@ -231,3 +233,31 @@ class SubDeviceFirmwareUpdate(SubDeviceEntity, UpdateEntity):
         return HomeAssistantError(
             translation_domain=DOMAIN, translation_key=f"failure_{key}", translation_placeholders=placeholders
         )
+
+
+class GatewayFirmwareUpdate(SubDeviceFirmwareUpdate):
+    """The firmware the cloud offers the gateway itself, installed by an automation (`flash_request`).
+
+    The same job, progress and reports as a sub-device's, on the gateway's own device and OTA topics.
+    """
+
+    def __init__(self, runtime: GatewayRuntime) -> None:
+        """The update entity of the gateway device."""
+        TencentIotEntity.__init__(self, runtime, None, "gateway_firmware")
+        # The gateway's job is tracked by the runtime like a sub-device's, under the gateway's own id.
+        self.sub_device = runtime.gateway
+
+    @property
+    def available(self) -> bool:
+        """The gateway's own topics work while it is connected (it needs no `online`)."""
+        return self.runtime.connected
+
+    @property
+    def title(self) -> str:
+        """The gateway's product."""
+        return self.runtime.gateway.product_id
+
+    @property
+    def auto_update(self) -> bool:
+        """Never: the gateway's firmware installs when someone asks for it."""
+        return False

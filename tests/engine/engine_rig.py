@@ -16,8 +16,12 @@ from custom_components.tencent_iot_gateway.engine.endpoints import BrokerEndpoin
 from custom_components.tencent_iot_gateway.engine.firmware_cache import FirmwareCache
 from custom_components.tencent_iot_gateway.engine.flashers import Flasher, HttpFlasherConfig, build_flasher
 from custom_components.tencent_iot_gateway.engine.gateway_engine import EngineEvent, GatewayEngine, SubDevice
+from custom_components.tencent_iot_gateway.engine.health_check import HealthCheck
 from custom_components.tencent_iot_gateway.engine.identity import DeviceId
 from custom_components.tencent_iot_gateway.engine.ota_jobs import JobSnapshot, JobState, OtaSettings
+from custom_components.tencent_iot_gateway.engine.preflight import Preflight
+from custom_components.tencent_iot_gateway.engine.rollback_images import RollbackImages
+from custom_components.tencent_iot_gateway.engine.rollout_policy import RolloutSettings
 from custom_components.tencent_iot_gateway.engine.session import Backoff
 from custom_components.tencent_iot_gateway.engine.storage import JsonFileStore
 from custom_components.tencent_iot_gateway.engine.uplink import DEFAULT_UPLINK_RATE
@@ -104,6 +108,9 @@ async def running_gateway(
     start: bool = True,
     endpoint: BrokerEndpoint | None = None,
     uplink_rate: float | None = DEFAULT_UPLINK_RATE,
+    preflight_for: Callable[[DeviceId], Preflight | None] | None = None,
+    rollout: RolloutSettings | None = None,
+    health_for: Callable[[DeviceId], HealthCheck | None] | None = None,
 ) -> AsyncIterator[Gateway]:
     """Start an engine for the seed's gateway over TLS against the emulator's CA; stop it on exit."""
     emu = cloud.emu
@@ -132,6 +139,10 @@ async def running_gateway(
             backoff=Backoff(initial_s=0.05, maximum_s=0.5),
             operation_timeout_s=2.0,
             uplink_rate=uplink_rate,
+            preflight_for=preflight_for,
+            rollout=rollout,
+            health_for=health_for,
+            rollback_images=RollbackImages(state_dir / "rollback"),
         )
         gateway = Gateway(engine, events)
         if start:

@@ -53,7 +53,8 @@ async def _install(hass: HomeAssistant, context: Context | None = None) -> HomeA
 def test_every_engine_failure_has_texts_in_every_language() -> None:
     """Each OtaError subclass names a failure; each failure has its install text and repair-issue text."""
     base = Path(failures.__file__).parent
-    assert len(failures.FAILURE_KEYS) == 10
+    assert len(failures.FAILURE_KEYS) == 13
+    assert errors.PreflightTimeoutError.translation_key in failures.FAILURE_KEYS
     assert errors.TaskEndedError.translation_key == "task_ended"
     assert errors.Md5MismatchError.translation_key == "md5_mismatch"
     for name in ("strings.json", "translations/en.json", "translations/zh-Hans.json"):
@@ -68,7 +69,7 @@ def test_every_engine_failure_has_texts_in_every_language() -> None:
                 name,
                 key,
             )
-        for phase in ("queued", "downloading", "verifying", "flashing"):
+        for phase in ("queued", "held", "downloading", "verifying", "flashing"):
             assert strings["exceptions"][f"phase_{phase}"]["message"], (name, phase)
 
 

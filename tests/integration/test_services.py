@@ -333,6 +333,7 @@ async def test_actions_are_described_and_translated(hass: HomeAssistant) -> None
         "cancel_update": {"device_id"},
         "check_for_update": {"device_id"},
         "complete_flash": {"job_id", "success", "message", "version"},
+        "resume_rollout": {"device_id"},
     }
     assert {action: set(described[action]["fields"]) for action in described} == expected
     for name in ("strings.json", "translations/en.json", "translations/zh-Hans.json"):

@@ -121,6 +121,27 @@ class InvalidFirmwareError(OtaError):
     translation_key = "invalid_firmware"
 
 
+class PreflightTimeoutError(OtaError):
+    """A pre-flight condition of the sub-device stayed false until its timeout: nothing was flashed."""
+
+    code = OtaResultCode.UPGRADE_FAILED
+    translation_key = "preflight_timeout"
+
+
+class RolloutHaltedError(OtaError):
+    """The staged rollout this job belonged to halted after too many of its devices failed."""
+
+    code = OtaResultCode.UPGRADE_FAILED
+    translation_key = "rollout_halted"
+
+
+class HealthCheckError(OtaError):
+    """The flash returned, but the sub-device did not prove healthy in time: never reported `done`."""
+
+    code = OtaResultCode.UPGRADE_FAILED
+    translation_key = "health_check_failed"
+
+
 class JobSuspendedError(TencentIotError):
     """The job stopped with its gateway (a reload, a stop) and resumes when the gateway starts again."""
 

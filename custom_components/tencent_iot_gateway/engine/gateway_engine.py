@@ -28,8 +28,12 @@ from .errors import (
 )
 from .flashers.base import Flasher
 from .gateway import AllUnbound, GatewayOperations, GatewayPush, SubDevicesChanged
+from .health_check import HealthCheck
 from .identity import DeviceId
 from .ota_jobs import Downloader, ImageCache, JobSnapshot, OtaManager, OtaSettings
+from .preflight import Preflight
+from .rollback_images import RollbackImages
+from .rollout_policy import RolloutHalted, RolloutPolicy, RolloutSettings
 from .session import Backoff, MqttSession
 from .storage import StateStore
 from .topics import gateway_operation_result, ota_update, parse_ota_update
@@ -86,6 +90,18 @@ class UpdatesBlocked:
     blocked: bool
 
 
+@dataclass(frozen=True, slots=True)
+class OwnFirmware:
+    """The gateway's own firmware, handled like a sub-device's on the gateway's own OTA topics.
+
+    `version`: what the gateway reports it runs; `version_wins`: it replaces the version the last run saved
+    (the user set a new one since), else a version installed by a flash since then is kept.
+    """
+
+    version: str
+    version_wins: bool = False
+
+
 type EngineEvent = (
     ConnectionChanged
     | AuthenticationFailed
@@ -94,6 +110,7 @@ type EngineEvent = (
     | AllUnbound
     | JobSnapshot
     | UpdatesBlocked
+    | RolloutHalted
 )
 
 
@@ -117,12 +134,21 @@ class GatewayEngine:
         backoff: Backoff | None = None,
         operation_timeout_s: float = 20.0,
         uplink_rate: float | None = DEFAULT_UPLINK_RATE,
+        preflight_for: Callable[[DeviceId], Preflight | None] | None = None,
+        rollout: RolloutSettings | None = None,
+        health_for: Callable[[DeviceId], HealthCheck | None] | None = None,
+        rollback_images: RollbackImages | None = None,
     ) -> None:
         """Wire the parts; nothing is sent before `start`.
 
         `uplink_rate`: the connection's budget in messages a second (None: none), see `rate_budget`.
+        `preflight_for`: each sub-device's pre-flight gate, if any (engine/preflight.py).
+        `rollout`: stage the sub-devices' installs of one image (engine/rollout_policy.py); None: no staging.
+        `health_for`, `rollback_images`: each sub-device's check after a flash and the last good images to
+        roll back to (engine/health_check.py, engine/rollback_images.py).
         """
         self._gateway = gateway
+        self._own_firmware: OwnFirmware | None = None
         self._on_event = on_event
         self._sub_devices: dict[DeviceId, SubDevice] = {}
         self._online: dict[DeviceId, bool] = {}
@@ -151,6 +177,12 @@ class GatewayEngine:
             on_change=on_event,
             auto_install=auto_install,
             settings=settings,
+            preflight_for=preflight_for,
+            rollout=RolloutPolicy(rollout, on_halted=on_event, applies=lambda device: device != gateway)
+            if rollout is not None
+            else None,
+            health_for=health_for,
+            rollback_images=rollback_images,
         )
         self._background = BackgroundTasks("A gateway operation failed")
         self._retry_backoff = backoff or Backoff(initial_s=operation_timeout_s, maximum_s=300.0)
@@ -191,9 +223,19 @@ class GatewayEngine:
         """The configured sub-devices."""
         return list(self._sub_devices.values())
 
-    async def start(self, sub_devices: Sequence[SubDevice]) -> None:
-        """Load saved state, connect and announce; raises `AuthenticationError` or `CannotConnectError`."""
+    async def start(self, sub_devices: Sequence[SubDevice], own_firmware: OwnFirmware | None = None) -> None:
+        """Load saved state, connect and announce; raises `AuthenticationError` or `CannotConnectError`.
+
+        `own_firmware`: also report the gateway's own version and take pushes to it (None: sub-devices only).
+        """
         await self._ota.async_load()
+        self._own_firmware = own_firmware
+        if own_firmware is not None:
+            self._on_event(
+                self._ota.add_device(
+                    self._gateway, own_firmware.version, given_wins=own_firmware.version_wins
+                )
+            )
         for sub in sub_devices:
             self._sub_devices[sub.device] = sub
             self._on_event(self._ota.add_device(sub.device, sub.installed_version))
@@ -259,6 +301,8 @@ class GatewayEngine:
         dropping the connection; only the gateway's own result topic is essential.
         """
         await self._subscribe_results()
+        if self._own_firmware is not None:
+            await self._announce_own_firmware()
         pending = await self._bring_online(list(self._sub_devices))
         if not self._session.connected:
             raise NotConnectedError("the connection dropped while announcing the gateway")
@@ -282,6 +326,24 @@ class GatewayEngine:
                 _LOGGER.debug("No SUBACK for %s (try %d); asking again", topic, attempt)
             else:
                 return
+
+    async def _announce_own_firmware(self) -> None:
+        """The gateway's own OTA topic and version: no `online` is needed, the connection is its presence.
+
+        A lost SUBACK or acknowledgement is not worth a reconnect (the sub-devices still work): it is logged,
+        and the next connect tries again.
+        """
+        if await self._subscribe_updates([self._gateway]):
+            _LOGGER.warning(
+                "No SUBACK for the gateway's own update topic; it is asked again on the next connect"
+            )
+            return
+        if self._gateway in self._blocked:
+            return
+        try:
+            await self._ota.report_versions([self._gateway])
+        except OperationTimeoutError as err:
+            _LOGGER.warning("Reporting the gateway's own version got no acknowledgement (%s)", err)
 
     async def _bring_online(self, devices: list[DeviceId]) -> set[DeviceId]:
         """`online` (binding first where we can), then the OTA topics and versions of those now online.

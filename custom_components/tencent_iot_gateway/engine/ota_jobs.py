@@ -29,18 +29,21 @@ from .background import BackgroundTasks
 from .download import DownloadProgress
 from .errors import (
     FlashError,
+    HealthCheckError,
     InvalidFirmwareError,
     JobSuspendedError,
     NotConnectedError,
     OperationTimeoutError,
     OtaError,
     OtaResultCode,
+    RolloutHaltedError,
     TaskEndedError,
     TencentIotError,
     UrlExpiredError,
 )
 from .firmware import DEFAULT_MAX_FIRMWARE_SIZE, FirmwareSpec, validate_version
 from .flashers.base import Flasher, VersionReader
+from .health_check import HealthCheck, wait_healthy
 from .identity import DeviceId
 from .job_store import SAVE_DELAY_S, DeviceRecord, JobStore, Outcome, OutcomeState
 from .ota_protocol import (
@@ -53,6 +56,7 @@ from .ota_protocol import (
     report_progress,
     report_version,
 )
+from .preflight import GatePoint, Preflight, wait_until_open
 from .progress_reports import (
     KEEPALIVE_INTERVAL_S,
     REPORT_INTERVAL_S,
@@ -60,6 +64,8 @@ from .progress_reports import (
     ReportCadence,
     progress_key,
 )
+from .rollback_images import RollbackImages
+from .rollout_policy import RolloutPolicy
 from .storage import StateStore
 from .topics import ota_report
 from .uplink import DEFAULT_UPLINK_RATE, Publish, UplinkPriority
@@ -132,6 +138,8 @@ class JobSnapshot:
     """The `translation_key` of the last failure (meaningful while `state` is failed)."""
     http_status: int | None = None
     """What the firmware server answered, when that was the last failure."""
+    hold_reason: str = ""
+    """Why a queued job waits beyond its turn (a pre-flight condition), empty when it does not."""
 
     @property
     def latest_version(self) -> str | None:
@@ -193,9 +201,24 @@ class OtaManager:
         auto_install: Callable[[DeviceId], bool],
         settings: OtaSettings | None = None,
         clock: Callable[[], float] = time.monotonic,
+        preflight_for: Callable[[DeviceId], Preflight | None] | None = None,
+        rollout: RolloutPolicy | None = None,
+        health_for: Callable[[DeviceId], HealthCheck | None] | None = None,
+        rollback_images: RollbackImages | None = None,
     ) -> None:
-        """Wire the manager; call `async_load` before adding devices."""
+        """Wire the manager; call `async_load` before adding devices.
+
+        `preflight_for`: a device's pre-flight gate (engine/preflight.py), asked before its job downloads and
+        again before it flashes; None (or a None gate): jobs never wait for one.
+        `rollout`: stages jobs installing the same image (engine/rollout_policy.py); None: no staging.
+        `health_for`: a device's check after its flash (engine/health_check.py); `rollback_images` keeps the
+        last good image of devices whose check rolls back.
+        """
         self._publish = publish
+        self._health_for = health_for or (lambda _device: None)
+        self._rollback_images = rollback_images
+        self._rollout = rollout
+        self._preflight_for = preflight_for or (lambda _device: None)
         self._downloader = downloader
         self._cache = cache
         self._flasher_for = flasher_for
@@ -236,15 +259,17 @@ class OtaManager:
         """How many times the saved state was written (for tests and benchmarks)."""
         return self._jobs.writes
 
-    def add_device(self, device: DeviceId, installed_version: str | None) -> JobSnapshot:
+    def add_device(
+        self, device: DeviceId, installed_version: str | None, *, given_wins: bool = False
+    ) -> JobSnapshot:
         """Track a sub-device; a saved installed version and pending push from the last run win.
 
         `installed_version` None: unknown until the user or a flasher says (never reported to the cloud).
+        `given_wins`: the caller knows better than the last run (the user set a new version since).
         """
         saved = self._jobs.get(device.key) or DeviceRecord(installed=None)
-        installed = saved.installed or (
-            validate_version(installed_version) if installed_version is not None else None
-        )
+        given = validate_version(installed_version) if installed_version is not None else None
+        installed = (given or saved.installed) if given_wins else (saved.installed or given)
         target: FirmwareSpec | None = None
         if saved.pending is not None:
             with contextlib.suppress(InvalidFirmwareError):
@@ -282,12 +307,14 @@ class OtaManager:
         return entry.snapshot
 
     async def remove_device(self, device: DeviceId) -> None:
-        """Stop tracking a sub-device, cancelling its job."""
+        """Stop tracking a sub-device, cancelling its job; its kept rollback image goes too."""
         entry = self._devices.pop(device, None)
         if entry is not None and entry.job is not None:
             entry.job.cancel()
             await asyncio.gather(entry.job, return_exceptions=True)
         self._jobs.remove(device.key)
+        if self._rollback_images is not None:
+            await self._rollback_images.remove(device)
 
     def snapshot(self, device: DeviceId) -> JobSnapshot:
         """The current state of a sub-device's update."""
@@ -427,6 +454,23 @@ class OtaManager:
             self._start_job(entry)
         return await self._await_job(entry)
 
+    async def resume_rollouts(self) -> list[DeviceId]:
+        """Let the halted rollouts go on: the devices their halt held back install again (in batches)."""
+        if self._rollout is None:
+            return []
+        started: list[DeviceId] = []
+        for device in self._rollout.resume():
+            entry = self._devices.get(device)
+            if entry is not None and entry.job is not None and entry.snapshot.state is JobState.FAILED:
+                # Its halted job is still saying goodbye (its report on the way): let it end first.
+                await asyncio.gather(entry.job, return_exceptions=True)
+            if entry is None or entry.job is not None or entry.snapshot.target is None or self._stopping:
+                continue
+            _LOGGER.info("Resuming the rollout of %s to %s", device, entry.snapshot.target.version)
+            self._start_job(entry)
+            started.append(device)
+        return started
+
     async def follow(self, device: DeviceId, timeout_s: float) -> JobSnapshot:
         """Wait for the job of `device` that a stopped run left to resume; return the snapshot once settled.
 
@@ -522,6 +566,8 @@ class OtaManager:
         target = entry.snapshot.target
         assert target is not None
         entry.install_requested = True
+        if self._rollout is not None:
+            self._rollout.join(entry.device, target)
         self._cache.acquire(target)
         self._update(entry, state=JobState.QUEUED, percent=None, result_code=None, message="", downloaded=0)
         previous = entry.job  # an ended job still sending its outcome (a push just after a failure)
@@ -541,11 +587,11 @@ class OtaManager:
                 # the same version).
                 await asyncio.wait([previous])
             await self._reports.admit(entry.device, target.version, target.report_fields)
+            await self._pass_gate(entry, GatePoint.BEFORE_DOWNLOAD)
             image = await self._download(entry, target)
             target = entry.snapshot.target or target
-            async with self._flash_slots:
-                await self._flashes_allowed.wait()  # stopping: no new flash; `async_stop` cancels this job
-                version = await self._flash(entry, target, image)
+            version = await self._flash_when_ready(entry, target, image)
+            await self._confirm_health(entry, target, image)
         except OtaError as err:
             await self._finish(entry, target, err)
         except asyncio.CancelledError:
@@ -563,10 +609,104 @@ class OtaManager:
                 entry.job = None
         return entry.snapshot
 
+    async def _flash_when_ready(self, entry: _Device, target: FirmwareSpec, image: Path) -> str:
+        """Flash once the gate is open and a slot is free; a gate that closed while the job waited for the
+        slot gives the slot back (a held job must not keep others from flashing)."""
+        if self._rollout is not None:
+            await self._hold_while(entry, "its rollout turn", self._rollout.wait_turn)
+        while True:
+            await self._pass_gate(entry, GatePoint.BEFORE_FLASH)
+            async with self._flash_slots:
+                await self._flashes_allowed.wait()  # stopping: no new flash; `async_stop` cancels this job
+                if await self._gate_reason(entry, GatePoint.BEFORE_FLASH) is None:
+                    return await self._flash(entry, target, image)
+
+    async def _confirm_health(self, entry: _Device, target: FirmwareSpec, image: Path) -> None:
+        """The job is `done` only once the device proves healthy; if not, the last good image goes back on
+        when the device's check asks for a rollback, and the job fails either way."""
+        health = self._health_for(entry.device)
+        if health is None:
+            return
+        try:
+            await wait_healthy(health, entry.device, target, self._flasher_for(entry.device), self._clock)
+        except HealthCheckError as err:
+            # The device runs the new image (unhealthy) unless a rollback puts the old one back on.
+            self._update(entry, installed_version=target.version)
+            raise (await self._roll_back(entry, target, err)) if health.rollback else err from None
+        if health.rollback and self._rollback_images is not None:
+            await self._rollback_images.keep(entry.device, target, image)
+
+    async def _roll_back(
+        self, entry: _Device, target: FirmwareSpec, error: HealthCheckError
+    ) -> HealthCheckError:
+        """Flash the device's last good image back; the error then says what it runs."""
+        kept = await self._rollback_images.get(entry.device) if self._rollback_images is not None else None
+        flasher = self._flasher_for(entry.device)
+        if kept is None or kept.version == target.version or flasher is None:
+            return HealthCheckError(f"{error}; no earlier image to roll back to")
+        _LOGGER.warning(
+            "%s is unhealthy after %s (%s); rolling back to %s",
+            entry.device,
+            target.version,
+            error,
+            kept.version,
+        )
+        try:
+            version = await flasher.flash(kept.path, entry.device, kept.spec(), lambda _percent: None)
+        except (OSError, TencentIotError) as rollback_error:
+            return HealthCheckError(f"{error}; rolling back to {kept.version} failed: {rollback_error}")
+        self._update(entry, installed_version=version)
+        return HealthCheckError(f"{error}; rolled back to {version}")
+
+    async def _gate_reason(self, entry: _Device, point: GatePoint) -> str | None:
+        preflight = self._preflight_for(entry.device)
+        return None if preflight is None else await preflight.check(entry.device, point)
+
+    async def _pass_gate(self, entry: _Device, point: GatePoint) -> None:
+        """Wait while the device's pre-flight gate says no, showing why (state queued, `hold_reason`)."""
+        preflight = self._preflight_for(entry.device)
+        if preflight is None:
+            return
+
+        async def wait(device: DeviceId, on_hold: Callable[[str], None]) -> None:
+            await wait_until_open(preflight, device, point, on_hold, self._clock)
+
+        await self._hold_while(entry, point.value.replace("_", " "), wait)
+
+    async def _hold_while(
+        self,
+        entry: _Device,
+        what: str,
+        wait: Callable[[DeviceId, Callable[[str], None]], Coroutine[Any, Any, None]],
+    ) -> None:
+        """Run a gate's `wait`; while it holds the job, the job is queued with the gate's reason."""
+        resume_state = entry.snapshot.state
+        held = False
+
+        def on_hold(reason: str) -> None:
+            nonlocal held
+            if not held:
+                _LOGGER.info("The update of %s waits (%s): %s", entry.device, what, reason)
+            held = True
+            self._update(entry, state=JobState.QUEUED, hold_reason=reason)
+
+        try:
+            await wait(entry.device, on_hold)
+        except BaseException:
+            # The failure or cancel that follows is the next snapshot anyone sees: no reason left on it.
+            entry.snapshot = replace(entry.snapshot, hold_reason="")
+            raise
+        if held:
+            _LOGGER.info("The update of %s goes on (%s)", entry.device, what)
+            self._update(entry, state=resume_state, hold_reason="")
+
     async def _finish(self, entry: _Device, target: FirmwareSpec, result: str | OtaError) -> None:
         """Save the outcome, then report it: a report lost now is sent after the next reconnect."""
         entry.install_requested = False
         entry.flashing = None
+        if self._rollout is not None:
+            failure = str(result) if isinstance(result, OtaError) else None
+            self._rollout.ended(entry.device, failure, halted=isinstance(result, RolloutHaltedError))
         if isinstance(result, OtaError):
             # Expected (a bad image, a refusing device): once, as a warning; the UI shows it translated.
             _LOGGER.warning(
@@ -651,6 +791,8 @@ class OtaManager:
 
     async def _on_replaced(self, entry: _Device, target: FirmwareSpec) -> None:
         """A push of another version replaced this job: its bytes are not wanted, and its task has ended."""
+        if self._rollout is not None:
+            self._rollout.leave(entry.device)
         await self._cache.release(target, discard_partial=True)
         offered = entry.snapshot.target
         message = f"replaced by version {offered.version}" if offered is not None else "replaced"
@@ -665,6 +807,8 @@ class OtaManager:
 
     async def _on_cancelled(self, entry: _Device, target: FirmwareSpec) -> None:
         entry.install_requested = False
+        if self._rollout is not None:
+            self._rollout.leave(entry.device)
         _LOGGER.info("Update of %s to %s cancelled", entry.device, target.version)
         self._update(entry, state=JobState.AVAILABLE, percent=None, downloaded=0, message="")
         await self._persist_now(entry)

@@ -1,0 +1,75 @@
+"""Health checks after a flash: the job is `done` only once the sub-device proves healthy.
+
+A flash that returned is not yet a working device: it may boot-loop, drop off the network, or roll itself
+back. The layer above supplies a `HealthCheck` per device (a condition, such as Home Assistant's entity of the
+device being available again, and/or asking the flasher's `VersionReader` for the version it runs); the engine
+polls it after the flash until it passes or `timeout_s` ends, then fails the job with `HealthCheckError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+import time
+
+from .errors import HealthCheckError
+from .firmware import FirmwareSpec
+from .flashers.base import VersionReader
+from .identity import DeviceId
+
+DEFAULT_HEALTH_TIMEOUT_S = 300.0
+DEFAULT_HEALTH_POLL_S = 5.0
+
+type HealthCondition = Callable[[DeviceId, FirmwareSpec], Awaitable[str | None]]
+"""None: healthy; a text: why not (yet)."""
+
+
+@dataclass(frozen=True, slots=True)
+class HealthCheck:
+    """One sub-device's check after a flash, and whether to flash the last good image back on failure."""
+
+    condition: HealthCondition | None = None
+    read_version: bool = False
+    timeout_s: float = DEFAULT_HEALTH_TIMEOUT_S
+    poll_interval_s: float = DEFAULT_HEALTH_POLL_S
+    rollback: bool = False
+
+    def __post_init__(self) -> None:
+        """A zero interval would ask in a loop."""
+        if not self.poll_interval_s > 0 or self.timeout_s < 0:
+            raise ValueError("need poll_interval_s > 0 and timeout_s >= 0")
+
+
+async def unhealthy_reason(
+    health: HealthCheck, device: DeviceId, firmware: FirmwareSpec, reader: object
+) -> str | None:
+    """Why the device is not healthy now, or None when it is."""
+    if health.read_version:
+        if not isinstance(reader, VersionReader):
+            return "its flasher cannot read the version the device runs"
+        running = await reader.read_version(device, firmware)
+        if running != firmware.version:
+            return f"the device reports version {running!r}, not {firmware.version!r}"
+    if health.condition is not None:
+        return await health.condition(device, firmware)
+    return None
+
+
+async def wait_healthy(
+    health: HealthCheck,
+    device: DeviceId,
+    firmware: FirmwareSpec,
+    reader: object,
+    clock: Callable[[], float] = time.monotonic,
+) -> None:
+    """Return once the device is healthy; raise `HealthCheckError` with the last reason after the timeout."""
+    deadline = clock() + health.timeout_s
+    while True:
+        reason = await unhealthy_reason(health, device, firmware, reader)
+        if reason is None:
+            return
+        remaining = deadline - clock()
+        if remaining <= 0:
+            raise HealthCheckError(f"health check failed: {reason}")
+        await asyncio.sleep(min(health.poll_interval_s, remaining))

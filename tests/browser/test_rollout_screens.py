@@ -1,0 +1,116 @@
+"""Staged rollouts in a real browser, in English and Simplified Chinese: the rollout options in the options
+form, and the repair issue of a rollout halted by a failing canary (with its failing device and reason).
+
+Screenshots go to the test's temporary folder, or to `$TENCENT_IOT_SCREENSHOTS` (the README's come from
+`TENCENT_IOT_SCREENSHOTS=docs scripts/test tests/browser`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+import re
+
+import aiohttp
+from playwright.async_api import expect
+import pytest
+
+from scripts.py.demo_setup import LIGHTS, HomeAssistantApi, push_firmware
+from scripts.py.demo_stack import DemoPaths, Ports, running_demo
+from tencent_iot_emulator.console_client import ConsoleClient
+from tests.emulator_fixtures import eventually
+
+from .test_forms_and_failures import _call_ws, _shots
+from .test_update_card import UI_TIMEOUT_MS, VIEWPORT, _chromium, _free_port, _log_in, _screenshot
+
+VERSION = "V300R0001"
+
+
+@dataclass(frozen=True, slots=True)
+class Words:
+    """What the user reads in one language."""
+
+    locale: str
+    language: str
+    configure: str
+    rollout: str
+    halted: str
+    reason: str
+
+
+ENGLISH = Words(
+    "en-US", "en", "Configure", "Staged rollout", f"Rollout of {VERSION} halted", "refused the firmware"
+)
+CHINESE = Words("zh-CN", "zh-Hans", "配置", "分阶段发布", f"{VERSION} 的发布已中止", "refused the firmware")
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("words", [ENGLISH, CHINESE], ids=["en", "zh-Hans"])
+async def test_rollout_options_and_halted_rollout_repair(
+    socket_enabled: None, tmp_path: Path, words: Words
+) -> None:
+    """The options form shows the rollout settings; a canary that refuses the image halts the rollout and the
+    repair issue says so, naming the failing device and its reason."""
+    shots = _shots(tmp_path)
+    paths = DemoPaths(tmp_path / "config", tmp_path / "emulator")
+    ports = Ports(ha=_free_port(), mqtt=0, mqtts=0, http=0, https=0)
+    async with (
+        aiohttp.ClientSession() as session,
+        running_demo(paths, ports, session, timeout_s=90) as demo,
+        _chromium() as browser,
+    ):
+        ha_url = demo.setup.ha_url
+        api = HomeAssistantApi(session, ha_url)
+        api.access_token = demo.setup.access_token
+        console = ConsoleClient(demo.endpoints.http_url, session)
+        page = await browser.new_page(viewport=VIEWPORT, locale=words.locale)
+        await _log_in(page, ha_url)
+        await _call_ws(page, {"type": "config/core/update", "language": words.language})
+
+        await page.goto(ha_url + "/config/integrations/integration/tencent_iot_gateway")
+        await page.get_by_role("button", name=words.configure).first.click()
+        dialog = page.locator("dialog-data-entry-flow")
+        label = dialog.get_by_text(words.rollout, exact=True).first
+        await expect(label).to_be_visible(timeout=UI_TIMEOUT_MS)
+        await label.scroll_into_view_if_needed()
+        await _screenshot(page, shots / f"rollout-options-{words.language}.png")
+        await page.keyboard.press("Escape")
+
+        await api.run_flow(
+            "/api/config/config_entries/options/flow",
+            {"handler": demo.setup.entry_id},
+            [
+                {
+                    "install_policy": "auto",
+                    "max_downloads": 2,
+                    "max_flashes": 2,
+                    "max_firmware_size_mib": 512,
+                    "rollout": True,
+                    "canary_count": 1,
+                    "canary_percent": 0,
+                    "soak_min": 0,
+                    "max_failures": 1,
+                }
+            ],
+        )
+
+        async def lights_ready() -> bool:
+            states = [await api.state(f"update.{light.device_name}_firmware") for light in LIGHTS]
+            return all(s["state"] not in ("unavailable", "unknown") for s in states)
+
+        await eventually(lights_ready, within=30)
+        for light in LIGHTS:
+            await console.set_virtual_device_fault(light.product_id, light.device_name, "reject")
+        await push_firmware(console, VERSION, size=64 * 1024, throttle_bps=None)
+
+        async def halted() -> bool:
+            issues = await _call_ws(page, {"type": "repairs/list_issues"})
+            return any(i["translation_key"] == "rollout_halted" for i in issues["issues"])
+
+        await eventually(halted, within=60)
+        await page.goto(ha_url + "/config/repairs")
+        await page.get_by_text(re.compile(re.escape(words.halted))).first.click()
+        await expect(page.get_by_text(re.compile(re.escape(words.reason))).first).to_be_visible(
+            timeout=UI_TIMEOUT_MS
+        )
+        await _screenshot(page, shots / f"rollout-halted-{words.language}.png")

@@ -1,0 +1,121 @@
+"""Staged rollouts against the emulator: a failing canary halts the rest (the cloud sees their halted fails),
+resume lets them go on; a good canary soaks, then the rest go in batches."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import aiohttp
+
+from custom_components.tencent_iot_gateway.engine.gateway_engine import SubDevice
+from custom_components.tencent_iot_gateway.engine.identity import DeviceId
+from custom_components.tencent_iot_gateway.engine.ota_jobs import JobSnapshot, JobState, OtaSettings
+from custom_components.tencent_iot_gateway.engine.rollout_policy import RolloutHalted, RolloutSettings
+from tencent_iot_emulator.emulator import Emulator
+from tests.emulator_fixtures import eventually
+
+from .engine_rig import LIGHTS, Cloud, running_gateway, seed_cloud
+
+PID = LIGHTS[0].product_id
+FAST = OtaSettings(report_interval_s=0.1, keepalive_interval_s=0.3, max_flashes=2)
+IMAGE = bytes(range(256)) * 16
+
+
+async def _task_devices(cloud: Cloud, task_id: str) -> dict[str, tuple[str, int | None, str | None]]:
+    task = await cloud.console.get_task(task_id)
+    return {key: (d.state, d.result_code, d.result_msg) for key, d in task.devices.items()}
+
+
+async def _all_ended(cloud: Cloud, task_id: str) -> dict[str, tuple[str, int | None, str | None]]:
+    async def probe() -> dict[str, tuple[str, int | None, str | None]] | None:
+        devices = await _task_devices(cloud, task_id)
+        return (
+            devices if all(state in {"done", "fail", "timeout"} for state, _, _ in devices.values()) else None
+        )
+
+    return await eventually(probe, within=15.0)
+
+
+async def test_a_failing_canary_halts_the_rest_and_resume_continues(
+    emulator: Emulator, http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """Canary of one, halt at the first failure: the canary's flash fails, the two others never flash and
+    end with -5 "rollout halted after 1 of 3 failed: ..."; resumed, they install and the cloud hears V2."""
+    cloud = await seed_cloud(emulator, http)
+    for light in LIGHTS:
+        await cloud.console.set_virtual_device_fault(light.product_id, light.device_name, "reject")
+    await cloud.console.upload_firmware(PID, "V2", IMAGE)
+    rollout = RolloutSettings(canary_count=1, soak_s=0.2, max_failures=1, batch_size=2)
+    async with running_gateway(
+        cloud, tmp_path, settings=FAST, sub_devices=[SubDevice(d, "0.1") for d in LIGHTS], rollout=rollout
+    ) as gateway:
+        task_id = await cloud.console.create_task(PID, "V2", "list", devices=[d.device_name for d in LIGHTS])
+        ended = await _all_ended(cloud, task_id)
+        halts = [e for e in gateway.events if isinstance(e, RolloutHalted)]
+        assert len(halts) == 1
+        halt = halts[0]
+        (canary,) = [device for device, _reason in halt.failed]
+        others = [d for d in LIGHTS if d != canary]
+        assert set(halt.halted) == set(others)
+        assert halt.total == 3
+        canary_state, canary_code, canary_reason = ended[canary.key]
+        assert (canary_state, canary_code) == ("fail", -5)
+        for other in others:
+            assert ended[other.key] == ("fail", -5, f"rollout halted after 1 of 3 failed: {canary_reason}")
+            snapshot = gateway.engine.ota.snapshot(other)
+            assert snapshot.state is JobState.FAILED
+            assert snapshot.failure_key == "rollout_halted"
+            assert snapshot.target is not None  # still offered
+            assert JobState.FLASHING not in gateway.states(other)
+            # They waited for the canary, and said so.
+            assert any(
+                s.hold_reason.startswith("waiting for the canary group") for s in gateway.snapshots(other)
+            )
+
+        for light in LIGHTS:
+            await cloud.console.set_virtual_device_fault(light.product_id, light.device_name, "none")
+        assert set(await gateway.engine.ota.resume_rollouts()) == set(others)
+
+        async def resumed_done() -> bool:
+            return all(gateway.engine.ota.snapshot(d).state is JobState.DONE for d in others)
+
+        await eventually(resumed_done, within=15.0)
+        for other in others:
+            virtual = await cloud.console.get_virtual_device(other.product_id, other.device_name)
+            assert virtual.version == "V2"
+
+            async def reported(device: DeviceId = other) -> bool:
+                status = await cloud.console.get_device(device.product_id, device.device_name)
+                return status.version == "V2"
+
+            await eventually(reported)
+        canary_virtual = await cloud.console.get_virtual_device(canary.product_id, canary.device_name)
+        assert canary_virtual.version == "0.1"
+        assert gateway.engine.ota.snapshot(canary).state is JobState.FAILED
+
+
+async def test_a_good_canary_soaks_then_the_rest_go_in_batches(
+    emulator: Emulator, http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """The canary flashes alone; the others wait for it and its soak, then flash (at most two at once)."""
+    cloud = await seed_cloud(emulator, http)
+    await cloud.console.upload_firmware(PID, "V2", IMAGE)
+    rollout = RolloutSettings(canary_count=1, soak_s=0.3, max_failures=1, batch_size=2)
+    async with running_gateway(
+        cloud, tmp_path, settings=FAST, sub_devices=[SubDevice(d, "0.1") for d in LIGHTS], rollout=rollout
+    ) as gateway:
+        task_id = await cloud.console.create_task(PID, "V2", "list", devices=[d.device_name for d in LIGHTS])
+        ended = await _all_ended(cloud, task_id)
+    assert {state for state, _, _ in ended.values()} == {"done"}
+    snapshots = [e for e in gateway.events if isinstance(e, JobSnapshot) and e.device in LIGHTS]
+    first_flash = next(i for i, s in enumerate(snapshots) if s.state is JobState.FLASHING)
+    canary = snapshots[first_flash].device
+    canary_done = next(i for i, s in enumerate(snapshots) if s.device == canary and s.state is JobState.DONE)
+    others_flashing = [
+        i for i, s in enumerate(snapshots) if s.device != canary and s.state is JobState.FLASHING
+    ]
+    assert others_flashing
+    assert min(others_flashing) > canary_done
+    reasons = {s.hold_reason for s in snapshots if s.device != canary}
+    assert any(r.startswith("waiting for the canary group to soak") for r in reasons)
+    assert not await cloud.console.violations()
