@@ -17,7 +17,7 @@ from . import failures
 from .const import DOMAIN, InstallPolicy
 from .engine.errors import JobSuspendedError, OtaError, TencentIotError
 from .engine.identity import DeviceId
-from .engine.ota_jobs import JobSnapshot, JobState
+from .engine.ota_jobs import DOWNLOAD_SHARE, JobSnapshot, JobState
 from .entity import SubDeviceEntity, TencentIotEntity, async_setup_sub_device_entities
 from .runtime import GatewayRuntime, TencentIotConfigEntry
 
@@ -91,12 +91,9 @@ class SubDeviceFirmwareUpdate(SubDeviceEntity, UpdateEntity):
         return self.snapshot.state.running
 
     @property
-    def update_percentage(self) -> int | None:
+    def update_percentage(self) -> float | None:
         """Download then flash on one scale; None while queued (an indeterminate bar)."""
-        snapshot = self.snapshot
-        if not snapshot.state.running or snapshot.state is JobState.QUEUED:
-            return None
-        return snapshot.percent
+        return progress_percentage(self.snapshot)
 
     @property
     def release_summary(self) -> str | None:
@@ -261,3 +258,13 @@ class GatewayFirmwareUpdate(SubDeviceFirmwareUpdate):
     def auto_update(self) -> bool:
         """Never: the gateway's firmware installs when someone asks for it."""
         return False
+
+
+def progress_percentage(snapshot: JobSnapshot) -> float | None:
+    """The bar's value: while downloading, from the bytes themselves (to a hundredth), so that it moves every
+    time the downloader reports, even when a slow link takes a minute per whole percent."""
+    if not snapshot.state.running or snapshot.state is JobState.QUEUED:
+        return None
+    if snapshot.state is JobState.DOWNLOADING and snapshot.total > 0:
+        return round(DOWNLOAD_SHARE * min(snapshot.downloaded, snapshot.total) / snapshot.total, 2)
+    return snapshot.percent

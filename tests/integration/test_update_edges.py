@@ -12,6 +12,10 @@ from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import HomeAssistantError
 import pytest
 
+from custom_components.tencent_iot_gateway.engine.identity import DeviceId
+from custom_components.tencent_iot_gateway.engine.ota_jobs import JobSnapshot, JobState
+from custom_components.tencent_iot_gateway.update import progress_percentage
+
 from .conftest import Gateway
 from .helpers import LIGHT_PRODUCT, VERSION, push, register_lights, setup_gateway, state, sub, wait_for
 
@@ -84,3 +88,21 @@ async def test_installs_refused_by_home_assistant(
     assert all(counters.requests == 0 for counters in stats.firmware.values()), stats
     assert list(flashed.iterdir()) == []
     assert (await gateway.emulator.console.get_device(LIGHT_PRODUCT, "light1")).version == "0.1"
+
+
+def test_the_bar_follows_the_bytes_of_a_slow_download() -> None:
+    """At 2 KiB/s on 4 MiB a whole percent of the bar takes 40 s: the bar moves with each progress report."""
+    device = DeviceId("LIGHTPID01", "light1")
+    total = 4 * 1024 * 1024
+    values = [
+        progress_percentage(
+            JobSnapshot(device, JobState.DOWNLOADING, "0.1", downloaded=downloaded, total=total, percent=0)
+        )
+        or 0.0
+        for downloaded in (0, 2048 * 5, 2048 * 10)  # the reports of 0, 5 and 10 s
+    ]
+    assert values[0] == 0
+    assert values[0] < values[1] < values[2] < 1
+    assert progress_percentage(JobSnapshot(device, JobState.QUEUED, "0.1")) is None
+    flashing = JobSnapshot(device, JobState.FLASHING, "0.1", downloaded=total, total=total, percent=75)
+    assert progress_percentage(flashing) == 75
