@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Coroutine, Sequence
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 import logging
 from typing import Any
 
@@ -150,7 +150,9 @@ class GatewayEngine:
             store=store,
             on_change=on_event,
             auto_install=auto_install,
-            settings=settings,
+            # The keep-alives' share is a share of the session's budget: one rate for both, whatever the
+            # settings said.
+            settings=replace(settings or OtaSettings(), uplink_rate=uplink_rate),
         )
         self._background = BackgroundTasks("A gateway operation failed")
         self._retry_backoff = backoff or Backoff(initial_s=operation_timeout_s, maximum_s=300.0)

@@ -170,10 +170,11 @@ class OtaSettings:
     max_firmware_size: int = DEFAULT_MAX_FIRMWARE_SIZE
     fresh_url_timeout_s: float = FRESH_URL_TIMEOUT_S
     save_delay_s: float = SAVE_DELAY_S  # ordinary changes are saved together at most this often
-    # Progress cadence (engine/progress_reports.py); the rate must be the session's uplink budget.
+    # Progress cadence (engine/progress_reports.py); the rate must be the session's uplink budget (None: no
+    # budget), which `GatewayEngine` sets from its own `uplink_rate`.
     report_interval_s: float = REPORT_INTERVAL_S
     keepalive_interval_s: float = KEEPALIVE_INTERVAL_S
-    uplink_rate: float = DEFAULT_UPLINK_RATE
+    uplink_rate: float | None = DEFAULT_UPLINK_RATE
 
 
 class OtaManager:
@@ -228,6 +229,16 @@ class OtaManager:
     async def async_load(self) -> None:
         """Read what the last run saved."""
         await self._jobs.async_load()
+
+    @property
+    def settings(self) -> OtaSettings:
+        """The tunables in use."""
+        return self._settings
+
+    @property
+    def keepalive_capacity(self) -> int:
+        """How many running jobs the keep-alive share of the uplink budget can keep alive at once."""
+        return self._reports.cadence.capacity
 
     @property
     def store_writes(self) -> int:

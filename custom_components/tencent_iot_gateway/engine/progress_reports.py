@@ -25,6 +25,7 @@ from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 import logging
 import random
+import sys
 import time
 from typing import Any
 
@@ -48,7 +49,7 @@ class ReportCadence:
 
     report_interval_s: float = REPORT_INTERVAL_S
     keepalive_interval_s: float = KEEPALIVE_INTERVAL_S
-    uplink_rate: float = DEFAULT_UPLINK_RATE
+    uplink_rate: float | None = DEFAULT_UPLINK_RATE  # None: the connection has no budget
 
     def __post_init__(self) -> None:
         """A keep-alive interval of 0 would report in a loop; a report interval above it would defer changes
@@ -57,12 +58,14 @@ class ReportCadence:
             raise ValueError(
                 "need 0 <= report_interval_s <= keepalive_interval_s and keepalive_interval_s > 0"
             )
-        if not self.uplink_rate > 0:
+        if self.uplink_rate is not None and not self.uplink_rate > 0:
             raise ValueError("uplink_rate must be positive")
 
     @property
     def capacity(self) -> int:
         """How many jobs the keep-alive share of the budget keeps alive (one report per job per interval)."""
+        if self.uplink_rate is None:
+            return sys.maxsize
         return max(1, int(self.uplink_rate * KEEPALIVE_SHARE * self.keepalive_interval_s))
 
 
