@@ -106,6 +106,27 @@ async def test_a_crash_between_coalesced_saves_loses_no_terminal_outcome(tmp_pat
     await store.async_close()
 
 
+async def test_a_flash_mark_is_written_soon_without_its_caller_waiting(tmp_path: Path) -> None:
+    """`put_urgent` (a flash begins) returns at once, yet the record is written with the next urgent write,
+    not after the ordinary batch delay."""
+    path = tmp_path / "ota.json"
+    store = JobStore(CountingFileStore(path), save_delay_s=3600, min_write_gap_s=0.0)
+    await store.async_load()
+    flashing = DeviceRecord(installed="1.0", install_requested=True, flashing="2.0")
+    store.put_urgent("P/d1", flashing)
+    assert not path.exists()  # not awaited: the caller went on before the write
+
+    async def written() -> bool:
+        if not path.exists():
+            return False
+        on_disk = JobStore(JsonFileStore(path))
+        await on_disk.async_load()
+        return on_disk.get("P/d1") == flashing
+
+    await eventually(written, within=5)
+    await store.async_close()
+
+
 async def test_outcomes_arriving_together_share_writes(tmp_path: Path) -> None:
     """200 terminal outcomes at once: each caller returns only once its outcome is written, in few writes."""
     files = CountingFileStore(tmp_path / "ota.json")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
+import inspect
 import json
 from typing import Any
 
@@ -120,7 +121,9 @@ async def test_cadence_urgent_throttled_and_keepalive(background: BackgroundTask
     assert uplink.of(A)[3].report["progress"]["percent"] == "100"
 
     uplink.down = True
-    await reporter.burning(A)  # a lost burning does not raise: the keep-alive repeats it
+    reporter.burning(A)  # a lost burning does not raise: the keep-alive repeats it
+    for _ in range(3):
+        await asyncio.sleep(0)  # the queued burning is tried (and lost) while the uplink is down
     uplink.down = False
     await eventually(lambda: sent(5), within=2)
     repeat = uplink.of(A)[4]
@@ -221,10 +224,9 @@ async def test_markers_keep_their_place_behind_a_report_still_waiting(background
     await asyncio.sleep(0)  # "0" is now waiting
     reporter.downloading(A, 40)
     reporter.downloading(A, 100, urgent=True)
-    burning = asyncio.ensure_future(reporter.burning(A))
+    reporter.burning(A)
     await asyncio.sleep(0)
     gate.set()
-    await burning
 
     async def all_sent() -> bool:
         await asyncio.sleep(0)
@@ -237,4 +239,54 @@ async def test_markers_keep_their_place_behind_a_report_still_waiting(background
         ("downloading", "100"),
         ("burning", None),
     ]
+    reporter.end(A)
+
+
+@dataclass
+class CoalescingUplink:
+    """Holds every report until `gate` opens; like the session's limiter, a waiting report is replaced by a
+    later one with the same coalescing key."""
+
+    uplink: Uplink = field(default_factory=Uplink)
+    gate: asyncio.Event = field(default_factory=asyncio.Event)
+    latest: dict[str | None, object] = field(default_factory=dict)
+
+    async def __call__(
+        self,
+        topic: str,
+        payload: str,
+        qos: int = 1,
+        *,
+        priority: UplinkPriority = UplinkPriority.CONTROL,
+        coalesce_key: str | None = None,
+    ) -> None:
+        token = self.latest[coalesce_key] = object()
+        await self.gate.wait()
+        if self.latest.get(coalesce_key) is token:
+            await self.uplink(topic, payload, qos, priority=priority, coalesce_key=coalesce_key)
+
+
+async def test_burning_does_not_wait_for_the_budget_and_keeps_its_place(background: BackgroundTasks) -> None:
+    """The flash starts at once, whatever the uplink: `burning` is queued, not awaited (a flash slot held
+    while the report waits for the budget would slow every flash to the uplink's pace). Queued right behind
+    the "100" the download just sent, neither replaces the other."""
+    uplink = CoalescingUplink()
+    reporter = ProgressReporter(uplink, background.spawn, ReportCadence(report_interval_s=0.0))
+    await reporter.admit(A, "V2")
+    reporter.downloading(A, 100, urgent=True)
+    queued = reporter.burning(A)  # no await in between, as when the flash slot is free
+    if inspect.isawaitable(queued):
+        with pytest.raises(TimeoutError):  # fails here: the budget holds it back
+            await asyncio.wait_for(queued, 0.2)
+        pytest.fail("burning waited for the uplink")
+    uplink.gate.set()
+
+    async def both_sent() -> bool:
+        await asyncio.sleep(0)
+        return len(uplink.uplink.of(A)) >= 2
+
+    await eventually(both_sent, within=2)
+    reports = [s.report["progress"] for s in uplink.uplink.of(A)]
+    assert [(p["state"], p.get("percent")) for p in reports] == [("downloading", "100"), ("burning", None)]
+    assert uplink.uplink.of(A)[1].qos == 1
     reporter.end(A)

@@ -775,8 +775,12 @@ class OtaManager:
             raise FlashError(f"{entry.device} has no flasher configured")
         self._update(entry, state=JobState.FLASHING, percent=DOWNLOAD_SHARE)
         entry.flashing = target.version
-        await self._persist_now(entry)  # a shutdown from here on is reported as an interrupted flash
-        await self._reports.burning(entry.device)  # a lost `burning` does not stop the flash
+        # A stop from here on is reported as an interrupted flash. The record is written at once but not
+        # awaited: a flash slot held for a write (writes are MIN_WRITE_GAP_S apart) would cap every push at
+        # `max_flashes` devices per write. Only a crash within that write's time loses the mark (the job
+        # then runs again from its cached image); the outcome is still written before it is reported.
+        self._persist_soon(entry)
+        self._reports.burning(entry.device)  # queued behind the job's last report; a lost one is repeated
 
         def on_flash_progress(percent: int) -> None:
             # Only a flasher's own progress moves the bar past the download's half, and never to 100 before
@@ -854,6 +858,10 @@ class OtaManager:
     def _persist(self, entry: _Device) -> None:
         """Save the device's record with the next batch."""
         self._jobs.put(entry.device.key, self._record(entry))
+
+    def _persist_soon(self, entry: _Device) -> None:
+        """Save the device's record with the next urgent write, without waiting for it."""
+        self._jobs.put_urgent(entry.device.key, self._record(entry))
 
     async def _persist_now(self, entry: _Device) -> None:
         """Save the device's record and return once it is on disk."""

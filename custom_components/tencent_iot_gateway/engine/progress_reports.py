@@ -210,33 +210,38 @@ class ProgressReporter:
         else:
             self._schedule(track)
 
-    async def burning(self, device: DeviceId) -> None:
-        """The flash starts: say so now (and, by the keep-alive, again until the job ends)."""
+    def burning(self, device: DeviceId) -> None:
+        """The flash starts: say so now (and, by the keep-alive, again until the job ends).
+
+        Queued, not awaited: the flash must not wait for the uplink budget (with 1,000 jobs each flash slot
+        would move at the pace of the uplink). It goes right after the job's report under way, if any.
+        """
         track = self._tracks.get(device)
         if track is None:
             return
         track.state = ProgressState.BURNING
         track.percent = 0
-        if track.busy:
-            return  # it goes as soon as the report before it did
-        await self._publish_one(track, self._mark_sent(track), 1, UplinkPriority.PROGRESS)
+        self._send(track, UplinkPriority.PROGRESS, marker=True)
 
     # -- sending ------------------------------------------------------------------------------------------
 
     def _send(self, track: _Track, priority: UplinkPriority, *, marker: bool = False) -> None:
         qos = 0 if track.state is ProgressState.DOWNLOADING else 1
         if track.busy:
-            if marker:  # "0" or "100" is sent in its place, not folded into what comes after it
+            if marker:  # "0", "100" or `burning` is sent in its place, not folded into what comes after it
                 track.backlog.append((self._mark_sent(track), qos))
             return  # otherwise the latest report follows the one under way
+        # Busy from the hand-over on, not from when the task runs: a marker right behind this one (`burning`
+        # just after "100") must queue behind it, or the limiter's coalescing would let one replace the other.
+        track.busy = True
         self._spawn(self._publish_one(track, self._mark_sent(track), qos, priority))
 
     async def _publish_one(self, track: _Track, payload: str, qos: int, priority: UplinkPriority) -> None:
+        """Send one report of the track, which `_send` marked busy; then what queued behind it."""
         if self._tracks.get(track.device) is not track:
             # The job ended before this task ran: its outcome is already on its way and must be the last
             # report (the cloud refuses progress after the task's end). No await between here and the send.
             return
-        track.busy = True
         try:
             # The outcome shares the key: waiting here when the job ends, this report is replaced by it.
             await self._publish(
@@ -255,6 +260,7 @@ class ProgressReporter:
             return
         if track.backlog:
             payload, qos = track.backlog.popleft()
+            track.busy = True
             self._spawn(self._publish_one(track, payload, qos, UplinkPriority.PROGRESS))
         elif track.dirty:
             self._send(track, UplinkPriority.PROGRESS)
