@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
-import inspect
 import json
 from typing import Any
 
@@ -274,11 +273,7 @@ async def test_burning_does_not_wait_for_the_budget_and_keeps_its_place(backgrou
     reporter = ProgressReporter(uplink, background.spawn, ReportCadence(report_interval_s=0.0))
     await reporter.admit(A, "V2")
     reporter.downloading(A, 100, urgent=True)
-    queued = reporter.burning(A)  # no await in between, as when the flash slot is free
-    if inspect.isawaitable(queued):
-        with pytest.raises(TimeoutError):  # fails here: the budget holds it back
-            await asyncio.wait_for(queued, 0.2)
-        pytest.fail("burning waited for the uplink")
+    reporter.burning(A)  # returns at once, with no await since the "100", as when the flash slot is free
     uplink.gate.set()
 
     async def both_sent() -> bool:
