@@ -236,7 +236,7 @@ async def run_scenario(
         FileFlasher(FileFlasherConfig(str(flashed))) if scenario.flavor == "file" else NoopFlasher()
     )
     async with trusting_session(endpoints.ca_file) as session:
-        cache = FirmwareCache(state / "cache")
+        cache = FirmwareCache(state / "cache", keep_idle=True)  # as the integration's
         async with Monitor() as monitor:
             engine = GatewayEngine(
                 endpoint=BrokerEndpoint(

@@ -112,6 +112,9 @@ class ImageCache(Protocol):
     async def release(self, item: FirmwareSpec, *, discard_partial: bool = False) -> None:
         """One job less; the last one out deletes the image (and the partial file when asked)."""
 
+    async def async_close(self) -> None:
+        """The jobs stopped: delete what is kept for later jobs."""
+
 
 @dataclass(frozen=True, slots=True)
 class JobSnapshot:
@@ -520,6 +523,7 @@ class OtaManager:
         await asyncio.gather(*downloads, return_exceptions=True)
         await self._background.close()
         self._downloads.clear()
+        await self._cache.async_close()
         await self._jobs.async_close()
 
     def _start_job(self, entry: _Device) -> None:
