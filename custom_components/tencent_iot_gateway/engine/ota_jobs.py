@@ -73,6 +73,7 @@ DOWNLOAD_SHARE = 50
 INTERRUPTED_MESSAGE = "interrupted by shutdown"
 # How long the next start asks a flasher whether an interrupted flash did put the new version on.
 INTERRUPTED_PROBE_TIMEOUT_S = 10.0
+REPORTS_IN_FLIGHT = 32  # version reports awaiting their PUBACK at once after a (re)connect
 
 
 class JobState(StrEnum):
@@ -337,11 +338,7 @@ class OtaManager:
                 await self._settle_interrupted(entry)
         if any(entry.outcome is not None for entry in entries):
             await self._jobs.async_flush()  # outcomes are on disk before the cloud hears them
-        for entry in entries:
-            if entry.outcome is not None and entry.job is None:
-                await self._send_outcome(entry, then_version=False)
-            if entry.snapshot.state is not JobState.FLASHING:  # its `done` and new version follow
-                await self._report_version(entry)
+        await self._report_each(entries)
         for entry in entries:
             if entry.install_requested and entry.job is None and entry.snapshot.target is not None:
                 _LOGGER.info(
@@ -803,6 +800,29 @@ class OtaManager:
         return version
 
     # -- reports ------------------------------------------------------------------------------------------
+
+    async def _report_each(self, entries: list[_Device]) -> None:
+        """Each device's saved outcome, then its version: devices side by side, `REPORTS_IN_FLIGHT` at a time.
+
+        One after the other, 1,000 devices would wait for 1,000 PUBACK round trips; the session's budget
+        still paces what goes out. The first error is raised once every device was tried.
+        """
+        pending = iter(entries)
+        errors: list[BaseException] = []
+
+        async def worker() -> None:
+            for entry in pending:
+                try:
+                    if entry.outcome is not None and entry.job is None:
+                        await self._send_outcome(entry, then_version=False)
+                    if entry.snapshot.state is not JobState.FLASHING:  # its `done` and new version follow
+                        await self._report_version(entry)
+                except TencentIotError as err:
+                    errors.append(err)
+
+        await asyncio.gather(*(worker() for _ in range(min(REPORTS_IN_FLIGHT, len(entries)))))
+        if errors:
+            raise errors[0]
 
     async def _report_version(self, entry: _Device) -> None:
         installed = entry.snapshot.installed_version
