@@ -53,6 +53,7 @@ from .ota_protocol import (
     report_progress,
     report_version,
 )
+from .progress_fan_out import ProgressFanOut
 from .progress_reports import (
     KEEPALIVE_INTERVAL_S,
     REPORT_INTERVAL_S,
@@ -744,13 +745,18 @@ class OtaManager:
     async def _shared_download(self, target: FirmwareSpec) -> Path:
         async with self._download_slots:
             shared = self._downloads[target.image_key]
+            fan_out = ProgressFanOut(shared.listeners)
 
-            def fan_out(progress: DownloadProgress) -> None:
+            def on_progress(progress: DownloadProgress) -> None:
                 shared.progress = progress
-                for listener in list(shared.listeners.values()):
-                    listener(progress)
+                fan_out.deliver(progress)
 
-            return await self._downloader.fetch(target, fan_out)
+            try:
+                path = await self._downloader.fetch(target, on_progress)
+                await fan_out.drain()  # every job heard "100" before any of them flashes
+            finally:
+                fan_out.cancel()
+            return path
 
     def _on_download_progress(self, entry: _Device, target: FirmwareSpec, progress: DownloadProgress) -> None:
         total = progress.total or target.size
