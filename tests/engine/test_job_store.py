@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from custom_components.tencent_iot_gateway.engine.firmware_cache import FirmwareCache
 from custom_components.tencent_iot_gateway.engine.identity import DeviceId
 from custom_components.tencent_iot_gateway.engine.job_store import (
     DeviceRecord,
@@ -58,7 +59,7 @@ async def test_pushes_to_many_sub_devices_are_saved_in_a_few_writes(tmp_path: Pa
     manager = OtaManager(
         publish=publish,
         downloader=None,  # type: ignore[arg-type]
-        cache=None,  # type: ignore[arg-type]
+        cache=FirmwareCache(tmp_path / "cache"),  # stopping the jobs closes it
         flasher_for=lambda _device: None,
         store=store,
         on_change=lambda _snapshot: None,
