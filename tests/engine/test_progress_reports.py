@@ -285,3 +285,34 @@ async def test_burning_does_not_wait_for_the_budget_and_keeps_its_place(backgrou
     assert [(p["state"], p.get("percent")) for p in reports] == [("downloading", "100"), ("burning", None)]
     assert uplink.uplink.of(A)[1].qos == 1
     reporter.end(A)
+
+
+async def test_a_change_while_a_report_waits_keeps_the_cadence(background: BackgroundTasks) -> None:
+    """A percent that changed while the last report waited for the budget follows it one report interval
+    after it, not at once when the budget lets the first one go."""
+    uplink = Uplink()
+    gate = asyncio.Event()
+    sent_at: list[float] = []
+    loop = asyncio.get_running_loop()
+
+    async def slow(topic: str, payload: str, qos: int = 1, **labels: Any) -> None:
+        await gate.wait()
+        sent_at.append(loop.time())
+        await uplink(topic, payload, qos, **labels)
+
+    reporter = ProgressReporter(slow, background.spawn, ReportCadence(report_interval_s=0.3))
+    await reporter.admit(A, "V2")
+    started = loop.time()
+    reporter.downloading(A, 0, urgent=True)  # waits for the budget
+    reporter.downloading(A, 40)  # changed meanwhile
+    await asyncio.sleep(0.05)
+    gate.set()
+
+    async def both_sent() -> bool:
+        await asyncio.sleep(0)
+        return len(uplink.of(A)) >= 2
+
+    await eventually(both_sent, within=2)
+    assert [s.report["progress"]["percent"] for s in uplink.of(A)[:2]] == ["0", "40"]
+    assert sent_at[1] - started >= 0.3 * 0.9  # old code: sent as soon as "0" went, 50 ms in
+    reporter.end(A)

@@ -263,7 +263,9 @@ class ProgressReporter:
             track.busy = True
             self._spawn(self._publish_one(track, payload, qos, UplinkPriority.PROGRESS))
         elif track.dirty:
-            self._send(track, UplinkPriority.PROGRESS)
+            # What changed meanwhile goes one report interval after the last report, not at once: the cadence
+            # holds however long the budget made that one wait.
+            self._schedule(track)
 
     def _mark_sent(self, track: _Track) -> str:
         track.sent = track.current
