@@ -12,11 +12,7 @@ import pytest
 
 from custom_components.tencent_iot_gateway.engine.endpoints import BrokerEndpoint
 from custom_components.tencent_iot_gateway.engine.errors import AuthenticationError, CannotConnectError
-from custom_components.tencent_iot_gateway.engine.gateway_engine import (
-    ConnectionChanged,
-    SubDevice,
-    SubDeviceStatus,
-)
+from custom_components.tencent_iot_gateway.engine.gateway_engine import ConnectionChanged, SubDeviceStatus
 from custom_components.tencent_iot_gateway.engine.session import MqttSession
 from tencent_iot_emulator.emulator import Emulator
 from tests.emulator_fixtures import eventually
@@ -167,38 +163,3 @@ async def test_stop_after_a_failed_start_leaves_nothing_behind(
         loop.set_exception_handler(previous)
     assert not session.connected
     assert reported == []
-
-
-async def test_the_gateway_counts_as_connected_once_online_is_answered_not_after_every_version(
-    emulator: Emulator, http: aiohttp.ClientSession, tmp_path: Path
-) -> None:
-    """Within the uplink budget 1,000 version reports take half a minute; the sub-devices (and Home
-    Assistant's entities) are usable as soon as the cloud answered `online`."""
-    cloud = await seed_cloud(emulator, http)
-    async with running_gateway(cloud, tmp_path, uplink_rate=2.0, start=False) as gateway:
-        engine = gateway.engine
-        versions_sent: list[str] = []
-        publish = engine.ota._publish
-
-        async def counting(topic: str, payload: str, qos: int = 1, **labels: Any) -> None:
-            await publish(topic, payload, qos, **labels)
-            if '"report_version"' in payload:
-                versions_sent.append(topic)
-
-        engine.ota._publish = counting
-        emit = engine._on_event
-        sent_when_connected: list[int] = []
-
-        def on_event(event: Any) -> None:
-            if isinstance(event, ConnectionChanged) and event.connected:
-                sent_when_connected.append(len(versions_sent))
-            emit(event)
-
-        engine._on_event = on_event
-        await engine.start([SubDevice(d, "0.1") for d in SEED])
-
-        async def all_reported() -> bool:
-            return len(versions_sent) == len(SEED)
-
-        await eventually(all_reported, within=10)
-    assert sent_when_connected[0] < len(SEED)  # old code: connected only once all were acknowledged

@@ -261,20 +261,10 @@ class GatewayEngine:
         dropping the connection; only the gateway's own result topic is essential.
         """
         await self._subscribe_results()
-        announced = False
-
-        def connected() -> None:
-            # As soon as the cloud answered `online`: the sub-devices are usable while their versions are
-            # still being reported (1,000 reports take half a minute within the uplink budget).
-            nonlocal announced
-            if not announced and self._session.connected:
-                announced = True
-                self._on_event(ConnectionChanged(connected=True))
-
-        pending = await self._bring_online(list(self._sub_devices), on_online=connected)
+        pending = await self._bring_online(list(self._sub_devices))
         if not self._session.connected:
             raise NotConnectedError("the connection dropped while announcing the gateway")
-        connected()
+        self._on_event(ConnectionChanged(connected=True))
         self._schedule_retry(pending)
         _LOGGER.debug("Announced %s with %d sub-device(s)", self._gateway, len(self._sub_devices))
 
@@ -295,9 +285,7 @@ class GatewayEngine:
             else:
                 return
 
-    async def _bring_online(
-        self, devices: list[DeviceId], on_online: Callable[[], None] | None = None
-    ) -> set[DeviceId]:
+    async def _bring_online(self, devices: list[DeviceId]) -> set[DeviceId]:
         """`online` (binding first where we can), then the OTA topics and versions of those now online.
 
         The broker only lets a gateway subscribe to topics of sub-devices bound to it, hence this order.
@@ -341,8 +329,6 @@ class GatewayEngine:
             self._set_online(device, code == 0, code)
         for device in outcome.unanswered:
             self._set_online(device, False, None)
-        if on_online is not None:
-            on_online()
         retry.update(outcome.unanswered)
         online = [d for d, code in outcome.results.items() if code == 0 and d in self._sub_devices]
         retry.update(await self._subscribe_updates(online))
