@@ -228,7 +228,7 @@ class GatewayRuntime:
         self.data = dict(entry.data)
         session = async_get_clientsession(hass)
         self._session = session
-        self.cache = FirmwareCache(cache_directory(hass, entry.entry_id))
+        self.cache = FirmwareCache(cache_directory(hass, entry.entry_id), keep_idle=True)
         # The engine coalesces its writes and hands over documents it does not change afterwards, so HA may
         # build the JSON in the executor instead of on the event loop (large with many sub-devices).
         self.ota_store: Store[dict[str, Any]] = Store(

@@ -11,6 +11,7 @@ import pytest
 
 from custom_components.tencent_iot_gateway.engine.endpoints import BrokerEndpoint
 from custom_components.tencent_iot_gateway.engine.errors import NotAGatewayError
+from custom_components.tencent_iot_gateway.engine.firmware_cache import FirmwareCache
 from custom_components.tencent_iot_gateway.engine.gateway_engine import GatewayEngine, SubDevice
 from custom_components.tencent_iot_gateway.engine.session import Backoff, MqttSession
 from custom_components.tencent_iot_gateway.engine.storage import JsonFileStore
@@ -28,7 +29,7 @@ def _engine(port: int, secret: str, state_dir: Path, **kwargs: object) -> Gatewa
         gateway=GATEWAY,
         device_secret=secret,
         downloader=None,  # type: ignore[arg-type]  # no job runs in these tests
-        cache=None,  # type: ignore[arg-type]
+        cache=FirmwareCache(state_dir / "cache"),  # stopping the jobs closes it
         store=JsonFileStore(state_dir / "ota.json"),
         flasher_for=lambda _d: None,
         auto_install=lambda _d: False,

@@ -135,3 +135,31 @@ async def test_remove_all_deletes_the_directory(tmp_path: Path) -> None:
 
 def test_stem_is_lowercase(tmp_path: Path) -> None:
     assert image_file_stem(SPEC) == f"{MD5.lower()}-4096"
+
+
+async def test_keep_idle_keeps_the_last_image_for_jobs_that_start_later(tmp_path: Path) -> None:
+    """A push reaches sub-devices over time: the first jobs may all end before the next ones start. The last
+    image let go stays (one at most) until another is let go or the cache closes; a failure's does not."""
+    cache = FirmwareCache(tmp_path, keep_idle=True)
+    path = put_image(cache)
+    cache.acquire(SPEC)
+    await cache.release(SPEC)
+    assert path.exists()  # kept for the jobs still to come
+    cache.acquire(SPEC)  # a later job of the same push finds it
+    await cache.release(SPEC)
+    assert path.exists()
+
+    other = FirmwareSpec("https://cos.example/ota/other.bin", "f" * 32, 10, "V2")
+    other_path = put_image(cache, other)
+    cache.acquire(other)
+    await cache.release(other)
+    assert not path.exists()  # one idle image at most: the newer one stays
+    assert other_path.exists()
+
+    await cache.async_close()
+    assert not other_path.exists()
+
+    failed = put_image(cache)
+    cache.acquire(SPEC)
+    await cache.release(SPEC, discard_partial=True)  # a failed or cancelled job: nothing worth keeping
+    assert not failed.exists()

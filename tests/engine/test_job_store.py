@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from custom_components.tencent_iot_gateway.engine.firmware_cache import FirmwareCache
 from custom_components.tencent_iot_gateway.engine.identity import DeviceId
 from custom_components.tencent_iot_gateway.engine.job_store import (
     DeviceRecord,
@@ -58,7 +59,7 @@ async def test_pushes_to_many_sub_devices_are_saved_in_a_few_writes(tmp_path: Pa
     manager = OtaManager(
         publish=publish,
         downloader=None,  # type: ignore[arg-type]
-        cache=None,  # type: ignore[arg-type]
+        cache=FirmwareCache(tmp_path / "cache"),  # stopping the jobs closes it
         flasher_for=lambda _device: None,
         store=store,
         on_change=lambda _snapshot: None,
@@ -103,6 +104,27 @@ async def test_a_crash_between_coalesced_saves_loses_no_terminal_outcome(tmp_pat
     assert after_crash.get("P/d7") == done
     assert after_crash.get("P/d1") == DeviceRecord(installed="1.0", install_requested=True)
     assert after_crash.get("P/d8") == DeviceRecord(installed="1.0", install_requested=True)
+    await store.async_close()
+
+
+async def test_a_flash_mark_is_written_soon_without_its_caller_waiting(tmp_path: Path) -> None:
+    """`put_urgent` (a flash begins) returns at once, yet the record is written with the next urgent write,
+    not after the ordinary batch delay."""
+    path = tmp_path / "ota.json"
+    store = JobStore(CountingFileStore(path), save_delay_s=3600, min_write_gap_s=0.0)
+    await store.async_load()
+    flashing = DeviceRecord(installed="1.0", install_requested=True, flashing="2.0")
+    store.put_urgent("P/d1", flashing)
+    assert not path.exists()  # not awaited: the caller went on before the write
+
+    async def written() -> bool:
+        if not path.exists():
+            return False
+        on_disk = JobStore(JsonFileStore(path))
+        await on_disk.async_load()
+        return on_disk.get("P/d1") == flashing
+
+    await eventually(written, within=5)
     await store.async_close()
 
 

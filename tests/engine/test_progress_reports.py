@@ -120,7 +120,9 @@ async def test_cadence_urgent_throttled_and_keepalive(background: BackgroundTask
     assert uplink.of(A)[3].report["progress"]["percent"] == "100"
 
     uplink.down = True
-    await reporter.burning(A)  # a lost burning does not raise: the keep-alive repeats it
+    reporter.burning(A)  # a lost burning does not raise: the keep-alive repeats it
+    for _ in range(3):
+        await asyncio.sleep(0)  # the queued burning is tried (and lost) while the uplink is down
     uplink.down = False
     await eventually(lambda: sent(5), within=2)
     repeat = uplink.of(A)[4]
@@ -221,10 +223,9 @@ async def test_markers_keep_their_place_behind_a_report_still_waiting(background
     await asyncio.sleep(0)  # "0" is now waiting
     reporter.downloading(A, 40)
     reporter.downloading(A, 100, urgent=True)
-    burning = asyncio.ensure_future(reporter.burning(A))
+    reporter.burning(A)
     await asyncio.sleep(0)
     gate.set()
-    await burning
 
     async def all_sent() -> bool:
         await asyncio.sleep(0)
@@ -237,4 +238,81 @@ async def test_markers_keep_their_place_behind_a_report_still_waiting(background
         ("downloading", "100"),
         ("burning", None),
     ]
+    reporter.end(A)
+
+
+@dataclass
+class CoalescingUplink:
+    """Holds every report until `gate` opens; like the session's limiter, a waiting report is replaced by a
+    later one with the same coalescing key."""
+
+    uplink: Uplink = field(default_factory=Uplink)
+    gate: asyncio.Event = field(default_factory=asyncio.Event)
+    latest: dict[str | None, object] = field(default_factory=dict)
+
+    async def __call__(
+        self,
+        topic: str,
+        payload: str,
+        qos: int = 1,
+        *,
+        priority: UplinkPriority = UplinkPriority.CONTROL,
+        coalesce_key: str | None = None,
+    ) -> None:
+        token = self.latest[coalesce_key] = object()
+        await self.gate.wait()
+        if self.latest.get(coalesce_key) is token:
+            await self.uplink(topic, payload, qos, priority=priority, coalesce_key=coalesce_key)
+
+
+async def test_burning_does_not_wait_for_the_budget_and_keeps_its_place(background: BackgroundTasks) -> None:
+    """The flash starts at once, whatever the uplink: `burning` is queued, not awaited (a flash slot held
+    while the report waits for the budget would slow every flash to the uplink's pace). Queued right behind
+    the "100" the download just sent, neither replaces the other."""
+    uplink = CoalescingUplink()
+    reporter = ProgressReporter(uplink, background.spawn, ReportCadence(report_interval_s=0.0))
+    await reporter.admit(A, "V2")
+    reporter.downloading(A, 100, urgent=True)
+    reporter.burning(A)  # returns at once, with no await since the "100", as when the flash slot is free
+    uplink.gate.set()
+
+    async def both_sent() -> bool:
+        await asyncio.sleep(0)
+        return len(uplink.uplink.of(A)) >= 2
+
+    await eventually(both_sent, within=2)
+    reports = [s.report["progress"] for s in uplink.uplink.of(A)]
+    assert [(p["state"], p.get("percent")) for p in reports] == [("downloading", "100"), ("burning", None)]
+    assert uplink.uplink.of(A)[1].qos == 1
+    reporter.end(A)
+
+
+async def test_a_change_while_a_report_waits_keeps_the_cadence(background: BackgroundTasks) -> None:
+    """A percent that changed while the last report waited for the budget follows it one report interval
+    after it, not at once when the budget lets the first one go."""
+    uplink = Uplink()
+    gate = asyncio.Event()
+    sent_at: list[float] = []
+    loop = asyncio.get_running_loop()
+
+    async def slow(topic: str, payload: str, qos: int = 1, **labels: Any) -> None:
+        await gate.wait()
+        sent_at.append(loop.time())
+        await uplink(topic, payload, qos, **labels)
+
+    reporter = ProgressReporter(slow, background.spawn, ReportCadence(report_interval_s=0.3))
+    await reporter.admit(A, "V2")
+    started = loop.time()
+    reporter.downloading(A, 0, urgent=True)  # waits for the budget
+    reporter.downloading(A, 40)  # changed meanwhile
+    await asyncio.sleep(0.05)
+    gate.set()
+
+    async def both_sent() -> bool:
+        await asyncio.sleep(0)
+        return len(uplink.of(A)) >= 2
+
+    await eventually(both_sent, within=2)
+    assert [s.report["progress"]["percent"] for s in uplink.of(A)[:2]] == ["0", "40"]
+    assert sent_at[1] - started >= 0.3 * 0.9  # old code: sent as soon as "0" went, 50 ms in
     reporter.end(A)

@@ -7,8 +7,10 @@ import json
 from pathlib import Path
 import socket
 import time
+from typing import Any
 
 import aiohttp
+import paho.mqtt.client as mqtt
 import pytest
 
 from custom_components.tencent_iot_gateway.engine import session as session_module
@@ -298,3 +300,57 @@ async def _all(engine: object, devices: list[DeviceId]) -> bool:
 
 async def _versions_reported(cloud: Cloud, devices: list[DeviceId]) -> bool:
     return all(cloud.emu.cloud.version_of(d.key) == "1.0" for d in devices)
+
+
+def _hold_the_loop(seconds: float) -> None:
+    """Keep the event loop from running (as a long callback would) for `seconds`."""
+    time.sleep(seconds)
+
+
+async def test_one_wake_up_of_the_socket_handles_a_bounded_number_of_packets(
+    emulator: Emulator, http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """paho's `loop_read` reads as many packets as it has messages in flight in one go: 400 PUBACKs arriving
+    together were handled in one step of the event loop. The session reads a bounded number per step."""
+
+    class Unbounded(mqtt.Client):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            # Many messages in flight, as when 1,000 queued reports wait (or pushes arrive meanwhile).
+            self._max_inflight_messages = 0
+
+    monkeypatch.setattr(mqtt, "Client", Unbounded)
+    cloud = await seed_cloud(emulator, http)
+    session = _session(cloud, uplink_rate=None)
+    await session.start()
+    tick = 0
+    per_tick: dict[int, int] = {}
+
+    async def ticker() -> None:
+        nonlocal tick
+        while True:
+            tick += 1
+            await asyncio.sleep(0)
+
+    client = session._client
+    assert client is not None
+    handle_publish = client.on_publish
+    assert handle_publish is not None
+
+    def counting(*args: Any) -> None:
+        per_tick[tick] = per_tick.get(tick, 0) + 1
+        handle_publish(*args)
+
+    client.on_publish = counting
+    ticking = asyncio.create_task(ticker())
+    try:
+        sends = [asyncio.create_task(session.publish(OWN_TOPIC, PROGRESS, 1)) for _ in range(400)]
+        for _ in range(3):
+            await asyncio.sleep(0)  # every publish handed to paho, and written by its writer callback
+        _hold_the_loop(0.3)  # busy elsewhere meanwhile: the broker's 400 PUBACKs arrive as one burst
+        await asyncio.gather(*sends)
+    finally:
+        ticking.cancel()
+        await session.stop()
+    assert sum(per_tick.values()) == 400
+    assert max(per_tick.values()) <= session_module.READ_PACKETS_PER_CALLBACK

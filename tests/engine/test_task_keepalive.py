@@ -238,10 +238,14 @@ async def test_the_keepalive_budget_holds_back_jobs_it_cannot_keep_alive(
         first.product_id, first.device_name, "none", reboot_delay_s=1.0
     )
     await cloud.console.upload_firmware(PID, "V2", SMALL_IMAGE)
-    # 2 msg/s x 1/2 x 1 s: one job at a time.
-    settings = replace(FAST, uplink_rate=2.0, keepalive_interval_s=1.0)
+    # 2 msg/s x 1/2 x 1 s: one job at a time. The engine gives its session's budget to the keep-alives.
+    settings = replace(FAST, keepalive_interval_s=1.0)
     async with running_gateway(
-        cloud, tmp_path, settings=settings, sub_devices=[SubDevice(first, "0.1"), SubDevice(second, "0.1")]
+        cloud,
+        tmp_path,
+        settings=settings,
+        uplink_rate=2.0,
+        sub_devices=[SubDevice(first, "0.1"), SubDevice(second, "0.1")],
     ) as gateway:
         ota = gateway.engine.ota
         await cloud.console.create_task(PID, "V2", "list", devices=[first.device_name])
@@ -260,14 +264,13 @@ async def test_the_keepalive_budget_holds_back_jobs_it_cannot_keep_alive(
         assert list(_reports(await cloud.console.messages(second.key))) == []
         await _done(gateway, count=2)
 
-        async def second_done_heard() -> bool:
-            # The job is done before its report has left (2 msg/s): stopping now would keep it for later.
-            states = [p["state"] for _, p in _reports(await cloud.console.messages(second.key))]
-            return states[-1:] == ["done"]
+        async def second_reported_done() -> list[tuple[float, dict[str, Any]]] | None:
+            reports = list(_reports(await cloud.console.messages(second.key)))
+            return reports if reports and reports[-1][1]["state"] == "done" else None
 
-        await eventually(second_done_heard)
+        # At 2 msg/s the outcome reaches the cloud a moment after the job ended.
+        second_reports = await eventually(second_reported_done)
     first_done = next(w for w, p in _reports(await cloud.console.messages(first.key)) if p["state"] == "done")
-    second_reports = list(_reports(await cloud.console.messages(second.key)))
     assert second_reports[0][0] >= first_done
     assert second_reports[-1][1]["state"] == "done"
 
@@ -347,3 +350,21 @@ async def test_drop_rules_are_validated(
         assert (await response.json())["drops"] == [{"client": "P/D", "type": "report_version", "count": 1}]
     async with http.delete(emulator.http_url + "/api/drops") as response:
         assert (await response.json()) == {"drops": []}
+
+
+@pytest.mark.parametrize("uplink_rate", [2.0, None])
+async def test_the_keepalives_share_the_sessions_budget_whatever_the_settings_say(
+    emulator: Emulator, http: aiohttp.ClientSession, tmp_path: Path, uplink_rate: float | None
+) -> None:
+    """The keep-alive share is half of the budget the session enforces: the engine's one `uplink_rate`.
+
+    Settings that name another rate (or the default 30/s when the session has no budget) would hold back
+    jobs the connection could report, or promise keep-alives it cannot send.
+    """
+    cloud = await seed_cloud(emulator, http)
+    settings = replace(FAST, uplink_rate=30.0, keepalive_interval_s=1.0)
+    async with running_gateway(
+        cloud, tmp_path, settings=settings, uplink_rate=uplink_rate, start=False
+    ) as gateway:
+        assert gateway.engine.ota.settings.uplink_rate == uplink_rate
+        assert gateway.engine.ota.keepalive_capacity == (1 if uplink_rate else sys.maxsize)

@@ -3,7 +3,10 @@
 Images are keyed by `FirmwareSpec.image_key` (md5, size): jobs that announce the same bytes share one download
 and one file. File names come only from that key (32 hex digits and an integer), never from a version or a
 URL, so nothing the cloud sends can steer a path. A job `acquire`s the key while it needs the image and
-`release`s it afterwards; the verified image is deleted when the last holder lets go.
+`release`s it afterwards; the verified image is deleted when the last holder lets go. With `keep_idle`, the
+last image let go is kept (one image at most) until another one is let go or `async_close`: Tencent pushes a
+task to many sub-devices over time, and jobs that start after the first ones finished then reuse it instead of
+downloading it again.
 
 The partial file of a download in progress lives beside the image; it belongs to `Downloader`, which keeps it
 across failures so a later attempt (a fresh URL after a 403, a restart) can resume it.
@@ -56,11 +59,22 @@ def _default_disk_usage(path: Path) -> int:
 class FirmwareCache:
     """Verified images under one directory, reference counted per image key."""
 
-    def __init__(self, directory: Path, *, disk_usage: Callable[[Path], int] | None = None) -> None:
-        """Keep images in `directory` (created on first use); `disk_usage(path)` gives free bytes (tests)."""
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        disk_usage: Callable[[Path], int] | None = None,
+        keep_idle: bool = False,
+    ) -> None:
+        """Keep images in `directory` (created on first use); `disk_usage(path)` gives free bytes (tests).
+
+        `keep_idle`: keep the last verified image nobody holds until another one is let go or `async_close`.
+        """
         self._directory = directory
         self._disk_usage = disk_usage or _default_disk_usage
         self._refs: dict[ImageKey, int] = {}
+        self._keep_idle = keep_idle
+        self._idle: ImageKey | None = None
 
     @property
     def directory(self) -> Path:
@@ -88,6 +102,8 @@ class FirmwareCache:
         """Note that one more job needs this image."""
         key = image_key_of(item)
         self._refs[key] = self._refs.get(key, 0) + 1
+        if self._idle == key:
+            self._idle = None
 
     async def release(self, item: FirmwareSpec | ImageKey, *, discard_partial: bool = False) -> None:
         """Note that a job no longer needs this image; the last release deletes the verified file.
@@ -102,6 +118,23 @@ class FirmwareCache:
             self._refs[key] = count - 1
             return
         self._refs.pop(key, None)
+        if self._keep_idle and not discard_partial and count == 1:
+            # Kept for the jobs of the same push that have not started yet; the one kept before goes.
+            previous, self._idle = self._idle, key
+            if previous is not None and previous != key:
+                await self._delete(previous, discard_partial=False)
+            return
+        if self._idle == key:
+            self._idle = None
+        await self._delete(key, discard_partial=discard_partial)
+
+    async def async_close(self) -> None:
+        """Delete the image kept idle, if any (the jobs are stopping)."""
+        idle, self._idle = self._idle, None
+        if idle is not None and idle not in self._refs:
+            await self._delete(idle, discard_partial=False)
+
+    async def _delete(self, key: ImageKey, *, discard_partial: bool) -> None:
         doomed = [self.path_for(key)]
         if discard_partial:
             doomed.append(self.partial_path_for(key))
@@ -125,6 +158,7 @@ class FirmwareCache:
     async def remove_all(self) -> None:
         """Delete the whole cache directory (the integration is being removed)."""
         self._refs.clear()
+        self._idle = None
         await asyncio.get_running_loop().run_in_executor(None, self._rmtree)
 
     def _mkdir(self) -> None:

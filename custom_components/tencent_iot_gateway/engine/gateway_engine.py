@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Coroutine, Sequence
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 import logging
 from typing import Any
 
@@ -176,7 +176,9 @@ class GatewayEngine:
             store=store,
             on_change=on_event,
             auto_install=auto_install,
-            settings=settings,
+            # The keep-alives' share is a share of the session's budget: one rate for both, whatever the
+            # settings said.
+            settings=replace(settings or OtaSettings(), uplink_rate=uplink_rate),
             preflight_for=preflight_for,
             rollout=RolloutPolicy(rollout, on_halted=on_event, applies=lambda device: device != gateway)
             if rollout is not None

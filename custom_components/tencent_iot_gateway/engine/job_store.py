@@ -178,6 +178,13 @@ class JobStore:
         self._documents[key] = record.to_dict()
         self._changed()
 
+    def put_urgent(self, key: str, record: DeviceRecord) -> None:
+        """Replace a record and have it written as soon as the write gap allows, without waiting for it."""
+        self.put(key, record)
+        if self._saved < self._changes:
+            self._urgent = self._changes
+            self._wake.set()
+
     async def async_put_now(self, key: str, record: DeviceRecord) -> None:
         """Replace a record and return once it is written (with whatever else changed meanwhile)."""
         self.put(key, record)

@@ -57,6 +57,7 @@ from .ota_protocol import (
     report_version,
 )
 from .preflight import GatePoint, Preflight, wait_until_open
+from .progress_fan_out import ProgressFanOut
 from .progress_reports import (
     KEEPALIVE_INTERVAL_S,
     REPORT_INTERVAL_S,
@@ -79,6 +80,7 @@ DOWNLOAD_SHARE = 50
 INTERRUPTED_MESSAGE = "interrupted by shutdown"
 # How long the next start asks a flasher whether an interrupted flash did put the new version on.
 INTERRUPTED_PROBE_TIMEOUT_S = 10.0
+REPORTS_IN_FLIGHT = 32  # version reports awaiting their PUBACK at once after a (re)connect
 
 
 class JobState(StrEnum):
@@ -117,6 +119,9 @@ class ImageCache(Protocol):
 
     async def release(self, item: FirmwareSpec, *, discard_partial: bool = False) -> None:
         """One job less; the last one out deletes the image (and the partial file when asked)."""
+
+    async def async_close(self) -> None:
+        """The jobs stopped: delete what is kept for later jobs."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,10 +185,11 @@ class OtaSettings:
     max_firmware_size: int = DEFAULT_MAX_FIRMWARE_SIZE
     fresh_url_timeout_s: float = FRESH_URL_TIMEOUT_S
     save_delay_s: float = SAVE_DELAY_S  # ordinary changes are saved together at most this often
-    # Progress cadence (engine/progress_reports.py); the rate must be the session's uplink budget.
+    # Progress cadence (engine/progress_reports.py); the rate must be the session's uplink budget (None: no
+    # budget), which `GatewayEngine` sets from its own `uplink_rate`.
     report_interval_s: float = REPORT_INTERVAL_S
     keepalive_interval_s: float = KEEPALIVE_INTERVAL_S
-    uplink_rate: float = DEFAULT_UPLINK_RATE
+    uplink_rate: float | None = DEFAULT_UPLINK_RATE
 
 
 class OtaManager:
@@ -253,6 +259,16 @@ class OtaManager:
     async def async_load(self) -> None:
         """Read what the last run saved."""
         await self._jobs.async_load()
+
+    @property
+    def settings(self) -> OtaSettings:
+        """The tunables in use."""
+        return self._settings
+
+    @property
+    def keepalive_capacity(self) -> int:
+        """How many running jobs the keep-alive share of the uplink budget can keep alive at once."""
+        return self._reports.cadence.capacity
 
     @property
     def store_writes(self) -> int:
@@ -356,11 +372,7 @@ class OtaManager:
                 await self._settle_interrupted(entry)
         if any(entry.outcome is not None for entry in entries):
             await self._jobs.async_flush()  # outcomes are on disk before the cloud hears them
-        for entry in entries:
-            if entry.outcome is not None and entry.job is None:
-                await self._send_outcome(entry, then_version=False)
-            if entry.snapshot.state is not JobState.FLASHING:  # its `done` and new version follow
-                await self._report_version(entry)
+        await self._report_each(entries)
         for entry in entries:
             if entry.install_requested and entry.job is None and entry.snapshot.target is not None:
                 _LOGGER.info(
@@ -560,6 +572,7 @@ class OtaManager:
         await asyncio.gather(*downloads, return_exceptions=True)
         await self._background.close()
         self._downloads.clear()
+        await self._cache.async_close()
         await self._jobs.async_close()
 
     def _start_job(self, entry: _Device) -> None:
@@ -902,13 +915,18 @@ class OtaManager:
     async def _shared_download(self, target: FirmwareSpec) -> Path:
         async with self._download_slots:
             shared = self._downloads[target.image_key]
+            fan_out = ProgressFanOut(shared.listeners)
 
-            def fan_out(progress: DownloadProgress) -> None:
+            def on_progress(progress: DownloadProgress) -> None:
                 shared.progress = progress
-                for listener in list(shared.listeners.values()):
-                    listener(progress)
+                fan_out.deliver(progress)
 
-            return await self._downloader.fetch(target, fan_out)
+            try:
+                path = await self._downloader.fetch(target, on_progress)
+                await fan_out.drain()  # every job heard "100" before any of them flashes
+            finally:
+                fan_out.cancel()
+            return path
 
     def _on_download_progress(self, entry: _Device, target: FirmwareSpec, progress: DownloadProgress) -> None:
         total = progress.total or target.size
@@ -934,8 +952,12 @@ class OtaManager:
             raise FlashError(f"{entry.device} has no flasher configured")
         self._update(entry, state=JobState.FLASHING, percent=DOWNLOAD_SHARE)
         entry.flashing = target.version
-        await self._persist_now(entry)  # a shutdown from here on is reported as an interrupted flash
-        await self._reports.burning(entry.device)  # a lost `burning` does not stop the flash
+        # A stop from here on is reported as an interrupted flash. The record is written at once but not
+        # awaited: a flash slot held for a write (writes are MIN_WRITE_GAP_S apart) would cap every push at
+        # `max_flashes` devices per write. Only a crash within that write's time loses the mark (the job
+        # then runs again from its cached image); the outcome is still written before it is reported.
+        self._persist_soon(entry)
+        self._reports.burning(entry.device)  # queued behind the job's last report; a lost one is repeated
 
         def on_flash_progress(percent: int) -> None:
             # Only a flasher's own progress moves the bar past the download's half, and never to 100 before
@@ -954,6 +976,29 @@ class OtaManager:
         return version
 
     # -- reports ------------------------------------------------------------------------------------------
+
+    async def _report_each(self, entries: list[_Device]) -> None:
+        """Each device's saved outcome, then its version: devices side by side, `REPORTS_IN_FLIGHT` at a time.
+
+        One after the other, 1,000 devices would wait for 1,000 PUBACK round trips; the session's budget
+        still paces what goes out. The first error is raised once every device was tried.
+        """
+        pending = iter(entries)
+        errors: list[BaseException] = []
+
+        async def worker() -> None:
+            for entry in pending:
+                try:
+                    if entry.outcome is not None and entry.job is None:
+                        await self._send_outcome(entry, then_version=False)
+                    if entry.snapshot.state is not JobState.FLASHING:  # its `done` and new version follow
+                        await self._report_version(entry)
+                except TencentIotError as err:
+                    errors.append(err)
+
+        await asyncio.gather(*(worker() for _ in range(min(REPORTS_IN_FLIGHT, len(entries)))))
+        if errors:
+            raise errors[0]
 
     async def _report_version(self, entry: _Device) -> None:
         installed = entry.snapshot.installed_version
@@ -1013,6 +1058,10 @@ class OtaManager:
     def _persist(self, entry: _Device) -> None:
         """Save the device's record with the next batch."""
         self._jobs.put(entry.device.key, self._record(entry))
+
+    def _persist_soon(self, entry: _Device) -> None:
+        """Save the device's record with the next urgent write, without waiting for it."""
+        self._jobs.put_urgent(entry.device.key, self._record(entry))
 
     async def _persist_now(self, entry: _Device) -> None:
         """Save the device's record and return once it is on disk."""

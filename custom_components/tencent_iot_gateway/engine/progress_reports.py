@@ -25,6 +25,7 @@ from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 import logging
 import random
+import sys
 import time
 from typing import Any
 
@@ -48,7 +49,7 @@ class ReportCadence:
 
     report_interval_s: float = REPORT_INTERVAL_S
     keepalive_interval_s: float = KEEPALIVE_INTERVAL_S
-    uplink_rate: float = DEFAULT_UPLINK_RATE
+    uplink_rate: float | None = DEFAULT_UPLINK_RATE  # None: the connection has no budget
 
     def __post_init__(self) -> None:
         """A keep-alive interval of 0 would report in a loop; a report interval above it would defer changes
@@ -57,12 +58,14 @@ class ReportCadence:
             raise ValueError(
                 "need 0 <= report_interval_s <= keepalive_interval_s and keepalive_interval_s > 0"
             )
-        if not self.uplink_rate > 0:
+        if self.uplink_rate is not None and not self.uplink_rate > 0:
             raise ValueError("uplink_rate must be positive")
 
     @property
     def capacity(self) -> int:
         """How many jobs the keep-alive share of the budget keeps alive (one report per job per interval)."""
+        if self.uplink_rate is None:
+            return sys.maxsize
         return max(1, int(self.uplink_rate * KEEPALIVE_SHARE * self.keepalive_interval_s))
 
 
@@ -207,34 +210,38 @@ class ProgressReporter:
         else:
             self._schedule(track)
 
-    async def burning(self, device: DeviceId) -> None:
-        """The flash starts: say so now (and, by the keep-alive, again until the job ends)."""
+    def burning(self, device: DeviceId) -> None:
+        """The flash starts: say so now (and, by the keep-alive, again until the job ends).
+
+        Queued, not awaited: the flash must not wait for the uplink budget (with 1,000 jobs each flash slot
+        would move at the pace of the uplink). It goes right after the job's report under way, if any.
+        """
         track = self._tracks.get(device)
         if track is None:
             return
         track.state = ProgressState.BURNING
         track.percent = 0
-        if track.busy:
-            track.backlog.append((self._mark_sent(track), 1))  # it goes as soon as the report before it did
-            return
-        await self._publish_one(track, self._mark_sent(track), 1, UplinkPriority.PROGRESS)
+        self._send(track, UplinkPriority.PROGRESS, marker=True)
 
     # -- sending ------------------------------------------------------------------------------------------
 
     def _send(self, track: _Track, priority: UplinkPriority, *, marker: bool = False) -> None:
         qos = 0 if track.state is ProgressState.DOWNLOADING else 1
         if track.busy:
-            if marker:  # "0" or "100" is sent in its place, not folded into what comes after it
+            if marker:  # "0", "100" or `burning` is sent in its place, not folded into what comes after it
                 track.backlog.append((self._mark_sent(track), qos))
-            return  # otherwise the latest report follows the one under way, at the cadence's pace
+            return  # otherwise the latest report follows the one under way
+        # Busy from the hand-over on, not from when the task runs: a marker right behind this one (`burning`
+        # just after "100") must queue behind it, or the limiter's coalescing would let one replace the other.
+        track.busy = True
         self._spawn(self._publish_one(track, self._mark_sent(track), qos, priority))
 
     async def _publish_one(self, track: _Track, payload: str, qos: int, priority: UplinkPriority) -> None:
+        """Send one report of the track, which `_send` marked busy; then what queued behind it."""
         if self._tracks.get(track.device) is not track:
             # The job ended before this task ran: its outcome is already on its way and must be the last
             # report (the cloud refuses progress after the task's end). No await between here and the send.
             return
-        track.busy = True
         try:
             # The outcome shares the key: waiting here when the job ends, this report is replaced by it.
             await self._publish(
@@ -253,9 +260,11 @@ class ProgressReporter:
             return
         if track.backlog:
             payload, qos = track.backlog.popleft()
+            track.busy = True
             self._spawn(self._publish_one(track, payload, qos, UplinkPriority.PROGRESS))
         else:
-            # What changed meanwhile keeps the cadence: it goes one report interval after the last report.
+            # What changed meanwhile goes one report interval after the last report, not at once (the cadence
+            # holds however long the budget made that one wait); with nothing new, the keep-alive is re-armed.
             self._schedule(track)
 
     def _mark_sent(self, track: _Track) -> str:
