@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 import hashlib
 import json
@@ -581,27 +581,37 @@ def _parse_args(argv: Sequence[str]) -> argparse.Namespace:
     return args
 
 
-async def _main(args: argparse.Namespace) -> dict[str, float]:
-    main_task = asyncio.current_task()
-    assert main_task is not None
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
+async def _main(args: argparse.Namespace, work: Path) -> dict[str, float]:
     images = [
         BigImage("64m", 64 * MIB, "B64M", args.runs_64),
         BigImage("512m", 512 * MIB, "B512M", args.runs_512),
     ]
-    work = Path(tempfile.mkdtemp(prefix="tencent-iot-bench-", dir=args.tmp_dir))
-    try:
-        return await bench(images, work)
-    finally:
-        await _in_executor(shutil.rmtree, work, True)
+    return await bench(images, work)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the benchmark; print the figures and the JSON line."""
-    args = _parse_args(sys.argv[1:] if argv is None else argv)
+def run_benchmark(
+    args: argparse.Namespace,
+    prefix: str,
+    body: Callable[[argparse.Namespace, Path], Awaitable[Mapping[str, object]]],
+) -> int:
+    """Run `body` in a temporary folder (removed whatever happens); print the figures as one JSON line.
+
+    SIGTERM and Ctrl-C end it cleanly (the emulator and the files go too); the exit code says how it ended.
+    """
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+    async def guarded() -> Mapping[str, object]:
+        main_task = asyncio.current_task()
+        assert main_task is not None
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
+        work = Path(tempfile.mkdtemp(prefix=prefix, dir=args.tmp_dir))
+        try:
+            return await body(args, work)
+        finally:
+            await _in_executor(shutil.rmtree, work, True)
+
     try:
-        figures = asyncio.run(_main(args))
+        figures = asyncio.run(guarded())
     except KeyboardInterrupt, asyncio.CancelledError:
         print("\ninterrupted; temporary files and the emulator are cleaned up", file=sys.stderr)
         return 130
@@ -610,6 +620,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     print(json.dumps(figures))
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark; print the figures and the JSON line."""
+    args = _parse_args(sys.argv[1:] if argv is None else argv)
+    return run_benchmark(args, "tencent-iot-bench-", _main)
 
 
 def _machine() -> str:

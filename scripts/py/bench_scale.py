@@ -29,14 +29,11 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 import inspect
 import json
-import logging
 import os
 from pathlib import Path
 import shutil
-import signal
 import statistics
 import sys
-import tempfile
 import time
 from typing import Any
 
@@ -64,6 +61,7 @@ from .bench import (
     _ignore_event,
     _in_executor,
     _machine,
+    run_benchmark,
     trusting_session,
     upload_random,
 )
@@ -523,31 +521,10 @@ def _parse_args(argv: Sequence[str]) -> argparse.Namespace:
     return parser.parse_args(list(argv))
 
 
-async def _main(args: argparse.Namespace) -> dict[str, Figure]:
-    main_task = asyncio.current_task()
-    assert main_task is not None
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
-    work = Path(tempfile.mkdtemp(prefix="tencent-iot-bench-scale-", dir=args.tmp_dir))
-    try:
-        return await bench(args, work)
-    finally:
-        await _in_executor(shutil.rmtree, work, True)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark; print the figures and the JSON line."""
     args = _parse_args(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        figures = asyncio.run(_main(args))
-    except KeyboardInterrupt, asyncio.CancelledError:
-        print("\ninterrupted; temporary files and the emulator are cleaned up", file=sys.stderr)
-        return 130
-    except BenchError as err:
-        print(f"\nbenchmark failed: {err}", file=sys.stderr)
-        return 1
-    print(json.dumps(figures))
-    return 0
+    return run_benchmark(args, "tencent-iot-bench-scale-", bench)
 
 
 if __name__ == "__main__":
