@@ -559,6 +559,8 @@ class MqttSession:
     def _read_some(self, client: mqtt.Client) -> None:
         """What `loop_read` does, but at most `READ_PACKETS_PER_CALLBACK` packets; the next loop iteration
         reads on. Uses paho's packet reader directly: `loop_read` offers no bound (`max_packets` is ignored).
+        Private API of the pinned paho-mqtt 2.1.0 (manifest): a paho bump must pass
+        `test_one_wake_up_of_the_socket_handles_a_bounded_number_of_packets`, which drives it for real.
         """
         assert self._loop is not None
         for _ in range(READ_PACKETS_PER_CALLBACK):
