@@ -512,10 +512,18 @@ class GatewayRuntime:
             listener()
 
     def _log_availability(self, device: DeviceId, state: _DeviceState) -> None:
-        """Log once when a sub-device becomes unavailable and once when it is back."""
+        """Log once when a sub-device becomes unavailable and once when it is back.
+
+        Coming online at start-up is not "back": a gateway with 1,000 sub-devices would log 1,000 lines.
+        """
         available = self.is_online(device)
-        if state.was_available is None or available == state.was_available:
-            state.was_available = available if state.was_available is None else state.was_available
+        if state.was_available is None:
+            if available:
+                state.was_available = True
+                return
+            if not self.connected:
+                return  # starting: nothing is known yet
+        if available == state.was_available:
             return
         state.was_available = available
         if available:

@@ -472,6 +472,34 @@ def firmware_image(product_id: str, version: str, size: int) -> bytes:
     return header + hashlib.shake_256(header).digest(max(0, size - len(header)))
 
 
+async def wait_versions_reported(console: ConsoleClient, since: float, timeout_s: float = 30.0) -> None:
+    """Wait until the gateway reported every light's version after `since` (the emulator's clock, Unix time).
+
+    After a (re)load the gateway reports versions in the background; a push that crosses them is pushed
+    again by the cloud, which a test of one push does not want.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        # The console logs a sub-device's messages under the sub-device, whoever sent them.
+        missing = [light.key for light in LIGHTS if not await _reported_since(console, light, since)]
+        if not missing:
+            return
+        if time.monotonic() > deadline:
+            raise DemoError(f"the gateway did not report the versions of {', '.join(missing)}")
+        await asyncio.sleep(0.2)
+
+
+async def _reported_since(console: ConsoleClient, device: Device, since: float) -> bool:
+    return any(
+        record.direction == "in"
+        and record.time >= since
+        and record.topic == f"$ota/report/{device.key}"
+        and isinstance(record.payload, Mapping)
+        and record.payload.get("type") == "report_version"
+        for record in await console.messages(device.key)
+    )
+
+
 async def push_firmware(
     console: ConsoleClient,
     version: str,

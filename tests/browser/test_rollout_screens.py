@@ -10,12 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 import re
+import time
 
 import aiohttp
 from playwright.async_api import expect
 import pytest
 
-from scripts.py.demo_setup import LIGHTS, HomeAssistantApi, push_firmware
+from scripts.py.demo_setup import LIGHTS, HomeAssistantApi, push_firmware, wait_versions_reported
 from scripts.py.demo_stack import DemoPaths, Ports, running_demo
 from tencent_iot_emulator.console_client import ConsoleClient
 from tests.emulator_fixtures import eventually
@@ -76,6 +77,7 @@ async def test_rollout_options_and_halted_rollout_repair(
         await _screenshot(page, shots / f"rollout-options-{words.language}.png")
         await page.keyboard.press("Escape")
 
+        reloaded = time.time()
         await api.run_flow(
             "/api/config/config_entries/options/flow",
             {"handler": demo.setup.entry_id},
@@ -99,6 +101,7 @@ async def test_rollout_options_and_halted_rollout_repair(
             return all(s["state"] not in ("unavailable", "unknown") for s in states)
 
         await eventually(lights_ready, within=30)
+        await wait_versions_reported(console, reloaded)
         for light in LIGHTS:
             await console.set_virtual_device_fault(light.product_id, light.device_name, "reject")
         await push_firmware(console, VERSION, size=64 * 1024, throttle_bps=None)

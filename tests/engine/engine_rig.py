@@ -149,6 +149,7 @@ async def running_gateway(
             await engine.start(
                 sub_devices if sub_devices is not None else [SubDevice(d, "0.1") for d in SEED]
             )
+            await engine.wait_versions_reported()
         try:
             yield gateway
         finally:

@@ -136,6 +136,8 @@ async def setup_gateway(
     await wait_for(
         hass, lambda: all(available(hass, f"update.{s['data'][CONF_DEVICE_NAME]}_firmware") for s in subs)
     )
+    # A push racing the announce's version reports is pushed again by the cloud: tests push after them.
+    await entry.runtime_data.engine.wait_versions_reported()
     return entry
 
 

@@ -38,6 +38,16 @@ class BackgroundTasks:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    async def wait(self) -> None:
+        """Wait until what runs now has ended (whatever its outcome)."""
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def cancel(self) -> None:
+        """Cancel what runs now, without waiting; new work may still start (unlike `close`)."""
+        for task in self._tasks:
+            if not task.cancelling():
+                task.cancel()
+
     async def close(self) -> None:
         """Cancel what runs and wait for it; a task already being cancelled is left to finish its cleanup."""
         self._closed = True

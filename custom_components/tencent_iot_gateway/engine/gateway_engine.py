@@ -187,6 +187,9 @@ class GatewayEngine:
             rollback_images=rollback_images,
         )
         self._background = BackgroundTasks("A gateway operation failed")
+        # The announce's version reports (see `_bring_online`): a lost connection cancels them, and the
+        # announce after the reconnect reports every version again.
+        self._version_reports = BackgroundTasks("Reporting versions failed")
         self._retry_backoff = backoff or Backoff(initial_s=operation_timeout_s, maximum_s=300.0)
         self._retry_pending: set[DeviceId] = set()
         self._retrying = False
@@ -243,10 +246,15 @@ class GatewayEngine:
             self._on_event(self._ota.add_device(sub.device, sub.installed_version))
         await self._session.start()
 
+    async def wait_versions_reported(self) -> None:
+        """Wait for the version reports under way: a push right after `start` would race them."""
+        await self._version_reports.wait()
+
     async def stop(self) -> None:
         """Stop jobs (keeping what can resume), then disconnect. Safe to call twice."""
         self._stopped = True
         await self._ota.async_stop()
+        await self._version_reports.close()
         await self._background.close()
         await self._session.stop()
 
@@ -305,7 +313,7 @@ class GatewayEngine:
         await self._subscribe_results()
         if self._own_firmware is not None:
             await self._announce_own_firmware()
-        pending = await self._bring_online(list(self._sub_devices))
+        pending = await self._bring_online(list(self._sub_devices), versions_later=True)
         if not self._session.connected:
             raise NotConnectedError("the connection dropped while announcing the gateway")
         self._on_event(ConnectionChanged(connected=True))
@@ -347,10 +355,12 @@ class GatewayEngine:
         except OperationTimeoutError as err:
             _LOGGER.warning("Reporting the gateway's own version got no acknowledgement (%s)", err)
 
-    async def _bring_online(self, devices: list[DeviceId]) -> set[DeviceId]:
+    async def _bring_online(self, devices: list[DeviceId], *, versions_later: bool = False) -> set[DeviceId]:
         """`online` (binding first where we can), then the OTA topics and versions of those now online.
 
         The broker only lets a gateway subscribe to topics of sub-devices bound to it, hence this order.
+        `versions_later`: report the versions in the background (the announce: HA's setup and the entities'
+        availability wait for `online` only, and 1,000 reports take half a minute at 30 msg/s).
         Returns the devices to try again: an answer that never came is not a reason to reconnect.
         """
         if not devices or self._stopped:
@@ -395,12 +405,31 @@ class GatewayEngine:
         online = [d for d, code in outcome.results.items() if code == 0 and d in self._sub_devices]
         retry.update(await self._subscribe_updates(online))
         reportable = [d for d in online if d not in retry]
+        if versions_later:
+            self._version_reports.spawn(self._report_versions_later(reportable))
+        else:
+            retry.update(await self._report_versions(reportable))
+        return retry
+
+    async def _report_versions(self, devices: list[DeviceId]) -> set[DeviceId]:
+        """Versions (and outcomes lost with the last connection); returns the devices to try again."""
+        if not devices:
+            return set()
         try:
-            await self._ota.report_versions(reportable)
+            await self._ota.report_versions(devices)
         except OperationTimeoutError as err:
             _LOGGER.warning("Reporting versions got no acknowledgement (%s); trying again", err)
-            retry.update(reportable)
-        return retry
+            return set(devices)
+        return set()
+
+    async def _report_versions_later(self, devices: list[DeviceId]) -> None:
+        try:
+            retry = await self._report_versions(devices)
+        except NotConnectedError:
+            _LOGGER.debug("The connection dropped while reporting versions; the next announce reports them")
+            return
+        if self._session.connected:
+            self._schedule_retry(retry)
 
     async def _subscribe_updates(self, devices: list[DeviceId]) -> set[DeviceId]:
         """Subscribe each device's OTA topic (one per SUBSCRIBE, spec §3a); returns those to try again.
@@ -461,6 +490,7 @@ class GatewayEngine:
         self._on_event(SubDeviceStatus(device, online, result))
 
     def _on_connection_lost(self) -> None:
+        self._version_reports.cancel()
         self._online.clear()
         self._retry_pending.clear()  # the announce after the reconnect covers every sub-device again
         self._on_event(ConnectionChanged(connected=False))

@@ -781,18 +781,21 @@ class OtaManager:
 
     async def _settle_interrupted(self, entry: _Device) -> None:
         """Ask the flasher whether the interrupted flash finished after all: then it is `done`, not failed."""
-        entry.interrupted = False
         outcome, target = entry.outcome, entry.snapshot.target
         flasher: object = self._flasher_for(entry.device)  # any flasher kind may also read versions
         if outcome is None or target is None or target.version != outcome.version:
+            entry.interrupted = False
             return
         if not isinstance(flasher, VersionReader):
+            entry.interrupted = False
             return
         try:
             async with asyncio.timeout(INTERRUPTED_PROBE_TIMEOUT_S):
                 running = await flasher.read_version(entry.device, target)
         except TimeoutError:
             running = None
+        # Only now: a probe cut short by a lost connection is asked again after the reconnect.
+        entry.interrupted = False
         if running != target.version:
             return
         _LOGGER.info("%s runs %s: its interrupted flash did finish", entry.device, running)
