@@ -7,8 +7,10 @@ own. A scenario times:
 - start: `engine.start` until the console shows every sub-device online with its version reported;
 - push: a task in mode `all` with a 4 MiB image until the console shows every device's task entry terminal
   (`done`, `fail` or `timeout`), with `auto_install` on for all of them;
-- over start and push: the event loop's longest lateness (a 5 ms sleeper), this process's RSS growth (peak over
-  the RSS before the engine existed), and how many bodies of the image the emulator served;
+- over start and push: the event loop's longest lateness (a 5 ms sleeper; the heap from before the run is
+  frozen, see `bench.Monitor`, and its full collection is printed as `frozen_heap_full_gc_ms`), this
+  process's RSS growth (peak over the RSS before the engine existed), and how many bodies of the image the
+  emulator served;
 - the uplink messages of the connection during the push and the rate violations from start to the end of the
   push (the emulator's `uplink_messages` and `rate_violations` counters when its stats have them; else uplinks
   counted from its per-device message logs, with violations not measurable).
@@ -155,6 +157,7 @@ class Outcome:
     push_s: float
     done: int
     max_stall_ms: float
+    baseline_gc_ms: float
     rss_growth_mib: float
     body_downloads: float
     uplinks: int
@@ -166,7 +169,8 @@ class Outcome:
         violations = "n/a" if self.violations is None else str(self.violations)
         return (
             f"{self.scenario.tag:<13} online {self.online_s:6.2f} s  push {self.push_s:7.2f} s  "
-            f"done {self.done}/{self.scenario.n}  stall {self.max_stall_ms:6.1f} ms  "
+            f"done {self.done}/{self.scenario.n}  stall {self.max_stall_ms:6.1f} ms "
+            f"(frozen heap's full GC {self.baseline_gc_ms:.0f} ms)  "
             f"RSS +{self.rss_growth_mib:6.1f} MiB  bodies {self.body_downloads:g}  uplinks {self.uplinks} "
             f"({self.uplinks / self.scenario.n:.1f}/device)  violations {violations}  load {self.load:.2f}"
         )
@@ -289,6 +293,7 @@ async def run_scenario(
         push_s,
         done,
         monitor.max_stall_ms,
+        monitor.baseline_gc_ms,
         monitor.rss_growth_mib,
         served / IMAGE_SIZE,
         uplinks,
@@ -401,6 +406,7 @@ def report(outcomes: dict[str, Outcome], ha_setup_s: Figure) -> dict[str, Figure
             "push_s_1000_file",
             "linearity_noop",
             "max_loop_stall_ms_1000",
+            "frozen_heap_full_gc_ms",
             "rss_growth_mib_1000",
             "ha_setup_s_1000",
             "body_downloads_1000",
@@ -424,6 +430,7 @@ def report(outcomes: dict[str, Outcome], ha_setup_s: Figure) -> dict[str, Figure
         figures["push_s_1000_file"] = round(file_1000.push_s, 2)
     if runs_1000:
         figures["max_loop_stall_ms_1000"] = round(max(o.max_stall_ms for o in runs_1000), 1)
+        figures["frozen_heap_full_gc_ms"] = round(max(o.baseline_gc_ms for o in runs_1000), 1)
         figures["rss_growth_mib_1000"] = round(max(o.rss_growth_mib for o in runs_1000), 1)
         figures["body_downloads_1000"] = round(max(o.body_downloads for o in runs_1000), 3)
     if not isinstance(ha_setup_s, str):
@@ -449,7 +456,12 @@ def report(outcomes: dict[str, Outcome], ha_setup_s: Figure) -> dict[str, Figure
     for name, target, ok in targets:
         value = figures[name]
         print(f"  {name:<28} {value!s:<10} target {target:<8} {_verdict(value, ok)}")
-    for name in ("push_s_100_noop", "push_s_1000_file", "uplinks_per_device_1000_noop"):
+    for name in (
+        "push_s_100_noop",
+        "push_s_1000_file",
+        "uplinks_per_device_1000_noop",
+        "frozen_heap_full_gc_ms",
+    ):
         print(f"  {name:<28} {figures[name]!s:<10} (no target)")
     return figures
 
