@@ -57,12 +57,6 @@ from tencent_iot_emulator.console_client import ConsoleClient
 MIB = 1024 * 1024
 TOP = Path(__file__).resolve().parents[2]
 
-# The emulator's plugin tells topics of one SUBSCRIBE from back-to-back SUBSCRIBEs by timing (200 us apart),
-# and a client that waits for each SUBACK on an idle loopback is sometimes faster than that: with many
-# sub-devices it gets refusals it did not earn. The engine sends one topic per SUBSCRIBE (its tests hold it to
-# that), so the benchmarks turn this one limit off.
-SUBSCRIBE_TIMING_LIMITS = {"max_topics_per_subscribe": 0}
-
 GATEWAY = DeviceId("BENCHGW001", "gateway1")
 BIG_PRODUCT = "BENCHBIG01"
 SHARE_PRODUCT = "BENCHSHR01"
@@ -566,8 +560,6 @@ async def bench(images: Sequence[BigImage], work: Path) -> dict[str, float]:
         print(f"  emulator ready: console {endpoints.http_url}, firmware {endpoints.https_url}", flush=True)
         async with aiohttp.ClientSession() as http:
             console = ConsoleClient(endpoints.http_url, http)
-            async with http.put(endpoints.http_url + "/api/limits", json=SUBSCRIBE_TIMING_LIMITS) as response:
-                response.raise_for_status()
             secret = await register_devices(console, [image.probe for image in images])
             for image in images:
                 await upload_random(console, BIG_PRODUCT, image.version, image.size)

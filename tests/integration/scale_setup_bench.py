@@ -33,7 +33,7 @@ from custom_components.tencent_iot_gateway.const import (
     CONF_TLS,
     DOMAIN,
 )
-from scripts.py.bench import SUBSCRIBE_TIMING_LIMITS, EmulatorProcess, Endpoints
+from scripts.py.bench import EmulatorProcess, Endpoints
 from tencent_iot_emulator.console_client import ConsoleClient
 
 from .conftest import add_entry
@@ -65,10 +65,6 @@ async def test_setup_scale(hass: HomeAssistant, emulator_process: Endpoints) -> 
     names = [f"scale{i:04d}" for i in range(n)]
     async with aiohttp.ClientSession() as http:
         console = ConsoleClient(emulator_process.http_url, http)
-        async with http.put(
-            emulator_process.http_url + "/api/limits", json=SUBSCRIBE_TIMING_LIMITS
-        ) as response:
-            response.raise_for_status()
         gateway = await console.add_device(*GATEWAY)
         await console.add_devices([(LIGHT_PRODUCT, name) for name in names])
         await console.bind_many(gateway.key, [f"{LIGHT_PRODUCT}/{name}" for name in names])
@@ -103,6 +99,10 @@ async def test_setup_scale(hass: HomeAssistant, emulator_process: Endpoints) -> 
     finally:
         unsubscribe()
     print(f"\n{n} update entities available {seconds:.2f} s after the entry was added")
+    async with aiohttp.ClientSession() as http:
+        # The emulator's default limits hold (one topic per SUBSCRIBE among them): a setup that got there by
+        # breaking one does not count.
+        assert await ConsoleClient(emulator_process.http_url, http).violations() == []
     out = os.environ.get(OUT_ENV)
     if out:
         text = json.dumps({"n": n, "seconds": seconds})
