@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import aiohttp
@@ -87,3 +88,29 @@ async def test_a_connection_lost_while_reporting_reports_every_version_once_afte
             await eventually(back, within=15)
             await gateway.engine.wait_versions_reported()
             assert [await _version_reports(again.console, d) for d in MANY] == [1] * N
+
+
+async def test_a_sub_device_added_meanwhile_goes_online_ahead_of_the_versions(
+    emulator: Emulator, http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """Its `online` does not wait behind the 30 version reports of the announce (old code: they were sent
+    first, as terminal reports, and it waited about 6 s at 5 msg/s)."""
+    cloud = await seed_cloud(emulator, http)
+    subs = await _register(cloud)
+    late = DeviceId("MANYPID001", "late")
+    await cloud.console.add_device(late.product_id, late.device_name)
+    await cloud.console.bind(GATEWAY.key, late.key)
+    async with running_gateway(cloud, tmp_path, sub_devices=subs, start=False, uplink_rate=RATE) as gateway:
+        await gateway.engine.start(subs)
+        adding = asyncio.ensure_future(gateway.engine.add_sub_device(SubDevice(late, "0.1")))
+
+        async def late_online() -> bool:
+            return gateway.engine.is_online(late)
+
+        await eventually(late_online, within=10)
+        devices = await cloud.console.list_devices(late.product_id)
+        assert sum(1 for d in devices if d.device_name != "late" and d.version == "0.1") < N // 2
+        await adding
+        await gateway.engine.wait_versions_reported()
+        status = await cloud.console.get_device(late.product_id, late.device_name)
+        assert status.version == "0.1"

@@ -1008,7 +1008,7 @@ class OtaManager:
         if installed is None:
             return  # unknown: reporting a guess would overwrite the cloud's record of the device
         await self._publish(
-            ota_report(entry.device), report_version(installed), 1, priority=UplinkPriority.TERMINAL
+            ota_report(entry.device), report_version(installed), 1, priority=UplinkPriority.VERSION
         )
 
     async def _report_failure(self, entry: _Device, version: str, error: OtaError) -> None:
