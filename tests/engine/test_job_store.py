@@ -166,7 +166,7 @@ async def test_a_failing_disk_does_not_hold_up_an_outcome(
 
 
 def test_an_outcome_keeps_the_pushs_echoed_fields_across_a_restart() -> None:
-    """The outcome remembers IoT Explorer's `task_id`/`fw_type`, so a report sent after a restart repeats them;
+    """The outcome remembers the push's `task_id`/`fw_type`, so a report sent after a restart repeats them;
     an odd stored echo is ignored, not a reason to lose the outcome."""
     outcome = Outcome(
         OutcomeState.FAIL, "2.0", -5, "flash failed", (("fw_type", "mcu"), ("task_id", 1000696))

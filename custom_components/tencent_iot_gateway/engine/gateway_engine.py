@@ -253,8 +253,9 @@ class GatewayEngine:
     async def stop(self) -> None:
         """Stop jobs (keeping what can resume), then disconnect. Safe to call twice."""
         self._stopped = True
-        await self._ota.async_stop()
+        # First: the version reports end by resuming interrupted installs, which must not start while stopping.
         await self._version_reports.close()
+        await self._ota.async_stop()
         await self._background.close()
         await self._session.stop()
 

@@ -44,7 +44,7 @@ class Outcome:
     version: str
     code: int = 0
     message: str = ""
-    # The push's fields its reports repeat (IoT Explorer's task_id, fw_type): a resent report repeats them too.
+    # The push's fields its reports repeat (task_id, fw_type, if it had them): a resent report repeats them too.
     echo: tuple[tuple[str, str | int], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:

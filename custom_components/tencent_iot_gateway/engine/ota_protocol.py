@@ -41,7 +41,8 @@ def report_progress(
 ) -> str:
     """A `report_progress` for the target `version`; `percent` only while downloading, `code` only on fail.
 
-    `echo`: fields of the push repeated beside `version` (IoT Explorer's `fw_type`, `task_id`).
+    `echo`: fields of the push repeated beside `version` (`fw_type`, `task_id`: see README, "Fields of
+    `update_firmware`", for why and how sure we are).
     """
     progress: dict[str, str] = {"state": state.value}
     if state is ProgressState.DOWNLOADING:
