@@ -43,6 +43,17 @@ async def emulator(socket_enabled: None, tmp_path: Path) -> AsyncIterator[Emulat
         yield emu
 
 
+def on_the_same_ports(emulator: Emulator) -> Emulator:
+    """A new emulator with the state and ports of `emulator` (stopped first): the broker restarting."""
+    return Emulator(
+        emulator.state_dir,
+        mqtt_port=emulator.mqtt_port,
+        mqtts_port=emulator.mqtts_port,
+        http_port=int(emulator.http_url.rsplit(":", 1)[1]),
+        https_port=int(emulator.https_url.rsplit(":", 1)[1]),
+    )
+
+
 @pytest.fixture
 async def http(socket_enabled: None) -> AsyncIterator[aiohttp.ClientSession]:
     """A plain aiohttp session for console calls."""

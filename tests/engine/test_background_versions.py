@@ -12,7 +12,7 @@ from custom_components.tencent_iot_gateway.engine.gateway_engine import Connecti
 from custom_components.tencent_iot_gateway.engine.identity import DeviceId
 from tencent_iot_emulator.console_client import ConsoleClient
 from tencent_iot_emulator.emulator import Emulator
-from tests.emulator_fixtures import eventually
+from tests.emulator_fixtures import eventually, on_the_same_ports
 
 from .engine_rig import GATEWAY, Cloud, running_gateway, seed_cloud
 
@@ -65,21 +65,13 @@ async def test_a_connection_lost_while_reporting_reports_every_version_once_afte
     subs = await _register(cloud)
     async with running_gateway(cloud, tmp_path, sub_devices=subs, start=False, uplink_rate=RATE) as gateway:
         await gateway.engine.start(subs)
-        http_port = int(emulator.http_url.rsplit(":", 1)[1])
-        https_port = int(emulator.https_url.rsplit(":", 1)[1])
         await emulator.__aexit__(None, None, None)
 
         async def lost() -> bool:
             return not gateway.engine.connected
 
         await eventually(lost, within=5)
-        async with Emulator(
-            emulator.state_dir,
-            mqtt_port=emulator.mqtt_port,
-            mqtts_port=emulator.mqtts_port,
-            http_port=http_port,
-            https_port=https_port,
-        ) as again:
+        async with on_the_same_ports(emulator) as again:
             cloud.emu = again
 
             async def back() -> bool:

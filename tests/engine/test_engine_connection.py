@@ -15,7 +15,7 @@ from custom_components.tencent_iot_gateway.engine.errors import AuthenticationEr
 from custom_components.tencent_iot_gateway.engine.gateway_engine import ConnectionChanged, SubDeviceStatus
 from custom_components.tencent_iot_gateway.engine.session import MqttSession
 from tencent_iot_emulator.emulator import Emulator
-from tests.emulator_fixtures import eventually
+from tests.emulator_fixtures import eventually, on_the_same_ports
 
 from .engine_rig import GATEWAY, SEED, running_gateway, seed_cloud
 
@@ -85,8 +85,6 @@ async def test_reconnect_announces_everything_again(
     cloud = await seed_cloud(emulator, http)
     async with running_gateway(cloud, tmp_path / "gw") as gateway:
         assert all(gateway.engine.is_online(d) for d in SEED)
-        http_port = int(emulator.http_url.rsplit(":", 1)[1])
-        https_port = int(emulator.https_url.rsplit(":", 1)[1])
         await emulator.__aexit__(None, None, None)
 
         async def lost() -> bool:
@@ -96,13 +94,7 @@ async def test_reconnect_announces_everything_again(
         assert ConnectionChanged(connected=False) in gateway.events
         assert not any(gateway.engine.is_online(d) for d in SEED)
 
-        async with Emulator(
-            emulator.state_dir,
-            mqtt_port=emulator.mqtt_port,
-            mqtts_port=emulator.mqtts_port,
-            http_port=http_port,
-            https_port=https_port,
-        ) as again:
+        async with on_the_same_ports(emulator) as again:
             cloud.emu = again
 
             async def back() -> bool:

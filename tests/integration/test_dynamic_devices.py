@@ -11,8 +11,7 @@ import pytest
 
 from custom_components.tencent_iot_gateway.const import CONF_INSTALLED_VERSION, DOMAIN, SUBENTRY_SUB_DEVICE
 from tencent_iot_emulator.broker import BrokerLimits
-from tencent_iot_emulator.emulator import Emulator
-from tests.emulator_fixtures import eventually
+from tests.emulator_fixtures import eventually, on_the_same_ports
 
 from .conftest import Gateway, add_entry
 from .helpers import (
@@ -186,15 +185,7 @@ async def test_availability_logged_once_down_and_once_up(
     await emulator.__aexit__(None, None, None)
     await wait_for(hass, lambda: not available(hass, "update.light1_firmware"))
     await wait_for(hass, lambda: not entry.runtime_data.connected)
-    http_port = int(emulator.http_url.rsplit(":", 1)[1])
-    https_port = int(emulator.https_url.rsplit(":", 1)[1])
-    async with Emulator(
-        emulator.state_dir,
-        mqtt_port=emulator.mqtt_port,
-        mqtts_port=emulator.mqtts_port,
-        http_port=http_port,
-        https_port=https_port,
-    ) as again:
+    async with on_the_same_ports(emulator) as again:
         await wait_for(hass, lambda: available(hass, "update.light1_firmware"), within=15)
         assert (await again.console.get_device(LIGHT_PRODUCT, "light1")).online
         messages = [r.getMessage() for r in caplog.records if r.name == RUNTIME_LOGGER]

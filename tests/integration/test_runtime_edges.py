@@ -23,9 +23,8 @@ from custom_components.tencent_iot_gateway.const import (
     InstallPolicy,
 )
 from custom_components.tencent_iot_gateway.engine.identity import DeviceId
-from tencent_iot_emulator.emulator import Emulator
 from tencent_iot_emulator.registry import REGISTRY_FILE
-from tests.emulator_fixtures import eventually
+from tests.emulator_fixtures import eventually, on_the_same_ports
 
 from .conftest import Gateway, add_entry
 from .helpers import (
@@ -210,15 +209,7 @@ async def test_a_secret_reset_in_the_cloud_asks_for_reauthentication(
             device["secret"] = "bmV3LXNlY3JldC12YWx1ZQ=="
     registry_file.write_text(json.dumps(data), encoding="utf-8")
 
-    http_port = int(emulator.http_url.rsplit(":", 1)[1])
-    https_port = int(emulator.https_url.rsplit(":", 1)[1])
-    async with Emulator(
-        emulator.state_dir,
-        mqtt_port=emulator.mqtt_port,
-        mqtts_port=emulator.mqtts_port,
-        http_port=http_port,
-        https_port=https_port,
-    ):
+    async with on_the_same_ports(emulator):
 
         async def reauth_started() -> bool:
             flows = hass.config_entries.flow.async_progress_by_handler(DOMAIN)
