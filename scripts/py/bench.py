@@ -195,7 +195,7 @@ class Monitor:
     """While active: the event loop's longest lateness (a 5 ms sleeper) and the peak RSS (sampled every 10 ms).
 
     The heap as it is before the run is frozen for the run (`gc.freeze`): importing the engine imports its
-    package, and so Home Assistant, whose ~140,000 objects cost every full collection about 40 ms here,
+    package, and so Home Assistant, whose ~140,000 objects cost every full collection 40-90 ms here,
     whichever code's allocations trigger it (every HA process pays that). What the run allocates is still
     collected, so the engine's own garbage collection counts. `baseline_gc_ms` is that frozen heap's full
     collection, timed just before.

@@ -4,11 +4,11 @@ Tencent's broker allows a device a limited number of uplink messages a second, a
 gateway's messages for all of its sub-devices share that one budget. `UplinkLimiter` guarantees that no more
 than `rate` messages are handed to the MQTT client in any window of `WINDOW_S`: it spaces them evenly, by a
 window stretched by a margin, so that a message the broker handles a little late (its own stalls, the
-network) cannot make it count one too many. When the budget is
-spent, messages wait in one priority queue: terminal reports and control operations first, version reports
-next, then progress, keep-alives last and never more than half of the budget. A waiting message with the same `coalesce_key` as a
-new one is replaced by it (it keeps its place in the queue): the latest progress wins, and the caller of the
-replaced message is answered together with the one that replaced it.
+network) cannot make it count one too many. When the budget is spent, messages wait in one priority queue:
+terminal reports and control operations first, version reports next, then progress, keep-alives last and
+never more than half of the budget. A waiting message with the same `coalesce_key` as a new one is replaced
+by it (it keeps its place in the queue): the latest progress wins, and the caller of the replaced message is
+answered together with the one that replaced it.
 
 Cost: the fast path (its turn, nothing waiting) is O(1) and creates nothing; a waiting message costs one
 future and a heap entry (O(log n)); one sender task drains the queue, however many messages wait.
