@@ -264,6 +264,8 @@ class GatewayRuntime:
         self._connection_listeners: list[CALLBACK_TYPE] = []
         self._new_device_listeners: list[Callable[[SubDeviceConfig], None]] = []
         self.connected = False
+        self._stopping = False
+        self._was_connected = False
         self.gateway_device_id: str | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._sync_lock = asyncio.Lock()
@@ -330,6 +332,7 @@ class GatewayRuntime:
         for task in list(self._background):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
+        self._stopping = True  # the sub-devices go unavailable because we stop: nothing to log for them
         await self.engine.stop()
         self._set_connected(False)
 
@@ -512,24 +515,23 @@ class GatewayRuntime:
             listener()
 
     def _log_availability(self, device: DeviceId, state: _DeviceState) -> None:
-        """Log once when a sub-device becomes unavailable and once when it is back.
+        """Log once when a sub-device becomes unavailable for a reason of its own and once when it is back.
 
-        Coming online at start-up is not "back": a gateway with 1,000 sub-devices would log 1,000 lines.
+        A gateway with 1,000 sub-devices would otherwise log 1,000 lines each time it connects or loses its
+        connection: those are logged once for the gateway (`_set_connected`), and a sub-device's own state
+        is only judged while the gateway is connected. Coming online at start-up is not "back".
         """
+        if not self.connected:
+            return
         available = self.is_online(device)
-        if state.was_available is None:
-            if available:
-                state.was_available = True
-                return
-            if not self.connected:
-                return  # starting: nothing is known yet
+        if state.was_available is None and available:
+            state.was_available = True
+            return
         if available == state.was_available:
             return
         state.was_available = available
         if available:
             _LOGGER.info("Sub-device %s is available again", device)
-        elif not self.connected:
-            _LOGGER.info("Sub-device %s is unavailable: the gateway is disconnected", device)
         else:
             _LOGGER.info(
                 "Sub-device %s is unavailable: the cloud answered online with %s", device, state.result
@@ -559,6 +561,15 @@ class GatewayRuntime:
         if connected == self.connected:
             return
         self.connected = connected
+        if not connected and not self._stopping:
+            _LOGGER.info(
+                "Gateway %s is disconnected: its %d sub-device(s) are unavailable until it reconnects",
+                self.gateway,
+                len(self.configs),
+            )
+        elif connected and self._was_connected:
+            _LOGGER.info("Gateway %s is connected again", self.gateway)
+        self._was_connected = self._was_connected or connected
         for listener in list(self._connection_listeners):
             listener()
         for device in list(self._devices):

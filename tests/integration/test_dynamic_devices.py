@@ -172,14 +172,19 @@ async def test_the_bound_list_is_reconciled_on_every_connect(hass: HomeAssistant
 async def test_availability_logged_once_down_and_once_up(
     hass: HomeAssistant, gateway: Gateway, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """The broker goes away and comes back: one log line each way per sub-device, entities follow. Coming
-    online at start-up logs nothing (1,000 sub-devices would be 1,000 lines)."""
+    """The broker goes away and comes back: one line each way for the gateway, none per sub-device (1,000
+    sub-devices would be 1,000 lines each way; old code logged one per sub-device). Coming online at start-up
+    logs nothing either. A sub-device unavailable for a reason of its own (unbound in the console, then bound
+    again) gets its own line each way."""
     caplog.set_level(logging.INFO, logger=RUNTIME_LOGGER)
-    await register_lights(gateway, "light1")
-    entry = await setup_gateway(hass, gateway, [sub("light1")])
+    await register_lights(gateway, "light1", "light2")
+    entry = await setup_gateway(hass, gateway, [sub("light1"), sub("light2")])
     emulator = gateway.emulator
-    started = [r.getMessage() for r in caplog.records if r.name == RUNTIME_LOGGER]
-    assert not [m for m in started if "light1 is" in m]
+
+    def logged() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.name == RUNTIME_LOGGER]
+
+    assert not [m for m in logged() if "light" in m]
     caplog.clear()
 
     await emulator.__aexit__(None, None, None)
@@ -187,13 +192,30 @@ async def test_availability_logged_once_down_and_once_up(
     await wait_for(hass, lambda: not entry.runtime_data.connected)
     async with on_the_same_ports(emulator) as again:
         await wait_for(hass, lambda: available(hass, "update.light1_firmware"), within=15)
+        await wait_for(hass, lambda: available(hass, "update.light2_firmware"))
         assert (await again.console.get_device(LIGHT_PRODUCT, "light1")).online
-        messages = [r.getMessage() for r in caplog.records if r.name == RUNTIME_LOGGER]
-        down = [m for m in messages if "light1 is unavailable" in m]
-        up = [m for m in messages if "light1 is available again" in m]
-        assert down == [f"Sub-device {light_key('light1')} is unavailable: the gateway is disconnected"]
-        assert up == [f"Sub-device {light_key('light1')} is available again"]
+        assert logged() == [
+            f"Gateway {gateway.key} is disconnected: its 2 sub-device(s) are unavailable until it reconnects",
+            f"Gateway {gateway.key} is connected again",
+        ]
+        caplog.clear()
+
+        await again.console.unbind(gateway.key, light_key("light2"))
+        await wait_for(hass, lambda: not available(hass, "update.light2_firmware"))
+        await again.console.bind(gateway.key, light_key("light2"))
+        await wait_for(hass, lambda: available(hass, "update.light2_firmware"))
+        assert logged() == [
+            (
+                f"Sub-device {light_key('light2')} is no longer bound to {gateway.key} in the cloud; it stays "
+                "configured but unavailable"
+            ),
+            f"Sub-device {light_key('light2')} is unavailable: the cloud answered online with -1",
+            f"Sub-device {light_key('light2')} is available again",
+        ]
+        assert available(hass, "update.light1_firmware")
+        caplog.clear()
         assert await hass.config_entries.async_unload(entry.entry_id)
+        assert not [m for m in logged() if "unavailable" in m]  # unloading is not a loss of connection
 
 
 async def test_a_refused_update_topic_is_said_not_silent(
