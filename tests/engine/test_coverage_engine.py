@@ -144,10 +144,11 @@ async def test_connection_dropped_during_announcement_is_announced_again(
 async def test_a_failed_online_retry_is_logged_not_raised(
     socket_enabled: None, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """An unanswered `online` is retried in the background; when that retry loses the connection, it is logged."""
+    """An unanswered `online` is retried in the background; when that retry loses the connection, it is logged:
+    the lost connection once as a warning (the session), the operation it cut short at debug level only."""
     broker = ScriptedBroker([0], hang_up_at=2)
     async with scripted_broker(broker), scripted_engine(broker, tmp_path) as (engine, events):
-        with caplog.at_level(logging.WARNING, logger=ENGINE_LOGGER):
+        with caplog.at_level(logging.DEBUG, logger=ENGINE_LOGGER):
             await engine.start([SubDevice(LIGHTS[0], "0.1")])
             assert ConnectionChanged(connected=True) in events
 
@@ -155,6 +156,12 @@ async def test_a_failed_online_retry_is_logged_not_raised(
                 return "A gateway operation failed" in caplog.text
 
             await eventually(retry_failed)
+        failed = [r for r in caplog.records if r.getMessage().startswith("A gateway operation failed")]
+        assert {r.levelno for r in failed} == {logging.DEBUG}
+        assert any(
+            r.levelno == logging.WARNING and r.getMessage().startswith("Lost the connection")
+            for r in caplog.records
+        )
         assert broker.published[:2] == ["$gateway/operation/GWPROD0001/gateway1"] * 2
 
 

@@ -7,7 +7,7 @@ from collections.abc import Coroutine
 import logging
 from typing import Any
 
-from .errors import TencentIotError
+from .errors import NotConnectedError, TencentIotError
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -31,6 +31,10 @@ class BackgroundTasks:
         async def guarded() -> None:
             try:
                 await coro
+            except NotConnectedError as err:
+                # The session logs the lost connection once, and the announce after the reconnect redoes
+                # what the cloud must hear: one more warning per operation under way would only be noise.
+                _LOGGER.debug("%s: %s", self._failure, err)
             except TencentIotError as err:
                 _LOGGER.log(self._level, "%s: %s", self._failure, err)
 
