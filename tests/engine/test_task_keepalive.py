@@ -131,10 +131,12 @@ async def test_a_trickling_download_moves_the_bar_and_keeps_the_task_alive(
     assert percents[-1] == 100
     assert len(set(percents)) >= 4
     times = [when for when, p in reports if p["state"] == "downloading" and p["percent"] != "100"]
-    # The cadence holds: percent reports at most once per report interval (the final 100 aside).
+    # The cadence holds: percent reports about once per report interval (the final 100 aside), not at the
+    # downloader's 50 ms. Measured where the emulator received them, so a report delayed on the way (a loaded
+    # machine) shortens the next gap: half the interval still tells the two apart.
     assert (
         min(later - earlier for earlier, later in itertools.pairwise(times))
-        >= settings.report_interval_s * 0.75
+        >= settings.report_interval_s * 0.5
     )
     assert not await cloud.console.violations()
 
