@@ -108,7 +108,7 @@ async def async_unload_entry(hass: HomeAssistant, entry: TencentIotConfigEntry) 
 
 async def async_remove_entry(hass: HomeAssistant, entry: TencentIotConfigEntry) -> None:
     """Delete the entry's stores and cached firmware."""
-    for what in ("ota", "downloads", "ignored", "gateway"):
+    for what in ("ota", "downloads", "ignored", "gateway", "rollouts"):
         await Store[dict[str, object]](hass, STORAGE_VERSION, store_key(entry.entry_id, what)).async_remove()
     directory = cache_directory(hass, entry.entry_id).parent
     await hass.async_add_executor_job(shutil.rmtree, directory, True)

@@ -76,6 +76,7 @@ from .engine.gateway_engine import (
     SubDeviceStatus,
     UpdatesBlocked,
 )
+from .engine.halted_rollouts import HaltedRollouts
 from .engine.health_check import HealthCheck
 from .engine.identity import DeviceId
 from .engine.ota_jobs import JobSnapshot, JobState, OtaSettings
@@ -249,6 +250,10 @@ class GatewayRuntime:
         self.gateway_store: Store[dict[str, Any]] = Store(
             hass, STORAGE_VERSION, store_key(entry.entry_id, "gateway")
         )
+        # Halted rollouts wait for the user across a restart or a reload (an option changed after the halt).
+        self.rollout_store: Store[dict[str, Any]] = Store(
+            hass, STORAGE_VERSION, store_key(entry.entry_id, "rollouts")
+        )
         # Sub-devices whose running install nobody watches (an automation called `update.install`).
         self.unattended_installs: set[DeviceId] = set()
         self.configs = sub_device_configs(entry)
@@ -287,6 +292,7 @@ class GatewayRuntime:
                 Path(hass.config.cache_path(DOMAIN, entry.entry_id, ROLLBACK_DIR)),
                 int(entry.options.get(CONF_ROLLBACK_BUDGET_MIB, DEFAULT_ROLLBACK_BUDGET_MIB)) * MIB,
             ),
+            halted_rollouts=HaltedRollouts(self.rollout_store),
         )
         self.halted_rollouts: dict[str, RolloutHalted] = {}  # by repair issue id
 
@@ -335,6 +341,9 @@ class GatewayRuntime:
         self._stopping = True  # the sub-devices go unavailable because we stop: nothing to log for them
         await self.engine.stop()
         self._set_connected(False)
+        # The next start raises them again from the saved halts, if rollouts are still on.
+        for issue_id in self.halted_rollouts:
+            ir.async_delete_issue(self.hass, DOMAIN, issue_id)
 
     def _run_in_background(self, coro: Coroutine[Any, Any, None], name: str) -> None:
         task = self.entry.async_create_background_task(self.hass, coro, name)

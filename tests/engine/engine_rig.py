@@ -16,6 +16,7 @@ from custom_components.tencent_iot_gateway.engine.endpoints import BrokerEndpoin
 from custom_components.tencent_iot_gateway.engine.firmware_cache import FirmwareCache
 from custom_components.tencent_iot_gateway.engine.flashers import Flasher, HttpFlasherConfig, build_flasher
 from custom_components.tencent_iot_gateway.engine.gateway_engine import EngineEvent, GatewayEngine, SubDevice
+from custom_components.tencent_iot_gateway.engine.halted_rollouts import HaltedRollouts
 from custom_components.tencent_iot_gateway.engine.health_check import HealthCheck
 from custom_components.tencent_iot_gateway.engine.identity import DeviceId
 from custom_components.tencent_iot_gateway.engine.ota_jobs import JobSnapshot, JobState, OtaSettings
@@ -143,6 +144,7 @@ async def running_gateway(
             rollout=rollout,
             health_for=health_for,
             rollback_images=RollbackImages(state_dir / "rollback"),
+            halted_rollouts=HaltedRollouts(JsonFileStore(state_dir / "rollouts.json")),
         )
         gateway = Gateway(engine, events)
         if start:

@@ -119,3 +119,59 @@ async def test_a_good_canary_soaks_then_the_rest_go_in_batches(
     reasons = {s.hold_reason for s in snapshots if s.device != canary}
     assert any(r.startswith("waiting for the canary group to soak") for r in reasons)
     assert not await cloud.console.violations()
+
+
+async def test_a_halted_rollout_outlives_a_restart_and_resumes_after_it(
+    emulator: Emulator, http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """The gateway stops while a rollout is halted (HA restarting, or the entry reloading after an option
+    changed): the next start tells of the same halt again (old code: forgotten, so its repair issue had nothing
+    behind it), and resuming then installs the devices the halt held back."""
+    cloud = await seed_cloud(emulator, http)
+    for light in LIGHTS:
+        await cloud.console.set_virtual_device_fault(light.product_id, light.device_name, "reject")
+    await cloud.console.upload_firmware(PID, "V2", IMAGE)
+    rollout = RolloutSettings(canary_count=1, soak_s=0.2, max_failures=1, batch_size=2)
+    subs = [SubDevice(d, "0.1") for d in LIGHTS]
+    async with running_gateway(cloud, tmp_path, settings=FAST, sub_devices=subs, rollout=rollout) as gateway:
+        task_id = await cloud.console.create_task(PID, "V2", "list", devices=[d.device_name for d in LIGHTS])
+        await _all_ended(cloud, task_id)
+        (halt,) = [e for e in gateway.events if isinstance(e, RolloutHalted)]
+    for light in LIGHTS:
+        await cloud.console.set_virtual_device_fault(light.product_id, light.device_name, "none")
+
+    async with running_gateway(cloud, tmp_path, settings=FAST, sub_devices=subs, rollout=rollout) as again:
+        assert [e for e in again.events if isinstance(e, RolloutHalted)] == [halt]
+        held_back = list(halt.halted)
+        assert set(await again.engine.ota.resume_rollouts()) == set(held_back)
+
+        async def resumed_done() -> bool:
+            return all(again.engine.ota.snapshot(d).state is JobState.DONE for d in held_back)
+
+        await eventually(resumed_done, within=15.0)
+        for device in held_back:
+            virtual = await cloud.console.get_virtual_device(device.product_id, device.device_name)
+            assert virtual.version == "V2"
+
+    async with running_gateway(cloud, tmp_path, settings=FAST, sub_devices=subs, rollout=rollout) as third:
+        assert not [e for e in third.events if isinstance(e, RolloutHalted)]  # resumed: nothing left to tell
+
+
+async def test_turning_staging_off_forgets_a_halt(
+    emulator: Emulator, http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """A halt saved while rollouts were on is over once they are turned off: turned on again later, it does
+    not come back."""
+    cloud = await seed_cloud(emulator, http)
+    await cloud.console.set_virtual_device_fault(LIGHTS[0].product_id, LIGHTS[0].device_name, "reject")
+    await cloud.console.upload_firmware(PID, "V2", IMAGE)
+    rollout = RolloutSettings(canary_count=1, soak_s=0.2, max_failures=1, batch_size=2)
+    subs = [SubDevice(d, "0.1") for d in LIGHTS]
+    async with running_gateway(cloud, tmp_path, settings=FAST, sub_devices=subs, rollout=rollout) as gateway:
+        task_id = await cloud.console.create_task(PID, "V2", "list", devices=[d.device_name for d in LIGHTS])
+        await _all_ended(cloud, task_id)
+        assert [e for e in gateway.events if isinstance(e, RolloutHalted)]
+    async with running_gateway(cloud, tmp_path, settings=FAST, sub_devices=subs, rollout=None):
+        pass
+    async with running_gateway(cloud, tmp_path, settings=FAST, sub_devices=subs, rollout=rollout) as again:
+        assert not [e for e in again.events if isinstance(e, RolloutHalted)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from homeassistant.components.repairs import repairs_flow_manager
 from homeassistant.components.update.const import ATTR_INSTALLED_VERSION
+from homeassistant.config_entries import ConfigEntry
 from homeassistant.core import Event, HomeAssistant, callback
 from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.exceptions import ServiceValidationError
@@ -140,9 +141,9 @@ async def test_a_failing_canary_halts_the_rollout_raises_a_repair_and_resume_con
         )
 
 
-async def test_the_repair_fix_flow_resumes_the_halted_rollout(hass: HomeAssistant, gateway: Gateway) -> None:
-    """Confirming the halted rollout's repair does what `resume_rollout` does: the stopped devices install."""
-    assert await async_setup_component(hass, "repairs", {})
+async def _halted(hass: HomeAssistant, gateway: Gateway) -> tuple[ConfigEntry, list[str], str]:
+    """Three lights in a rollout whose canary's flash fails; once halted: the entry, the flash requests so
+    far (the canary's) and the repair issue's id. Every later flash works."""
     await register_lights(gateway, *NAMES)
     entry = await setup_gateway(
         hass,
@@ -168,6 +169,23 @@ async def test_the_repair_fix_flow_resumes_the_halted_rollout(hass: HomeAssistan
     await push(gateway, FIRMWARE, *NAMES)
     issue_id = f"rollout_halted_{entry.entry_id}_{VERSION}"
     await wait_for(hass, lambda: ir.async_get(hass).async_get_issue(DOMAIN, issue_id) is not None)
+    return entry, requests, issue_id
+
+
+async def _installed(hass: HomeAssistant, names: list[str]) -> None:
+    await wait_for(
+        hass,
+        lambda: all(
+            state(hass, f"update.{name}_firmware").attributes[ATTR_INSTALLED_VERSION] == VERSION
+            for name in names
+        ),
+    )
+
+
+async def test_the_repair_fix_flow_resumes_the_halted_rollout(hass: HomeAssistant, gateway: Gateway) -> None:
+    """Confirming the halted rollout's repair does what `resume_rollout` does: the stopped devices install."""
+    assert await async_setup_component(hass, "repairs", {})
+    _entry, requests, issue_id = await _halted(hass, gateway)
     issue = ir.async_get(hass).async_get_issue(DOMAIN, issue_id)
     assert issue is not None
     assert issue.is_fixable
@@ -181,11 +199,38 @@ async def test_the_repair_fix_flow_resumes_the_halted_rollout(hass: HomeAssistan
     result = await manager.async_configure(result["flow_id"], {})
     assert result["type"] is FlowResultType.CREATE_ENTRY
     assert ir.async_get(hass).async_get_issue(DOMAIN, issue_id) is None
-    others = [name for name in NAMES if name != requests[0]]
-    await wait_for(
-        hass,
-        lambda: all(
-            state(hass, f"update.{name}_firmware").attributes[ATTR_INSTALLED_VERSION] == VERSION
-            for name in others
-        ),
-    )
+    await _installed(hass, [name for name in NAMES if name != requests[0]])
+
+
+async def test_a_halted_rollout_outlives_a_reload(hass: HomeAssistant, gateway: Gateway) -> None:
+    """The entry reloads while its rollout is halted (an option changed, say): the repair issue is raised
+    again by the reloaded entry, and confirming it installs the stopped devices (old code: the reload forgot
+    the halt, and its repair issue stayed with nothing behind it)."""
+    assert await async_setup_component(hass, "repairs", {})
+    entry, requests, issue_id = await _halted(hass, gateway)
+    assert await hass.config_entries.async_reload(entry.entry_id)
+    await hass.async_block_till_done()
+    assert issue_id in entry.runtime_data.halted_rollouts
+    issue = ir.async_get(hass).async_get_issue(DOMAIN, issue_id)
+    assert issue is not None
+    assert (issue.translation_placeholders or {})["halted"] == "2"
+
+    manager = repairs_flow_manager(hass)
+    assert manager is not None
+    result = await manager.async_init(DOMAIN, context={"issue_id": issue_id})
+    result = await manager.async_configure(result["flow_id"], {})
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    await _installed(hass, [name for name in NAMES if name != requests[0]])
+    assert ir.async_get(hass).async_get_issue(DOMAIN, issue_id) is None
+
+
+async def test_turning_rollouts_off_ends_a_halt_and_its_repair(hass: HomeAssistant, gateway: Gateway) -> None:
+    """Rollouts turned off in the options while one is halted: after the reload no repair issue is left,
+    and every device keeps its offer (the failed canary too), to install like any other."""
+    entry, _requests, issue_id = await _halted(hass, gateway)
+    hass.config_entries.async_update_entry(entry, options={**entry.options, CONF_ROLLOUT: False})
+    await hass.async_block_till_done()
+    await wait_for(hass, lambda: entry.runtime_data.engine.connected)
+    assert ir.async_get(hass).async_get_issue(DOMAIN, issue_id) is None
+    assert not entry.runtime_data.halted_rollouts
+    assert [state(hass, f"update.{name}_firmware").state for name in NAMES] == ["on"] * 3

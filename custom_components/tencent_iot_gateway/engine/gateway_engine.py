@@ -28,6 +28,7 @@ from .errors import (
 )
 from .flashers.base import Flasher
 from .gateway import AllUnbound, GatewayOperations, GatewayPush, SubDevicesChanged
+from .halted_rollouts import HaltedRollouts
 from .health_check import HealthCheck
 from .identity import DeviceId
 from .ota_jobs import Downloader, ImageCache, JobSnapshot, OtaManager, OtaSettings
@@ -138,6 +139,7 @@ class GatewayEngine:
         rollout: RolloutSettings | None = None,
         health_for: Callable[[DeviceId], HealthCheck | None] | None = None,
         rollback_images: RollbackImages | None = None,
+        halted_rollouts: HaltedRollouts | None = None,
     ) -> None:
         """Wire the parts; nothing is sent before `start`.
 
@@ -146,6 +148,7 @@ class GatewayEngine:
         `rollout`: stage the sub-devices' installs of one image (engine/rollout_policy.py); None: no staging.
         `health_for`, `rollback_images`: each sub-device's check after a flash and the last good images to
         roll back to (engine/health_check.py, engine/rollback_images.py).
+        `halted_rollouts`: where halted rollouts are kept across restarts (None: in memory only).
         """
         self._gateway = gateway
         self._own_firmware: OwnFirmware | None = None
@@ -168,6 +171,17 @@ class GatewayEngine:
         self._operations = GatewayOperations(
             gateway, self._session.publish, self._on_push, timeout_s=operation_timeout_s
         )
+        self._halted_rollouts = halted_rollouts
+        self._rollout = (
+            RolloutPolicy(
+                rollout,
+                on_halted=on_event,
+                applies=lambda device: device != gateway,
+                on_halts_changed=halted_rollouts.save if halted_rollouts is not None else None,
+            )
+            if rollout is not None
+            else None
+        )
         self._ota = OtaManager(
             publish=self._session.publish,
             downloader=downloader,
@@ -180,9 +194,7 @@ class GatewayEngine:
             # settings said.
             settings=replace(settings or OtaSettings(), uplink_rate=uplink_rate),
             preflight_for=preflight_for,
-            rollout=RolloutPolicy(rollout, on_halted=on_event, applies=lambda device: device != gateway)
-            if rollout is not None
-            else None,
+            rollout=self._rollout,
             health_for=health_for,
             rollback_images=rollback_images,
         )
@@ -234,6 +246,11 @@ class GatewayEngine:
         `own_firmware`: also report the gateway's own version and take pushes to it (None: sub-devices only).
         """
         await self._ota.async_load()
+        if self._halted_rollouts is not None:
+            if self._rollout is not None:
+                self._rollout.restore(await self._halted_rollouts.async_load())
+            else:
+                self._halted_rollouts.save([])  # staging was turned off: its halts are over
         self._own_firmware = own_firmware
         if own_firmware is not None:
             self._on_event(
@@ -257,6 +274,8 @@ class GatewayEngine:
         await self._version_reports.close()
         await self._ota.async_stop()
         await self._background.close()
+        if self._halted_rollouts is not None:
+            await self._halted_rollouts.async_close()
         await self._session.stop()
 
     async def update_sub_device(self, sub: SubDevice) -> None:

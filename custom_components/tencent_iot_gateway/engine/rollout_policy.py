@@ -8,7 +8,9 @@ the firmware stays offered, and `RolloutHalted` tells the layer above, which rai
 lets the halted devices go on, in batches, when the user decides.
 
 A rollout is the set of jobs installing one image (MD5 and size) at the same time; it ends when all of them
-have ended (a halted one lives until it is resumed). It lives in memory: a restart forgets it.
+have ended (a halted one lives until it is resumed). A rollout under way lives in memory (a restart resumes its
+interrupted installs as a new rollout); a halted one is kept across restarts and reloads through
+`on_halts_changed` and `restore` (engine/halted_rollouts.py).
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ class RolloutHalted:
     failed: tuple[tuple[DeviceId, str], ...]
     halted: tuple[DeviceId, ...]
     total: int
+    image_key: tuple[str, int] = ("", 0)  # the image's (MD5, size): which jobs a resumed rollout takes
 
     @property
     def message(self) -> str:
@@ -102,10 +105,15 @@ class RolloutPolicy:
         on_halted: Callable[[RolloutHalted], None],
         applies: Callable[[DeviceId], bool] = lambda _device: True,
         clock: Callable[[], float] = time.monotonic,
+        on_halts_changed: Callable[[list[RolloutHalted]], None] | None = None,
     ) -> None:
-        """`applies`: whether a device's jobs take part (the gateway's own firmware does not)."""
+        """`applies`: whether a device's jobs take part (the gateway's own firmware does not).
+
+        `on_halts_changed`: hears the whole list of halted rollouts each time it changes (to save it).
+        """
         self._settings = settings
         self._on_halted = on_halted
+        self._on_halts_changed = on_halts_changed
         self._applies = applies
         self._clock = clock
         self._rollouts: dict[tuple[str, int], _Rollout] = {}
@@ -115,6 +123,24 @@ class RolloutPolicy:
     def halted(self) -> list[RolloutHalted]:
         """The rollouts halted now (until resumed)."""
         return [r.halted for r in self._rollouts.values() if r.halted is not None]
+
+    def restore(self, halts: list[RolloutHalted]) -> None:
+        """Take back halted rollouts saved before a restart; each is told to `on_halted` again."""
+        for halt in halts:
+            if halt.image_key in self._rollouts:
+                continue
+            rollout = _Rollout(halt.version, failures=list(halt.failed), halted=halt)
+            for device, reason in halt.failed:
+                rollout.ended[device] = reason
+            for device in [*(device for device, _ in halt.failed), *halt.halted]:
+                if device in self._member_of:
+                    continue  # already in a rollout of this run
+                rollout.members.append(device)
+                self._member_of[device] = halt.image_key
+            for device in halt.halted:
+                rollout.ended.setdefault(device, "halted")
+            self._rollouts[halt.image_key] = rollout
+            self._on_halted(halt)
 
     def join(self, device: DeviceId, target: FirmwareSpec) -> None:
         """A job for `target` started on `device`."""
@@ -157,7 +183,7 @@ class RolloutPolicy:
         if failure is not None and not halted:
             rollout.failures.append((device, failure))
             if len(rollout.failures) >= self._settings.max_failures and rollout.halted is None:
-                self._halt(rollout)
+                self._halt(key, rollout)
         rollout.notify()
         self._forget_if_over(key, rollout)
 
@@ -189,9 +215,11 @@ class RolloutPolicy:
         """Let every halted rollout go on (in batches, without a new canary); returns the devices held back
         by the halt, whose jobs the caller starts again."""
         restart: list[DeviceId] = []
+        resumed = False
         for key, rollout in list(self._rollouts.items()):
             if rollout.halted is None:
                 continue
+            resumed = True
             held_back = [d for d in rollout.halted.halted if d in rollout.members]
             restart.extend(held_back)
             for device in held_back:
@@ -202,6 +230,8 @@ class RolloutPolicy:
             rollout.batch.clear()
             rollout.notify()
             self._forget_if_over(key, rollout)
+        if resumed:
+            self._halts_changed()
         return restart
 
     def _verdict(self, rollout: _Rollout, device: DeviceId) -> tuple[str | None, float | None]:
@@ -231,12 +261,17 @@ class RolloutPolicy:
         rollout.batch = set(waiting[: self._settings.batch_size])
         return None if device in rollout.batch else "waiting for the batch before it"
 
-    def _halt(self, rollout: _Rollout) -> None:
+    def _halt(self, key: tuple[str, int], rollout: _Rollout) -> None:
         held_back = tuple(d for d in rollout.members if d not in rollout.released and d not in rollout.ended)
         rollout.halted = RolloutHalted(
-            rollout.version, tuple(rollout.failures), held_back, len(rollout.members)
+            rollout.version, tuple(rollout.failures), held_back, len(rollout.members), image_key=key
         )
         self._on_halted(rollout.halted)
+        self._halts_changed()
+
+    def _halts_changed(self) -> None:
+        if self._on_halts_changed is not None:
+            self._on_halts_changed(self.halted)
 
     def _forget_if_over(self, key: tuple[str, int], rollout: _Rollout) -> None:
         if rollout.halted is None and all(d in rollout.ended for d in rollout.members):

@@ -1,0 +1,80 @@
+"""The halted rollouts of one gateway, kept across a restart or a reload of the entry.
+
+A halt is a decision waiting for the user (look into the failures, then resume): forgetting it on a reload,
+for instance after changing an option, would leave its repair issue with nothing behind it. `RolloutPolicy`
+hands every change of its halted rollouts to `save` (the newest list wins), and `restore`s them at start.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from .background import BackgroundTasks
+from .identity import DeviceId
+from .rollout_policy import RolloutHalted
+from .storage import StateStore
+
+_LOGGER = logging.getLogger(__name__)
+
+_VERSION = 1
+
+
+class HaltedRollouts:
+    """Load and save the halted rollouts in one `StateStore` document."""
+
+    def __init__(self, store: StateStore) -> None:
+        """Keep them in `store`."""
+        self._store = store
+        self._writes = BackgroundTasks("Could not save the halted rollouts", level=logging.ERROR)
+        # Writes are spawned in order and the store keeps the newest document it was given.
+
+    async def async_load(self) -> list[RolloutHalted]:
+        """The halts saved last; an entry that cannot be read is dropped with a warning, not a failed start."""
+        document = await self._store.async_load() or {}
+        halts: list[RolloutHalted] = []
+        for raw in document.get("halted", []) if document.get("version") == _VERSION else []:
+            try:
+                halts.append(_from_dict(raw))
+            except (KeyError, TypeError, ValueError) as err:
+                _LOGGER.warning("Ignoring a saved halted rollout that cannot be read (%s): %r", err, raw)
+        return halts
+
+    def save(self, halts: list[RolloutHalted]) -> None:
+        """Save these halts (all of them: the list replaces the saved one), without waiting for the disk."""
+        document = {"version": _VERSION, "halted": [_to_dict(halt) for halt in halts]}
+        self._writes.spawn(self._write(document))
+
+    async def _write(self, document: dict[str, Any]) -> None:
+        try:
+            await self._store.async_save(document)
+        except OSError as err:
+            # The halt itself stands (its jobs were reported, its repair raised); only a restart forgets it.
+            _LOGGER.error("Could not save the halted rollouts: %s", err)
+
+    async def async_close(self) -> None:
+        """Let the writes under way end."""
+        await self._writes.wait()
+        await self._writes.close()
+
+
+def _to_dict(halt: RolloutHalted) -> dict[str, Any]:
+    md5, size = halt.image_key
+    return {
+        "version": halt.version,
+        "md5": md5,
+        "size": size,
+        "failed": [[device.key, reason] for device, reason in halt.failed],
+        "halted": [device.key for device in halt.halted],
+        "total": halt.total,
+    }
+
+
+def _from_dict(raw: Any) -> RolloutHalted:
+    if not isinstance(raw, dict):
+        raise TypeError("not an object")
+    failed = tuple((DeviceId.parse(str(key)), str(reason)) for key, reason in raw["failed"])
+    halted = tuple(DeviceId.parse(str(key)) for key in raw["halted"])
+    return RolloutHalted(
+        str(raw["version"]), failed, halted, int(raw["total"]), image_key=(str(raw["md5"]), int(raw["size"]))
+    )

@@ -1,0 +1,53 @@
+"""Halted rollouts saved and loaded (engine/halted_rollouts.py): the round trip, and what cannot be read."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from custom_components.tencent_iot_gateway.engine.halted_rollouts import HaltedRollouts
+from custom_components.tencent_iot_gateway.engine.identity import DeviceId
+from custom_components.tencent_iot_gateway.engine.rollout_policy import RolloutHalted
+from custom_components.tencent_iot_gateway.engine.storage import JsonFileStore
+
+A, B, C = (DeviceId("P", name) for name in ("a", "b", "c"))
+HALT = RolloutHalted("2.0", ((A, "bricked on boot"),), (B, C), 3, image_key=("0" * 32, 4096))
+
+
+async def test_the_saved_halts_come_back_as_they_were(tmp_path: Path) -> None:
+    halts = HaltedRollouts(JsonFileStore(tmp_path / "rollouts.json"))
+    halts.save([HALT])
+    await halts.async_close()
+    assert await HaltedRollouts(JsonFileStore(tmp_path / "rollouts.json")).async_load() == [HALT]
+
+
+async def test_the_newest_list_wins(tmp_path: Path) -> None:
+    halts = HaltedRollouts(JsonFileStore(tmp_path / "rollouts.json"))
+    halts.save([HALT])
+    halts.save([])  # resumed at once
+    await halts.async_close()
+    assert await HaltedRollouts(JsonFileStore(tmp_path / "rollouts.json")).async_load() == []
+
+
+async def test_an_unreadable_halt_is_dropped_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A damaged entry costs that halt only, never the start; a document of another format is ignored."""
+    path = tmp_path / "rollouts.json"
+    good = {"version": "2.0", "md5": "0" * 32, "size": 4096, "failed": [["P/a", "bricked on boot"]]}
+    good |= {"halted": ["P/b", "P/c"], "total": 3}
+    path.write_text(json.dumps({"version": 1, "halted": [good, {"version": "3.0"}, "junk"]}))
+    assert await HaltedRollouts(JsonFileStore(path)).async_load() == [HALT]
+    assert caplog.text.count("Ignoring a saved halted rollout that cannot be read") == 2
+    path.write_text(json.dumps({"version": 99, "halted": [good]}))
+    assert await HaltedRollouts(JsonFileStore(path)).async_load() == []
+
+
+async def test_a_failing_disk_is_logged_not_raised(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    (tmp_path / "rollouts.json").mkdir()  # the file's place is taken: every write fails
+    halts = HaltedRollouts(JsonFileStore(tmp_path / "rollouts.json"))
+    halts.save([HALT])
+    await halts.async_close()
+    assert "Could not save the halted rollouts" in caplog.text
