@@ -14,7 +14,7 @@ from custom_components.tencent_iot_gateway.engine.rollout_policy import RolloutH
 from tencent_iot_emulator.emulator import Emulator
 from tests.emulator_fixtures import eventually
 
-from .engine_rig import LIGHTS, Cloud, running_gateway, seed_cloud
+from .engine_rig import LIGHTS, Cloud, Gateway, running_gateway, seed_cloud
 
 PID = LIGHTS[0].product_id
 FAST = OtaSettings(report_interval_s=0.1, keepalive_interval_s=0.3, max_flashes=2)
@@ -34,6 +34,21 @@ async def _all_ended(cloud: Cloud, task_id: str) -> dict[str, tuple[str, int | N
         )
 
     return await eventually(probe, within=15.0)
+
+
+async def _resume(cloud: Cloud, gateway: Gateway, held_back: list[DeviceId]) -> None:
+    """The faults mended, resume the halted rollouts: the devices the halt held back install V2."""
+    for light in LIGHTS:
+        await cloud.console.set_virtual_device_fault(light.product_id, light.device_name, "none")
+    assert set(await gateway.engine.ota.resume_rollouts()) == set(held_back)
+
+    async def resumed_done() -> bool:
+        return all(gateway.engine.ota.snapshot(d).state is JobState.DONE for d in held_back)
+
+    await eventually(resumed_done, within=15.0)
+    for device in held_back:
+        virtual = await cloud.console.get_virtual_device(device.product_id, device.device_name)
+        assert virtual.version == "V2"
 
 
 async def test_a_failing_canary_halts_the_rest_and_resume_continues(
@@ -72,17 +87,8 @@ async def test_a_failing_canary_halts_the_rest_and_resume_continues(
                 s.hold_reason.startswith("waiting for the canary group") for s in gateway.snapshots(other)
             )
 
-        for light in LIGHTS:
-            await cloud.console.set_virtual_device_fault(light.product_id, light.device_name, "none")
-        assert set(await gateway.engine.ota.resume_rollouts()) == set(others)
-
-        async def resumed_done() -> bool:
-            return all(gateway.engine.ota.snapshot(d).state is JobState.DONE for d in others)
-
-        await eventually(resumed_done, within=15.0)
+        await _resume(cloud, gateway, others)
         for other in others:
-            virtual = await cloud.console.get_virtual_device(other.product_id, other.device_name)
-            assert virtual.version == "V2"
 
             async def reported(device: DeviceId = other) -> bool:
                 status = await cloud.console.get_device(device.product_id, device.device_name)
@@ -121,6 +127,22 @@ async def test_a_good_canary_soaks_then_the_rest_go_in_batches(
     assert not await cloud.console.violations()
 
 
+ROLLOUT = RolloutSettings(canary_count=1, soak_s=0.2, max_failures=1, batch_size=2)
+SUBS = [SubDevice(d, "0.1") for d in LIGHTS]
+
+
+async def _halted(cloud: Cloud, state_dir: Path) -> RolloutHalted:
+    """Every light refuses V2: the canary fails and the rollout halts; the gateway has stopped on return."""
+    for light in LIGHTS:
+        await cloud.console.set_virtual_device_fault(light.product_id, light.device_name, "reject")
+    await cloud.console.upload_firmware(PID, "V2", IMAGE)
+    async with running_gateway(cloud, state_dir, settings=FAST, sub_devices=SUBS, rollout=ROLLOUT) as gateway:
+        task_id = await cloud.console.create_task(PID, "V2", "list", devices=[d.device_name for d in LIGHTS])
+        await _all_ended(cloud, task_id)
+        (halt,) = [e for e in gateway.events if isinstance(e, RolloutHalted)]
+    return halt
+
+
 async def test_a_halted_rollout_outlives_a_restart_and_resumes_after_it(
     emulator: Emulator, http: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
@@ -128,32 +150,11 @@ async def test_a_halted_rollout_outlives_a_restart_and_resumes_after_it(
     changed): the next start tells of the same halt again (old code: forgotten, so its repair issue had nothing
     behind it), and resuming then installs the devices the halt held back."""
     cloud = await seed_cloud(emulator, http)
-    for light in LIGHTS:
-        await cloud.console.set_virtual_device_fault(light.product_id, light.device_name, "reject")
-    await cloud.console.upload_firmware(PID, "V2", IMAGE)
-    rollout = RolloutSettings(canary_count=1, soak_s=0.2, max_failures=1, batch_size=2)
-    subs = [SubDevice(d, "0.1") for d in LIGHTS]
-    async with running_gateway(cloud, tmp_path, settings=FAST, sub_devices=subs, rollout=rollout) as gateway:
-        task_id = await cloud.console.create_task(PID, "V2", "list", devices=[d.device_name for d in LIGHTS])
-        await _all_ended(cloud, task_id)
-        (halt,) = [e for e in gateway.events if isinstance(e, RolloutHalted)]
-    for light in LIGHTS:
-        await cloud.console.set_virtual_device_fault(light.product_id, light.device_name, "none")
-
-    async with running_gateway(cloud, tmp_path, settings=FAST, sub_devices=subs, rollout=rollout) as again:
+    halt = await _halted(cloud, tmp_path)
+    async with running_gateway(cloud, tmp_path, settings=FAST, sub_devices=SUBS, rollout=ROLLOUT) as again:
         assert [e for e in again.events if isinstance(e, RolloutHalted)] == [halt]
-        held_back = list(halt.halted)
-        assert set(await again.engine.ota.resume_rollouts()) == set(held_back)
-
-        async def resumed_done() -> bool:
-            return all(again.engine.ota.snapshot(d).state is JobState.DONE for d in held_back)
-
-        await eventually(resumed_done, within=15.0)
-        for device in held_back:
-            virtual = await cloud.console.get_virtual_device(device.product_id, device.device_name)
-            assert virtual.version == "V2"
-
-    async with running_gateway(cloud, tmp_path, settings=FAST, sub_devices=subs, rollout=rollout) as third:
+        await _resume(cloud, again, list(halt.halted))
+    async with running_gateway(cloud, tmp_path, settings=FAST, sub_devices=SUBS, rollout=ROLLOUT) as third:
         assert not [e for e in third.events if isinstance(e, RolloutHalted)]  # resumed: nothing left to tell
 
 
@@ -163,15 +164,8 @@ async def test_turning_staging_off_forgets_a_halt(
     """A halt saved while rollouts were on is over once they are turned off: turned on again later, it does
     not come back."""
     cloud = await seed_cloud(emulator, http)
-    await cloud.console.set_virtual_device_fault(LIGHTS[0].product_id, LIGHTS[0].device_name, "reject")
-    await cloud.console.upload_firmware(PID, "V2", IMAGE)
-    rollout = RolloutSettings(canary_count=1, soak_s=0.2, max_failures=1, batch_size=2)
-    subs = [SubDevice(d, "0.1") for d in LIGHTS]
-    async with running_gateway(cloud, tmp_path, settings=FAST, sub_devices=subs, rollout=rollout) as gateway:
-        task_id = await cloud.console.create_task(PID, "V2", "list", devices=[d.device_name for d in LIGHTS])
-        await _all_ended(cloud, task_id)
-        assert [e for e in gateway.events if isinstance(e, RolloutHalted)]
-    async with running_gateway(cloud, tmp_path, settings=FAST, sub_devices=subs, rollout=None):
+    await _halted(cloud, tmp_path)
+    async with running_gateway(cloud, tmp_path, settings=FAST, sub_devices=SUBS, rollout=None):
         pass
-    async with running_gateway(cloud, tmp_path, settings=FAST, sub_devices=subs, rollout=rollout) as again:
+    async with running_gateway(cloud, tmp_path, settings=FAST, sub_devices=SUBS, rollout=ROLLOUT) as again:
         assert not [e for e in again.events if isinstance(e, RolloutHalted)]
