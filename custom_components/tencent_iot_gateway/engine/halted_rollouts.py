@@ -26,8 +26,8 @@ class HaltedRollouts:
     def __init__(self, store: StateStore) -> None:
         """Keep them in `store`."""
         self._store = store
+        # Writes start in the order of the saves, and a store keeps the newest document it was given.
         self._writes = BackgroundTasks("Could not save the halted rollouts", level=logging.ERROR)
-        # Writes are spawned in order and the store keeps the newest document it was given.
 
     async def async_load(self) -> list[RolloutHalted]:
         """The halts saved last; an entry that cannot be read is dropped with a warning, not a failed start."""
