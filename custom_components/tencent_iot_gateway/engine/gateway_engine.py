@@ -247,9 +247,10 @@ class GatewayEngine:
         """
         await self._ota.async_load()
         if self._halted_rollouts is not None:
+            saved = await self._halted_rollouts.async_load()
             if self._rollout is not None:
-                self._rollout.restore(await self._halted_rollouts.async_load())
-            else:
+                self._rollout.restore(saved)
+            elif saved:
                 self._halted_rollouts.save([])  # staging was turned off: its halts are over
         self._own_firmware = own_firmware
         if own_firmware is not None:
