@@ -15,7 +15,7 @@ import pytest
 
 from tencent_iot_emulator.console_client import ConsoleClient, ConsoleError
 from tencent_iot_emulator.emulator import Emulator
-from tencent_iot_emulator.registry import DEVICES_TABLE, DeviceRequest, Registry, RegistryError
+from tencent_iot_emulator.registry import DEVICES_TABLE, DeviceRequest, Registry, RegistryError, _Snapshot
 from tests.emulator_fixtures import eventually, mqtt_client
 
 GATEWAY = ("GWPID00001", "gw01")
@@ -29,9 +29,9 @@ def _count_writes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     writes: list[int] = []
     real = Registry._write_all
 
-    def counting(registry: Registry, snapshot: object) -> None:
-        real(registry, snapshot)  # type: ignore[arg-type]
-        writes.append(len(snapshot.devices))  # type: ignore[attr-defined]
+    def counting(registry: Registry, snapshot: _Snapshot) -> None:
+        real(registry, snapshot)
+        writes.append(len(snapshot.devices))
 
     monkeypatch.setattr(Registry, "_write_all", counting)
     return writes
@@ -112,11 +112,11 @@ async def test_concurrent_changes_share_writes(tmp_path: Path, monkeypatch: pyte
     writes: list[int] = []
     real = Registry._write_all
 
-    def held_write(registry: Registry, snapshot: object) -> None:
+    def held_write(registry: Registry, snapshot: _Snapshot) -> None:
         if not writes:
             release.wait(timeout=30)
-        real(registry, snapshot)  # type: ignore[arg-type]
-        writes.append(len(snapshot.devices))  # type: ignore[attr-defined]
+        real(registry, snapshot)
+        writes.append(len(snapshot.devices))
 
     monkeypatch.setattr(Registry, "_write_all", held_write)
     adds = [asyncio.ensure_future(registry.add_device(p, d)) for p, d in _subs(200)]

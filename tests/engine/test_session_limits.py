@@ -20,7 +20,7 @@ from custom_components.tencent_iot_gateway.engine.errors import (
     OperationTimeoutError,
     PayloadTooLargeError,
 )
-from custom_components.tencent_iot_gateway.engine.gateway_engine import SubDevice
+from custom_components.tencent_iot_gateway.engine.gateway_engine import GatewayEngine, SubDevice
 from custom_components.tencent_iot_gateway.engine.identity import DeviceId
 from custom_components.tencent_iot_gateway.engine.session import Backoff, MqttSession
 from custom_components.tencent_iot_gateway.engine.uplink import UplinkPriority
@@ -217,8 +217,8 @@ async def test_subscribes_of_concurrent_callers_never_share_a_request(
     assert await _limit_violations(cloud) == []
 
 
-async def _all_online(engine: object) -> bool:
-    return all(engine.is_online(d) for d in SEED)  # type: ignore[attr-defined]
+async def _all_online(engine: GatewayEngine) -> bool:
+    return all(engine.is_online(d) for d in SEED)
 
 
 # -- the uplink budget against the strict broker ---------------------------------------------------------------
@@ -303,8 +303,8 @@ async def test_a_hundred_sub_devices_come_online_within_the_brokers_limit(
     assert await _limit_violations(cloud) == []
 
 
-async def _all(engine: object, devices: list[DeviceId]) -> bool:
-    return all(engine.is_online(d) for d in devices)  # type: ignore[attr-defined]
+async def _all(engine: GatewayEngine, devices: list[DeviceId]) -> bool:
+    return all(engine.is_online(d) for d in devices)
 
 
 async def _versions_reported(cloud: Cloud, devices: list[DeviceId]) -> bool:
