@@ -65,18 +65,22 @@ class TaskProgress:
     result_code: int | None = None
     result_msg: str | None = None
     task_id: str | None = None
+    # What the device reported for the task, in order: "downloading 0", "burning", "done", "fail -4".
+    history: tuple[str, ...] = ()
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> TaskProgress:
         """Parse a per-device task entry (numbers may come as strings, as on the wire)."""
         task_id = raw.get("task_id")
         result_msg = raw.get("result_msg")
+        history = raw.get("history")
         return cls(
             state=str(raw.get("state", "")),
             percent=_optional_int(raw.get("percent")),
             result_code=_optional_int(raw.get("result_code")),
             result_msg=None if result_msg is None else str(result_msg),
             task_id=None if task_id is None else str(task_id),
+            history=tuple(str(h) for h in history) if isinstance(history, list) else (),
         )
 
 
@@ -332,6 +336,13 @@ class ConsoleClient:
     async def unbind_all(self, gateway: str) -> None:
         """`POST /api/unbind_all`: push `unbind_all` to the gateway."""
         await self._json("POST", "/api/unbind_all", json={"gateway": gateway})
+
+    async def search_devices(self, gateway: str, *, searching: bool = True) -> bool:
+        """`POST /api/search_devices`: the console's search switch; whether it was pushed (gateway online)."""
+        raw = await self._json(
+            "POST", "/api/search_devices", json={"gateway": gateway, "status": 1 if searching else 0}
+        )
+        return bool(raw.get("pushed")) if isinstance(raw, Mapping) else False
 
     # --- OTA --------------------------------------------------------------------------------------------
 

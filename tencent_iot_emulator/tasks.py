@@ -165,6 +165,9 @@ class TaskDevice:
     result_msg: str = ""
     updated: float = field(default_factory=time.time)
     timer: asyncio.TimerHandle | None = None
+    # What the device reported for this task, in order ("downloading 0", "burning", "fail -4", ...): the
+    # console shows it, and the cadence checks read it.
+    history: list[str] = field(default_factory=list)
 
     @property
     def key(self) -> str:
@@ -181,6 +184,7 @@ class TaskDevice:
             "percent": self.percent,
             "result_code": self.result_code,
             "result_msg": self.result_msg,
+            "history": list(self.history),
         }
 
 
@@ -296,7 +300,12 @@ class TaskManager:
             await self._send(task, entry)
 
     def on_progress(self, product_id: str, device_name: str, progress: Progress) -> str | None:
-        """Apply a `report_progress`; returns why it was refused (a protocol violation), else None."""
+        """Apply a `report_progress`; returns why it was refused or is out of order (a violation), else None.
+
+        A terminal report after the task ended is recorded and tolerated: Tencent's own SDKs send two in a
+        row on a bad image (`-4` from the check, then `-5` from their samples), and the cloud must accept
+        that. The first outcome stands. Any other report after the end is refused.
+        """
         key = f"{product_id}/{device_name}"
         entry = self._entry_for_version(key, progress.version) or self.latest_entry(key)
         if entry is None:
@@ -307,7 +316,12 @@ class TaskManager:
                 f"report_progress for version {progress.version!r}, but the task pushes {task.spec.version!r}"
             )
         if entry.state.terminal:
+            if progress.state in (ProgressState.FAIL, ProgressState.DONE):
+                entry.history.append(_heard(progress))
+                return None
             return f"report_progress after the task ended ({entry.state})"
+        out_of_order = _cadence_violation(entry.history, progress)
+        entry.history.append(_heard(progress))
         entry.result_code = progress.result_code
         entry.result_msg = progress.result_msg
         if progress.state is ProgressState.FAIL:
@@ -326,7 +340,7 @@ class TaskManager:
             if task.spec.timeout_from is TimeoutFrom.PROGRESS:
                 self._arm(task, entry)
         entry.updated = time.time()
-        return None
+        return out_of_order
 
     def close(self) -> None:
         """Cancel every timeout timer."""
@@ -383,6 +397,29 @@ class TaskManager:
         entry.result_code = code
         entry.result_msg = message
         entry.updated = time.time()
+
+
+def _heard(progress: Progress) -> str:
+    if progress.state is ProgressState.DOWNLOADING:
+        return f"downloading {progress.percent}"
+    if progress.state is ProgressState.FAIL:
+        return f"fail {progress.result_code}"
+    return str(progress.state)
+
+
+def _cadence_violation(history: list[str], progress: Progress) -> str | None:
+    """Why `progress` breaks spec §3's cadence ("0" from byte 0, "100", `burning`, then `done`), else None.
+
+    The markers are never dropped or reordered (spec §3a): `burning` follows a `downloading 100`, `done`
+    follows a `burning`, and nothing says `downloading` once the flash began. A `fail` may come at any point.
+    """
+    if progress.state is ProgressState.BURNING and "downloading 100" not in history:
+        return "burning before the device reported downloading 100"
+    if progress.state is ProgressState.DONE and "burning" not in history:
+        return "done before the device reported burning"
+    if progress.state is ProgressState.DOWNLOADING and "burning" in history:
+        return "downloading after the device reported burning"
+    return None
 
 
 def _cancel(entry: TaskDevice) -> None:

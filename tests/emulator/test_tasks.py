@@ -9,6 +9,7 @@ import ssl
 from typing import Any
 
 import aiohttp
+import pytest
 
 from tencent_iot_emulator.emulator import Emulator
 from tests.emulator_fixtures import MqttTestClient, console_call, eventually, mqtt_client, register_device
@@ -222,6 +223,7 @@ async def test_progress_tracked_to_done(emulator: Emulator, http: aiohttp.Client
             return bool(entry["state"] == "downloading" and entry["percent"] == 37)
 
         await eventually(downloading)
+        await dev1.publish(report_topic("dev1"), progress("downloading", percent="100"), qos=0)
         await dev1.publish(report_topic("dev1"), progress("burning"))
         assert (await task_states(http, emulator, task_id))["dev1"]["state"] == "burning"
         await dev1.publish(report_topic("dev1"), progress("done"))
@@ -234,6 +236,7 @@ async def test_progress_tracked_to_done(emulator: Emulator, http: aiohttp.Client
             "percent": 100,
             "result_code": 0,
             "result_msg": "",
+            "history": ["downloading 0", "downloading 37", "downloading 100", "burning", "done"],
         }
         await report_version(dev1, "dev1", "2.0")
         await dev1.expect_none(update_topic("dev1"), wait=0.1)
@@ -258,6 +261,72 @@ async def test_progress_fail_is_terminal(emulator: Emulator, http: aiohttp.Clien
         assert (entry["state"], entry["result_code"], entry["result_msg"]) == ("fail", -4, "md5 mismatch")
         await report_version(dev1, "dev1", "1.0")
         await dev1.expect_none(update_topic("dev1"), wait=0.1)
+
+
+async def test_a_second_terminal_report_is_recorded_not_a_violation(
+    emulator: Emulator, http: aiohttp.ClientSession
+) -> None:
+    """Tencent's own device SDKs report a bad image twice: `-4` from their check, then `-5` from their samples.
+    The cloud must take that: the second is recorded in the device's history, the first outcome stands, and
+    nothing is listed as a violation (old emulator: "report_progress after the task ended")."""
+    firmware = await setup(http, emulator)
+    async with device(emulator, "dev1", "1.0") as dev1:
+        task_id = await create_task(http, emulator, mode="list", devices=["dev1"])
+        await expect_update(dev1, "dev1", firmware)
+        await dev1.publish(report_topic("dev1"), progress("downloading", percent="0"), qos=0)
+        await dev1.publish(report_topic("dev1"), progress("fail", code="-4", msg="md5 mismatch"))
+        await dev1.publish(report_topic("dev1"), progress("fail", code="-5", msg="time_out"))
+
+        async def both_heard() -> dict[str, Any] | None:
+            entry = (await task_states(http, emulator, task_id))["dev1"]
+            return entry if len(entry["history"]) == 3 else None
+
+        entry = await eventually(both_heard)
+        assert entry["history"] == ["downloading 0", "fail -4", "fail -5"]
+        assert (entry["state"], entry["result_code"], entry["result_msg"]) == ("fail", -4, "md5 mismatch")
+        await dev1.publish(report_topic("dev1"), progress("downloading", percent="50"), qos=0)
+
+        async def refused() -> list[Any]:
+            return list((await console_call(http, emulator, "GET", "/api/violations"))["violations"])
+
+        violations = await eventually(refused)
+        assert [v["reason"] for v in violations] == ["report_progress after the task ended (fail)"]
+
+
+@pytest.mark.parametrize(
+    ("told", "reason"),
+    [
+        ([("downloading", "0"), ("burning", None)], "burning before the device reported downloading 100"),
+        (
+            [("downloading", "0"), ("downloading", "100"), ("done", None)],
+            "done before the device reported burning",
+        ),
+        (
+            [("downloading", "100"), ("burning", None), ("downloading", "100")],
+            "downloading after the device reported burning",
+        ),
+    ],
+)
+async def test_a_cadence_out_of_order_is_a_violation(
+    emulator: Emulator, http: aiohttp.ClientSession, told: list[tuple[str, str | None]], reason: str
+) -> None:
+    """Spec §3a: the markers are never dropped or reordered. The task log checks it, so a test against the
+    emulator sees a gateway that loses `burning` or sends `done` too early."""
+    firmware = await setup(http, emulator)
+    async with device(emulator, "dev1", "1.0") as dev1:
+        await create_task(http, emulator, mode="list", devices=["dev1"])
+        await expect_update(dev1, "dev1", firmware)
+        for state, percent in told:
+            if percent is None:
+                await dev1.publish(report_topic("dev1"), progress(state))
+            else:
+                await dev1.publish(report_topic("dev1"), progress(state, percent=percent), qos=0)
+
+        async def listed() -> list[Any]:
+            return list((await console_call(http, emulator, "GET", "/api/violations"))["violations"])
+
+        violations = await eventually(listed)
+        assert [v["reason"] for v in violations] == [reason]
 
 
 async def test_task_times_out_without_progress(emulator: Emulator, http: aiohttp.ClientSession) -> None:

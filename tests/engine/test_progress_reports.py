@@ -107,7 +107,11 @@ async def test_cadence_urgent_throttled_and_keepalive(background: BackgroundTask
     first, second = uplink.of(A)[:2]
     assert first.report["progress"]["percent"] == "0"
     assert (second.report["progress"]["percent"], second.priority) == ("20", UplinkPriority.PROGRESS)
-    assert {s.coalesce_key for s in uplink.of(A)} == {progress_key(A, "V2")}
+    # A marker is never coalesced (no key); a percent in between is, with the job's other percents.
+    assert [(s.coalesce_key, s.priority) for s in (first, second)] == [
+        (None, UplinkPriority.MARKER),
+        (progress_key(A, "V2"), UplinkPriority.PROGRESS),
+    ]
     assert all(s.qos == 0 for s in uplink.of(A))
 
     await eventually(lambda: sent(3), within=2)
@@ -162,6 +166,32 @@ async def test_a_queued_job_says_zero_after_one_report_interval(background: Back
         "version": "V2",
     }
     assert uplink.sent[0].priority is UplinkPriority.KEEPALIVE
+    reporter.end(A)
+
+
+async def test_a_resumed_job_says_where_its_download_stands(background: BackgroundTasks) -> None:
+    """Spec §3: "0" only for a download from byte 0. A job resumed at 43 % keeps its task alive with 43, and
+    its cloud progress never jumps back (old code: the admission's keep-alive said "0")."""
+    uplink = Uplink()
+    reporter = _reporter(uplink, background, report_interval_s=0.05, keepalive_interval_s=5.0)
+    await reporter.admit(A, "V2", percent=lambda: 43)
+
+    async def told() -> bool:
+        await asyncio.sleep(0)
+        return bool(uplink.sent)
+
+    await eventually(told, within=2)
+    assert uplink.sent[0].report["progress"]["percent"] == "43"
+    reporter.downloading(A, 44)
+
+    async def sent(count: int) -> bool:
+        await asyncio.sleep(0)
+        return len(uplink.sent) >= count
+
+    await eventually(lambda: sent(2), within=2)
+    reporter.downloading(A, 100, urgent=True)
+    await eventually(lambda: sent(3), within=2)
+    assert [s.report["progress"]["percent"] for s in uplink.sent] == ["43", "44", "100"]
     reporter.end(A)
 
 
@@ -239,6 +269,57 @@ async def test_markers_keep_their_place_behind_a_report_still_waiting(background
         ("burning", None),
     ]
     reporter.end(A)
+
+
+async def test_finish_waits_for_every_marker_and_drops_the_percents(background: BackgroundTasks) -> None:
+    """The outcome goes last: `finish` returns once "0", "100" and `burning` are handed over, in order, even
+    when the job ends while all three still wait for the budget (old code: the outcome replaced them in the
+    limiter, and ending the job discarded the markers queued behind the one under way). A percent still
+    waiting is dropped: the outcome supersedes it."""
+    uplink = CoalescingUplink()
+    reporter = ProgressReporter(uplink, background.spawn, ReportCadence(report_interval_s=0.0))
+    await reporter.admit(A, "V2", {"task_id": 7})
+    reporter.downloading(A, 0, urgent=True)
+    reporter.downloading(A, 0, urgent=True)  # said once per job
+    reporter.downloading(A, 100, urgent=True)
+    reporter.burning(A)
+    finishing = asyncio.ensure_future(reporter.finish(A, "V2"))
+    await asyncio.sleep(0.05)
+    assert not finishing.done()  # the markers still wait for the budget
+    uplink.gate.set()
+    assert await asyncio.wait_for(finishing, 2) == {"task_id": 7}
+    reports = [s.report["progress"] for s in uplink.uplink.of(A)]
+    assert [(p["state"], p.get("percent")) for p in reports] == [
+        ("downloading", "0"),
+        ("downloading", "100"),
+        ("burning", None),
+    ]
+    assert all(s.priority is UplinkPriority.MARKER and s.coalesce_key is None for s in uplink.uplink.of(A))
+    assert reporter.alive == 0
+    assert await reporter.finish(A, "V2") == {}  # nothing left to wait for
+
+
+async def test_a_marker_supersedes_a_keepalive_still_waiting(background: BackgroundTasks) -> None:
+    """A keep-alive waiting for the budget (behind every other job's) gives way to the marker that follows
+    it: the marker does not wait for it, and the cloud hears the marker."""
+    uplink = Uplink()
+    gate = asyncio.Event()
+
+    async def held_keepalives(topic: str, payload: str, qos: int = 1, **labels: Any) -> None:
+        if labels.get("priority") is UplinkPriority.KEEPALIVE:
+            await gate.wait()  # never opens: the budget has no room for keep-alives
+        await uplink(topic, payload, qos, **labels)
+
+    reporter = ProgressReporter(
+        held_keepalives, background.spawn, ReportCadence(report_interval_s=0.01, keepalive_interval_s=5.0)
+    )
+    await reporter.admit(A, "V2")
+    await asyncio.sleep(0.1)  # the admission's keep-alive is due and waits
+    reporter.downloading(A, 100, urgent=True)
+    reporter.burning(A)
+    await asyncio.wait_for(reporter.finish(A, "V2"), 2)
+    reports = [s.report["progress"] for s in uplink.of(A)]
+    assert [(p["state"], p.get("percent")) for p in reports] == [("downloading", "100"), ("burning", None)]
 
 
 @dataclass

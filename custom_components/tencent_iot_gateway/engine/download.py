@@ -355,6 +355,15 @@ class Downloader:
         states = await self._load_states()
         return ResumeState.from_dict(states.get(image_file_stem(item)))
 
+    async def resume_point(self, spec: FirmwareSpec) -> int:
+        """Bytes of `spec`'s image a `fetch` now would not download again: all of a verified image in the
+        cache, the kept part of a matching partial download, else 0 (it would start from byte 0)."""
+        if await _run(_file_length, self._cache.path_for(spec)) == spec.size:
+            return spec.size
+        state = await self.resume_state(spec)
+        length = await _run(_file_length, self._cache.partial_path_for(spec))
+        return _kept_bytes(spec, state, length) or 0
+
     async def _fetch(self, spec: FirmwareSpec, on_progress: Callable[[DownloadProgress], None]) -> Path:
         final = self._cache.path_for(spec)
         if await _run(_file_length, final) == spec.size:
@@ -440,9 +449,9 @@ class Downloader:
         states = await self._load_states()
         state = ResumeState.from_dict(states.get(stem))
         length = await _run(_file_length, path)
-        if state is not None and state.matches(spec) and length >= state.downloaded:
-            # The file may be longer than the last save (saves are throttled); the excess is cut off.
-            return state.downloaded
+        kept = _kept_bytes(spec, state, length)
+        if kept is not None:
+            return kept
         if state is not None and not state.matches(spec):
             _LOGGER.info(
                 "Stored download state of %s does not match firmware %s: starting from 0",
@@ -481,6 +490,15 @@ class Downloader:
         async with self._state_lock:
             states = self._states or {}
             await self._store.async_save({STATE_KEY: {k: dict(v) for k, v in states.items()}})
+
+
+def _kept_bytes(spec: FirmwareSpec, state: ResumeState | None, length: int) -> int | None:
+    """Bytes of a partial file of `length` (-1: none) that a resume keeps, by its saved `state`; None when
+    the file cannot be resumed."""
+    if state is not None and state.matches(spec) and length >= state.downloaded:
+        # The file may be longer than the last save (saves are throttled); the excess is cut off.
+        return state.downloaded
+    return None
 
 
 def _check_md5(spec: FirmwareSpec, digest: str) -> None:

@@ -110,6 +110,9 @@ class Downloader(Protocol):
     async def fetch(self, spec: FirmwareSpec, on_progress: Callable[[DownloadProgress], None]) -> Path:
         """Return the path of the verified image."""
 
+    async def resume_point(self, spec: FirmwareSpec) -> int:
+        """Bytes of the image a `fetch` now would not download again (0: it starts from byte 0)."""
+
 
 class ImageCache(Protocol):
     """Counts the jobs that need an image and deletes it once none does (engine/firmware_cache.py)."""
@@ -238,6 +241,7 @@ class OtaManager:
         self._download_slots = asyncio.Semaphore(self._settings.max_downloads)
         self._flash_slots = asyncio.Semaphore(self._settings.max_flashes)
         self._stopping = False
+        self._pushes_without_version = 0
         # Cleared once stopping: a job that reaches its flash slot then waits here until it is cancelled (or
         # the stop is called off).
         self._flashes_allowed = asyncio.Event()
@@ -269,6 +273,11 @@ class OtaManager:
     def keepalive_capacity(self) -> int:
         """How many running jobs the keep-alive share of the uplink budget can keep alive at once."""
         return self._reports.cadence.capacity
+
+    @property
+    def pushes_without_version(self) -> int:
+        """Pushes ignored because they named no valid version (shown in diagnostics)."""
+        return self._pushes_without_version
 
     @property
     def store_writes(self) -> int:
@@ -392,11 +401,19 @@ class OtaManager:
         match message:
             case UpdateFirmware(firmware):
                 self._on_update_firmware(entry, firmware)
-            case InvalidUpdate(error, version):
+            case InvalidUpdate(error, version) if version:
                 _LOGGER.warning("Refusing an invalid firmware push for %s: %s", device, error)
-                reported = version or entry.snapshot.installed_version
-                if reported is not None:  # a report needs a version; with none known there is nothing to say
-                    self._spawn(self._report_failure(entry, reported, error))
+                self._spawn(self._report_failure(entry, version, error))
+            case InvalidUpdate(error):
+                # A report names its task by the version: without a valid one, any report could land on
+                # the task of the firmware the device runs and overwrite its record. Nothing is reported.
+                self._pushes_without_version += 1
+                _LOGGER.warning(
+                    "Ignoring a firmware push for %s without a valid version (%s); nothing is reported to "
+                    "the cloud. Check the firmware's version in Tencent's console",
+                    device,
+                    error,
+                )
             case VersionAcknowledged(version, code):
                 if code != 0:
                     _LOGGER.warning("The cloud refused version %r of %s (result %d)", version, device, code)
@@ -599,7 +616,13 @@ class OtaManager:
                 # Its outcome goes first, and its end must not end this job's reports (same device, maybe
                 # the same version).
                 await asyncio.wait([previous])
-            await self._reports.admit(entry.device, target.version, target.report_fields)
+            resumed = await self._downloader.resume_point(target)
+            await self._reports.admit(
+                entry.device,
+                target.version,
+                target.report_fields,
+                percent=lambda: self._start_percent(target, resumed),
+            )
             await self._pass_gate(entry, GatePoint.BEFORE_DOWNLOAD)
             image = await self._download(entry, target)
             target = entry.snapshot.target or target
@@ -840,6 +863,14 @@ class OtaManager:
                 ),
             )
 
+    def _start_percent(self, target: FirmwareSpec, resumed: int) -> int:
+        """Where a job's download stands as it starts: the shared download's, else what is kept on disk."""
+        shared = self._downloads.get(target.image_key)
+        if shared is not None and shared.progress is not None and not shared.task.done():
+            # Joining a download from byte 0 starts at "0" like the others (`_on_download_progress`).
+            return 0 if shared.progress.fresh else shared.progress.percent
+        return resumed * 100 // target.size
+
     async def _download(self, entry: _Device, target: FirmwareSpec) -> Path:
         refreshes = 0
         while True:
@@ -945,9 +976,12 @@ class OtaManager:
             speed_bps=progress.speed_bps,
             eta_s=progress.eta_s,
         )
-        # Spec §3 cadence: "0" at once when a download starts from byte 0, "100" at once at the end.
-        urgent = finished or (progress.fresh and progress.downloaded == 0)
-        self._reports.downloading(entry.device, int(fraction * 100), urgent=urgent)
+        # Spec §3 cadence: "0" at once when a download starts from byte 0 (also for a job that joins a shared
+        # download from byte 0 late: its cloud task has not heard it), "100" at once at the end. Each marker is
+        # sent once per job (`ProgressReporter`).
+        if progress.fresh:
+            self._reports.downloading(entry.device, 0, urgent=True)
+        self._reports.downloading(entry.device, int(fraction * 100), urgent=finished)
 
     async def _flash(self, entry: _Device, target: FirmwareSpec, image: Path) -> str:
         flasher = self._flasher_for(entry.device)
@@ -1016,9 +1050,9 @@ class OtaManager:
             await self._send_report(entry, _fail_report(version, error))
 
     async def _send_report(self, entry: _Device, payload: str, qos: int = 1) -> None:
-        """Send a job's outcome (fail, done): its keep-alives stop first, and it replaces any still unsent."""
+        """Send a job's outcome (fail, done) once its markers are handed over; its keep-alives stop first."""
         version = _version_of(payload)
-        echo = self._reports.end(entry.device, version)
+        echo = await self._reports.finish(entry.device, version)
         if echo:
             payload = _with_echo(payload, echo)
         await self._publish(

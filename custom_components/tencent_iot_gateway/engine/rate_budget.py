@@ -5,8 +5,8 @@ gateway's messages for all of its sub-devices share that one budget. `UplinkLimi
 than `rate` messages are handed to the MQTT client in any window of `WINDOW_S`: it spaces them evenly, by a
 window stretched by a margin, so that a message the broker handles a little late (its own stalls, the
 network) cannot make it count one too many. When the budget is spent, messages wait in one priority queue:
-terminal reports and control operations first, version reports next, then progress, keep-alives last and
-never more than half of the budget. A waiting message with the same `coalesce_key` as a new one is replaced
+terminal reports and control operations first, the jobs' cadence markers, version reports next, then
+progress, keep-alives last and never more than half of the budget. A waiting message with the same `coalesce_key` as a new one is replaced
 by it (it keeps its place in the queue): the latest progress wins, and the caller of the replaced message is
 answered together with the one that replaced it.
 

@@ -2,8 +2,9 @@
 
 Tencent's broker limits what one connection may send (spec §3a "Rate budget": 30 uplink messages a second by
 the strict reading). Every uplink therefore says how it may be treated when the budget is tight: terminal
-reports and `online` go first, progress can be coalesced (a newer report with the same key replaces one still
-waiting), keep-alives take what is left. The session's rate limiter implements this; callers only label.
+reports and `online` go first, then the cadence markers of the jobs, which are never coalesced; intermediate
+progress can be coalesced (a newer report with the same key replaces one still waiting), keep-alives take what is
+left. The session's rate limiter implements this; callers only label.
 """
 
 from __future__ import annotations
@@ -20,12 +21,15 @@ class UplinkPriority(IntEnum):
 
     TERMINAL = 0  # fail, done: outcomes the cloud must hear
     CONTROL = 1  # gateway operations (online, offline, bind, describe) and their acknowledgements
+    # A job's cadence markers (downloading "0" and "100", `burning`): its outcome waits until they are handed
+    # over (spec §3a), so they go ahead of everything an outcome goes ahead of.
+    MARKER = 2
     # report_version: ahead of progress as spec §3a says, but behind the two above, which it could otherwise
     # hold up: after a (re)connect with 1,000 sub-devices the versions take half a minute of the budget, and a
     # sub-device added meanwhile, or a flash that ends, would wait for them all.
-    VERSION = 2
-    PROGRESS = 3  # downloading percent, burning
-    KEEPALIVE = 4  # a repeated report whose only purpose is to keep the cloud's task alive
+    VERSION = 3
+    PROGRESS = 4  # a downloading percent between the markers, or a changed state at its report interval
+    KEEPALIVE = 5  # a repeated report whose only purpose is to keep the cloud's task alive
 
 
 class Publish(Protocol):
