@@ -71,6 +71,8 @@ async def _engine_state(runtime: GatewayRuntime) -> dict[str, Any]:
         "gateway": runtime.gateway.key,
         "connected": runtime.connected,
         "install_policy": runtime.install_policy.value,
+        # Ignored, not reported: a report without a valid version could land on another task's record.
+        "pushes_without_a_valid_version": runtime.engine.ota.pushes_without_version,
         "sub_devices": [await _sub_device_state(runtime, device) for device in devices],
     }
 

@@ -447,7 +447,33 @@ async def test_file_flash_sanitizes_device_names(tmp_path: Path, image_file: Pat
     assert (out / f"{PRODUCT}_lamp_1_hall_V100R0001.bin").read_bytes() == DATA
 
 
-@pytest.mark.parametrize("version", ["../../etc/evil", "a/b", ".hidden", "x" * 33, ""])
+@pytest.mark.parametrize(
+    ("version", "name"),
+    [
+        ("../../etc/evil", "..%2F..%2Fetc%2Fevil"),
+        ("a/b", "a%2Fb"),
+        (".hidden", ".hidden"),
+        ("1.0 (beta)", "1.0%20%28beta%29"),
+        ("50%", "50%25"),
+    ],
+)
+async def test_file_flash_encodes_versions_that_are_unsafe_in_a_file_name(
+    tmp_path: Path, image_file: Path, version: str, name: str
+) -> None:
+    """Tencent accepts any 1-32 characters as a version: what a file name cannot hold is encoded, never
+    refused, and the image lands inside the directory."""
+    out = tmp_path / "drop"
+    flasher = FileFlasher(FileFlasherConfig(directory=str(out)))
+
+    assert await flasher.flash(image_file, TARGET, firmware_for(DATA, version=version), lambda _p: None) == (
+        version
+    )
+
+    assert [p.name for p in out.iterdir()] == [f"{PRODUCT}_{TARGET.device_name}_{name}.bin"]
+    assert not (tmp_path / "etc").exists()
+
+
+@pytest.mark.parametrize("version", ["x" * 33, "", "a\nb"])
 async def test_file_flash_refuses_unsafe_versions(tmp_path: Path, image_file: Path, version: str) -> None:
     out = tmp_path / "drop"
     flasher = FileFlasher(FileFlasherConfig(directory=str(out)))

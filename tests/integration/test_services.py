@@ -273,13 +273,13 @@ async def test_entry_not_loaded(
 async def test_set_installed_version_refuses_an_invalid_version(
     hass: HomeAssistant, gateway: Gateway
 ) -> None:
-    """A version with characters Tencent does not accept."""
+    """A version Tencent does not accept (over 32 characters)."""
     entry = await _light(hass, gateway)
     with pytest.raises(ServiceValidationError) as caught:
         await _call(
             hass,
             "set_installed_version",
-            {"device_id": _device_id(hass, entry, light_key("light1")), "version": "1.0 beta/2"},
+            {"device_id": _device_id(hass, entry, light_key("light1")), "version": "1." + "0" * 32},
         )
     assert caught.value.translation_domain == DOMAIN
     assert caught.value.translation_key == "invalid_version"
@@ -313,7 +313,7 @@ async def test_complete_flash_invalid_version(hass: HomeAssistant, gateway: Gate
     await wait_for(hass, lambda: bool(events))
     job_id = events[0].data["job_id"]
     with pytest.raises(ServiceValidationError) as caught:
-        await _call(hass, "complete_flash", {"job_id": job_id, "success": True, "version": "not valid!"})
+        await _call(hass, "complete_flash", {"job_id": job_id, "success": True, "version": "not\nvalid"})
     assert caught.value.translation_key == "invalid_version"
     await _call(hass, "complete_flash", {"job_id": job_id, "success": True})
     await install

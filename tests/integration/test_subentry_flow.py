@@ -145,8 +145,8 @@ async def test_add_unbound_without_secret_stays_unavailable(
         ({CONF_PRODUCT_ID: ""}, CONF_PRODUCT_ID, "invalid_product_id"),
         ({CONF_DEVICE_NAME: "bad name!"}, CONF_DEVICE_NAME, "invalid_device_name"),
         ({CONF_DEVICE_SECRET: "not base64 !!"}, CONF_DEVICE_SECRET, "invalid_device_secret"),
-        ({CONF_INSTALLED_VERSION: "-1"}, CONF_INSTALLED_VERSION, "invalid_installed_version"),
-        ({CONF_INSTALLED_VERSION: "a b"}, CONF_INSTALLED_VERSION, "invalid_installed_version"),
+        ({CONF_INSTALLED_VERSION: "v" * 33}, CONF_INSTALLED_VERSION, "invalid_installed_version"),
+        ({CONF_INSTALLED_VERSION: "a\tb"}, CONF_INSTALLED_VERSION, "invalid_installed_version"),
         ({CONF_PRODUCT_ID: "GWPROD0001", CONF_DEVICE_NAME: "gw01"}, "base", "sub_device_is_gateway"),
     ],
 )
@@ -388,7 +388,7 @@ async def test_edit_version_and_flasher_live(hass: HomeAssistant, gateway: Gatew
 async def test_edit_errors(hass: HomeAssistant, gateway: Gateway) -> None:
     """A bad version or secret on the edit form is named; the subentry is unchanged."""
     entry = await add_entry(hass, gateway.entry_data, subentries=[sub("light1")])
-    for field, value in ((CONF_INSTALLED_VERSION, "-x"), (CONF_DEVICE_SECRET, "%%%")):
+    for field, value in ((CONF_INSTALLED_VERSION, "x" * 33), (CONF_DEVICE_SECRET, "%%%")):
         user_input = {CONF_INSTALLED_VERSION: "1.0", CONF_FLASHER_KIND: "none", field: value}
         result = await _reconfigure(hass, entry, "light1", user_input)
         assert result["type"] is FlowResultType.FORM

@@ -13,8 +13,7 @@ from .errors import InvalidFirmwareError
 VERSION_MAX = 32
 DEFAULT_MAX_FIRMWARE_SIZE = 512 * 1024 * 1024
 
-# Versions end up in file names and UI text: keep to characters that are safe in both, and no leading dot.
-_VERSION_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+\-]*")
+VERSION_MIN = 1
 _MD5_RE = re.compile(r"[0-9a-fA-F]{32}")
 # IoT Explorer's pushes may name the task and the firmware module; its devices echo both in their progress
 # reports (spec notes, OTA 升级协议). Only plausible values are kept; anything else is ignored, never refused.
@@ -23,17 +22,21 @@ _ECHO_TEXT_RE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 
 
 def validate_version(value: object) -> str:
-    """Return `value` if it can be a firmware version, else raise `InvalidFirmwareError`."""
+    """Return `value` if it can be a firmware version, else raise `InvalidFirmwareError`.
+
+    Tencent's rule, as its device SDKs check it: 1 to 32 characters (its console further limits what it
+    accepts to letters, digits, `.`, `-` and `_`, a subset). Anything the cloud may push is accepted; only
+    control characters are refused, as they cannot be shown or logged. Where a version becomes part of a
+    file name it is encoded there (`flashers.file.image_file_name`), never refused.
+    """
     if not isinstance(value, str) or not value:
         raise InvalidFirmwareError("version is missing or not a string")
-    if len(value) > VERSION_MAX:
+    if not VERSION_MIN <= len(value) <= VERSION_MAX:
         raise InvalidFirmwareError(
             f"version is {len(value)} characters long; at most {VERSION_MAX} are allowed"
         )
-    if not _VERSION_RE.fullmatch(value):
-        raise InvalidFirmwareError(
-            "version may hold only letters, digits and . _ + - and must not start with one"
-        )
+    if not value.isprintable():
+        raise InvalidFirmwareError("version holds a control character")
     return value
 
 

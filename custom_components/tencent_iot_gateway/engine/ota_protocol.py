@@ -13,7 +13,7 @@ import json
 from typing import Any
 
 from .errors import InvalidFirmwareError, OtaResultCode
-from .firmware import DEFAULT_MAX_FIRMWARE_SIZE, FirmwareSpec
+from .firmware import DEFAULT_MAX_FIRMWARE_SIZE, FirmwareSpec, validate_version
 
 
 class ProgressState(StrEnum):
@@ -62,7 +62,7 @@ class UpdateFirmware:
 
 @dataclass(frozen=True, slots=True)
 class InvalidUpdate:
-    """An `update_firmware` push that cannot be acted on; `version` is what it named, if anything."""
+    """An `update_firmware` push that cannot be acted on; `version` is the valid version it named, else ""."""
 
     error: InvalidFirmwareError
     version: str
@@ -99,8 +99,11 @@ def parse_update_topic(payload: bytes, *, max_size: int = DEFAULT_MAX_FIRMWARE_S
         try:
             return UpdateFirmware(FirmwareSpec.parse(message, max_size=max_size))
         except InvalidFirmwareError as err:
-            version = message.get("version")
-            return InvalidUpdate(err, version if isinstance(version, str) else "")
+            try:
+                named = validate_version(message.get("version"))
+            except InvalidFirmwareError:
+                named = ""
+            return InvalidUpdate(err, named)
     if kind == "report_version_rsp":
         code = message.get("result_code")
         version = message.get("version")

@@ -16,6 +16,7 @@ from pathlib import Path
 import re
 import secrets
 from typing import IO, Any, ClassVar
+from urllib.parse import quote
 
 from custom_components.tencent_iot_gateway.engine.errors import (
     FlashError,
@@ -60,14 +61,18 @@ class FileFlasherConfig:
 
 
 def image_file_name(target: DeviceId, version: str) -> str:
-    """`{product_id}_{device_name}_{version}.bin`, with every part checked; raises `FlashError` otherwise."""
+    """`{product_id}_{device_name}_{version}.bin`, with every part checked; raises `FlashError` otherwise.
+
+    A version may hold any character Tencent allows (`validate_version`): what is not safe in a file name
+    (a `/`, a space, `%`...) is percent-encoded, so two versions never share a name and none is refused.
+    """
     try:
         validate_version(version)
     except InvalidFirmwareError as err:
         raise FlashError(f"refusing to write the image under version {version!r}: {err}") from None
     device_part = _UNSAFE_NAME_CHARS.sub("_", target.device_name)
     product_part = _UNSAFE_NAME_CHARS.sub("_", target.product_id)
-    name = f"{product_part}_{device_part}_{version}.bin"
+    name = f"{product_part}_{device_part}_{quote(version, safe='+')}.bin"
     if name.startswith(".") or "/" in name or "\\" in name:
         raise FlashError(f"refusing the unsafe file name {name!r}")
     return name
