@@ -87,6 +87,7 @@ from .engine.errors import (
 from .engine.firmware import validate_version
 from .subentry_flow import SubDeviceSubentryFlow
 from .validation import (
+    ClockSkewError,
     RegistrationError,
     RegistrationUnreachableError,
     async_check_login,
@@ -159,6 +160,14 @@ def _field_error(err: InvalidFieldError) -> FlowError:
     return FlowError(
         field, f"invalid_{err.field}" if field != "base" else "invalid_field", {"reason": err.reason}
     )
+
+
+def _clock_error(err: ClockSkewError) -> tuple[str, dict[str, str]]:
+    """The translation key and placeholders that tell the user to set the host's clock."""
+    if err.skew_s is None:
+        return "clock_skew_unknown", {"reason": err.message}
+    minutes = str(max(1, round(abs(err.skew_s) / 60)))
+    return ("clock_ahead" if err.skew_s > 0 else "clock_behind"), {"minutes": minutes}
 
 
 _KNOWN_FIELDS = frozenset(
@@ -358,6 +367,8 @@ class TencentIotConfigFlow(ConfigFlow, domain=DOMAIN):
         except RegistrationUnreachableError as err:
             field = CONF_REGISTRATION_URL if custom else "base"
             raise FlowError(field, "registration_unreachable", {"reason": str(err)}) from None
+        except ClockSkewError as err:
+            raise FlowError("base", *_clock_error(err)) from None
         except RegistrationError as err:
             raise FlowError("base", "registration_failed", {"reason": err.message}) from None
         except AuthenticationError:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from email.utils import parsedate_to_datetime
 import json
 import secrets
 import ssl
@@ -17,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
+from aiohttp import hdrs
 from cryptography import x509
 
 from .const import (
@@ -38,6 +40,10 @@ from .engine.session import MqttSession
 from .engine.topics import gateway_operation_result
 
 REGISTRATION_TIMEOUT_S = 15.0
+# A registration's signed timestamp must be near the server's time. Tencent does not document the tolerance;
+# past this much, the host's clock is named as the cause of a refusal.
+CLOCK_SKEW_TOLERANCE_S = 300.0
+_SIGNATURE_EXPIRED_CODE = "AuthFailure.SignatureExpire"
 HTTPS_PORT = 443
 
 
@@ -47,6 +53,18 @@ class RegistrationError(TencentIotError):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+
+class ClockSkewError(RegistrationError):
+    """The registration was refused, and the host's clock is off: its signed timestamp is what failed.
+
+    `skew_s`: how far the host's clock is ahead of the server's (negative: behind), from the reply's `Date`
+    header; None when the reply had none and only the refusal's code says so.
+    """
+
+    def __init__(self, message: str, skew_s: float | None) -> None:
+        super().__init__(message)
+        self.skew_s = skew_s
 
 
 class RegistrationUnreachableError(TencentIotError):
@@ -142,8 +160,9 @@ async def async_register_device(
 ) -> str:
     """Trade the product secret for the device's secret (Tencent's dynamic registration, spec §1)."""
     host = urlsplit(base_url).netloc
+    now = time.time()
     request = registration_request(
-        host, device, product_secret, timestamp=int(time.time()), nonce=secrets.randbelow(2**31)
+        host, device, product_secret, timestamp=int(now), nonce=secrets.randbelow(2**31)
     )
     trust = await async_ssl_context(ca_pem)
     try:
@@ -151,6 +170,7 @@ async def async_register_device(
             response = await session.post(request.url, data=request.body, headers=request.headers, ssl=trust)
             async with response:
                 text = await response.text()
+                skew_s = _clock_skew(now, response.headers.get(hdrs.DATE))
     except (TimeoutError, aiohttp.ClientError, ssl.SSLError) as err:
         raise RegistrationUnreachableError(f"cannot reach {host}: {type(err).__name__}") from None
     try:
@@ -162,7 +182,11 @@ async def async_register_device(
         raise RegistrationUnreachableError(f"{host} did not answer like a registration server")
     error = answer.get("Error")
     if isinstance(error, dict):
-        raise RegistrationError(f"{error.get('Code', 'error')}: {error.get('Message', '')}".strip())
+        message = f"{error.get('Code', 'error')}: {error.get('Message', '')}".strip()
+        skewed = skew_s is not None and abs(skew_s) > CLOCK_SKEW_TOLERANCE_S
+        if skewed or error.get("Code") == _SIGNATURE_EXPIRED_CODE:
+            raise ClockSkewError(message, skew_s)
+        raise RegistrationError(message)
     payload = answer.get("Payload")
     if not isinstance(payload, str):
         raise RegistrationError("the reply carries no payload")
@@ -170,6 +194,19 @@ async def async_register_device(
         return check_device_secret(decrypt_registration_payload(payload, product_secret))
     except InvalidFieldError as err:
         raise RegistrationError(f"the reply cannot be used: {err.reason}") from None
+
+
+def _clock_skew(sent_at: float, date_header: str | None) -> float | None:
+    """Seconds the host's clock is ahead of the server that sent `date_header` (None: no usable date)."""
+    if not date_header:
+        return None
+    try:
+        server = parsedate_to_datetime(date_header)
+    except TypeError, ValueError:
+        return None
+    if server.tzinfo is None:
+        return None
+    return sent_at - server.timestamp()
 
 
 async def async_check_login(endpoint: BrokerEndpoint, device: DeviceId, device_secret: str) -> None:

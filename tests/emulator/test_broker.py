@@ -69,6 +69,25 @@ async def test_login_with_spec_vector_2_far_expiry(emulator: Emulator, http: aio
     assert await _login(emulator, MqttTestClient(login)) == 0
 
 
+@pytest.mark.parametrize(
+    "expiry",
+    [
+        2**31 - 1,  # this integration, and Tencent's C and Java SDKs on 32-bit
+        92233720368547758,  # Tencent's Explorer C SDK 3.1.5: LONG_MAX cut to 17 digits by a short buffer
+        int(time.time() * 1000),  # Tencent's Python SDK: the current time in milliseconds
+    ],
+)
+async def test_the_expiry_field_is_seconds_and_far_future_values_log_in(
+    emulator: Emulator, http: aiohttp.ClientSession, expiry: int
+) -> None:
+    """Tencent documents the username's fourth field as the signature's expiry in Unix seconds. What its SDKs
+    put there reads, as seconds, as a time far ahead, and Tencent's cloud accepts them all: so does the
+    emulator (the Python SDK's millisecond clock is tens of thousands of years ahead in seconds)."""
+    await register_device(http, emulator, *V1)
+    assert await _login(emulator, MqttTestClient(sign_mqtt(*V1, expiry=expiry))) == 0
+    assert await _violations(http, emulator) == []
+
+
 async def test_wrong_secret_refused(emulator: Emulator, http: aiohttp.ClientSession) -> None:
     """A signature made with another secret is refused, and the refusal is listed with its reason."""
     await register_device(http, emulator, *V1)

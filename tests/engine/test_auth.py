@@ -8,7 +8,7 @@ import pytest
 
 from custom_components.tencent_iot_gateway.engine.auth import (
     SDK_APP_ID,
-    SIGNATURE_LIFETIME_S,
+    SIGNATURE_EXPIRY,
     SignMethod,
     bind_signature,
     decrypt_registration_payload,
@@ -74,7 +74,7 @@ def test_mqtt_credentials_vectors(
 
 
 def test_mqtt_credentials_defaults_are_fresh(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Without explicit values: the documented app id, a new conn id, an expiry an hour ahead."""
+    """Without explicit values: the documented app id, a new conn id, the fixed far expiry."""
     monkeypatch.setattr("time.time", lambda: 1_000_000.5)
     device = DeviceId("ABCDEFGHIJ", "gw01")
     first = mqtt_credentials(device, "MTIzNDU2Nzg5MGFiY2RlZg==")
@@ -83,7 +83,7 @@ def test_mqtt_credentials_defaults_are_fresh(monkeypatch: pytest.MonkeyPatch) ->
     assert fields[1] == SDK_APP_ID
     assert len(fields[2]) == 5
     assert fields[2].isalnum()
-    assert int(fields[3]) == 1_000_000 + SIGNATURE_LIFETIME_S
+    assert int(fields[3]) == SIGNATURE_EXPIRY == 2**31 - 1  # whatever the host's clock says
     assert first.password.endswith(";hmacsha256")
     conn_ids = {random_conn_id() for _ in range(50)}
     assert len(conn_ids) > 40  # random, not a constant

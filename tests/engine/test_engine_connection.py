@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 from pathlib import Path
+import time
 from typing import Any
 
 import aiohttp
@@ -42,6 +43,27 @@ async def test_tls_login_with_the_right_secret(emulator: Emulator, http: aiohttp
     finally:
         await session.stop()
     assert not session.connected
+
+
+@pytest.mark.parametrize("skew_s", [-3600, -86400 * 365, 86400 * 365 * 5])
+async def test_the_login_does_not_depend_on_the_host_clock(
+    emulator: Emulator, http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch, skew_s: int
+) -> None:
+    """A host whose clock is an hour (or a year) slow, or years fast, logs in with its right secret (old code:
+    the signature expired "now + 3600 s" by the host's clock, was refused as bad credentials, and HA asked for
+    a new secret)."""
+    cloud = await seed_cloud(emulator, http)
+    real_time = time.time
+    monkeypatch.setattr(time, "time", lambda: real_time() + skew_s)
+    session = _session(
+        BrokerEndpoint("127.0.0.1", emulator.mqtts_port, ca_pem=emulator.ca_file.read_text()),
+        cloud.gateway_secret,
+    )
+    await session.start()
+    try:
+        assert session.connected
+    finally:
+        await session.stop()
 
 
 async def test_wrong_secret_is_an_authentication_error(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+import time
+from types import SimpleNamespace
 from typing import Any
 from unittest.mock import AsyncMock, patch
 
@@ -11,6 +13,7 @@ from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
 import pytest
 
+from custom_components.tencent_iot_gateway import validation
 from custom_components.tencent_iot_gateway.const import (
     CONF_CA_CERT,
     CONF_DEVICE_NAME,
@@ -258,6 +261,43 @@ async def test_dynamic_registration_refused(
     assert result["step_id"] == "user"
     assert result["errors"] == {"base": "registration_failed"}
     assert result["description_placeholders"]["reason"]
+
+
+@pytest.mark.parametrize(("skew_s", "key"), [(-3600, "clock_behind"), (1800, "clock_ahead")])
+async def test_dynamic_registration_with_the_host_clock_off_says_to_set_the_clock(
+    hass: HomeAssistant,
+    gateway: Gateway,
+    mock_setup_entry: AsyncMock,
+    monkeypatch: pytest.MonkeyPatch,
+    skew_s: int,
+    key: str,
+) -> None:
+    """The registration's signed timestamp is refused when the host's clock is off: the form says so, and by
+    how much (from the server's `Date`), instead of blaming the product secret. Then, with the clock set,
+    the same values go through."""
+    real_time = time.time
+    monkeypatch.setattr(validation, "time", SimpleNamespace(time=lambda: real_time() + skew_s))
+    flow_id = await _start(hass)
+    await _configure(
+        hass,
+        flow_id,
+        _user_input(gateway, device_name="gw_clock", device_secret=None, product_secret=PRODUCT_SECRET),
+    )
+    result = await _configure(
+        hass, flow_id, gateway.custom | {CONF_REGISTRATION_URL: gateway.emulator.https_url}
+    )
+    assert result["errors"] == {"base": key}
+    assert result["description_placeholders"]["minutes"] == str(abs(skew_s) // 60)
+    monkeypatch.setattr(validation, "time", time)
+    result = await _configure(
+        hass,
+        flow_id,
+        _user_input(gateway, device_name="gw_clock", device_secret=None, product_secret=PRODUCT_SECRET),
+    )
+    result = await _configure(
+        hass, flow_id, gateway.custom | {CONF_REGISTRATION_URL: gateway.emulator.https_url}
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
 
 
 async def test_dynamic_registration_unreachable(

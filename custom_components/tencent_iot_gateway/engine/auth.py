@@ -15,7 +15,6 @@ import hmac
 import json
 import secrets
 import string
-import time
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
@@ -23,7 +22,12 @@ from .errors import InvalidFieldError
 from .identity import DeviceId, decode_device_secret
 
 SDK_APP_ID = "12010126"
-SIGNATURE_LIFETIME_S = 3600
+# The username's expiry (Unix seconds, per Tencent's docs): fixed far ahead, as Tencent's C and Java SDKs
+# sign by default, so that the login never depends on the host's clock. An expiry an hour ahead of the host's
+# time was refused as expired (CONNACK 4) on a host whose clock ran an hour slow, and the user was asked for a
+# new secret that was right all along. 2^31 - 1 (January 2038) is the largest value every parser of Tencent's
+# takes; the password it signs never leaves the TLS connection and changes with every connect (the conn id).
+SIGNATURE_EXPIRY = 2**31 - 1
 CONN_ID_LENGTH = 5
 _CONN_ID_ALPHABET = string.ascii_letters + string.digits
 
@@ -75,12 +79,12 @@ def mqtt_credentials(
     conn_id: str | None = None,
     expiry: int | None = None,
 ) -> MqttCredentials:
-    """Sign a username for `device`; fresh conn id and an expiry an hour ahead unless given."""
+    """Sign a username for `device`; a fresh conn id and `SIGNATURE_EXPIRY` unless given."""
     key = decode_device_secret(device_secret)
     if conn_id is None:
         conn_id = random_conn_id()
     if expiry is None:
-        expiry = int(time.time()) + SIGNATURE_LIFETIME_S
+        expiry = SIGNATURE_EXPIRY
     username = f"{device.client_id};{sdk_app_id};{conn_id};{expiry}"
     digest = hmac.new(key, username.encode(), method.digest).hexdigest()
     return MqttCredentials(device.client_id, username, f"{digest};{method.value}", expiry)
