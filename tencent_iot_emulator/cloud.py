@@ -356,6 +356,14 @@ class Cloud:
         await self._publish(f"$gateway/operation/result/{gateway_key}", {"type": "unbind_all"})
         return True
 
+    async def push_search(self, gateway_key: str, *, searching: bool) -> bool:
+        """The console's "search sub-devices" switch: push `search_devices` if the gateway is up."""
+        if self._sessions.get(gateway_key, 0) <= 0:
+            return False
+        payload = {"type": "search_devices", "payload": {"status": 1 if searching else 0}}
+        await self._publish(f"$gateway/operation/result/{gateway_key}", payload)
+        return True
+
     # -- MQTT in -----------------------------------------------------------------------------------------
 
     async def _read_loop(self) -> None:
@@ -440,6 +448,12 @@ class Cloud:
                 self.record_violation(
                     "protocol", gateway_key, topic, "unbind_all reply needs an int payload.result"
                 )
+            return
+        if kind in ("change", "search_devices"):
+            # The gateway's answer to a push of ours (Tencent's topology docs: a top-level int `result`).
+            result = data.get("result")
+            if isinstance(result, bool) or not isinstance(result, int):
+                self.record_violation("protocol", gateway_key, topic, f"{kind} reply needs an int result")
             return
         if kind not in ("online", "offline", "bind", "unbind"):
             self.record_violation("protocol", gateway_key, topic, f"unknown gateway operation type {kind!r}")

@@ -64,6 +64,7 @@ class Console:
         app.router.add_post("/api/bindings/batch", self._post_bindings)
         app.router.add_delete("/api/bindings", self._delete_binding)
         app.router.add_post("/api/unbind_all", self._post_unbind_all)
+        app.router.add_post("/api/search_devices", self._post_search_devices)
         app.router.add_post("/api/tasks", self._post_task)
         app.router.add_get("/api/tasks/{task_id}", self._get_task)
         app.router.add_get("/api/messages", self._get_messages)
@@ -202,6 +203,18 @@ class Console:
             raise _error(400, str(err)) from None
         pushed = await self._cloud.push_unbind_all(gateway, subs)
         return web.json_response({"gateway": gateway, "subdevices": subs, "pushed": pushed})
+
+    async def _post_search_devices(self, request: web.Request) -> web.Response:
+        body = await _json_body(request)
+        status = body.get("status")
+        try:
+            gateway = device_key(*parse_key(body.get("gateway")))
+        except RegistryError as err:
+            raise _error(400, str(err)) from None
+        if status not in (0, 1) or isinstance(status, bool):
+            raise _error(400, "status must be 0 (stop) or 1 (start)")
+        pushed = await self._cloud.push_search(gateway, searching=status == 1)
+        return web.json_response({"gateway": gateway, "status": status, "pushed": pushed})
 
     async def _post_task(self, request: web.Request) -> web.Response:
         body = await _json_body(request)

@@ -15,7 +15,7 @@ from custom_components.tencent_iot_gateway.engine.identity import DeviceId
 from tencent_iot_emulator.emulator import Emulator
 from tests.emulator_fixtures import eventually
 
-from .engine_rig import AIRCON, GATEWAY, LIGHTS, running_gateway, seed_cloud
+from .engine_rig import AIRCON, GATEWAY, LIGHTS, SEED, running_gateway, seed_cloud
 
 
 async def test_unbound_sub_device_is_reported_and_bound_with_its_secret(
@@ -91,6 +91,41 @@ async def test_console_pushes_become_events(
 
         await eventually(acknowledged)
         assert AllUnbound() in gateway.events
+
+
+async def test_change_and_search_devices_are_acknowledged_as_tencent_documents(
+    emulator: Emulator, http: aiohttp.ClientSession, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Tencent's topology docs show the gateway answering `change` with `{"type": "change", "result": 0}`; the
+    console's search switch (`search_devices`) is answered the same way (old code: `change` got no answer and
+    `search_devices` was logged as malformed). A search changes nothing: this gateway has no radio."""
+    cloud = await seed_cloud(emulator, http)
+    async with running_gateway(cloud, tmp_path) as gateway:
+        await cloud.console.unbind(GATEWAY.key, LIGHTS[1].key)
+        assert await cloud.console.search_devices(GATEWAY.key, searching=True)
+        assert await cloud.console.search_devices(GATEWAY.key, searching=False)
+
+        async def answers() -> list[object]:
+            messages = await cloud.console.messages(GATEWAY.key)
+            replies: list[object] = [
+                m.payload
+                for m in messages
+                if m.direction == "in"
+                and isinstance(m.payload, dict)
+                and m.payload.get("type") in {"change", "search_devices"}
+            ]
+            return replies if len(replies) == 3 else []
+
+        assert await eventually(answers) == [
+            {"type": "change", "result": 0},
+            {"type": "search_devices", "result": 0},
+            {"type": "search_devices", "result": 0},
+        ]
+        assert not gateway.engine.is_online(LIGHTS[1])
+        assert all(gateway.engine.is_online(d) for d in SEED if d != LIGHTS[1])
+    assert await cloud.console.violations() == []
+    assert "malformed" not in caplog.text
+    assert "search for new sub-devices: add them in Home Assistant" in caplog.text
 
 
 async def test_many_sub_devices_come_online_in_bounded_batches(

@@ -42,6 +42,7 @@ class Operation(StrEnum):
     DESCRIBE = "describe_sub_devices"
     CHANGE = "change"
     UNBIND_ALL = "unbind_all"
+    SEARCH = "search_devices"
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +70,14 @@ class AllUnbound:
     """The console unbound every sub-device of this gateway."""
 
 
-type GatewayPush = SubDevicesChanged | AllUnbound
+@dataclass(frozen=True, slots=True)
+class SearchRequested:
+    """The console asks the gateway to start (`searching` True) or stop looking for new sub-devices."""
+
+    searching: bool
+
+
+type GatewayPush = SubDevicesChanged | AllUnbound | SearchRequested
 
 
 def _device_entry(device: DeviceId) -> dict[str, Any]:
@@ -191,15 +199,30 @@ class GatewayOperations:
                 self._on_push(SubDevicesChanged(bound=status == 1, devices=changed))
         elif kind is Operation.UNBIND_ALL:
             self._on_push(AllUnbound())
+        elif kind is Operation.SEARCH:
+            status = body.get("status")
+            if status in (0, 1) and not isinstance(status, bool):
+                self._on_push(SearchRequested(searching=status == 1))
+            else:
+                _LOGGER.warning(
+                    "Ignoring a search_devices request without a status of 0 or 1: %.200r", payload
+                )
         else:
             for device, entry in _parse_devices(body.get("devices")):
                 result = entry.get("result")
                 if isinstance(result, int) and not isinstance(result, bool):
                     self._resolve(kind, device, result)
 
-    async def acknowledge_unbind_all(self) -> None:
-        """Answer the console's `unbind_all` as the protocol asks."""
-        reply = {"type": Operation.UNBIND_ALL.value, "payload": {"result": 0}}
+    async def acknowledge(self, push: GatewayPush) -> None:
+        """Answer a console push as Tencent's topology docs ask: `unbind_all` with `payload.result`, `change`
+        and `search_devices` with a top-level `result` (0: done)."""
+        match push:
+            case AllUnbound():
+                reply: dict[str, Any] = {"type": Operation.UNBIND_ALL.value, "payload": {"result": 0}}
+            case SubDevicesChanged():
+                reply = {"type": Operation.CHANGE.value, "result": 0}
+            case SearchRequested():
+                reply = {"type": Operation.SEARCH.value, "result": 0}
         await self._publish(self._topic, json.dumps(reply), 1)
 
     # -- plumbing -----------------------------------------------------------------------------------------

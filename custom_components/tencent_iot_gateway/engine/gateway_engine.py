@@ -27,7 +27,7 @@ from .errors import (
     TencentIotError,
 )
 from .flashers.base import Flasher
-from .gateway import AllUnbound, GatewayOperations, GatewayPush, SubDevicesChanged
+from .gateway import AllUnbound, GatewayOperations, GatewayPush, SearchRequested, SubDevicesChanged
 from .halted_rollouts import HaltedRollouts
 from .health_check import HealthCheck
 from .identity import DeviceId
@@ -205,6 +205,8 @@ class GatewayEngine:
         self._retry_backoff = backoff or Backoff(initial_s=operation_timeout_s, maximum_s=300.0)
         self._retry_pending: set[DeviceId] = set()
         self._retrying = False
+        self._retry_done = asyncio.Event()  # set while no retry loop runs
+        self._retry_done.set()
         self._blocked: set[DeviceId] = set()
         # Unbound by the cloud (console `change`/`unbind_all`, or missing from the bound list): not bound
         # again automatically with their secret until the user or the console says so.
@@ -265,8 +267,16 @@ class GatewayEngine:
         await self._session.start()
 
     async def wait_versions_reported(self) -> None:
-        """Wait for the version reports under way: a push right after `start` would race them."""
-        await self._version_reports.wait()
+        """Wait for the version reports under way: a push right after `start` would race them.
+
+        That includes the sub-devices whose `online` the announce must try again (the cloud did not answer):
+        their versions are reported once they are online, by the retry loop, which this waits for too.
+        """
+        while True:
+            await self._version_reports.wait()
+            if not self._retrying or self._stopped:
+                return
+            await self._retry_done.wait()
 
     async def stop(self) -> None:
         """Stop jobs (keeping what can resume), then disconnect. Safe to call twice."""
@@ -485,6 +495,7 @@ class GatewayEngine:
         self._retry_pending |= devices
         if self._retry_pending and not self._retrying:
             self._retrying = True
+            self._retry_done.clear()
             self._run_in_background(self._retry_loop())
 
     async def _retry_loop(self) -> None:
@@ -499,6 +510,7 @@ class GatewayEngine:
                     self._retry_pending |= await self._bring_online(batch)
         finally:
             self._retrying = False
+            self._retry_done.set()
 
     def _set_online(self, device: DeviceId, online: bool, result: int | None) -> None:
         if not online and result == _NOT_BOUND:
@@ -535,18 +547,32 @@ class GatewayEngine:
             _LOGGER.debug("Ignoring a message on %s", topic)
 
     def _on_push(self, push: GatewayPush) -> None:
-        self._on_event(push)
-        if isinstance(push, AllUnbound):
-            self.mark_unbound(list(self._sub_devices))
-            self._run_in_background(self._operations.acknowledge_unbind_all())
-        elif push.bound:
-            known = [d for d in push.devices if d in self._sub_devices]
-            self._unbound.difference_update(known)
-            if known:
-                self._run_in_background(self._bring_online_later(known))
-        else:
-            # Tencent's topology docs and SDKs define no reply to `change` (spec §2): none is sent.
-            self.mark_unbound(push.devices)
+        # Acknowledged at once, as Tencent's topology docs show (README, "Protocol decisions").
+        self._run_in_background(self._operations.acknowledge(push))
+        match push:
+            case SearchRequested(searching=True):
+                # This gateway has no radio of its own to search with: its sub-devices are added in Home
+                # Assistant, or bound in the console. The request is answered and otherwise has no effect.
+                _LOGGER.info(
+                    "The console asks %s to search for new sub-devices: add them in Home Assistant "
+                    "(Add sub-device) or bind them in Tencent's console",
+                    self._gateway,
+                )
+                return
+            case SearchRequested():
+                return
+            case AllUnbound():
+                self._on_event(push)
+                self.mark_unbound(list(self._sub_devices))
+            case SubDevicesChanged(bound=True):
+                self._on_event(push)
+                known = [d for d in push.devices if d in self._sub_devices]
+                self._unbound.difference_update(known)
+                if known:
+                    self._run_in_background(self._bring_online_later(known))
+            case SubDevicesChanged():
+                self._on_event(push)
+                self.mark_unbound(push.devices)
 
     async def _bring_online_later(self, devices: list[DeviceId]) -> None:
         self._schedule_retry(await self._bring_online(devices))
