@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
+import threading
 from typing import Any
 
 import pytest
@@ -24,14 +25,17 @@ from tests.emulator_fixtures import eventually
 
 
 class CountingFileStore(JsonFileStore):
-    """A real JSON file store that counts the files it writes."""
+    """A real JSON file store that counts the files it writes; a write waits for `hold` when one is set."""
 
     def __init__(self, path: Path) -> None:
         super().__init__(path)
         self.files_written = 0
+        self.hold: threading.Event | None = None
 
     def _save(self, document: dict[str, Any] | None) -> None:
         self.files_written += 1
+        if self.hold is not None:
+            self.hold.wait(timeout=10)  # in the executor: the loop goes on meanwhile
         super()._save(document)
 
 
@@ -145,10 +149,25 @@ async def test_outcomes_arriving_together_share_writes(tmp_path: Path) -> None:
 
 
 async def test_concurrent_saves_of_the_file_store_keep_one_pending_document(tmp_path: Path) -> None:
-    """Saves that arrive while one is being written leave one pending document (the newest) for one write."""
+    """Saves that arrive while one is being written leave one pending document (the newest) for one write.
+
+    The first write is held until the other 49 saves have arrived. Gathered without that, they need not all
+    arrive while it runs: on the loop HA's test plugin configures (Python 3.14, debug mode) the first write
+    could end before the second save started, each write then took one more save, and the old `<= 5` failed
+    now and then (26 writes once).
+    """
     files = CountingFileStore(tmp_path / "state.json")
-    await asyncio.gather(*(files.async_save({"n": i}) for i in range(50)))
-    assert files.files_written <= 5  # one per write that was under way when others arrived, not one per save
+    files.hold = threading.Event()
+    saves = [asyncio.ensure_future(files.async_save({"n": i})) for i in range(50)]
+
+    async def all_arrived() -> bool:
+        await asyncio.sleep(0)
+        return files._requested == 50
+
+    await eventually(all_arrived, within=5)
+    files.hold.set()
+    await asyncio.gather(*saves)
+    assert files.files_written == 2  # the one under way, then one for the newest document
     assert json.loads((tmp_path / "state.json").read_text()) == {"n": 49}
 
 
