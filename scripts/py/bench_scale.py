@@ -162,6 +162,7 @@ class Outcome:
     uplinks: int
     violations: int | None
     load: float
+    protocol_violations: int = 0  # the emulator's protocol violations (a cadence out of order among them)
 
     def describe(self) -> str:
         """One line for the report."""
@@ -171,7 +172,8 @@ class Outcome:
             f"done {self.done}/{self.scenario.n}  stall {self.max_stall_ms:6.1f} ms "
             f"(frozen heap's full GC {self.baseline_gc_ms:.0f} ms)  "
             f"RSS +{self.rss_growth_mib:6.1f} MiB  bodies {self.body_downloads:g}  uplinks {self.uplinks} "
-            f"({self.uplinks / self.scenario.n:.1f}/device)  violations {violations}  load {self.load:.2f}"
+            f"({self.uplinks / self.scenario.n:.1f}/device)  violations {violations}  "
+            f"protocol {self.protocol_violations}  load {self.load:.2f}"
         )
 
 
@@ -208,6 +210,12 @@ async def _limit_violations(console: ConsoleClient) -> int:
     """How many publishes (and logins) the broker refused for breaking a limit so far."""
     async with console.session.get(console.base_url + "/api/limits") as response:
         return int((await response.json()).get("violations", {}).get("limit", 0))
+
+
+async def _protocol_violations(console: ConsoleClient) -> int:
+    """Protocol violations the emulator listed so far: a report in the wrong shape or a cadence out of order
+    (spec §3a: "0", "100", `burning`, then the outcome, never dropped or reordered)."""
+    return sum(1 for v in await console.violations() if v.raw.get("kind") == "protocol")
 
 
 async def _served_bytes(console: ConsoleClient, scenario: Scenario) -> int:
@@ -259,6 +267,7 @@ async def run_scenario(
             # Violations count from start to the end of the push, uplinks over the push only.
             stats_at_start = await _emulator_stats(console)
             violations_at_start = await _limit_violations(console)
+            protocol_at_start = await _protocol_violations(console)
             started = time.perf_counter()
             await engine.start([SubDevice(d, INSTALLED) for d in scenario.subs()])
             try:
@@ -273,6 +282,7 @@ async def run_scenario(
                 push_s = time.perf_counter() - started
                 stats = await _emulator_stats(console)
                 violations_at_end = await _limit_violations(console)
+                protocol = await _protocol_violations(console) - protocol_at_start
             finally:
                 await engine.stop()
     load = os.getloadavg()[0]
@@ -298,6 +308,7 @@ async def run_scenario(
         uplinks,
         violations,
         load,
+        protocol,
     )
     print(f"  {outcome.describe()}", flush=True)
     return outcome
@@ -413,10 +424,13 @@ def report(outcomes: dict[str, Outcome], ha_setup_s: Figure) -> dict[str, Figure
             "push_s_1000_limited",
             "uplink_msgs_1000",
             "rate_violations_1000",
+            "protocol_violations",
             "limited_efficiency",
         ],
         "n/a",
     )
+    if outcomes:
+        figures["protocol_violations"] = sum(o.protocol_violations for o in outcomes.values())
     if noop_100 is not None:
         figures["push_s_100_noop"] = round(noop_100, 3)
     if noop_1000 is not None:
@@ -449,6 +463,7 @@ def report(outcomes: dict[str, Outcome], ha_setup_s: Figure) -> dict[str, Figure
         ("ha_setup_s_1000", f"<= {MAX_HA_SETUP_S:g}", lambda v: v <= MAX_HA_SETUP_S),
         ("body_downloads_1000", "= 1", lambda v: v == 1),
         ("rate_violations_1000", "= 0", lambda v: v == 0),
+        ("protocol_violations", "= 0", lambda v: v == 0),
         ("limited_efficiency", f">= {MIN_LIMITED_EFFICIENCY:g}", lambda v: v >= MIN_LIMITED_EFFICIENCY),
     ]
     print("\n== Figures against the targets ==")
