@@ -21,7 +21,7 @@ from .const import (
     SHUTDOWN_FLASH_WAIT_S,
     STORAGE_VERSION,
 )
-from .engine.errors import AuthenticationError, CannotConnectError, NotAGatewayError
+from .engine import AuthenticationError, CannotConnectError, NotAGatewayError
 from .runtime import GatewayRuntime, TencentIotConfigEntry, cache_directory, store_key
 from .services import async_setup_services
 

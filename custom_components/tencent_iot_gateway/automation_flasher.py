@@ -25,11 +25,15 @@ from homeassistant.helpers import device_registry as dr
 from homeassistant.util.hass_dict import HassKey
 
 from .const import DOMAIN, EVENT_FLASH_REQUEST
-from .engine.errors import FlashError
-from .engine.firmware import FirmwareSpec
-from .engine.flashers import Flasher, register_flasher_kind
-from .engine.flashers.base import check_kind, check_seconds
-from .engine.identity import DeviceId
+from .engine import (
+    DeviceId,
+    FirmwareSpec,
+    Flasher,
+    FlashError,
+    check_kind,
+    check_seconds,
+    register_flasher_kind,
+)
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity import Entity
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from .engine.identity import DeviceId
+from .engine import DeviceId
 from .entity import SubDeviceEntity, TencentIotEntity, async_setup_sub_device_entities
 from .runtime import GatewayRuntime, TencentIotConfigEntry
 

@@ -76,28 +76,23 @@ from .const import (
     SUBENTRY_SUB_DEVICE,
     InstallPolicy,
 )
-from .engine.endpoints import MQTT_TLS_PORT, Region
-from .engine.errors import (
+from .engine import (
+    MQTT_TLS_PORT,
     AuthenticationError,
     CannotConnectError,
+    ClockSkewError,
     InvalidFieldError,
     InvalidFirmwareError,
     NotAGatewayError,
-)
-from .engine.firmware import validate_version
-from .subentry_flow import SubDeviceSubentryFlow
-from .validation import (
-    ClockSkewError,
+    Region,
     RegistrationError,
     RegistrationUnreachableError,
-    async_check_login,
-    async_register_device,
-    check_ca_pem,
-    check_device_secret,
-    device_id_from,
-    endpoint_from,
-    registration_url_for,
+    check_login,
+    register_device,
+    validate_version,
 )
+from .subentry_flow import SubDeviceSubentryFlow
+from .validation import check_ca_pem, check_device_secret, device_id_from, endpoint_from, registration_url_for
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -354,14 +349,14 @@ class TencentIotConfigFlow(ConfigFlow, domain=DOMAIN):
                 url = registration_url_for(
                     data | {CONF_REGISTRATION_URL: self._user_input.get(CONF_REGISTRATION_URL)}
                 )
-                data[CONF_DEVICE_SECRET] = await async_register_device(
+                data[CONF_DEVICE_SECRET] = await register_device(
                     async_get_clientsession(self.hass),
                     url,
                     device,
                     self._product_secret,
                     ca_pem=endpoint.ca_pem,
                 )
-            await async_check_login(endpoint, device, data[CONF_DEVICE_SECRET])
+            await check_login(endpoint, device, data[CONF_DEVICE_SECRET])
         except InvalidFieldError as err:
             raise _field_error(err) from None
         except RegistrationUnreachableError as err:

@@ -15,9 +15,7 @@ from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import HomeAssistant
 
 from .const import CONF_CA_CERT, CONF_DEVICE_SECRET, CONF_FLASHER, CONF_PRODUCT_SECRET
-from .engine.firmware import FirmwareSpec, url_without_query
-from .engine.identity import DeviceId
-from .engine.ota_jobs import JobSnapshot
+from .engine import DeviceId, FirmwareSpec, JobSnapshot, url_without_query
 from .runtime import GatewayRuntime, TencentIotConfigEntry
 
 # `token`: the http flasher's bearer token, stored in the sub-device's flasher settings.

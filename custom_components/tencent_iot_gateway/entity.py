@@ -10,8 +10,7 @@ from homeassistant.helpers.entity import Entity
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from .const import DOMAIN
-from .engine.identity import DeviceId
-from .engine.ota_jobs import JobSnapshot
+from .engine import DeviceId, JobSnapshot
 from .runtime import GatewayRuntime, SubDeviceConfig, TencentIotConfigEntry
 
 

@@ -14,7 +14,7 @@ from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers import device_registry as dr
 
 from .const import DOMAIN, EVENT_OTA
-from .engine.ota_jobs import JobSnapshot
+from .engine import JobSnapshot
 
 ATTR_DEVICE_ID = "device_id"
 ATTR_PRODUCT_ID = "product_id"

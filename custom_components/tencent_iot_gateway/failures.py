@@ -22,17 +22,14 @@ from homeassistant.helpers import issue_registry as ir
 from homeassistant.helpers.translation import async_get_cached_translations, async_get_translations
 
 from .const import DOMAIN, MIB
-from .engine import errors
-from .engine.firmware import FirmwareSpec
-from .engine.identity import DeviceId
-from .engine.ota_jobs import JobSnapshot, JobState
+from .engine import DeviceId, FirmwareSpec, JobSnapshot, JobState, OtaError, OtaResultCode
 
 KIB: Final = 1024
 RELEASE_SUMMARY_MAX: Final = 255  # HA refuses a longer release_summary
 _CATEGORY: Final = "exceptions"
 
 
-def _ota_error_classes(base: type[errors.OtaError] = errors.OtaError) -> Iterator[type[errors.OtaError]]:
+def _ota_error_classes(base: type[OtaError] = OtaError) -> Iterator[type[OtaError]]:
     yield base
     for subclass in base.__subclasses__():
         yield from _ota_error_classes(subclass)
@@ -51,8 +48,8 @@ def human_size(size: int) -> str:
 
 def failure_key(snapshot: JobSnapshot) -> str:
     """The failure's key; a failure the engine did not name (restored from an older store) is generic."""
-    key = snapshot.failure_key or errors.OtaError.translation_key
-    return key if key in FAILURE_KEYS else errors.OtaError.translation_key
+    key = snapshot.failure_key or OtaError.translation_key
+    return key if key in FAILURE_KEYS else OtaError.translation_key
 
 
 def failure_placeholders(name: str, snapshot: JobSnapshot, version: str | None = None) -> dict[str, str]:
@@ -62,7 +59,7 @@ def failure_placeholders(name: str, snapshot: JobSnapshot, version: str | None =
         "device": name,
         "version": version or (target.version if target is not None else snapshot.latest_version) or "?",
         "code": str(
-            snapshot.result_code if snapshot.result_code is not None else errors.OtaResultCode.UPGRADE_FAILED
+            snapshot.result_code if snapshot.result_code is not None else OtaResultCode.UPGRADE_FAILED
         ),
         "size": human_size(target.size) if target is not None else "?",
         "detail": snapshot.message or "-",
@@ -71,7 +68,7 @@ def failure_placeholders(name: str, snapshot: JobSnapshot, version: str | None =
 
 
 def error_placeholders(
-    name: str, version: str, error: errors.OtaError, target: FirmwareSpec | None
+    name: str, version: str, error: OtaError, target: FirmwareSpec | None
 ) -> dict[str, str]:
     """The same set for an error caught from an install call."""
     return {

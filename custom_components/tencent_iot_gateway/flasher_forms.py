@@ -31,8 +31,7 @@ from homeassistant.helpers.selector import (
 import probatio as vol
 
 from .automation_flasher import DEFAULT_TIMEOUT_S as AUTOMATION_TIMEOUT_S, KIND as AUTOMATION_KIND
-from .engine.errors import InvalidFieldError
-from .engine.flashers import CommandFlasherConfig, FileFlasherConfig, HttpFlasherConfig, HttpMethod
+from .engine import CommandFlasherConfig, FileFlasherConfig, HttpFlasherConfig, HttpMethod, InvalidFieldError
 from .flashers import parse_flasher_settings
 
 KIND: Final = "kind"

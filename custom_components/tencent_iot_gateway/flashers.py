@@ -13,7 +13,7 @@ import aiohttp
 
 # Imported for its side effect: the `automation` kind registers itself with the engine's registry.
 from . import automation_flasher
-from .engine.flashers import Flasher, build_flasher, flasher_config_from_dict, flasher_kinds
+from .engine import Flasher, build_flasher, flasher_config_from_dict, flasher_kinds
 
 AUTOMATION_KIND = automation_flasher.KIND
 

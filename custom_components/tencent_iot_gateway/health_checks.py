@@ -2,7 +2,7 @@
 
 A template that must become true (e.g. the device's entity available again) and/or the flasher's version
 check, within a timeout; with `rollback`, the last image the device ran well is flashed back when they fail
-(engine/health_check.py, engine/rollback_images.py).
+(engine/ota/health_check.py, engine/ota/rollback_images.py).
 """
 
 from __future__ import annotations
@@ -17,10 +17,7 @@ from homeassistant.helpers.template import Template, result_as_boolean
 
 from . import failures
 from .const import CONF_HEALTH_TEMPLATE, CONF_HEALTH_TIMEOUT_MIN, CONF_HEALTH_VERSION_CHECK, CONF_ROLLBACK
-from .engine.errors import InvalidFieldError
-from .engine.firmware import FirmwareSpec
-from .engine.health_check import DEFAULT_HEALTH_TIMEOUT_S, HealthCheck
-from .engine.identity import DeviceId
+from .engine import DEFAULT_HEALTH_TIMEOUT_S, DeviceId, FirmwareSpec, HealthCheck, InvalidFieldError
 
 # How often a device is asked again after its flash; a module constant so tests can shorten it.
 POLL_INTERVAL_S: Final = 5.0

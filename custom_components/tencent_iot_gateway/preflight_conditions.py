@@ -2,7 +2,7 @@
 
 A template that must render true (checked before the job downloads and again before it flashes) and a
 maintenance window (time of day) that only installs nobody started by hand must wait for. The engine asks,
-holds the job while the answer is a reason, and fails it after the timeout (engine/preflight.py).
+holds the job while the answer is a reason, and fails it after the timeout (engine/ota/preflight.py).
 """
 
 from __future__ import annotations
@@ -24,9 +24,7 @@ from .const import (
     CONF_PREFLIGHT_CONDITION,
     CONF_PREFLIGHT_TIMEOUT_MIN,
 )
-from .engine.errors import InvalidFieldError
-from .engine.identity import DeviceId
-from .engine.preflight import DEFAULT_PREFLIGHT_TIMEOUT_S, GatePoint, Preflight
+from .engine import DEFAULT_PREFLIGHT_TIMEOUT_S, DeviceId, GatePoint, InvalidFieldError, Preflight
 
 # How often a held job asks again; a module constant so tests can shorten it.
 POLL_INTERVAL_S: Final = 15.0

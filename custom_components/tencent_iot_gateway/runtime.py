@@ -61,28 +61,33 @@ from .const import (
     SUBENTRY_SUB_DEVICE,
     InstallPolicy,
 )
-from .engine.download import Downloader
-from .engine.errors import InvalidFieldError, TencentIotError
-from .engine.firmware_cache import FirmwareCache
-from .engine.flashers import Flasher
-from .engine.gateway import AllUnbound, SubDevicesChanged
-from .engine.gateway_engine import (
+from .engine import (
+    AllUnbound,
     AuthenticationFailed,
     ConnectionChanged,
+    DeviceId,
+    Downloader,
     EngineEvent,
+    FirmwareCache,
+    Flasher,
     GatewayEngine,
+    HaltedRollouts,
+    HealthCheck,
+    InvalidFieldError,
+    JobSnapshot,
+    JobState,
+    OtaSettings,
     OwnFirmware,
+    Preflight,
+    RollbackImages,
+    RolloutHalted,
+    RolloutSettings,
     SubDevice,
+    SubDevicesChanged,
     SubDeviceStatus,
+    TencentIotError,
     UpdatesBlocked,
 )
-from .engine.halted_rollouts import HaltedRollouts
-from .engine.health_check import HealthCheck
-from .engine.identity import DeviceId
-from .engine.ota_jobs import JobSnapshot, JobState, OtaSettings
-from .engine.preflight import Preflight
-from .engine.rollback_images import RollbackImages
-from .engine.rollout_policy import RolloutHalted, RolloutSettings
 from .events import async_fire_ota_event
 from .failures import async_track_unattended_failure
 from .flashers import AUTOMATION_KIND, flasher_from_settings

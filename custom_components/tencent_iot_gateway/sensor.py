@@ -10,8 +10,7 @@ from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity import Entity
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from .engine.identity import DeviceId
-from .engine.ota_jobs import JobState
+from .engine import DeviceId, JobState
 from .entity import SubDeviceEntity, async_setup_sub_device_entities
 from .runtime import GatewayRuntime, TencentIotConfigEntry
 

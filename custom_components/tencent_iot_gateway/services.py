@@ -26,9 +26,7 @@ from .const import (
     SERVICE_RESUME_ROLLOUT,
     SERVICE_SET_INSTALLED_VERSION,
 )
-from .engine.errors import FlashError, InvalidFirmwareError, TencentIotError
-from .engine.firmware import validate_version
-from .engine.identity import DeviceId
+from .engine import DeviceId, FlashError, InvalidFirmwareError, TencentIotError, validate_version
 from .runtime import GatewayRuntime, TencentIotConfigEntry
 
 ATTR_VERSION = "version"

@@ -52,10 +52,7 @@ from .const import (
     FLASHER_NONE,
     MAX_PREFLIGHT_TIMEOUT_MIN,
 )
-from .engine.errors import InvalidFieldError, InvalidFirmwareError
-from .engine.firmware import validate_version
-from .engine.flashers import PLACEHOLDERS
-from .engine.identity import DeviceId
+from .engine import PLACEHOLDERS, DeviceId, InvalidFieldError, InvalidFirmwareError, validate_version
 from .flasher_forms import (
     FORMS,
     FlasherFieldError,

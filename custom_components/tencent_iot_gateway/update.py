@@ -15,9 +15,15 @@ from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from . import failures
 from .const import DOMAIN, InstallPolicy
-from .engine.errors import JobSuspendedError, OtaError, TencentIotError
-from .engine.identity import DeviceId
-from .engine.ota_jobs import DOWNLOAD_SHARE, JobSnapshot, JobState
+from .engine import (
+    DOWNLOAD_SHARE,
+    DeviceId,
+    JobSnapshot,
+    JobState,
+    JobSuspendedError,
+    OtaError,
+    TencentIotError,
+)
 from .entity import SubDeviceEntity, TencentIotEntity, async_setup_sub_device_entities
 from .runtime import GatewayRuntime, TencentIotConfigEntry
 

@@ -43,15 +43,15 @@ from typing import IO, Any, Self
 
 import aiohttp
 
-from custom_components.tencent_iot_gateway.engine.download import Downloader, DownloadProgress
-from custom_components.tencent_iot_gateway.engine.endpoints import BrokerEndpoint
-from custom_components.tencent_iot_gateway.engine.firmware import FirmwareSpec
-from custom_components.tencent_iot_gateway.engine.firmware_cache import FirmwareCache
-from custom_components.tencent_iot_gateway.engine.flashers import FileFlasher, FileFlasherConfig
+from custom_components.tencent_iot_gateway.engine.gateway.identity import DeviceId
 from custom_components.tencent_iot_gateway.engine.gateway_engine import EngineEvent, GatewayEngine, SubDevice
-from custom_components.tencent_iot_gateway.engine.identity import DeviceId
-from custom_components.tencent_iot_gateway.engine.ota_jobs import JobState
-from custom_components.tencent_iot_gateway.engine.storage import JsonFileStore
+from custom_components.tencent_iot_gateway.engine.mqtt.endpoints import BrokerEndpoint
+from custom_components.tencent_iot_gateway.engine.ota.download import Downloader, DownloadProgress
+from custom_components.tencent_iot_gateway.engine.ota.firmware import FirmwareSpec
+from custom_components.tencent_iot_gateway.engine.ota.firmware_cache import FirmwareCache
+from custom_components.tencent_iot_gateway.engine.ota.flashers import FileFlasher, FileFlasherConfig
+from custom_components.tencent_iot_gateway.engine.ota.jobs import JobState
+from custom_components.tencent_iot_gateway.engine.stores.storage import JsonFileStore
 from tencent_iot_emulator.console_client import ConsoleClient
 
 MIB = 1024 * 1024

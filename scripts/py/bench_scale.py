@@ -41,15 +41,15 @@ from typing import Any
 
 import aiohttp
 
-from custom_components.tencent_iot_gateway.engine.download import Downloader
-from custom_components.tencent_iot_gateway.engine.endpoints import BrokerEndpoint
-from custom_components.tencent_iot_gateway.engine.firmware import FirmwareSpec
-from custom_components.tencent_iot_gateway.engine.firmware_cache import FirmwareCache
-from custom_components.tencent_iot_gateway.engine.flashers import FileFlasher, FileFlasherConfig
-from custom_components.tencent_iot_gateway.engine.flashers.base import Flasher
+from custom_components.tencent_iot_gateway.engine.gateway.identity import DeviceId
 from custom_components.tencent_iot_gateway.engine.gateway_engine import GatewayEngine, SubDevice
-from custom_components.tencent_iot_gateway.engine.identity import DeviceId
-from custom_components.tencent_iot_gateway.engine.storage import JsonFileStore
+from custom_components.tencent_iot_gateway.engine.mqtt.endpoints import BrokerEndpoint
+from custom_components.tencent_iot_gateway.engine.ota.download import Downloader
+from custom_components.tencent_iot_gateway.engine.ota.firmware import FirmwareSpec
+from custom_components.tencent_iot_gateway.engine.ota.firmware_cache import FirmwareCache
+from custom_components.tencent_iot_gateway.engine.ota.flashers import FileFlasher, FileFlasherConfig
+from custom_components.tencent_iot_gateway.engine.ota.flashers.base import Flasher
+from custom_components.tencent_iot_gateway.engine.stores.storage import JsonFileStore
 from tencent_iot_emulator.console_client import ConsoleClient
 
 from .bench import (

@@ -11,21 +11,25 @@ from typing import Any
 
 import aiohttp
 
-from custom_components.tencent_iot_gateway.engine.download import Downloader
-from custom_components.tencent_iot_gateway.engine.endpoints import BrokerEndpoint
-from custom_components.tencent_iot_gateway.engine.firmware_cache import FirmwareCache
-from custom_components.tencent_iot_gateway.engine.flashers import Flasher, HttpFlasherConfig, build_flasher
+from custom_components.tencent_iot_gateway.engine.gateway.identity import DeviceId
 from custom_components.tencent_iot_gateway.engine.gateway_engine import EngineEvent, GatewayEngine, SubDevice
-from custom_components.tencent_iot_gateway.engine.halted_rollouts import HaltedRollouts
-from custom_components.tencent_iot_gateway.engine.health_check import HealthCheck
-from custom_components.tencent_iot_gateway.engine.identity import DeviceId
-from custom_components.tencent_iot_gateway.engine.ota_jobs import JobSnapshot, JobState, OtaSettings
-from custom_components.tencent_iot_gateway.engine.preflight import Preflight
-from custom_components.tencent_iot_gateway.engine.rollback_images import RollbackImages
-from custom_components.tencent_iot_gateway.engine.rollout_policy import RolloutSettings
-from custom_components.tencent_iot_gateway.engine.session import Backoff
-from custom_components.tencent_iot_gateway.engine.storage import JsonFileStore
-from custom_components.tencent_iot_gateway.engine.uplink import DEFAULT_UPLINK_RATE
+from custom_components.tencent_iot_gateway.engine.mqtt.endpoints import BrokerEndpoint
+from custom_components.tencent_iot_gateway.engine.mqtt.session import Backoff
+from custom_components.tencent_iot_gateway.engine.mqtt.uplink import DEFAULT_UPLINK_RATE
+from custom_components.tencent_iot_gateway.engine.ota.download import Downloader
+from custom_components.tencent_iot_gateway.engine.ota.firmware_cache import FirmwareCache
+from custom_components.tencent_iot_gateway.engine.ota.flashers import (
+    Flasher,
+    HttpFlasherConfig,
+    build_flasher,
+)
+from custom_components.tencent_iot_gateway.engine.ota.health_check import HealthCheck
+from custom_components.tencent_iot_gateway.engine.ota.jobs import JobSnapshot, JobState, OtaSettings
+from custom_components.tencent_iot_gateway.engine.ota.preflight import Preflight
+from custom_components.tencent_iot_gateway.engine.ota.rollback_images import RollbackImages
+from custom_components.tencent_iot_gateway.engine.ota.rollout_policy import RolloutSettings
+from custom_components.tencent_iot_gateway.engine.stores.halted_rollouts import HaltedRollouts
+from custom_components.tencent_iot_gateway.engine.stores.storage import JsonFileStore
 from tencent_iot_emulator.console_client import ConsoleClient
 from tencent_iot_emulator.emulator import Emulator
 

@@ -22,10 +22,10 @@ import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from custom_components.tencent_iot_gateway.engine.download import Downloader
-from custom_components.tencent_iot_gateway.engine.firmware import FirmwareSpec
-from custom_components.tencent_iot_gateway.engine.firmware_cache import FirmwareCache
-from custom_components.tencent_iot_gateway.engine.storage import JsonFileStore
+from custom_components.tencent_iot_gateway.engine.ota.download import Downloader
+from custom_components.tencent_iot_gateway.engine.ota.firmware import FirmwareSpec
+from custom_components.tencent_iot_gateway.engine.ota.firmware_cache import FirmwareCache
+from custom_components.tencent_iot_gateway.engine.stores.storage import JsonFileStore
 from tencent_iot_emulator.certs import ensure_certificates
 from tencent_iot_emulator.faults import FaultConfig
 from tencent_iot_emulator.firmware import Firmware, FirmwareStore

@@ -9,12 +9,12 @@ import socket
 import aiohttp
 import pytest
 
-from custom_components.tencent_iot_gateway.engine.endpoints import BrokerEndpoint
 from custom_components.tencent_iot_gateway.engine.errors import NotAGatewayError
-from custom_components.tencent_iot_gateway.engine.firmware_cache import FirmwareCache
 from custom_components.tencent_iot_gateway.engine.gateway_engine import GatewayEngine, SubDevice
-from custom_components.tencent_iot_gateway.engine.session import Backoff, MqttSession
-from custom_components.tencent_iot_gateway.engine.storage import JsonFileStore
+from custom_components.tencent_iot_gateway.engine.mqtt.endpoints import BrokerEndpoint
+from custom_components.tencent_iot_gateway.engine.mqtt.session import Backoff, MqttSession
+from custom_components.tencent_iot_gateway.engine.ota.firmware_cache import FirmwareCache
+from custom_components.tencent_iot_gateway.engine.stores.storage import JsonFileStore
 from tencent_iot_emulator.console_client import ConsoleClient
 from tencent_iot_emulator.emulator import Emulator
 from tests.emulator_fixtures import eventually

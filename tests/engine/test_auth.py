@@ -6,7 +6,9 @@ import base64
 
 import pytest
 
-from custom_components.tencent_iot_gateway.engine.auth import (
+from custom_components.tencent_iot_gateway.engine.errors import InvalidFieldError
+from custom_components.tencent_iot_gateway.engine.gateway.identity import DeviceId, decode_device_secret
+from custom_components.tencent_iot_gateway.engine.mqtt.auth import (
     SDK_APP_ID,
     SIGNATURE_EXPIRY,
     SignMethod,
@@ -17,8 +19,6 @@ from custom_components.tencent_iot_gateway.engine.auth import (
     random_conn_id,
     registration_request,
 )
-from custom_components.tencent_iot_gateway.engine.errors import InvalidFieldError
-from custom_components.tencent_iot_gateway.engine.identity import DeviceId, decode_device_secret
 
 SUB = DeviceId("SUBPID0001", "lamp01")
 SUB_SECRET = "c3ViZGV2LXNlY3JldA=="

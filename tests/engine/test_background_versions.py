@@ -8,8 +8,8 @@ from pathlib import Path
 
 import aiohttp
 
+from custom_components.tencent_iot_gateway.engine.gateway.identity import DeviceId
 from custom_components.tencent_iot_gateway.engine.gateway_engine import ConnectionChanged, SubDevice
-from custom_components.tencent_iot_gateway.engine.identity import DeviceId
 from tencent_iot_emulator.console_client import ConsoleClient
 from tencent_iot_emulator.emulator import Emulator
 from tests.emulator_fixtures import eventually, on_the_same_ports

@@ -12,10 +12,10 @@ import sys
 import pytest
 
 from custom_components.tencent_iot_gateway.engine.errors import FlashError, InvalidFieldError
-from custom_components.tencent_iot_gateway.engine.firmware import FirmwareSpec
-from custom_components.tencent_iot_gateway.engine.flashers import CommandFlasher, CommandFlasherConfig
-from custom_components.tencent_iot_gateway.engine.flashers.command import MAX_ARGS
-from custom_components.tencent_iot_gateway.engine.identity import DeviceId
+from custom_components.tencent_iot_gateway.engine.gateway.identity import DeviceId
+from custom_components.tencent_iot_gateway.engine.ota.firmware import FirmwareSpec
+from custom_components.tencent_iot_gateway.engine.ota.flashers import CommandFlasher, CommandFlasherConfig
+from custom_components.tencent_iot_gateway.engine.ota.flashers.command import MAX_ARGS
 
 TARGET = DeviceId("LIGHTPID01", "light1")
 DATA = b"\x07" * 1000

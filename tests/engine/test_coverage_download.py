@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from custom_components.tencent_iot_gateway.engine.download import DownloadProgress, ResumeState
 from custom_components.tencent_iot_gateway.engine.errors import DownloadTimeoutError
-from custom_components.tencent_iot_gateway.engine.firmware_cache import FirmwareCache, image_file_stem
+from custom_components.tencent_iot_gateway.engine.ota.download import DownloadProgress, ResumeState
+from custom_components.tencent_iot_gateway.engine.ota.firmware_cache import FirmwareCache, image_file_stem
 
 from .firmware_rig import FirmwareRig, image, start_rig
 

@@ -11,9 +11,6 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from custom_components.tencent_iot_gateway.engine.download import Downloader
-from custom_components.tencent_iot_gateway.engine.endpoints import BrokerEndpoint
-from custom_components.tencent_iot_gateway.engine.firmware_cache import FirmwareCache
 from custom_components.tencent_iot_gateway.engine.gateway_engine import (
     AuthenticationFailed,
     ConnectionChanged,
@@ -22,8 +19,11 @@ from custom_components.tencent_iot_gateway.engine.gateway_engine import (
     SubDevice,
     SubDeviceStatus,
 )
-from custom_components.tencent_iot_gateway.engine.session import Backoff
-from custom_components.tencent_iot_gateway.engine.storage import JsonFileStore
+from custom_components.tencent_iot_gateway.engine.mqtt.endpoints import BrokerEndpoint
+from custom_components.tencent_iot_gateway.engine.mqtt.session import Backoff
+from custom_components.tencent_iot_gateway.engine.ota.download import Downloader
+from custom_components.tencent_iot_gateway.engine.ota.firmware_cache import FirmwareCache
+from custom_components.tencent_iot_gateway.engine.stores.storage import JsonFileStore
 from tencent_iot_emulator.emulator import Emulator
 from tests.emulator_fixtures import eventually
 

@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 
 from custom_components.tencent_iot_gateway.engine.errors import OperationTimeoutError
-from custom_components.tencent_iot_gateway.engine.gateway import (
+from custom_components.tencent_iot_gateway.engine.gateway.identity import DeviceId
+from custom_components.tencent_iot_gateway.engine.gateway.operations import (
     GatewayOperations,
     GatewayPush,
     SubDevicesChanged,
 )
-from custom_components.tencent_iot_gateway.engine.identity import DeviceId
 
 GATEWAY = DeviceId("GWPROD0001", "gateway1")
 LIGHT1 = DeviceId("LIGHTPID01", "light1")

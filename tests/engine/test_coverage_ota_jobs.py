@@ -9,8 +9,8 @@ import aiohttp
 import pytest
 
 from custom_components.tencent_iot_gateway.engine.errors import FlashError, InvalidFirmwareError
-from custom_components.tencent_iot_gateway.engine.identity import DeviceId
-from custom_components.tencent_iot_gateway.engine.ota_jobs import JobState
+from custom_components.tencent_iot_gateway.engine.gateway.identity import DeviceId
+from custom_components.tencent_iot_gateway.engine.ota.jobs import JobState
 from tencent_iot_emulator.emulator import Emulator
 from tests.emulator_fixtures import eventually
 
@@ -18,7 +18,7 @@ from .engine_rig import LIGHTS, Cloud, Gateway, running_gateway, seed_cloud
 
 IMAGE = bytes(range(256)) * 64
 LIGHT = LIGHTS[0]
-OTA_LOGGER = "custom_components.tencent_iot_gateway.engine.ota_jobs"
+OTA_LOGGER = "custom_components.tencent_iot_gateway.engine.ota.jobs"
 
 
 async def _push(cloud: Cloud, version: str) -> str:

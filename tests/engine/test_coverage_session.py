@@ -9,7 +9,6 @@ import logging
 import aiohttp
 import pytest
 
-from custom_components.tencent_iot_gateway.engine.endpoints import BrokerEndpoint
 from custom_components.tencent_iot_gateway.engine.errors import (
     AuthenticationError,
     CannotConnectError,
@@ -17,8 +16,9 @@ from custom_components.tencent_iot_gateway.engine.errors import (
     OperationTimeoutError,
     SubscriptionRefusedError,
 )
-from custom_components.tencent_iot_gateway.engine.identity import DeviceId
-from custom_components.tencent_iot_gateway.engine.session import Backoff, MqttSession
+from custom_components.tencent_iot_gateway.engine.gateway.identity import DeviceId
+from custom_components.tencent_iot_gateway.engine.mqtt.endpoints import BrokerEndpoint
+from custom_components.tencent_iot_gateway.engine.mqtt.session import Backoff, MqttSession
 from tencent_iot_emulator.emulator import Emulator
 from tests.emulator_fixtures import eventually
 
@@ -140,7 +140,7 @@ async def test_refused_credentials_on_reconnect_stop_the_retries(
             with pytest.raises(NotConnectedError):
                 await session.publish("$ota/report/LIGHTPID01/light1", "{}")
             with caplog.at_level(
-                logging.DEBUG, logger="custom_components.tencent_iot_gateway.engine.session"
+                logging.DEBUG, logger="custom_components.tencent_iot_gateway.engine.mqtt.session"
             ):
 
                 async def gave_up() -> bool:

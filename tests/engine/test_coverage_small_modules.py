@@ -8,12 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from custom_components.tencent_iot_gateway.engine.endpoints import BrokerEndpoint, Region, registration_host
 from custom_components.tencent_iot_gateway.engine.errors import FlashError, InvalidFieldError
-from custom_components.tencent_iot_gateway.engine.firmware import FirmwareSpec
-from custom_components.tencent_iot_gateway.engine.flashers import FileFlasher, FileFlasherConfig
-from custom_components.tencent_iot_gateway.engine.identity import DeviceId
-from custom_components.tencent_iot_gateway.engine.topics import ota_update, parse_ota_update
+from custom_components.tencent_iot_gateway.engine.gateway.identity import DeviceId
+from custom_components.tencent_iot_gateway.engine.mqtt.endpoints import (
+    BrokerEndpoint,
+    Region,
+    registration_host,
+)
+from custom_components.tencent_iot_gateway.engine.mqtt.topics import ota_update, parse_ota_update
+from custom_components.tencent_iot_gateway.engine.ota.firmware import FirmwareSpec
+from custom_components.tencent_iot_gateway.engine.ota.flashers import FileFlasher, FileFlasherConfig
 
 TARGET = DeviceId("LIGHTPID01", "light1")
 

@@ -17,8 +17,6 @@ from urllib.parse import urlsplit
 import aiohttp
 import pytest
 
-from custom_components.tencent_iot_gateway.engine import download as download_module
-from custom_components.tencent_iot_gateway.engine.download import DownloadProgress, ResumeState
 from custom_components.tencent_iot_gateway.engine.errors import (
     DownloadRefusedError,
     DownloadTimeoutError,
@@ -29,9 +27,11 @@ from custom_components.tencent_iot_gateway.engine.errors import (
     OtaResultCode,
     UrlExpiredError,
 )
-from custom_components.tencent_iot_gateway.engine.firmware import FirmwareSpec
-from custom_components.tencent_iot_gateway.engine.firmware_cache import FirmwareCache, image_file_stem
-from custom_components.tencent_iot_gateway.engine.storage import JsonFileStore
+from custom_components.tencent_iot_gateway.engine.ota import download as download_module
+from custom_components.tencent_iot_gateway.engine.ota.download import DownloadProgress, ResumeState
+from custom_components.tencent_iot_gateway.engine.ota.firmware import FirmwareSpec
+from custom_components.tencent_iot_gateway.engine.ota.firmware_cache import FirmwareCache, image_file_stem
+from custom_components.tencent_iot_gateway.engine.stores.storage import JsonFileStore
 from tencent_iot_emulator.emulator import Emulator
 
 from .firmware_rig import PRODUCT, FirmwareRig, image, md5_hex, start_rig

@@ -11,10 +11,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from custom_components.tencent_iot_gateway.engine.endpoints import BrokerEndpoint
 from custom_components.tencent_iot_gateway.engine.errors import AuthenticationError, CannotConnectError
 from custom_components.tencent_iot_gateway.engine.gateway_engine import ConnectionChanged, SubDeviceStatus
-from custom_components.tencent_iot_gateway.engine.session import MqttSession
+from custom_components.tencent_iot_gateway.engine.mqtt.endpoints import BrokerEndpoint
+from custom_components.tencent_iot_gateway.engine.mqtt.session import MqttSession
 from tencent_iot_emulator.emulator import Emulator
 from tests.emulator_fixtures import eventually, on_the_same_ports
 

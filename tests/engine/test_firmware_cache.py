@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from custom_components.tencent_iot_gateway.engine.firmware import FirmwareSpec
-from custom_components.tencent_iot_gateway.engine.firmware_cache import FirmwareCache, image_file_stem
+from custom_components.tencent_iot_gateway.engine.ota.firmware import FirmwareSpec
+from custom_components.tencent_iot_gateway.engine.ota.firmware_cache import FirmwareCache, image_file_stem
 
 MD5 = "0123456789abcdef0123456789ABCDEF"
 SPEC = FirmwareSpec("https://cos.example/ota/fw.bin?sign=secret", MD5, 4096, "V100R0001")

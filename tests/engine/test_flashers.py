@@ -14,8 +14,9 @@ import aiohttp
 import pytest
 
 from custom_components.tencent_iot_gateway.engine.errors import FlashError, InvalidFieldError, OtaResultCode
-from custom_components.tencent_iot_gateway.engine.firmware import FirmwareSpec
-from custom_components.tencent_iot_gateway.engine.flashers import (
+from custom_components.tencent_iot_gateway.engine.gateway.identity import DeviceId
+from custom_components.tencent_iot_gateway.engine.ota.firmware import FirmwareSpec
+from custom_components.tencent_iot_gateway.engine.ota.flashers import (
     CommandFlasher,
     CommandFlasherConfig,
     FileFlasher,
@@ -29,7 +30,6 @@ from custom_components.tencent_iot_gateway.engine.flashers import (
     flasher_kinds,
     image_file_name,
 )
-from custom_components.tencent_iot_gateway.engine.identity import DeviceId
 from tencent_iot_emulator.virtual_devices import DeviceFault
 
 from .firmware_rig import PRODUCT, FirmwareRig, image, md5_hex, start_rig

@@ -9,9 +9,9 @@ import aiohttp
 import pytest
 
 from custom_components.tencent_iot_gateway.engine.errors import GatewayOperationError
-from custom_components.tencent_iot_gateway.engine.gateway import AllUnbound, SubDevicesChanged
+from custom_components.tencent_iot_gateway.engine.gateway.identity import DeviceId
+from custom_components.tencent_iot_gateway.engine.gateway.operations import AllUnbound, SubDevicesChanged
 from custom_components.tencent_iot_gateway.engine.gateway_engine import SubDevice, SubDeviceStatus
-from custom_components.tencent_iot_gateway.engine.identity import DeviceId
 from tencent_iot_emulator.emulator import Emulator
 from tests.emulator_fixtures import eventually
 

@@ -1,4 +1,4 @@
-"""Halted rollouts saved and loaded (engine/halted_rollouts.py): the round trip, and what cannot be read."""
+"""Halted rollouts saved and loaded (engine/stores/halted_rollouts.py): the round trip, and what cannot be read."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from custom_components.tencent_iot_gateway.engine.halted_rollouts import HaltedRollouts
-from custom_components.tencent_iot_gateway.engine.identity import DeviceId
-from custom_components.tencent_iot_gateway.engine.rollout_policy import RolloutHalted
-from custom_components.tencent_iot_gateway.engine.storage import JsonFileStore
+from custom_components.tencent_iot_gateway.engine.gateway.identity import DeviceId
+from custom_components.tencent_iot_gateway.engine.ota.rollout_policy import RolloutHalted
+from custom_components.tencent_iot_gateway.engine.stores.halted_rollouts import HaltedRollouts
+from custom_components.tencent_iot_gateway.engine.stores.storage import JsonFileStore
 
 A, B, C = (DeviceId("P", name) for name in ("a", "b", "c"))
 HALT = RolloutHalted("2.0", ((A, "bricked on boot"),), (B, C), 3, image_key=("0" * 32, 4096))

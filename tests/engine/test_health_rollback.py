@@ -7,11 +7,11 @@ from pathlib import Path
 
 import aiohttp
 
-from custom_components.tencent_iot_gateway.engine.firmware import FirmwareSpec
+from custom_components.tencent_iot_gateway.engine.gateway.identity import DeviceId
 from custom_components.tencent_iot_gateway.engine.gateway_engine import SubDevice
-from custom_components.tencent_iot_gateway.engine.health_check import HealthCheck
-from custom_components.tencent_iot_gateway.engine.identity import DeviceId
-from custom_components.tencent_iot_gateway.engine.ota_jobs import JobState, OtaSettings
+from custom_components.tencent_iot_gateway.engine.ota.firmware import FirmwareSpec
+from custom_components.tencent_iot_gateway.engine.ota.health_check import HealthCheck
+from custom_components.tencent_iot_gateway.engine.ota.jobs import JobState, OtaSettings
 from tencent_iot_emulator.emulator import Emulator
 from tests.emulator_fixtures import eventually
 

@@ -11,16 +11,16 @@ from typing import Any
 
 import pytest
 
-from custom_components.tencent_iot_gateway.engine.firmware_cache import FirmwareCache
-from custom_components.tencent_iot_gateway.engine.identity import DeviceId
-from custom_components.tencent_iot_gateway.engine.job_store import (
+from custom_components.tencent_iot_gateway.engine.gateway.identity import DeviceId
+from custom_components.tencent_iot_gateway.engine.ota.firmware_cache import FirmwareCache
+from custom_components.tencent_iot_gateway.engine.ota.jobs import JobState, OtaManager, OtaSettings
+from custom_components.tencent_iot_gateway.engine.stores.job_store import (
     DeviceRecord,
     JobStore,
     Outcome,
     OutcomeState,
 )
-from custom_components.tencent_iot_gateway.engine.ota_jobs import JobState, OtaManager, OtaSettings
-from custom_components.tencent_iot_gateway.engine.storage import JsonFileStore
+from custom_components.tencent_iot_gateway.engine.stores.storage import JsonFileStore
 from tests.emulator_fixtures import eventually
 
 

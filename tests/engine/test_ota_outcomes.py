@@ -14,10 +14,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from custom_components.tencent_iot_gateway.engine.endpoints import BrokerEndpoint
 from custom_components.tencent_iot_gateway.engine.errors import OtaError
 from custom_components.tencent_iot_gateway.engine.gateway_engine import SubDevice
-from custom_components.tencent_iot_gateway.engine.ota_jobs import JobState, OtaManager, OtaSettings
+from custom_components.tencent_iot_gateway.engine.mqtt.endpoints import BrokerEndpoint
+from custom_components.tencent_iot_gateway.engine.ota.jobs import JobState, OtaManager, OtaSettings
 from tencent_iot_emulator.emulator import Emulator
 from tencent_iot_emulator.link_faults import LinkCutter
 from tests.emulator_fixtures import eventually

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from custom_components.tencent_iot_gateway.engine.errors import OtaResultCode
-from custom_components.tencent_iot_gateway.engine.firmware import FirmwareSpec, url_without_query
-from custom_components.tencent_iot_gateway.engine.ota_protocol import (
+from custom_components.tencent_iot_gateway.engine.ota.firmware import FirmwareSpec, url_without_query
+from custom_components.tencent_iot_gateway.engine.ota.protocol import (
     InvalidUpdate,
     ProgressState,
     Unrecognised,

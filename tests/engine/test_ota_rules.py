@@ -12,7 +12,7 @@ import pytest
 
 from custom_components.tencent_iot_gateway.engine.errors import OtaError
 from custom_components.tencent_iot_gateway.engine.gateway_engine import SubDevice
-from custom_components.tencent_iot_gateway.engine.ota_jobs import JobState, OtaSettings
+from custom_components.tencent_iot_gateway.engine.ota.jobs import JobState, OtaSettings
 from tencent_iot_emulator.emulator import Emulator
 from tests.emulator_fixtures import eventually
 

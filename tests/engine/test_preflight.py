@@ -7,10 +7,10 @@ from pathlib import Path
 
 import aiohttp
 
+from custom_components.tencent_iot_gateway.engine.gateway.identity import DeviceId
 from custom_components.tencent_iot_gateway.engine.gateway_engine import SubDevice
-from custom_components.tencent_iot_gateway.engine.identity import DeviceId
-from custom_components.tencent_iot_gateway.engine.ota_jobs import JobState, OtaSettings
-from custom_components.tencent_iot_gateway.engine.preflight import GatePoint, Preflight
+from custom_components.tencent_iot_gateway.engine.ota.jobs import JobState, OtaSettings
+from custom_components.tencent_iot_gateway.engine.ota.preflight import GatePoint, Preflight
 from tencent_iot_emulator.emulator import Emulator
 from tests.emulator_fixtures import eventually
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from custom_components.tencent_iot_gateway.engine.progress_fan_out import ProgressFanOut
+from custom_components.tencent_iot_gateway.engine.ota.progress_fan_out import ProgressFanOut
 
 
 async def test_many_listeners_are_served_in_chunks_in_order_and_all_hear_the_end() -> None:

@@ -12,13 +12,13 @@ import pytest
 
 from custom_components.tencent_iot_gateway.engine.background import BackgroundTasks
 from custom_components.tencent_iot_gateway.engine.errors import NotConnectedError
-from custom_components.tencent_iot_gateway.engine.identity import DeviceId
-from custom_components.tencent_iot_gateway.engine.progress_reports import (
+from custom_components.tencent_iot_gateway.engine.gateway.identity import DeviceId
+from custom_components.tencent_iot_gateway.engine.mqtt.uplink import UplinkPriority
+from custom_components.tencent_iot_gateway.engine.ota.progress_reports import (
     ProgressReporter,
     ReportCadence,
     progress_key,
 )
-from custom_components.tencent_iot_gateway.engine.uplink import UplinkPriority
 from tests.emulator_fixtures import eventually
 
 A, B, C = (DeviceId("LIGHTPID01", name) for name in ("a", "b", "c"))

@@ -1,4 +1,4 @@
-"""The uplink rate budget (engine/rate_budget.py): window, priorities, coalescing, keep-alive share, cost."""
+"""The uplink rate budget (engine/mqtt/rate_budget.py): window, priorities, coalescing, keep-alive share, cost."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ import time
 import pytest
 
 from custom_components.tencent_iot_gateway.engine.errors import NotConnectedError
-from custom_components.tencent_iot_gateway.engine.rate_budget import (
+from custom_components.tencent_iot_gateway.engine.mqtt.rate_budget import (
     CATCH_UP,
     SAFETY_MARGIN_S,
     UplinkLimiter,
     _Pacer,
 )
-from custom_components.tencent_iot_gateway.engine.uplink import UplinkPriority
+from custom_components.tencent_iot_gateway.engine.mqtt.uplink import UplinkPriority
 
 WINDOW_S = 0.1
 MARGIN_S = 0.005

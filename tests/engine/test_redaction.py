@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from custom_components.tencent_iot_gateway.engine.firmware import FirmwareSpec, url_without_query
+from custom_components.tencent_iot_gateway.engine.ota.firmware import FirmwareSpec, url_without_query
 
 
 @pytest.mark.parametrize(

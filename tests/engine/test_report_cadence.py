@@ -14,13 +14,13 @@ from typing import Any
 
 import aiohttp
 
-from custom_components.tencent_iot_gateway.engine.download import STATE_KEY
-from custom_components.tencent_iot_gateway.engine.firmware import FirmwareSpec
-from custom_components.tencent_iot_gateway.engine.firmware_cache import image_file_stem
+from custom_components.tencent_iot_gateway.engine.gateway.identity import DeviceId
 from custom_components.tencent_iot_gateway.engine.gateway_engine import SubDevice
-from custom_components.tencent_iot_gateway.engine.identity import DeviceId
-from custom_components.tencent_iot_gateway.engine.ota_jobs import JobState
-from custom_components.tencent_iot_gateway.engine.storage import JsonFileStore
+from custom_components.tencent_iot_gateway.engine.ota.download import STATE_KEY
+from custom_components.tencent_iot_gateway.engine.ota.firmware import FirmwareSpec
+from custom_components.tencent_iot_gateway.engine.ota.firmware_cache import image_file_stem
+from custom_components.tencent_iot_gateway.engine.ota.jobs import JobState
+from custom_components.tencent_iot_gateway.engine.stores.storage import JsonFileStore
 from tencent_iot_emulator.emulator import Emulator
 from tests.emulator_fixtures import eventually
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import aiohttp
 
+from custom_components.tencent_iot_gateway.engine.gateway.identity import DeviceId
 from custom_components.tencent_iot_gateway.engine.gateway_engine import SubDevice
-from custom_components.tencent_iot_gateway.engine.identity import DeviceId
-from custom_components.tencent_iot_gateway.engine.ota_jobs import JobSnapshot, JobState, OtaSettings
-from custom_components.tencent_iot_gateway.engine.rollout_policy import RolloutHalted, RolloutSettings
+from custom_components.tencent_iot_gateway.engine.ota.jobs import JobSnapshot, JobState, OtaSettings
+from custom_components.tencent_iot_gateway.engine.ota.rollout_policy import RolloutHalted, RolloutSettings
 from tencent_iot_emulator.emulator import Emulator
 from tests.emulator_fixtures import eventually
 

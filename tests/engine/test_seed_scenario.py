@@ -7,7 +7,7 @@ from typing import Any
 
 import aiohttp
 
-from custom_components.tencent_iot_gateway.engine.ota_jobs import JobState
+from custom_components.tencent_iot_gateway.engine.ota.jobs import JobState
 from tencent_iot_emulator.emulator import Emulator
 from tests.emulator_fixtures import eventually
 

@@ -13,17 +13,17 @@ import aiohttp
 import paho.mqtt.client as mqtt
 import pytest
 
-from custom_components.tencent_iot_gateway.engine import session as session_module
-from custom_components.tencent_iot_gateway.engine.endpoints import BrokerEndpoint
 from custom_components.tencent_iot_gateway.engine.errors import (
     InvalidFieldError,
     OperationTimeoutError,
     PayloadTooLargeError,
 )
+from custom_components.tencent_iot_gateway.engine.gateway.identity import DeviceId
 from custom_components.tencent_iot_gateway.engine.gateway_engine import GatewayEngine, SubDevice
-from custom_components.tencent_iot_gateway.engine.identity import DeviceId
-from custom_components.tencent_iot_gateway.engine.session import Backoff, MqttSession
-from custom_components.tencent_iot_gateway.engine.uplink import UplinkPriority
+from custom_components.tencent_iot_gateway.engine.mqtt import session as session_module
+from custom_components.tencent_iot_gateway.engine.mqtt.endpoints import BrokerEndpoint
+from custom_components.tencent_iot_gateway.engine.mqtt.session import Backoff, MqttSession
+from custom_components.tencent_iot_gateway.engine.mqtt.uplink import UplinkPriority
 from tencent_iot_emulator.broker import BrokerLimits
 from tencent_iot_emulator.emulator import Emulator
 from tests.emulator_fixtures import eventually

@@ -18,11 +18,14 @@ import aiohttp
 import pytest
 
 from custom_components.tencent_iot_gateway.engine.errors import OtaError
-from custom_components.tencent_iot_gateway.engine.firmware import FirmwareSpec
-from custom_components.tencent_iot_gateway.engine.flashers.command import CommandFlasher, CommandFlasherConfig
+from custom_components.tencent_iot_gateway.engine.gateway.identity import DeviceId
 from custom_components.tencent_iot_gateway.engine.gateway_engine import SubDevice
-from custom_components.tencent_iot_gateway.engine.identity import DeviceId
-from custom_components.tencent_iot_gateway.engine.ota_jobs import JobState, OtaSettings
+from custom_components.tencent_iot_gateway.engine.ota.firmware import FirmwareSpec
+from custom_components.tencent_iot_gateway.engine.ota.flashers.command import (
+    CommandFlasher,
+    CommandFlasherConfig,
+)
+from custom_components.tencent_iot_gateway.engine.ota.jobs import JobState, OtaSettings
 from tencent_iot_emulator.console_client import MessageRecord
 from tencent_iot_emulator.emulator import Emulator
 from tests.emulator_fixtures import eventually

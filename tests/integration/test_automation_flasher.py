@@ -25,7 +25,7 @@ from custom_components.tencent_iot_gateway.const import (
     EVENT_FLASH_REQUEST,
     SUBENTRY_SUB_DEVICE,
 )
-from custom_components.tencent_iot_gateway.engine.identity import DeviceId
+from custom_components.tencent_iot_gateway.engine.gateway.identity import DeviceId
 from tests.emulator_fixtures import eventually
 
 from .cloud_waits import cloud_task_ended

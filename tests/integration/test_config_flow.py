@@ -13,7 +13,6 @@ from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
 import pytest
 
-from custom_components.tencent_iot_gateway import validation
 from custom_components.tencent_iot_gateway.const import (
     CONF_CA_CERT,
     CONF_DEVICE_NAME,
@@ -32,6 +31,7 @@ from custom_components.tencent_iot_gateway.const import (
     DOMAIN,
 )
 from custom_components.tencent_iot_gateway.engine.errors import CannotConnectError
+from custom_components.tencent_iot_gateway.engine.mqtt import registration
 
 from .conftest import PRODUCT_SECRET, Gateway, add_entry
 from .helpers import suggested
@@ -276,7 +276,7 @@ async def test_dynamic_registration_with_the_host_clock_off_says_to_set_the_cloc
     how much (from the server's `Date`), instead of blaming the product secret. Then, with the clock set,
     the same values go through."""
     real_time = time.time
-    monkeypatch.setattr(validation, "time", SimpleNamespace(time=lambda: real_time() + skew_s))
+    monkeypatch.setattr(registration, "time", SimpleNamespace(time=lambda: real_time() + skew_s))
     flow_id = await _start(hass)
     await _configure(
         hass,
@@ -288,7 +288,7 @@ async def test_dynamic_registration_with_the_host_clock_off_says_to_set_the_cloc
     )
     assert result["errors"] == {"base": key}
     assert result["description_placeholders"]["minutes"] == str(abs(skew_s) // 60)
-    monkeypatch.setattr(validation, "time", time)
+    monkeypatch.setattr(registration, "time", time)
     result = await _configure(
         hass,
         flow_id,
@@ -333,7 +333,7 @@ async def test_tencent_region_uses_the_region_host(hass: HomeAssistant, mock_set
     Tencent's hosts are out of reach here, so the login itself is replaced (what it is given is checked).
     """
     login = AsyncMock(return_value=None)
-    with patch("custom_components.tencent_iot_gateway.config_flow.async_check_login", login):
+    with patch("custom_components.tencent_iot_gateway.config_flow.check_login", login):
         flow_id = await _start(hass)
         result = await _configure(
             hass,
@@ -415,7 +415,7 @@ async def test_reconfigure_to_a_tencent_region(
     entry = await add_entry(hass, gateway.entry_data)
     result = await _reconfigure(hass, entry)
     login = AsyncMock(side_effect=[CannotConnectError("no route"), None])
-    with patch("custom_components.tencent_iot_gateway.config_flow.async_check_login", login):
+    with patch("custom_components.tencent_iot_gateway.config_flow.check_login", login):
         result = await _configure(hass, result["flow_id"], {CONF_REGION: "ap-guangzhou"})
         assert result["errors"] == {"base": "cannot_connect"}
         assert entry.data[CONF_REGION] == "custom"

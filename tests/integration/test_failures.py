@@ -19,7 +19,7 @@ import pytest
 from custom_components.tencent_iot_gateway import failures
 from custom_components.tencent_iot_gateway.const import CONF_INSTALL_POLICY, DOMAIN
 from custom_components.tencent_iot_gateway.engine import errors
-from custom_components.tencent_iot_gateway.engine.identity import DeviceId
+from custom_components.tencent_iot_gateway.engine.gateway.identity import DeviceId
 
 from .conftest import Gateway
 from .helpers import LIGHT_PRODUCT, VERSION, push, register_lights, setup_gateway, state, sub, wait_for

@@ -13,8 +13,8 @@ from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import HomeAssistantError
 import pytest
 
-from custom_components.tencent_iot_gateway.engine.identity import DeviceId
-from custom_components.tencent_iot_gateway.engine.ota_jobs import JobState
+from custom_components.tencent_iot_gateway.engine.gateway.identity import DeviceId
+from custom_components.tencent_iot_gateway.engine.ota.jobs import JobState
 from tests.emulator_fixtures import eventually
 
 from .conftest import Gateway

@@ -14,8 +14,8 @@ from homeassistant.core import Event, HomeAssistant, ServiceResponse, callback
 import pytest
 
 from custom_components.tencent_iot_gateway.const import CONF_MAX_DOWNLOADS, DOMAIN, EVENT_FLASH_REQUEST
-from custom_components.tencent_iot_gateway.engine.identity import DeviceId
-from custom_components.tencent_iot_gateway.engine.ota_jobs import JobState
+from custom_components.tencent_iot_gateway.engine.gateway.identity import DeviceId
+from custom_components.tencent_iot_gateway.engine.ota.jobs import JobState
 from custom_components.tencent_iot_gateway.runtime import TencentIotConfigEntry
 
 from .cloud_waits import cloud_task_ended

@@ -22,7 +22,7 @@ from custom_components.tencent_iot_gateway.const import (
     DOMAIN,
     InstallPolicy,
 )
-from custom_components.tencent_iot_gateway.engine.identity import DeviceId
+from custom_components.tencent_iot_gateway.engine.gateway.identity import DeviceId
 from tencent_iot_emulator.registry import REGISTRY_FILE
 from tests.emulator_fixtures import eventually, on_the_same_ports
 

@@ -17,7 +17,7 @@ from custom_components.tencent_iot_gateway.const import (
     CONF_PRODUCT_ID,
     SUBENTRY_SUB_DEVICE,
 )
-from custom_components.tencent_iot_gateway.engine.identity import DeviceId
+from custom_components.tencent_iot_gateway.engine.gateway.identity import DeviceId
 from custom_components.tencent_iot_gateway.runtime import GatewayRuntime
 
 from .conftest import Gateway

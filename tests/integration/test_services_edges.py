@@ -9,7 +9,7 @@ from homeassistant.helpers import device_registry as dr
 import pytest
 
 from custom_components.tencent_iot_gateway.const import DOMAIN
-from custom_components.tencent_iot_gateway.engine.identity import DeviceId
+from custom_components.tencent_iot_gateway.engine.gateway.identity import DeviceId
 
 from .conftest import Gateway
 from .helpers import LIGHT_PRODUCT, light_key, register_lights, setup_gateway, sub, wait_for

@@ -24,7 +24,7 @@ from custom_components.tencent_iot_gateway.const import (
     DOMAIN,
     SUBENTRY_SUB_DEVICE,
 )
-from custom_components.tencent_iot_gateway.engine.identity import DeviceId
+from custom_components.tencent_iot_gateway.engine.gateway.identity import DeviceId
 from tests.emulator_fixtures import eventually
 
 from .conftest import Gateway, add_entry

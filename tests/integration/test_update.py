@@ -19,7 +19,7 @@ import pytest
 
 from custom_components.tencent_iot_gateway import runtime
 from custom_components.tencent_iot_gateway.const import CONF_INSTALL_POLICY, DOMAIN
-from custom_components.tencent_iot_gateway.engine.ota_jobs import OtaSettings
+from custom_components.tencent_iot_gateway.engine.ota.jobs import OtaSettings
 from tests.emulator_fixtures import eventually
 
 from .conftest import Gateway

@@ -1,4 +1,133 @@
-"""The Home Assistant-free core of the gateway: signing, MQTT session, gateway operations and OTA jobs.
+"""The gateway engine: everything that does not need Home Assistant, behind this one public interface.
 
-Nothing in this package imports `homeassistant`; the integration's modules beside it adapt it to HA.
+The Home Assistant layer imports only the names below (`scripts/lint` enforces it with import-linter, and that
+nothing under `engine/` imports `homeassistant`). The sub-packages are the engine's rooms:
+
+- `mqtt/`: signing, endpoints, the session driven by the asyncio loop, its uplink budget, registration;
+- `gateway/`: sub-device identities and the gateway operations (online, bind, the console's pushes);
+- `ota/`: the OTA jobs and their reports, downloads, the image cache, flashers, and the gates a job passes;
+- `stores/`: what survives a restart.
+
+`gateway_engine.GatewayEngine` composes them; it is the one entry point.
 """
+
+from __future__ import annotations
+
+from .errors import (
+    AuthenticationError,
+    CannotConnectError,
+    ClockSkewError,
+    FlashError,
+    InvalidFieldError,
+    InvalidFirmwareError,
+    JobSuspendedError,
+    NotAGatewayError,
+    OtaError,
+    OtaResultCode,
+    RegistrationError,
+    RegistrationUnreachableError,
+    SubscriptionRefusedError,
+    TencentIotError,
+)
+from .gateway.identity import DeviceId, decode_device_secret
+from .gateway.operations import AllUnbound, SubDevicesChanged
+from .gateway_engine import (
+    AuthenticationFailed,
+    ConnectionChanged,
+    EngineEvent,
+    GatewayEngine,
+    OwnFirmware,
+    SubDevice,
+    SubDeviceStatus,
+    UpdatesBlocked,
+)
+from .mqtt.endpoints import MQTT_TLS_PORT, BrokerEndpoint, Region, registration_host
+from .mqtt.login_check import check_login
+from .mqtt.registration import register_device
+from .ota.download import Downloader
+from .ota.firmware import FirmwareSpec, url_without_query, validate_version
+from .ota.firmware_cache import FirmwareCache
+from .ota.flashers import (
+    PLACEHOLDERS,
+    CommandFlasherConfig,
+    FileFlasherConfig,
+    Flasher,
+    HttpFlasherConfig,
+    HttpMethod,
+    build_flasher,
+    flasher_config_from_dict,
+    flasher_kinds,
+    register_flasher_kind,
+)
+from .ota.flashers.base import check_kind, check_seconds
+from .ota.health_check import DEFAULT_HEALTH_TIMEOUT_S, HealthCheck
+from .ota.jobs import DOWNLOAD_SHARE, JobSnapshot, JobState, OtaSettings
+from .ota.preflight import DEFAULT_PREFLIGHT_TIMEOUT_S, GatePoint, Preflight
+from .ota.rollback_images import RollbackImages
+from .ota.rollout_policy import RolloutHalted, RolloutSettings
+from .stores.halted_rollouts import HaltedRollouts
+
+__all__ = [
+    "DEFAULT_HEALTH_TIMEOUT_S",
+    "DEFAULT_PREFLIGHT_TIMEOUT_S",
+    "DOWNLOAD_SHARE",
+    "MQTT_TLS_PORT",
+    "PLACEHOLDERS",
+    "AllUnbound",
+    "AuthenticationError",
+    "AuthenticationFailed",
+    "BrokerEndpoint",
+    "CannotConnectError",
+    "ClockSkewError",
+    "CommandFlasherConfig",
+    "ConnectionChanged",
+    "DeviceId",
+    "Downloader",
+    "EngineEvent",
+    "FileFlasherConfig",
+    "FirmwareCache",
+    "FirmwareSpec",
+    "FlashError",
+    "Flasher",
+    "GatePoint",
+    "GatewayEngine",
+    "HaltedRollouts",
+    "HealthCheck",
+    "HttpFlasherConfig",
+    "HttpMethod",
+    "InvalidFieldError",
+    "InvalidFirmwareError",
+    "JobSnapshot",
+    "JobState",
+    "JobSuspendedError",
+    "NotAGatewayError",
+    "OtaError",
+    "OtaResultCode",
+    "OtaSettings",
+    "OwnFirmware",
+    "Preflight",
+    "Region",
+    "RegistrationError",
+    "RegistrationUnreachableError",
+    "RollbackImages",
+    "RolloutHalted",
+    "RolloutSettings",
+    "SubDevice",
+    "SubDeviceStatus",
+    "SubDevicesChanged",
+    "SubscriptionRefusedError",
+    "TencentIotError",
+    "UpdatesBlocked",
+    "build_flasher",
+    "check_kind",
+    "check_login",
+    "check_seconds",
+    "decode_device_secret",
+    "flasher_config_from_dict",
+    "flasher_kinds",
+    "register_device",
+    "register_flasher_kind",
+    "registration_host",
+    "url_without_query",
+    "validate_version",
+]

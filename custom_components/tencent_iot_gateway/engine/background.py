@@ -7,7 +7,7 @@ from collections.abc import Coroutine
 import logging
 from typing import Any
 
-from .errors import NotConnectedError, TencentIotError
+from custom_components.tencent_iot_gateway.engine.errors import NotConnectedError, TencentIotError
 
 _LOGGER = logging.getLogger(__name__)
 

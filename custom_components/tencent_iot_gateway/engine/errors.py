@@ -206,3 +206,27 @@ _GATEWAY_RESULTS = {
 def describe_gateway_result(code: int) -> str:
     """Words for a gateway result code; the cloud sends 809 with either sign, hence the absolute value."""
     return _GATEWAY_RESULTS.get(code) or _GATEWAY_RESULTS.get(abs(code), "unknown error")
+
+
+class RegistrationError(TencentIotError):
+    """The cloud refused a dynamic registration; `message` is the cloud's own words (no secret)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ClockSkewError(RegistrationError):
+    """The registration was refused, and the host's clock is off: its signed timestamp is what failed.
+
+    `skew_s`: how far the host's clock is ahead of the server's (negative: behind), from the reply's `Date`
+    header; None when the reply had none and only the refusal's code says so.
+    """
+
+    def __init__(self, message: str, skew_s: float | None) -> None:
+        super().__init__(message)
+        self.skew_s = skew_s
+
+
+class RegistrationUnreachableError(TencentIotError):
+    """The registration endpoint could not be reached or did not answer with JSON."""

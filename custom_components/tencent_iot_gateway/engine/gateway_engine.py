@@ -14,10 +14,8 @@ from dataclasses import dataclass, replace
 import logging
 from typing import Any
 
-from .auth import SignMethod
-from .background import BackgroundTasks
-from .endpoints import BrokerEndpoint
-from .errors import (
+from custom_components.tencent_iot_gateway.engine.background import BackgroundTasks
+from custom_components.tencent_iot_gateway.engine.errors import (
     AuthenticationError,
     GatewayOperationError,
     NotAGatewayError,
@@ -26,19 +24,41 @@ from .errors import (
     SubscriptionRefusedError,
     TencentIotError,
 )
-from .flashers.base import Flasher
-from .gateway import AllUnbound, GatewayOperations, GatewayPush, SearchRequested, SubDevicesChanged
-from .halted_rollouts import HaltedRollouts
-from .health_check import HealthCheck
-from .identity import DeviceId
-from .ota_jobs import Downloader, ImageCache, JobSnapshot, OtaManager, OtaSettings
-from .preflight import Preflight
-from .rollback_images import RollbackImages
-from .rollout_policy import RolloutHalted, RolloutPolicy, RolloutSettings
-from .session import Backoff, MqttSession
-from .storage import StateStore
-from .topics import gateway_operation_result, ota_update, parse_ota_update
-from .uplink import DEFAULT_UPLINK_RATE
+from custom_components.tencent_iot_gateway.engine.gateway.identity import DeviceId
+from custom_components.tencent_iot_gateway.engine.gateway.operations import (
+    AllUnbound,
+    GatewayOperations,
+    GatewayPush,
+    SearchRequested,
+    SubDevicesChanged,
+)
+from custom_components.tencent_iot_gateway.engine.mqtt.auth import SignMethod
+from custom_components.tencent_iot_gateway.engine.mqtt.endpoints import BrokerEndpoint
+from custom_components.tencent_iot_gateway.engine.mqtt.session import Backoff, MqttSession
+from custom_components.tencent_iot_gateway.engine.mqtt.topics import (
+    gateway_operation_result,
+    ota_update,
+    parse_ota_update,
+)
+from custom_components.tencent_iot_gateway.engine.mqtt.uplink import DEFAULT_UPLINK_RATE
+from custom_components.tencent_iot_gateway.engine.ota.flashers.base import Flasher
+from custom_components.tencent_iot_gateway.engine.ota.health_check import HealthCheck
+from custom_components.tencent_iot_gateway.engine.ota.jobs import (
+    Downloader,
+    ImageCache,
+    JobSnapshot,
+    OtaManager,
+    OtaSettings,
+)
+from custom_components.tencent_iot_gateway.engine.ota.preflight import Preflight
+from custom_components.tencent_iot_gateway.engine.ota.rollback_images import RollbackImages
+from custom_components.tencent_iot_gateway.engine.ota.rollout_policy import (
+    RolloutHalted,
+    RolloutPolicy,
+    RolloutSettings,
+)
+from custom_components.tencent_iot_gateway.engine.stores.halted_rollouts import HaltedRollouts
+from custom_components.tencent_iot_gateway.engine.stores.storage import StateStore
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -144,10 +164,10 @@ class GatewayEngine:
         """Wire the parts; nothing is sent before `start`.
 
         `uplink_rate`: the connection's budget in messages a second (None: none), see `rate_budget`.
-        `preflight_for`: each sub-device's pre-flight gate, if any (engine/preflight.py).
-        `rollout`: stage the sub-devices' installs of one image (engine/rollout_policy.py); None: no staging.
+        `preflight_for`: each sub-device's pre-flight gate, if any (engine/ota/preflight.py).
+        `rollout`: stage the sub-devices' installs of one image (engine/ota/rollout_policy.py); None: no staging.
         `health_for`, `rollback_images`: each sub-device's check after a flash and the last good images to
-        roll back to (engine/health_check.py, engine/rollback_images.py).
+        roll back to (engine/ota/health_check.py, engine/ota/rollback_images.py).
         `halted_rollouts`: where halted rollouts are kept across restarts (None: in memory only).
         """
         self._gateway = gateway

@@ -22,7 +22,7 @@ from pathlib import Path
 import re
 import shutil
 
-from .firmware import FirmwareSpec
+from custom_components.tencent_iot_gateway.engine.ota.firmware import FirmwareSpec
 
 _LOGGER = logging.getLogger(__name__)
 

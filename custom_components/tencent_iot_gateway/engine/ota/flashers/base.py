@@ -19,8 +19,8 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 import aiohttp
 
 from custom_components.tencent_iot_gateway.engine.errors import InvalidFieldError
-from custom_components.tencent_iot_gateway.engine.firmware import FirmwareSpec
-from custom_components.tencent_iot_gateway.engine.identity import DeviceId
+from custom_components.tencent_iot_gateway.engine.gateway.identity import DeviceId
+from custom_components.tencent_iot_gateway.engine.ota.firmware import FirmwareSpec
 
 PLACEHOLDERS: frozenset[str] = frozenset({"path", "product_id", "device_name", "version", "md5", "size"})
 """The names a command argument or URL template may use, as `{name}`."""

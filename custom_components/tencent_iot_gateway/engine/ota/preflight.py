@@ -4,7 +4,7 @@ A sub-device that is asleep, flat or in use must not be flashed, and its image i
 either. The layer above knows what "ready" means (Home Assistant renders a template, checks a maintenance
 window) and supplies a `Preflight` per device; the engine only asks it at its two points and waits while it
 says no, showing why, until the gate's timeout ends the job with a clear failure. The cloud's task stays alive
-meanwhile through the job's progress keep-alives (engine/progress_reports.py).
+meanwhile through the job's progress keep-alives (engine/ota/progress_reports.py).
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 import time
 
-from .errors import PreflightTimeoutError
-from .identity import DeviceId
+from custom_components.tencent_iot_gateway.engine.errors import PreflightTimeoutError
+from custom_components.tencent_iot_gateway.engine.gateway.identity import DeviceId
 
 DEFAULT_PREFLIGHT_TIMEOUT_S = 3600.0
 DEFAULT_PREFLIGHT_POLL_S = 15.0

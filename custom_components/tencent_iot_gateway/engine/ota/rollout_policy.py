@@ -10,7 +10,7 @@ lets the halted devices go on, in batches, when the user decides.
 A rollout is the set of jobs installing one image (MD5 and size) at the same time; it ends when all of them
 have ended (a halted one lives until it is resumed). A rollout under way lives in memory (a restart resumes its
 interrupted installs as a new rollout); a halted one is kept across restarts and reloads through
-`on_halts_changed` and `restore` (engine/halted_rollouts.py).
+`on_halts_changed` and `restore` (engine/stores/halted_rollouts.py).
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 import math
 import time
 
-from .errors import RolloutHaltedError
-from .firmware import FirmwareSpec
-from .identity import DeviceId
+from custom_components.tencent_iot_gateway.engine.errors import RolloutHaltedError
+from custom_components.tencent_iot_gateway.engine.gateway.identity import DeviceId
+from custom_components.tencent_iot_gateway.engine.ota.firmware import FirmwareSpec
 
 DEFAULT_CANARY_COUNT = 1
 DEFAULT_SOAK_S = 300.0

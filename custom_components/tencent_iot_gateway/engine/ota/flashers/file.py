@@ -23,10 +23,9 @@ from custom_components.tencent_iot_gateway.engine.errors import (
     InvalidFieldError,
     InvalidFirmwareError,
 )
-from custom_components.tencent_iot_gateway.engine.firmware import FirmwareSpec, validate_version
-from custom_components.tencent_iot_gateway.engine.identity import DeviceId
-
-from .base import check_kind, check_text
+from custom_components.tencent_iot_gateway.engine.gateway.identity import DeviceId
+from custom_components.tencent_iot_gateway.engine.ota.firmware import FirmwareSpec, validate_version
+from custom_components.tencent_iot_gateway.engine.ota.flashers.base import check_kind, check_text
 
 _LOGGER = logging.getLogger(__name__)
 

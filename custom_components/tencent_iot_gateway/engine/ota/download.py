@@ -24,7 +24,7 @@ from typing import IO, Any, Final
 
 import aiohttp
 
-from .errors import (
+from custom_components.tencent_iot_gateway.engine.errors import (
     DownloadRefusedError,
     DownloadTimeoutError,
     FirmwareNotFoundError,
@@ -33,9 +33,14 @@ from .errors import (
     OtaError,
     UrlExpiredError,
 )
-from .firmware import FirmwareSpec
-from .firmware_cache import FirmwareCache, ImageKey, image_file_stem, image_key_of
-from .storage import StateStore
+from custom_components.tencent_iot_gateway.engine.ota.firmware import FirmwareSpec
+from custom_components.tencent_iot_gateway.engine.ota.firmware_cache import (
+    FirmwareCache,
+    ImageKey,
+    image_file_stem,
+    image_key_of,
+)
+from custom_components.tencent_iot_gateway.engine.stores.storage import StateStore
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import aiohttp
 
-from .base import (
+from custom_components.tencent_iot_gateway.engine.ota.flashers.base import (
     PLACEHOLDERS,
     Flasher,
     FlasherConfig,
@@ -19,9 +19,20 @@ from .base import (
     flasher_kinds,
     register_flasher_kind,
 )
-from .command import CommandFlasher, CommandFlasherConfig
-from .file import FileFlasher, FileFlasherConfig, image_file_name
-from .http_device import HttpFlasher, HttpFlasherConfig, HttpMethod
+from custom_components.tencent_iot_gateway.engine.ota.flashers.command import (
+    CommandFlasher,
+    CommandFlasherConfig,
+)
+from custom_components.tencent_iot_gateway.engine.ota.flashers.file import (
+    FileFlasher,
+    FileFlasherConfig,
+    image_file_name,
+)
+from custom_components.tencent_iot_gateway.engine.ota.flashers.http_device import (
+    HttpFlasher,
+    HttpFlasherConfig,
+    HttpMethod,
+)
 
 __all__ = [
     "PLACEHOLDERS",

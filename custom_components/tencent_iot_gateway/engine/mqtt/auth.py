@@ -18,8 +18,8 @@ import string
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from .errors import InvalidFieldError
-from .identity import DeviceId, decode_device_secret
+from custom_components.tencent_iot_gateway.engine.errors import InvalidFieldError
+from custom_components.tencent_iot_gateway.engine.gateway.identity import DeviceId, decode_device_secret
 
 SDK_APP_ID = "12010126"
 # The username's expiry (Unix seconds, per Tencent's docs): fixed far ahead, as Tencent's C and Java SDKs

@@ -17,10 +17,14 @@ import secrets
 import time
 from typing import Any
 
-from .auth import SignMethod, bind_signature
-from .errors import GatewayOperationError, InvalidFieldError, OperationTimeoutError
-from .identity import DeviceId
-from .topics import gateway_operation
+from custom_components.tencent_iot_gateway.engine.errors import (
+    GatewayOperationError,
+    InvalidFieldError,
+    OperationTimeoutError,
+)
+from custom_components.tencent_iot_gateway.engine.gateway.identity import DeviceId
+from custom_components.tencent_iot_gateway.engine.mqtt.auth import SignMethod, bind_signature
+from custom_components.tencent_iot_gateway.engine.mqtt.topics import gateway_operation
 
 _LOGGER = logging.getLogger(__name__)
 

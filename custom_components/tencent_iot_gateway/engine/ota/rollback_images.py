@@ -17,8 +17,8 @@ import shutil
 import time
 from typing import Any
 
-from .firmware import FirmwareSpec
-from .identity import DeviceId
+from custom_components.tencent_iot_gateway.engine.gateway.identity import DeviceId
+from custom_components.tencent_iot_gateway.engine.ota.firmware import FirmwareSpec
 
 _LOGGER = logging.getLogger(__name__)
 

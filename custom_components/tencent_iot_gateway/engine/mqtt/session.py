@@ -23,9 +23,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.reasoncodes import ReasonCode
 
-from .auth import SignMethod, mqtt_credentials
-from .endpoints import TENCENT_ROOT_CA_FILE, BrokerEndpoint
-from .errors import (
+from custom_components.tencent_iot_gateway.engine.errors import (
     AuthenticationError,
     CannotConnectError,
     InvalidFieldError,
@@ -35,9 +33,11 @@ from .errors import (
     SubscriptionRefusedError,
     TencentIotError,
 )
-from .identity import DeviceId
-from .rate_budget import UplinkLimiter
-from .uplink import DEFAULT_UPLINK_RATE, UplinkPriority
+from custom_components.tencent_iot_gateway.engine.gateway.identity import DeviceId
+from custom_components.tencent_iot_gateway.engine.mqtt.auth import SignMethod, mqtt_credentials
+from custom_components.tencent_iot_gateway.engine.mqtt.endpoints import TENCENT_ROOT_CA_FILE, BrokerEndpoint
+from custom_components.tencent_iot_gateway.engine.mqtt.rate_budget import UplinkLimiter
+from custom_components.tencent_iot_gateway.engine.mqtt.uplink import DEFAULT_UPLINK_RATE, UplinkPriority
 
 _LOGGER = logging.getLogger(__name__)
 

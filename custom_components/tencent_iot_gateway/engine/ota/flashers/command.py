@@ -23,10 +23,16 @@ import signal
 from typing import Any, ClassVar
 
 from custom_components.tencent_iot_gateway.engine.errors import FlashError, InvalidFieldError
-from custom_components.tencent_iot_gateway.engine.firmware import FirmwareSpec
-from custom_components.tencent_iot_gateway.engine.identity import DeviceId
-
-from .base import check_kind, check_seconds, check_text, render_template, template_values, validate_template
+from custom_components.tencent_iot_gateway.engine.gateway.identity import DeviceId
+from custom_components.tencent_iot_gateway.engine.ota.firmware import FirmwareSpec
+from custom_components.tencent_iot_gateway.engine.ota.flashers.base import (
+    check_kind,
+    check_seconds,
+    check_text,
+    render_template,
+    template_values,
+    validate_template,
+)
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -30,11 +30,15 @@ import sys
 import time
 from typing import Any
 
-from .errors import TencentIotError
-from .identity import DeviceId
-from .ota_protocol import ProgressState, report_progress
-from .topics import ota_report
-from .uplink import DEFAULT_UPLINK_RATE, Publish, UplinkPriority
+from custom_components.tencent_iot_gateway.engine.errors import TencentIotError
+from custom_components.tencent_iot_gateway.engine.gateway.identity import DeviceId
+from custom_components.tencent_iot_gateway.engine.mqtt.topics import ota_report
+from custom_components.tencent_iot_gateway.engine.mqtt.uplink import (
+    DEFAULT_UPLINK_RATE,
+    Publish,
+    UplinkPriority,
+)
+from custom_components.tencent_iot_gateway.engine.ota.protocol import ProgressState, report_progress
 
 _LOGGER = logging.getLogger(__name__)
 

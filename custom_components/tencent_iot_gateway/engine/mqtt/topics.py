@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .identity import DeviceId
+from custom_components.tencent_iot_gateway.engine.gateway.identity import DeviceId
 
 
 def gateway_operation(gateway: DeviceId) -> str:

@@ -13,10 +13,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 import time
 
-from .errors import HealthCheckError
-from .firmware import FirmwareSpec
-from .flashers.base import VersionReader
-from .identity import DeviceId
+from custom_components.tencent_iot_gateway.engine.errors import HealthCheckError
+from custom_components.tencent_iot_gateway.engine.gateway.identity import DeviceId
+from custom_components.tencent_iot_gateway.engine.ota.firmware import FirmwareSpec
+from custom_components.tencent_iot_gateway.engine.ota.flashers.base import VersionReader
 
 DEFAULT_HEALTH_TIMEOUT_S = 300.0
 DEFAULT_HEALTH_POLL_S = 5.0

@@ -25,9 +25,8 @@ from pathlib import Path
 import time
 from typing import Any, Protocol
 
-from .background import BackgroundTasks
-from .download import DownloadProgress
-from .errors import (
+from custom_components.tencent_iot_gateway.engine.background import BackgroundTasks
+from custom_components.tencent_iot_gateway.engine.errors import (
     FlashError,
     HealthCheckError,
     InvalidFirmwareError,
@@ -41,12 +40,31 @@ from .errors import (
     TencentIotError,
     UrlExpiredError,
 )
-from .firmware import DEFAULT_MAX_FIRMWARE_SIZE, FirmwareSpec, validate_version
-from .flashers.base import Flasher, VersionReader
-from .health_check import HealthCheck, wait_healthy
-from .identity import DeviceId
-from .job_store import SAVE_DELAY_S, DeviceRecord, JobStore, Outcome, OutcomeState
-from .ota_protocol import (
+from custom_components.tencent_iot_gateway.engine.gateway.identity import DeviceId
+from custom_components.tencent_iot_gateway.engine.mqtt.topics import ota_report
+from custom_components.tencent_iot_gateway.engine.mqtt.uplink import (
+    DEFAULT_UPLINK_RATE,
+    Publish,
+    UplinkPriority,
+)
+from custom_components.tencent_iot_gateway.engine.ota.download import DownloadProgress
+from custom_components.tencent_iot_gateway.engine.ota.firmware import (
+    DEFAULT_MAX_FIRMWARE_SIZE,
+    FirmwareSpec,
+    validate_version,
+)
+from custom_components.tencent_iot_gateway.engine.ota.flashers.base import Flasher, VersionReader
+from custom_components.tencent_iot_gateway.engine.ota.health_check import HealthCheck, wait_healthy
+from custom_components.tencent_iot_gateway.engine.ota.preflight import GatePoint, Preflight, wait_until_open
+from custom_components.tencent_iot_gateway.engine.ota.progress_fan_out import ProgressFanOut
+from custom_components.tencent_iot_gateway.engine.ota.progress_reports import (
+    KEEPALIVE_INTERVAL_S,
+    REPORT_INTERVAL_S,
+    ProgressReporter,
+    ReportCadence,
+    progress_key,
+)
+from custom_components.tencent_iot_gateway.engine.ota.protocol import (
     InvalidUpdate,
     ProgressState,
     Unrecognised,
@@ -56,20 +74,16 @@ from .ota_protocol import (
     report_progress,
     report_version,
 )
-from .preflight import GatePoint, Preflight, wait_until_open
-from .progress_fan_out import ProgressFanOut
-from .progress_reports import (
-    KEEPALIVE_INTERVAL_S,
-    REPORT_INTERVAL_S,
-    ProgressReporter,
-    ReportCadence,
-    progress_key,
+from custom_components.tencent_iot_gateway.engine.ota.rollback_images import RollbackImages
+from custom_components.tencent_iot_gateway.engine.ota.rollout_policy import RolloutPolicy
+from custom_components.tencent_iot_gateway.engine.stores.job_store import (
+    SAVE_DELAY_S,
+    DeviceRecord,
+    JobStore,
+    Outcome,
+    OutcomeState,
 )
-from .rollback_images import RollbackImages
-from .rollout_policy import RolloutPolicy
-from .storage import StateStore
-from .topics import ota_report
-from .uplink import DEFAULT_UPLINK_RATE, Publish, UplinkPriority
+from custom_components.tencent_iot_gateway.engine.stores.storage import StateStore
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -105,7 +119,7 @@ _RUNNING = frozenset({JobState.QUEUED, JobState.DOWNLOADING, JobState.VERIFYING,
 
 
 class Downloader(Protocol):
-    """Fetches and verifies one image (engine/download.py)."""
+    """Fetches and verifies one image (engine/ota/download.py)."""
 
     async def fetch(self, spec: FirmwareSpec, on_progress: Callable[[DownloadProgress], None]) -> Path:
         """Return the path of the verified image."""
@@ -115,7 +129,7 @@ class Downloader(Protocol):
 
 
 class ImageCache(Protocol):
-    """Counts the jobs that need an image and deletes it once none does (engine/firmware_cache.py)."""
+    """Counts the jobs that need an image and deletes it once none does (engine/ota/firmware_cache.py)."""
 
     def acquire(self, item: FirmwareSpec) -> None:
         """One more job needs `item`'s image."""
@@ -188,7 +202,7 @@ class OtaSettings:
     max_firmware_size: int = DEFAULT_MAX_FIRMWARE_SIZE
     fresh_url_timeout_s: float = FRESH_URL_TIMEOUT_S
     save_delay_s: float = SAVE_DELAY_S  # ordinary changes are saved together at most this often
-    # Progress cadence (engine/progress_reports.py); the rate must be the session's uplink budget (None: no
+    # Progress cadence (engine/ota/progress_reports.py); the rate must be the session's uplink budget (None: no
     # budget), which `GatewayEngine` sets from its own `uplink_rate`.
     report_interval_s: float = REPORT_INTERVAL_S
     keepalive_interval_s: float = KEEPALIVE_INTERVAL_S
@@ -217,10 +231,10 @@ class OtaManager:
     ) -> None:
         """Wire the manager; call `async_load` before adding devices.
 
-        `preflight_for`: a device's pre-flight gate (engine/preflight.py), asked before its job downloads and
+        `preflight_for`: a device's pre-flight gate (engine/ota/preflight.py), asked before its job downloads and
         again before it flashes; None (or a None gate): jobs never wait for one.
-        `rollout`: stages jobs installing the same image (engine/rollout_policy.py); None: no staging.
-        `health_for`: a device's check after its flash (engine/health_check.py); `rollback_images` keeps the
+        `rollout`: stages jobs installing the same image (engine/ota/rollout_policy.py); None: no staging.
+        `health_for`: a device's check after its flash (engine/ota/health_check.py); `rollback_images` keeps the
         last good image of devices whose check rolls back.
         """
         self._publish = publish

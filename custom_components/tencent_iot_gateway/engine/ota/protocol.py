@@ -12,8 +12,12 @@ from enum import StrEnum
 import json
 from typing import Any
 
-from .errors import InvalidFirmwareError, OtaResultCode
-from .firmware import DEFAULT_MAX_FIRMWARE_SIZE, FirmwareSpec, validate_version
+from custom_components.tencent_iot_gateway.engine.errors import InvalidFirmwareError, OtaResultCode
+from custom_components.tencent_iot_gateway.engine.ota.firmware import (
+    DEFAULT_MAX_FIRMWARE_SIZE,
+    FirmwareSpec,
+    validate_version,
+)
 
 
 class ProgressState(StrEnum):

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 import heapq
 import time
 
-from .errors import TencentIotError
-from .uplink import UplinkPriority
+from custom_components.tencent_iot_gateway.engine.errors import TencentIotError
+from custom_components.tencent_iot_gateway.engine.mqtt.uplink import UplinkPriority
 
 WINDOW_S = 1.0
 # Messages reach the broker's counter a little after we hand them over, by a delay that varies: the margin

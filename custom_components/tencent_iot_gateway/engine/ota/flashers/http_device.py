@@ -20,10 +20,9 @@ from urllib.parse import quote, urlsplit
 import aiohttp
 
 from custom_components.tencent_iot_gateway.engine.errors import FlashError, InvalidFieldError
-from custom_components.tencent_iot_gateway.engine.firmware import FirmwareSpec, url_without_query
-from custom_components.tencent_iot_gateway.engine.identity import DeviceId
-
-from .base import (
+from custom_components.tencent_iot_gateway.engine.gateway.identity import DeviceId
+from custom_components.tencent_iot_gateway.engine.ota.firmware import FirmwareSpec, url_without_query
+from custom_components.tencent_iot_gateway.engine.ota.flashers.base import (
     check_kind,
     check_seconds,
     check_text,

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from .errors import InvalidFieldError
+from custom_components.tencent_iot_gateway.engine.errors import InvalidFieldError
 
 MQTT_TLS_PORT = 8883
 MQTT_PLAIN_PORT = 1883

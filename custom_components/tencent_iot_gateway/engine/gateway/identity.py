@@ -7,7 +7,7 @@ import binascii
 from dataclasses import dataclass
 import re
 
-from .errors import InvalidFieldError
+from custom_components.tencent_iot_gateway.engine.errors import InvalidFieldError
 
 PRODUCT_ID_MAX = 10
 DEVICE_NAME_MAX = 48

@@ -10,10 +10,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from .background import BackgroundTasks
-from .identity import DeviceId
-from .rollout_policy import RolloutHalted
-from .storage import StateStore
+from custom_components.tencent_iot_gateway.engine.background import BackgroundTasks
+from custom_components.tencent_iot_gateway.engine.gateway.identity import DeviceId
+from custom_components.tencent_iot_gateway.engine.ota.rollout_policy import RolloutHalted
+from custom_components.tencent_iot_gateway.engine.stores.storage import StateStore
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ import logging
 import time
 from typing import Any
 
-from .firmware import echoed_fields
-from .storage import StateStore
+from custom_components.tencent_iot_gateway.engine.ota.firmware import echoed_fields
+from custom_components.tencent_iot_gateway.engine.stores.storage import StateStore
 
 _LOGGER = logging.getLogger(__name__)
 

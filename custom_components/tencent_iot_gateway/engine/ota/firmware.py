@@ -8,7 +8,7 @@ import re
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from .errors import InvalidFirmwareError
+from custom_components.tencent_iot_gateway.engine.errors import InvalidFirmwareError
 
 VERSION_MAX = 32
 DEFAULT_MAX_FIRMWARE_SIZE = 512 * 1024 * 1024
