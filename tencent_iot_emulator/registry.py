@@ -173,14 +173,6 @@ class Registry:
         """The product secret for dynamic registration, if the product has one."""
         return self._products.get(product_id)
 
-    def has_product(self, product_id: str) -> bool:
-        """Whether the product exists (it does once a device of it or a secret was registered)."""
-        return product_id in self._products
-
-    def is_gateway_product(self, product_id: str) -> bool:
-        """Whether devices of the product may use the gateway protocol."""
-        return product_id not in self._plain_products
-
     async def add_product(
         self, product_id: str, product_secret: str | None = None, *, gateway: bool | None = None
     ) -> str:

@@ -5,8 +5,8 @@ the action `tencent_iot_gateway.complete_flash` with that job id (or its timeout
 the event does the flashing with whatever action fits the device, and answers with `complete_flash`. The image
 is deleted once the job has ended, so the automation must be done with it before it answers.
 
-The kind registers itself with the engine's flasher registry when this module is imported, so it is parsed,
-validated and offered in the sub-device flow like the engine's own kinds.
+The kind is Home Assistant's, not the engine's: `flashers.py` offers, parses and builds it beside the engine's
+kinds, and the runtime builds it with its own `hass` (nothing is registered at import time).
 """
 
 from __future__ import annotations
@@ -19,21 +19,12 @@ from pathlib import Path
 from typing import Any, ClassVar
 import uuid
 
-import aiohttp
-from homeassistant.core import HomeAssistant, async_get_hass
+from homeassistant.core import HomeAssistant
 from homeassistant.helpers import device_registry as dr
 from homeassistant.util.hass_dict import HassKey
 
 from .const import DOMAIN, EVENT_FLASH_REQUEST
-from .engine import (
-    DeviceId,
-    FirmwareSpec,
-    Flasher,
-    FlashError,
-    check_kind,
-    check_seconds,
-    register_flasher_kind,
-)
+from .engine import DeviceId, FirmwareSpec, FlashError, check_kind, check_seconds
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -155,11 +146,3 @@ class AutomationFlasher:
             raise FlashError(outcome.message or "the automation reported that flashing failed")
         progress(100)
         return outcome.version or firmware.version
-
-
-def _build(config: Any, session: aiohttp.ClientSession) -> Flasher:
-    # Flashers are built by the runtime inside Home Assistant's event loop, where the instance is known.
-    return AutomationFlasher(async_get_hass(), config)
-
-
-register_flasher_kind(KIND, AutomationFlasherConfig, AutomationFlasherConfig.from_dict, _build)

@@ -12,14 +12,13 @@ from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity import Entity
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from .engine import DeviceId
+from .engine import RESULT_NOT_BOUND, DeviceId
 from .entity import SubDeviceEntity, TencentIotEntity, async_setup_sub_device_entities
 from .runtime import GatewayRuntime, TencentIotConfigEntry
 
 # Read-only state pushed by the runtime: nothing to throttle.
 PARALLEL_UPDATES = 0
 # The cloud's answer to `online` for a sub-device that is not bound to this gateway.
-RESULT_NOT_BOUND = -1
 
 
 class OnlineReason(StrEnum):

@@ -5,6 +5,8 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Final
 
+from .engine import DEFAULT_ROLLBACK_BUDGET, DEFAULT_SOAK_S
+
 DOMAIN: Final = "tencent_iot_gateway"
 
 # -- config entry data (exactly these keys) ----------------------------------------------------------------
@@ -47,7 +49,7 @@ CONF_CANARY_PERCENT: Final = "canary_percent"
 CONF_SOAK_MIN: Final = "soak_min"
 CONF_MAX_FAILURES: Final = "max_failures"
 DEFAULT_CANARY_COUNT: Final = 1
-DEFAULT_SOAK_MIN: Final = 5
+DEFAULT_SOAK_MIN: Final = int(DEFAULT_SOAK_S // 60)  # the engine's default, in the form's unit
 DEFAULT_MAX_FAILURES: Final = 1
 MAX_ROLLOUT_COUNT: Final = 1000
 MAX_SOAK_MIN: Final = 1440
@@ -94,9 +96,6 @@ SERVICE_CHECK_FOR_UPDATE: Final = "check_for_update"
 SERVICE_COMPLETE_FLASH: Final = "complete_flash"
 SERVICE_RESUME_ROLLOUT: Final = "resume_rollout"
 
-# -- dispatcher signals ----------------------------------------------------------------------------------
-SIGNAL_JOB: Final = f"{DOMAIN}_job_{{entry_id}}_{{device}}"
-SIGNAL_CONNECTION: Final = f"{DOMAIN}_connection_{{entry_id}}"
 
 # -- flashes and the entry's life cycle ------------------------------------------------------------------
 # A reload (options, reauth, reconfigure) waits this long for flashes under way: a killed flash can leave a
@@ -118,7 +117,7 @@ CONF_HEALTH_VERSION_CHECK: Final = "health_version_check"
 CONF_HEALTH_TIMEOUT_MIN: Final = "health_timeout_min"
 CONF_ROLLBACK: Final = "rollback"
 CONF_ROLLBACK_BUDGET_MIB: Final = "rollback_budget_mib"
-DEFAULT_ROLLBACK_BUDGET_MIB: Final = 256
+DEFAULT_ROLLBACK_BUDGET_MIB: Final = DEFAULT_ROLLBACK_BUDGET // (1024 * 1024)  # the engine's, in MiB
 ROLLBACK_DIR: Final = "rollback"
 # What the user calls a sub-device, its model and maker (all optional: the device name and product id stand in).
 CONF_NAME: Final = "name"

@@ -19,7 +19,7 @@ from typing import Final
 
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers import issue_registry as ir
-from homeassistant.helpers.translation import async_get_cached_translations, async_get_translations
+from homeassistant.helpers.translation import async_get_cached_translations
 
 from .const import DOMAIN, MIB
 from .engine import DeviceId, FirmwareSpec, JobSnapshot, JobState, OtaError, OtaResultCode
@@ -79,12 +79,6 @@ def error_placeholders(
         "detail": str(error) or "-",
         "http_status": str(error.http_status) if error.http_status is not None else "?",
     }
-
-
-async def async_load_texts(hass: HomeAssistant) -> None:
-    """Load the texts of the server's language (and English, the fallback) into HA's cache."""
-    for language in {hass.config.language, "en"}:
-        await async_get_translations(hass, language, _CATEGORY, [DOMAIN])
 
 
 @callback

@@ -269,7 +269,9 @@ class GatewayRuntime:
             self._build_flasher(config)
         if self.gateway_updates:
             # The user decides what installing means for the gateway (the host, an add-on): an automation.
-            self._flashers[self.gateway] = flasher_from_settings({"kind": AUTOMATION_KIND}, session)
+            self._flashers[self.gateway] = flasher_from_settings(
+                self.hass, {"kind": AUTOMATION_KIND}, session
+            )
         self._devices: dict[DeviceId, _DeviceState] = {}
         self._connection_listeners: list[CALLBACK_TYPE] = []
         self._new_device_listeners: list[Callable[[SubDeviceConfig], None]] = []
@@ -386,7 +388,7 @@ class GatewayRuntime:
         if config.flasher is None:
             return
         try:
-            self._flashers[config.device] = flasher_from_settings(config.flasher, self._session)
+            self._flashers[config.device] = flasher_from_settings(self.hass, config.flasher, self._session)
         except InvalidFieldError as err:
             _LOGGER.error("The flasher of %s is not usable: %s", config.device, err)
 

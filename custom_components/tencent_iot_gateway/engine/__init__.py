@@ -30,7 +30,7 @@ from .errors import (
     TencentIotError,
 )
 from .gateway.identity import DeviceId, decode_device_secret
-from .gateway.operations import AllUnbound, SubDevicesChanged
+from .gateway.operations import RESULT_NOT_BOUND, AllUnbound, SubDevicesChanged
 from .gateway_engine import (
     AuthenticationFailed,
     ConnectionChanged,
@@ -57,22 +57,24 @@ from .ota.flashers import (
     build_flasher,
     flasher_config_from_dict,
     flasher_kinds,
-    register_flasher_kind,
 )
 from .ota.flashers.base import check_kind, check_seconds
 from .ota.health_check import DEFAULT_HEALTH_TIMEOUT_S, HealthCheck
 from .ota.jobs import DOWNLOAD_SHARE, JobSnapshot, JobState, OtaSettings
 from .ota.preflight import DEFAULT_PREFLIGHT_TIMEOUT_S, GatePoint, Preflight
-from .ota.rollback_images import RollbackImages
-from .ota.rollout_policy import RolloutHalted, RolloutSettings
+from .ota.rollback_images import DEFAULT_ROLLBACK_BUDGET, RollbackImages
+from .ota.rollout_policy import DEFAULT_SOAK_S, RolloutHalted, RolloutSettings
 from .stores.halted_rollouts import HaltedRollouts
 
 __all__ = [
     "DEFAULT_HEALTH_TIMEOUT_S",
     "DEFAULT_PREFLIGHT_TIMEOUT_S",
+    "DEFAULT_ROLLBACK_BUDGET",
+    "DEFAULT_SOAK_S",
     "DOWNLOAD_SHARE",
     "MQTT_TLS_PORT",
     "PLACEHOLDERS",
+    "RESULT_NOT_BOUND",
     "AllUnbound",
     "AuthenticationError",
     "AuthenticationFailed",
@@ -126,7 +128,6 @@ __all__ = [
     "flasher_config_from_dict",
     "flasher_kinds",
     "register_device",
-    "register_flasher_kind",
     "registration_host",
     "url_without_query",
     "validate_version",

@@ -26,6 +26,7 @@ from custom_components.tencent_iot_gateway.engine.errors import (
 )
 from custom_components.tencent_iot_gateway.engine.gateway.identity import DeviceId
 from custom_components.tencent_iot_gateway.engine.gateway.operations import (
+    RESULT_NOT_BOUND,
     AllUnbound,
     GatewayOperations,
     GatewayPush,
@@ -62,7 +63,6 @@ from custom_components.tencent_iot_gateway.engine.stores.storage import StateSto
 
 _LOGGER = logging.getLogger(__name__)
 
-_NOT_BOUND = -1
 # Tries of the one subscription the gateway cannot work without, before the connection is given up.
 _RESULT_TOPIC_TRIES = 3
 
@@ -351,7 +351,7 @@ class GatewayEngine:
         for device in devices:
             if device in self._sub_devices:
                 self._unbound.add(device)
-                self._set_online(device, False, _NOT_BOUND)
+                self._set_online(device, False, RESULT_NOT_BOUND)
 
     # -- connection -----------------------------------------------------------------------------------------
 
@@ -422,7 +422,7 @@ class GatewayEngine:
         except OperationTimeoutError as err:
             _LOGGER.warning("Bringing %d sub-device(s) online failed (%s); trying again", len(devices), err)
             return set(devices)
-        unbound = [d for d, code in outcome.results.items() if code == _NOT_BOUND]
+        unbound = [d for d, code in outcome.results.items() if code == RESULT_NOT_BOUND]
         bindable = [
             d
             for d in unbound
@@ -533,7 +533,7 @@ class GatewayEngine:
             self._retry_done.set()
 
     def _set_online(self, device: DeviceId, online: bool, result: int | None) -> None:
-        if not online and result == _NOT_BOUND:
+        if not online and result == RESULT_NOT_BOUND:
             _LOGGER.warning(
                 "%s is not bound to gateway %s; give it a secret or bind it in the console",
                 device,

@@ -31,6 +31,9 @@ _LOGGER = logging.getLogger(__name__)
 OPERATION_TIMEOUT_S = 20.0
 BATCH_SIZE = 50
 MAX_IN_FLIGHT = 4
+# Results of a sub-device in an operation's answer (spec §2). One place for each: the engine and the HA layer
+# both tell "not bound to this gateway" apart from other refusals.
+RESULT_NOT_BOUND = -1
 _ALREADY_BOUND = 809
 
 type Publish = Callable[[str, str, int], Awaitable[None]]

@@ -9,7 +9,6 @@ from pathlib import Path
 from custom_components.tencent_iot_gateway.engine.errors import InvalidFieldError
 
 MQTT_TLS_PORT = 8883
-MQTT_PLAIN_PORT = 1883
 
 # Tencent's own self-signed root signs its brokers' certificates; system trust stores do not hold it.
 TENCENT_ROOT_CA_FILE = Path(__file__).with_name("tencent_iothub_root_ca.pem")

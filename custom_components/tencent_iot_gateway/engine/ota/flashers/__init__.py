@@ -1,7 +1,8 @@
 """Flashers: the step that puts a verified firmware image on a sub-device.
 
-Three kinds come with the engine (`command`, `http`, `file`); another (the integration's "automation" kind)
-registers itself with `register_flasher_kind` and is then built by the same `build_flasher`.
+Three kinds come with the engine (`command`, `http`, `file`), each registered with `register_flasher_kind` and
+built by `build_flasher`. (The integration's `automation` kind needs Home Assistant and is handled beside
+these, in the integration's `flashers.py`.)
 """
 
 from __future__ import annotations
