@@ -9,20 +9,14 @@ from homeassistant.const import EVENT_HOMEASSISTANT_STOP, Platform
 from homeassistant.core import Event, HomeAssistant
 from homeassistant.exceptions import ConfigEntryAuthFailed, ConfigEntryNotReady
 from homeassistant.helpers import config_validation as cv, device_registry as dr
-from homeassistant.helpers.storage import Store
 from homeassistant.helpers.typing import ConfigType
 from homeassistant.loader import async_get_integration
 
-from .const import (
-    CONF_PRODUCT_ID,
-    DOMAIN,
-    MANUFACTURER,
-    RELOAD_FLASH_WAIT_S,
-    SHUTDOWN_FLASH_WAIT_S,
-    STORAGE_VERSION,
-)
+from .const import CONF_PRODUCT_ID, DOMAIN, MANUFACTURER, RELOAD_FLASH_WAIT_S, SHUTDOWN_FLASH_WAIT_S
 from .engine import AuthenticationError, CannotConnectError, NotAGatewayError
-from .runtime import GatewayRuntime, TencentIotConfigEntry, cache_directory, store_key
+from .entry_config import cache_directory
+from .entry_storage import EntryStores
+from .runtime import GatewayRuntime, TencentIotConfigEntry
 from .services import async_setup_services
 
 _LOGGER = logging.getLogger(__name__)
@@ -102,13 +96,12 @@ async def async_unload_entry(hass: HomeAssistant, entry: TencentIotConfigEntry) 
     if unloaded:
         await entry.runtime_data.async_stop()
     else:
-        entry.runtime_data.engine.ota.allow_flashes()
+        entry.runtime_data.allow_flashes()
     return unloaded
 
 
 async def async_remove_entry(hass: HomeAssistant, entry: TencentIotConfigEntry) -> None:
     """Delete the entry's stores and cached firmware."""
-    for what in ("ota", "downloads", "ignored", "gateway", "rollouts"):
-        await Store[dict[str, object]](hass, STORAGE_VERSION, store_key(entry.entry_id, what)).async_remove()
+    await EntryStores.of(hass, entry.entry_id).async_remove()
     directory = cache_directory(hass, entry.entry_id).parent
     await hass.async_add_executor_job(shutil.rmtree, directory, True)

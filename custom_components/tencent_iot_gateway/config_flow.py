@@ -91,8 +91,14 @@ from .engine import (
     register_device,
     validate_version,
 )
+from .entry_config import (
+    check_ca_pem,
+    check_device_secret,
+    device_id_from,
+    endpoint_from,
+    registration_url_for,
+)
 from .subentry_flow import SubDeviceSubentryFlow
-from .validation import check_ca_pem, check_device_secret, device_id_from, endpoint_from, registration_url_for
 
 _LOGGER = logging.getLogger(__name__)
 

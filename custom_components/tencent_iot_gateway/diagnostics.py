@@ -64,13 +64,13 @@ def _redact_sub_device(data: Mapping[str, Any]) -> dict[str, Any]:
 
 
 async def _engine_state(runtime: GatewayRuntime) -> dict[str, Any]:
-    devices = sorted(set(runtime.configs) | set(runtime.engine.ota.devices), key=lambda d: d.key)
+    devices = sorted(set(runtime.configs) | set(runtime.ota_devices), key=lambda d: d.key)
     return {
         "gateway": runtime.gateway.key,
         "connected": runtime.connected,
         "install_policy": runtime.install_policy.value,
         # Ignored, not reported: a report without a valid version could land on another task's record.
-        "pushes_without_a_valid_version": runtime.engine.ota.pushes_without_version,
+        "pushes_without_a_valid_version": runtime.pushes_without_version,
         "sub_devices": [await _sub_device_state(runtime, device) for device in devices],
     }
 

@@ -11,7 +11,8 @@ from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from .const import DOMAIN
 from .engine import DeviceId, JobSnapshot
-from .runtime import GatewayRuntime, SubDeviceConfig, TencentIotConfigEntry
+from .entry_config import SubDeviceConfig
+from .runtime import GatewayRuntime, TencentIotConfigEntry
 
 
 class TencentIotEntity(Entity):

@@ -9,7 +9,7 @@ from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import HomeAssistant
 
 from .const import DOMAIN
-from .runtime import ATTR_ENTRY_ID, ROLLOUT_HALTED_ISSUE
+from .repair_issues import ATTR_ENTRY_ID, ROLLOUT_HALTED_ISSUE
 
 
 class ResumeRolloutFlow(ConfirmRepairFlow):

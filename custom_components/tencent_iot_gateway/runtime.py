@@ -1,66 +1,44 @@
-"""One gateway at run time: the engine, its parts, and the bridge from engine events to entities.
+"""One gateway at run time: composes the engine with the entry's parts, and caches state for the entities.
 
 The engine is push-driven (no polling), so instead of a `DataUpdateCoordinator` this object keeps the latest
 state the engine reported (connection, per-device online result and job snapshot) and calls the listeners of
 the entities concerned. Sub-devices come from the entry's config subentries; `async_sync_sub_devices`
-applies their changes to the running engine without a reload.
+applies their changes to the running engine without a reload. Entities and actions use its small API
+(`async_install`, `async_cancel`, `snapshot`, ...), never the engine itself.
+
+Its parts, each in a module of its own: `entry_config` (the entry's fields, subentries and options),
+`entry_storage` (its stores), `device_gates` (each device's flasher, pre-flight gate and health check),
+`sub_device_adoption` (bound sub-devices appear on their own), `repair_issues`, `device_entries` (the device
+registry).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 import logging
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
-from homeassistant.config_entries import ConfigEntry, ConfigSubentry
+from homeassistant.config_entries import ConfigEntry
 from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
-from homeassistant.helpers import device_registry as dr, issue_registry as ir
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
-from homeassistant.helpers.storage import Store
-from homeassistant.loader import async_get_integration
 
 from .const import (
-    CONF_CANARY_COUNT,
-    CONF_CANARY_PERCENT,
-    CONF_DEVICE_NAME,
     CONF_DEVICE_SECRET,
-    CONF_FLASHER,
     CONF_GATEWAY_UPDATES,
-    CONF_GATEWAY_VERSION,
     CONF_INSTALL_POLICY,
-    CONF_INSTALLED_VERSION,
-    CONF_MANUFACTURER,
-    CONF_MAX_DOWNLOADS,
-    CONF_MAX_FAILURES,
-    CONF_MAX_FIRMWARE_SIZE_MIB,
-    CONF_MAX_FLASHES,
-    CONF_MODEL,
-    CONF_NAME,
-    CONF_PRODUCT_ID,
     CONF_ROLLBACK_BUDGET_MIB,
-    CONF_ROLLOUT,
-    CONF_SOAK_MIN,
-    CONF_UNBIND_ON_REMOVE,
-    DEFAULT_CANARY_COUNT,
     DEFAULT_INSTALL_POLICY,
-    DEFAULT_MAX_DOWNLOADS,
-    DEFAULT_MAX_FAILURES,
-    DEFAULT_MAX_FIRMWARE_SIZE_MIB,
-    DEFAULT_MAX_FLASHES,
     DEFAULT_ROLLBACK_BUDGET_MIB,
-    DEFAULT_SOAK_MIN,
     DOMAIN,
-    FIRMWARE_CACHE_DIR,
     MIB,
     ROLLBACK_DIR,
-    STORAGE_VERSION,
-    SUBENTRY_SUB_DEVICE,
     InstallPolicy,
 )
+from .device_entries import update_device_entry, update_sw_version
+from .device_gates import DeviceGates
 from .engine import (
     AllUnbound,
     AuthenticationFailed,
@@ -69,145 +47,37 @@ from .engine import (
     Downloader,
     EngineEvent,
     FirmwareCache,
-    Flasher,
     GatewayEngine,
     HaltedRollouts,
-    HealthCheck,
-    InvalidFieldError,
     JobSnapshot,
     JobState,
-    OtaSettings,
-    OwnFirmware,
-    Preflight,
     RollbackImages,
     RolloutHalted,
-    RolloutSettings,
     SubDevice,
     SubDevicesChanged,
     SubDeviceStatus,
     TencentIotError,
     UpdatesBlocked,
 )
+from .entry_config import (
+    SubDeviceConfig,
+    cache_directory,
+    device_id_from,
+    endpoint_from,
+    ota_settings,
+    registry_fields,
+    rollout_settings,
+    sub_device_configs,
+)
+from .entry_storage import EntryStores, async_own_firmware
 from .events import async_fire_ota_event
 from .failures import async_track_unattended_failure
-from .flashers import AUTOMATION_KIND, flasher_from_settings
-from .health_checks import NO_HEALTH_CHECK, HealthConfig, build_health_check
-from .preflight_conditions import NO_PREFLIGHT, PreflightConfig, build_preflight
-from .validation import device_id_from, endpoint_from
+from .repair_issues import RepairIssues, SubDeviceIssue
+from .sub_device_adoption import SubDeviceAdoption
 
 _LOGGER = logging.getLogger(__name__)
 
 type TencentIotConfigEntry = ConfigEntry[GatewayRuntime]
-
-ROLLOUT_HALTED_ISSUE = "rollout_halted_"
-ATTR_ENTRY_ID = "entry_id"
-
-
-@dataclass(frozen=True, slots=True)
-class SubDeviceConfig:
-    """A sub-device as its subentry describes it."""
-
-    subentry_id: str
-    device: DeviceId
-    installed_version: str | None  # None: unknown (adopted from the cloud; the user has not said)
-    secret: str | None
-    flasher: Mapping[str, Any] | None
-    unbind_on_remove: bool
-    name: str | None = None
-    model: str | None = None
-    manufacturer: str | None = None
-    preflight: PreflightConfig = NO_PREFLIGHT
-    health: HealthConfig = NO_HEALTH_CHECK
-
-    def __repr__(self) -> str:
-        """The secret stays out of logs."""
-        return f"SubDeviceConfig({self.device}, subentry={self.subentry_id})"
-
-    @property
-    def display_name(self) -> str:
-        """What the user calls it; its device name otherwise."""
-        return self.name or self.device.device_name
-
-    @property
-    def device_model(self) -> tuple[str, str | None]:
-        """(model, model_id) for the device registry: the product id is shown once, as the model id of a
-        named model or as the model itself."""
-        if self.model:
-            return self.model, self.device.product_id
-        return self.device.product_id, None
-
-    @classmethod
-    def from_subentry(cls, subentry_id: str, data: Mapping[str, Any]) -> SubDeviceConfig:
-        """Parse a subentry's data (raises `InvalidFieldError`)."""
-        flasher = data.get(CONF_FLASHER)
-        return cls(
-            subentry_id=subentry_id,
-            device=device_id_from(data),
-            installed_version=str(data.get(CONF_INSTALLED_VERSION) or "") or None,
-            secret=data.get(CONF_DEVICE_SECRET) or None,
-            flasher=flasher if isinstance(flasher, Mapping) else None,
-            unbind_on_remove=bool(data.get(CONF_UNBIND_ON_REMOVE, False)),
-            name=_optional_text(data.get(CONF_NAME)),
-            model=_optional_text(data.get(CONF_MODEL)),
-            manufacturer=_optional_text(data.get(CONF_MANUFACTURER)),
-            preflight=PreflightConfig.from_data(data),
-            health=HealthConfig.from_data(data),
-        )
-
-
-def _optional_text(value: object) -> str | None:
-    return value.strip() or None if isinstance(value, str) else None
-
-
-def _registry_fields(config: SubDeviceConfig) -> tuple[str, tuple[str, str | None], str | None]:
-    return config.display_name, config.device_model, config.manufacturer
-
-
-def sub_device_configs(entry: ConfigEntry) -> dict[DeviceId, SubDeviceConfig]:
-    """Every valid sub-device subentry of an entry (an invalid one is logged and skipped)."""
-    configs: dict[DeviceId, SubDeviceConfig] = {}
-    for subentry_id, subentry in entry.subentries.items():
-        if subentry.subentry_type != SUBENTRY_SUB_DEVICE:
-            continue
-        try:
-            config = SubDeviceConfig.from_subentry(subentry_id, subentry.data)
-        except InvalidFieldError as err:
-            _LOGGER.error("Ignoring sub-device %s: %s", subentry.title, err)
-            continue
-        configs[config.device] = config
-    return configs
-
-
-def ota_settings(options: Mapping[str, Any]) -> OtaSettings:
-    """The scheduler settings the options ask for."""
-    return OtaSettings(
-        max_downloads=int(options.get(CONF_MAX_DOWNLOADS, DEFAULT_MAX_DOWNLOADS)),
-        max_flashes=int(options.get(CONF_MAX_FLASHES, DEFAULT_MAX_FLASHES)),
-        max_firmware_size=int(options.get(CONF_MAX_FIRMWARE_SIZE_MIB, DEFAULT_MAX_FIRMWARE_SIZE_MIB)) * MIB,
-    )
-
-
-def rollout_settings(options: Mapping[str, Any]) -> RolloutSettings | None:
-    """The staged rollout the options ask for, or None when it is off; its batches are `max_flashes` big."""
-    if not options.get(CONF_ROLLOUT):
-        return None
-    return RolloutSettings(
-        canary_count=int(options.get(CONF_CANARY_COUNT, DEFAULT_CANARY_COUNT)),
-        canary_percent=int(options.get(CONF_CANARY_PERCENT, 0)),
-        soak_s=float(options.get(CONF_SOAK_MIN, DEFAULT_SOAK_MIN)) * 60,
-        max_failures=int(options.get(CONF_MAX_FAILURES, DEFAULT_MAX_FAILURES)),
-        batch_size=int(options.get(CONF_MAX_FLASHES, DEFAULT_MAX_FLASHES)),
-    )
-
-
-def store_key(entry_id: str, what: str) -> str:
-    """The HA storage key of one of an entry's stores."""
-    return f"{DOMAIN}.{entry_id}.{what}"
-
-
-def cache_directory(hass: HomeAssistant, entry_id: str) -> Path:
-    """Where an entry's firmware images are kept (HA's cache folder: not backed up, can be rebuilt)."""
-    return Path(hass.config.cache_path(DOMAIN, entry_id, FIRMWARE_CACHE_DIR))
 
 
 @dataclass
@@ -235,43 +105,17 @@ class GatewayRuntime:
         session = async_get_clientsession(hass)
         self._session = session
         self.cache = FirmwareCache(cache_directory(hass, entry.entry_id), keep_idle=True)
-        # The engine coalesces its writes and hands over documents it does not change afterwards, so HA may
-        # build the JSON in the executor instead of on the event loop (large with many sub-devices).
-        self.ota_store: Store[dict[str, Any]] = Store(
-            hass, STORAGE_VERSION, store_key(entry.entry_id, "ota"), serialize_in_event_loop=False
-        )
-        self.download_store: Store[dict[str, Any]] = Store(
-            hass, STORAGE_VERSION, store_key(entry.entry_id, "downloads"), serialize_in_event_loop=False
-        )
-        self.downloader = Downloader(session, self.cache, self.download_store)
-        # Sub-devices the user removed while they stay bound in the cloud: not adopted again from
-        # `describe_sub_devices` (as HA ignores a dismissed discovery), until re-bound or added by hand.
-        self.ignored_store: Store[dict[str, Any]] = Store(
-            hass, STORAGE_VERSION, store_key(entry.entry_id, "ignored")
-        )
-        self._ignored: set[str] = set()
-        # The gateway's own version as the options set it at the last start: a change since then wins over a
-        # version a flash of the gateway left in the OTA store.
-        self.gateway_store: Store[dict[str, Any]] = Store(
-            hass, STORAGE_VERSION, store_key(entry.entry_id, "gateway")
-        )
-        # Halted rollouts wait for the user across a restart or a reload (an option changed after the halt).
-        self.rollout_store: Store[dict[str, Any]] = Store(
-            hass, STORAGE_VERSION, store_key(entry.entry_id, "rollouts")
-        )
+        self.stores = EntryStores.of(hass, entry.entry_id)
+        self.downloader = Downloader(session, self.cache, self.stores.downloads)
+        self.adoption = SubDeviceAdoption(hass, entry, self.gateway, self.stores.ignored)
         # Sub-devices whose running install nobody watches (an automation called `update.install`).
-        self.unattended_installs: set[DeviceId] = set()
+        self._unattended_installs: set[DeviceId] = set()
         self.configs = sub_device_configs(entry)
-        self._flashers: dict[DeviceId, Flasher] = {}
-        self._preflights: dict[DeviceId, Preflight] = {}
-        self._health_checks: dict[DeviceId, HealthCheck] = {}
+        self.gates = DeviceGates(hass, session, self._unattended)
         for config in self.configs.values():
-            self._build_flasher(config)
+            self.gates.build(config)
         if self.gateway_updates:
-            # The user decides what installing means for the gateway (the host, an add-on): an automation.
-            self._flashers[self.gateway] = flasher_from_settings(
-                self.hass, {"kind": AUTOMATION_KIND}, session
-            )
+            self.gates.use_automation_flasher(self.gateway)
         self._devices: dict[DeviceId, _DeviceState] = {}
         self._connection_listeners: list[CALLBACK_TYPE] = []
         self._new_device_listeners: list[Callable[[SubDeviceConfig], None]] = []
@@ -287,46 +131,39 @@ class GatewayRuntime:
             device_secret=entry.data[CONF_DEVICE_SECRET],
             downloader=self.downloader,
             cache=self.cache,
-            store=self.ota_store,
-            flasher_for=self._flashers.get,
+            store=self.stores.ota,
+            flasher_for=self.gates.flasher_for,
             auto_install=self._auto_install,
             on_event=self._on_event,
             settings=ota_settings(entry.options),
-            preflight_for=self._preflights.get,
+            preflight_for=self.gates.preflight_for,
             rollout=rollout_settings(entry.options),
-            health_for=self._health_checks.get,
+            health_for=self.gates.health_for,
             rollback_images=RollbackImages(
                 Path(hass.config.cache_path(DOMAIN, entry.entry_id, ROLLBACK_DIR)),
                 int(entry.options.get(CONF_ROLLBACK_BUDGET_MIB, DEFAULT_ROLLBACK_BUDGET_MIB)) * MIB,
             ),
-            halted_rollouts=HaltedRollouts(self.rollout_store),
+            halted_rollouts=HaltedRollouts(self.stores.rollouts),
         )
-        self.halted_rollouts: dict[str, RolloutHalted] = {}  # by repair issue id
+        self.issues = RepairIssues(hass, entry, self.gateway, self.display_name)
 
     # -- life cycle ---------------------------------------------------------------------------------------
 
     async def async_start(self) -> None:
         """Connect; raises the engine's `AuthenticationError` / `CannotConnectError`."""
-        saved = await self.ignored_store.async_load() or {}
-        self._ignored = {key for key in saved.get("devices", []) if isinstance(key, str)}
+        await self.adoption.async_load()
         subs = [SubDevice(c.device, c.installed_version, c.secret) for c in self.configs.values()]
-        await self.engine.start(subs, await self._async_own_firmware())
+        own = (
+            await async_own_firmware(self.hass, self.options, self.stores.gateway)
+            if self.gateway_updates
+            else None
+        )
+        await self.engine.start(subs, own)
 
     @property
     def gateway_updates(self) -> bool:
         """Whether the gateway reports its own version and takes firmware pushes to itself."""
         return bool(self.options.get(CONF_GATEWAY_UPDATES, False))
-
-    async def _async_own_firmware(self) -> OwnFirmware | None:
-        if not self.gateway_updates:
-            return None
-        configured = str(self.options.get(CONF_GATEWAY_VERSION) or "").strip()
-        version = configured or str((await async_get_integration(self.hass, DOMAIN)).version)
-        saved = await self.gateway_store.async_load() or {}
-        changed = saved.get("configured_version") != version
-        if changed:
-            await self.gateway_store.async_save({"configured_version": version})
-        return OwnFirmware(version, version_wins=changed)
 
     @property
     def gateway_sw_version(self) -> str | None:
@@ -339,6 +176,56 @@ class GatewayRuntime:
         """Let the flashes under way end (bounded, logged); no new flash starts afterwards."""
         await self.engine.ota.async_finish_flashes(timeout_s)
 
+    def allow_flashes(self) -> None:
+        """An unload that failed: flashes may start again."""
+        self.engine.ota.allow_flashes()
+
+    # -- what entities and actions ask ---------------------------------------------------------------------
+
+    @property
+    def ota_devices(self) -> list[DeviceId]:
+        """Every device whose firmware this gateway handles (its sub-devices, and itself when enabled)."""
+        return self.engine.ota.devices
+
+    @property
+    def pushes_without_version(self) -> int:
+        """Firmware pushes ignored for naming no valid version (diagnostics)."""
+        return self.engine.ota.pushes_without_version
+
+    async def async_install(self, device: DeviceId, *, unattended: bool) -> JobSnapshot:
+        """Install the device's pending firmware and return once the job ended.
+
+        `unattended`: nobody watches this install (an automation started it), so its failure becomes a
+        repair issue. Raises the engine's errors (`JobSuspendedError` when the entry reloads meanwhile).
+        """
+        if unattended:
+            self._unattended_installs.add(device)
+        try:
+            return await self.engine.ota.install(device)
+        finally:
+            self._unattended_installs.discard(device)
+
+    async def async_follow(self, device: DeviceId, timeout_s: float) -> JobSnapshot:
+        """Wait (up to `timeout_s` for it to start) for the device's job resumed after a reload, to its end."""
+        return await self.engine.ota.follow(device, timeout_s)
+
+    async def async_cancel(self, device: DeviceId) -> None:
+        """Stop the device's queued or downloading job (`FlashError` while it flashes)."""
+        await self.engine.ota.cancel(device)
+
+    async def async_set_installed_version(self, device: DeviceId, version: str) -> None:
+        """Record a version flashed by other means, and report it."""
+        await self.engine.ota.set_installed_version(device, version)
+
+    async def async_check_for_update(self, device: DeviceId) -> None:
+        """Report the device's version again: the cloud answers with the firmware it has pending."""
+        await self.engine.ota.report_versions([device])
+
+    @property
+    def rollouts_halted(self) -> bool:
+        """Whether a halted rollout waits for the user."""
+        return self.issues.rollouts_halted
+
     async def async_stop(self, flash_wait_s: float = 0.0) -> None:
         """Disconnect, keeping what can resume; flashes under way get up to `flash_wait_s` to end first."""
         await self.engine.ota.async_finish_flashes(flash_wait_s)
@@ -349,8 +236,7 @@ class GatewayRuntime:
         await self.engine.stop()
         self._set_connected(False)
         # The next start raises them again from the saved halts, if rollouts are still on.
-        for issue_id in self.halted_rollouts:
-            ir.async_delete_issue(self.hass, DOMAIN, issue_id)
+        self.issues.clear_rollouts(forget=False)
 
     def _run_in_background(self, coro: Coroutine[Any, Any, None], name: str) -> None:
         task = self.entry.async_create_background_task(self.hass, coro, name)
@@ -365,36 +251,18 @@ class GatewayRuntime:
     def _auto_install(self, device: DeviceId) -> bool:
         # The gateway's own firmware is installed when someone asks for it, never on a push alone.
         return (
-            self.install_policy is InstallPolicy.AUTO and device in self._flashers and device != self.gateway
+            self.install_policy is InstallPolicy.AUTO
+            and self.gates.has_flasher(device)
+            and device != self.gateway
         )
 
     def _unattended(self, device: DeviceId) -> bool:
         """Whether the device's install runs without anyone having asked for it just now."""
-        return self._auto_install(device) or device in self.unattended_installs
-
-    def _build_flasher(self, config: SubDeviceConfig) -> None:
-        # The pre-flight gate changes with the same subentry edit as the flasher.
-        preflight = build_preflight(self.hass, config.display_name, config.preflight, self._unattended)
-        if preflight is None:
-            self._preflights.pop(config.device, None)
-        else:
-            self._preflights[config.device] = preflight
-        health = build_health_check(self.hass, config.display_name, config.health)
-        if health is None:
-            self._health_checks.pop(config.device, None)
-        else:
-            self._health_checks[config.device] = health
-        self._flashers.pop(config.device, None)
-        if config.flasher is None:
-            return
-        try:
-            self._flashers[config.device] = flasher_from_settings(self.hass, config.flasher, self._session)
-        except InvalidFieldError as err:
-            _LOGGER.error("The flasher of %s is not usable: %s", config.device, err)
+        return self._auto_install(device) or device in self._unattended_installs
 
     def has_flasher(self, device: DeviceId) -> bool:
         """Whether a sub-device can be updated from HA."""
-        return device in self._flashers
+        return self.gates.has_flasher(device)
 
     # -- sub-devices --------------------------------------------------------------------------------------
 
@@ -417,12 +285,10 @@ class GatewayRuntime:
         for device, old in list(self.configs.items()):
             if device not in wanted:
                 if not old.unbind_on_remove:
-                    await self._set_ignored(device.key, ignored=True)
-                self._delete_issues(device)
+                    await self.adoption.async_set_ignored(device, ignored=True)
+                self.issues.clear_device(device)
                 del self.configs[device]
-                self._flashers.pop(device, None)
-                self._preflights.pop(device, None)
-                self._health_checks.pop(device, None)
+                self.gates.remove(device)
                 self._devices.pop(device, None)
                 await self._engine_call(
                     self.engine.remove_sub_device(device, unbind=old.unbind_on_remove), "remove", device
@@ -434,10 +300,10 @@ class GatewayRuntime:
                 # for each subentry added would make each change cost O(N).
                 continue
             self.configs[device] = config
-            self._build_flasher(config)
+            self.gates.build(config)
             sub = SubDevice(device, config.installed_version, config.secret)
             if old_config is None:
-                await self._set_ignored(device.key, ignored=False)
+                await self.adoption.async_set_ignored(device, ignored=False)
                 for listener in list(self._new_device_listeners):
                     listener(config)
                 await self._engine_call(self.engine.add_sub_device(sub), "add", device)
@@ -451,8 +317,8 @@ class GatewayRuntime:
                         "report the version of",
                         device,
                     )
-                if _registry_fields(old_config) != _registry_fields(config):
-                    self._update_device_entry(config)
+                if registry_fields(old_config) != registry_fields(config):
+                    update_device_entry(self.hass, self.entry.entry_id, config)
                 if old_config.secret != config.secret:
                     # A secret given later lets the gateway bind a sub-device the cloud refused as unbound.
                     await self._engine_call(self.engine.update_sub_device(sub), "bind", device)
@@ -553,26 +419,6 @@ class GatewayRuntime:
                 "Sub-device %s is unavailable: the cloud answered online with %s", device, state.result
             )
 
-    def _update_sw_version(self, device: DeviceId, version: str | None) -> None:
-        registry = dr.async_get(self.hass)
-        entry = registry.async_get_device_by_identifier((DOMAIN, device.key), self.entry.entry_id)
-        if entry is not None and entry.sw_version != version:
-            registry.async_update_device(entry.id, sw_version=version)
-
-    def _update_device_entry(self, config: SubDeviceConfig) -> None:
-        """A renamed sub-device (or a new model or maker) shows at once, without a reload."""
-        registry = dr.async_get(self.hass)
-        entry = registry.async_get_device_by_identifier((DOMAIN, config.device.key), self.entry.entry_id)
-        if entry is not None:
-            model, model_id = config.device_model
-            registry.async_update_device(
-                entry.id,
-                name=config.display_name,
-                model=model,
-                model_id=model_id,
-                manufacturer=config.manufacturer,
-            )
-
     def _set_connected(self, connected: bool) -> None:
         if connected == self.connected:
             return
@@ -600,7 +446,7 @@ class GatewayRuntime:
                 state = self._device_state(event.device)
                 previous, state.snapshot = state.snapshot, event
                 if previous.installed_version != event.installed_version:
-                    self._update_sw_version(event.device, event.installed_version)
+                    update_sw_version(self.hass, self.entry.entry_id, event.device, event.installed_version)
                 self._notify(event.device)
                 async_fire_ota_event(self.hass, self.entry.entry_id, previous, event)
                 async_track_unattended_failure(
@@ -609,7 +455,7 @@ class GatewayRuntime:
                     self.display_name(event.device),
                     previous,
                     event,
-                    unattended=self._auto_install(event.device) or event.device in self.unattended_installs,
+                    unattended=self._unattended(event.device),
                 )
             case ConnectionChanged(connected):
                 self._set_connected(connected)
@@ -619,20 +465,20 @@ class GatewayRuntime:
                 state = self._device_state(device)
                 state.online, state.result = online, result
                 if online:
-                    ir.async_delete_issue(self.hass, DOMAIN, self._issue_id("unbound", device))
+                    self.issues.set(SubDeviceIssue.UNBOUND, device, raised=False)
                 self._notify(device)
             case UpdatesBlocked(device, blocked):
                 self._device_state(device).updates_blocked = blocked
-                self._set_issue("updates_blocked", device, raised=blocked)
+                self.issues.set(SubDeviceIssue.UPDATES_BLOCKED, device, raised=blocked)
                 self._notify(device)
             case RolloutHalted():
-                self._raise_rollout_issue(event)
+                self.issues.rollout_halted(event)
             case AuthenticationFailed():
                 self._set_connected(False)
                 self.entry.async_start_reauth(self.hass)
             case SubDevicesChanged(bound=True, devices=devices):
                 # Bound again in the console on purpose: a device the user had removed comes back.
-                self._adopt(devices, include_ignored=True)
+                self.adoption.adopt(devices, include_ignored=True)
             case SubDevicesChanged(bound=False, devices=devices):
                 self._mark_unbound(devices)
             case AllUnbound():
@@ -651,45 +497,12 @@ class GatewayRuntime:
         except TencentIotError as err:
             _LOGGER.warning("Could not list the sub-devices bound to %s: %s", self.gateway, err)
             return
-        self._adopt(tuple(bound))
+        self.adoption.adopt(tuple(bound))
         listed = set(bound)
         # The announce already bound those it could (with their secret); one online now is bound, whatever
         # the list said a moment ago.
         missing = tuple(d for d in self.configs if d not in listed and not self.engine.is_online(d))
         self._mark_unbound(missing)
-
-    async def _set_ignored(self, key: str, *, ignored: bool) -> None:
-        if (key in self._ignored) == ignored:
-            return
-        if ignored:
-            self._ignored.add(key)
-        else:
-            self._ignored.discard(key)
-        await self.ignored_store.async_save({"devices": sorted(self._ignored)})
-
-    @callback
-    def _adopt(self, devices: tuple[DeviceId, ...], *, include_ignored: bool = False) -> None:
-        known = {subentry.unique_id for subentry in self.entry.subentries.values()}
-        for device in devices:
-            if device.key in known or device == self.gateway:
-                continue
-            if device.key in self._ignored and not include_ignored:
-                _LOGGER.debug("Not adding %s again: it was removed while still bound", device)
-                continue
-            _LOGGER.info("Adding sub-device %s, bound to %s in the cloud", device, self.gateway)
-            self.hass.config_entries.async_add_subentry(
-                self.entry,
-                ConfigSubentry(
-                    data=MappingProxyType(
-                        # No installed version: unknown until the user or a flasher says, so the gateway
-                        # does not overwrite the cloud's record of the device with a guess.
-                        {CONF_PRODUCT_ID: device.product_id, CONF_DEVICE_NAME: device.device_name}
-                    ),
-                    subentry_type=SUBENTRY_SUB_DEVICE,
-                    title=device.device_name,
-                    unique_id=device.key,
-                ),
-            )
 
     @callback
     def _mark_unbound(self, devices: tuple[DeviceId, ...]) -> None:
@@ -705,59 +518,10 @@ class GatewayRuntime:
             )
             state = self._device_state(device)
             state.online, state.result = False, -1
-            self._set_issue("unbound", device, raised=True)
+            self.issues.set(SubDeviceIssue.UNBOUND, device, raised=True)
             self._notify(device)
-
-    def _raise_rollout_issue(self, halted: RolloutHalted) -> None:
-        """What happened, with the failing devices and their reasons, and how to go on."""
-        issue_id = f"{ROLLOUT_HALTED_ISSUE}{self.entry.entry_id}_{halted.version}"
-        self.halted_rollouts[issue_id] = halted
-        failures = "\n".join(f"- {self.display_name(device)}: {reason}" for device, reason in halted.failed)
-        ir.async_create_issue(
-            self.hass,
-            DOMAIN,
-            issue_id,
-            is_fixable=True,  # its fix flow resumes the rollout (repairs.py)
-            is_persistent=False,
-            data={ATTR_ENTRY_ID: self.entry.entry_id},
-            severity=ir.IssueSeverity.ERROR,
-            translation_key="rollout_halted",
-            translation_placeholders={
-                "gateway": self.entry.title,
-                "version": halted.version,
-                "failed": str(len(halted.failed)),
-                "total": str(halted.total),
-                "halted": str(len(halted.halted)),
-                "failures": failures,
-            },
-        )
 
     async def async_resume_rollouts(self) -> list[DeviceId]:
         """Let the halted rollouts go on and clear their repair issues; returns the devices installing again."""
-        for issue_id in list(self.halted_rollouts):
-            ir.async_delete_issue(self.hass, DOMAIN, issue_id)
-        self.halted_rollouts.clear()
+        self.issues.clear_rollouts(forget=True)
         return await self.engine.ota.resume_rollouts()
-
-    def _issue_id(self, kind: str, device: DeviceId) -> str:
-        return f"{kind}_{self.entry.entry_id}_{device.key}"
-
-    def _set_issue(self, kind: str, device: DeviceId, *, raised: bool) -> None:
-        issue_id = self._issue_id(kind, device)
-        if not raised:
-            ir.async_delete_issue(self.hass, DOMAIN, issue_id)
-            return
-        ir.async_create_issue(
-            self.hass,
-            DOMAIN,
-            issue_id,
-            is_fixable=False,
-            is_persistent=False,
-            severity=ir.IssueSeverity.WARNING,
-            translation_key="sub_device_unbound" if kind == "unbound" else kind,
-            translation_placeholders={"device": device.key, "gateway": self.gateway.key},
-        )
-
-    def _delete_issues(self, device: DeviceId) -> None:
-        for kind in ("unbound", "updates_blocked"):
-            ir.async_delete_issue(self.hass, DOMAIN, self._issue_id(kind, device))

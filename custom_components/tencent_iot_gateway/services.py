@@ -78,7 +78,7 @@ def _target(call: ServiceCall) -> _Target:
         call.hass, DOMAIN, device_id, include_child_devices=False
     )
     runtime = _runtime(entry)
-    for sub_device in runtime.engine.ota.devices:
+    for sub_device in runtime.ota_devices:
         if (DOMAIN, sub_device.key) in device.identifiers:
             return _Target(runtime, sub_device)
     raise ServiceValidationError(
@@ -109,7 +109,7 @@ async def _async_set_installed_version(call: ServiceCall) -> None:
     target = _target(call)
     version = _version(call.data[ATTR_VERSION])
     try:
-        await target.runtime.engine.ota.set_installed_version(target.device, version)
+        await target.runtime.async_set_installed_version(target.device, version)
     except TencentIotError as err:
         # Recorded already; the next connection reports it.
         raise HomeAssistantError(
@@ -123,7 +123,7 @@ async def _async_cancel_update(call: ServiceCall) -> None:
     """Stop the sub-device's queued or downloading job; nothing to do when none runs."""
     target = _target(call)
     try:
-        await target.runtime.engine.ota.cancel(target.device)
+        await target.runtime.async_cancel(target.device)
     except FlashError as err:
         raise ServiceValidationError(
             translation_domain=DOMAIN,
@@ -136,7 +136,7 @@ async def _async_check_for_update(call: ServiceCall) -> None:
     """Report the sub-device's version again: the cloud answers with the firmware it has pending."""
     target = _target(call)
     try:
-        await target.runtime.engine.ota.report_versions([target.device])
+        await target.runtime.async_check_for_update(target.device)
     except TencentIotError as err:
         raise HomeAssistantError(
             translation_domain=DOMAIN,
@@ -152,7 +152,7 @@ async def _async_resume_rollout(call: ServiceCall) -> None:
         call.hass, DOMAIN, device_id, include_child_devices=False
     )
     runtime = _runtime(entry)
-    if (DOMAIN, runtime.gateway.key) not in device.identifiers or not runtime.halted_rollouts:
+    if (DOMAIN, runtime.gateway.key) not in device.identifiers or not runtime.rollouts_halted:
         raise ServiceValidationError(
             translation_domain=DOMAIN,
             translation_key="no_halted_rollout",

@@ -53,6 +53,7 @@ from .const import (
     MAX_PREFLIGHT_TIMEOUT_MIN,
 )
 from .engine import PLACEHOLDERS, DeviceId, InvalidFieldError, InvalidFirmwareError, validate_version
+from .entry_config import check_device_secret
 from .flasher_forms import (
     FORMS,
     FlasherFieldError,
@@ -63,7 +64,6 @@ from .flasher_forms import (
 from .flashers import available_flasher_kinds
 from .health_checks import HealthConfig
 from .preflight_conditions import PreflightConfig
-from .validation import check_device_secret
 
 _PASSWORD = TextSelector(TextSelectorConfig(type=TextSelectorType.PASSWORD))
 

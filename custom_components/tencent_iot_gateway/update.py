@@ -137,10 +137,8 @@ class SubDeviceFirmwareUpdate(SubDeviceEntity, UpdateEntity):
         wanted = self.snapshot.latest_version or ""
         # Nobody watches an install that no user started (an automation): its failure becomes a repair issue.
         unattended = self._context is None or self._context.user_id is None
-        if unattended:
-            self.runtime.unattended_installs.add(self.sub_device)
         try:
-            await self.runtime.engine.ota.install(self.sub_device)
+            await self.runtime.async_install(self.sub_device, unattended=unattended)
         except JobSuspendedError:
             await self._async_follow_into_reload(wanted)
         except asyncio.CancelledError as err:
@@ -150,8 +148,6 @@ class SubDeviceFirmwareUpdate(SubDeviceEntity, UpdateEntity):
             raise self._cancelled_error(wanted) from err
         except TencentIotError as err:
             raise self._failed_error(wanted, err) from err
-        finally:
-            self.runtime.unattended_installs.discard(self.sub_device)
 
     async def _async_follow_into_reload(self, wanted: str) -> None:
         """The entry is reloading: wait for its next runtime, then for the resumed job there."""
@@ -163,7 +159,7 @@ class SubDeviceFirmwareUpdate(SubDeviceEntity, UpdateEntity):
                 if following is None:
                     break
                 runtime = following
-                snapshot = await runtime.engine.ota.follow(self.sub_device, RESUME_WAIT_S)
+                snapshot = await runtime.async_follow(self.sub_device, RESUME_WAIT_S)
             except TimeoutError:
                 break
             except JobSuspendedError:

@@ -11,7 +11,7 @@ from homeassistant.core import HomeAssistant
 from homeassistant.helpers import device_registry as dr
 
 from custom_components.tencent_iot_gateway.const import CONF_DEVICE_SECRET, CONF_PORT, DOMAIN
-from custom_components.tencent_iot_gateway.runtime import cache_directory
+from custom_components.tencent_iot_gateway.entry_config import cache_directory
 
 from .conftest import Gateway, add_entry
 

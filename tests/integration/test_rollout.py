@@ -210,7 +210,7 @@ async def test_a_halted_rollout_outlives_a_reload(hass: HomeAssistant, gateway: 
     entry, requests, issue_id = await _halted(hass, gateway)
     assert await hass.config_entries.async_reload(entry.entry_id)
     await hass.async_block_till_done()
-    assert issue_id in entry.runtime_data.halted_rollouts
+    assert entry.runtime_data.rollouts_halted
     issue = ir.async_get(hass).async_get_issue(DOMAIN, issue_id)
     assert issue is not None
     assert (issue.translation_placeholders or {})["halted"] == "2"
@@ -232,5 +232,5 @@ async def test_turning_rollouts_off_ends_a_halt_and_its_repair(hass: HomeAssista
     await hass.async_block_till_done()
     await wait_for(hass, lambda: entry.runtime_data.engine.connected)
     assert ir.async_get(hass).async_get_issue(DOMAIN, issue_id) is None
-    assert not entry.runtime_data.halted_rollouts
+    assert not entry.runtime_data.rollouts_halted
     assert [state(hass, f"update.{name}_firmware").state for name in NAMES] == ["on"] * 3

@@ -28,7 +28,7 @@ from custom_components.tencent_iot_gateway.const import (
     CONF_REGISTRATION_URL,
     DOMAIN,
 )
-from custom_components.tencent_iot_gateway.validation import registration_url_for
+from custom_components.tencent_iot_gateway.entry_config import registration_url_for
 from tencent_iot_emulator.certs import ensure_certificates
 from tencent_iot_emulator.emulator import CERTS_DIR
 

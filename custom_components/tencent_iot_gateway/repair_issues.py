@@ -1,0 +1,110 @@
+"""The repair issues of one gateway entry: a sub-device unbound in the cloud, one whose update topic the
+broker refused, and a halted rollout (fixable: its fix flow in `repairs.py` lets it go on)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from enum import StrEnum
+from typing import Final
+
+from homeassistant.config_entries import ConfigEntry
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers import issue_registry as ir
+
+from .const import DOMAIN
+from .engine import DeviceId, RolloutHalted
+
+ROLLOUT_HALTED_ISSUE: Final = "rollout_halted_"
+ATTR_ENTRY_ID: Final = "entry_id"
+
+
+class SubDeviceIssue(StrEnum):
+    """A sub-device's own repair issues (the value is part of the issue id)."""
+
+    UNBOUND = "unbound"
+    UPDATES_BLOCKED = "updates_blocked"
+
+    @property
+    def translation_key(self) -> str:
+        """The key of the issue's text in strings.json."""
+        return "sub_device_unbound" if self is SubDeviceIssue.UNBOUND else self.value
+
+
+class RepairIssues:
+    """Raises and clears the entry's repair issues; remembers its halted rollouts' issues until they go on."""
+
+    def __init__(
+        self,
+        hass: HomeAssistant,
+        entry: ConfigEntry,
+        gateway: DeviceId,
+        display_name: Callable[[DeviceId], str],
+    ) -> None:
+        """Issues of `entry`, whose gateway is `gateway`; sub-devices are named by `display_name`."""
+        self._hass = hass
+        self._entry = entry
+        self._gateway = gateway
+        self._display_name = display_name
+        self._halted: dict[str, RolloutHalted] = {}  # by issue id
+
+    @property
+    def rollouts_halted(self) -> bool:
+        """Whether a halted rollout waits for the user."""
+        return bool(self._halted)
+
+    def set(self, kind: SubDeviceIssue, device: DeviceId, *, raised: bool) -> None:
+        """Raise or clear one of a sub-device's issues."""
+        issue_id = self._issue_id(kind, device)
+        if not raised:
+            ir.async_delete_issue(self._hass, DOMAIN, issue_id)
+            return
+        ir.async_create_issue(
+            self._hass,
+            DOMAIN,
+            issue_id,
+            is_fixable=False,
+            is_persistent=False,
+            severity=ir.IssueSeverity.WARNING,
+            translation_key=kind.translation_key,
+            translation_placeholders={"device": device.key, "gateway": self._gateway.key},
+        )
+
+    def clear_device(self, device: DeviceId) -> None:
+        """A sub-device removed: none of its issues stays."""
+        for kind in SubDeviceIssue:
+            self.set(kind, device, raised=False)
+
+    def rollout_halted(self, halted: RolloutHalted) -> None:
+        """What happened, with the failing devices and their reasons, and how to go on."""
+        issue_id = f"{ROLLOUT_HALTED_ISSUE}{self._entry.entry_id}_{halted.version}"
+        self._halted[issue_id] = halted
+        failures = "\n".join(f"- {self._display_name(device)}: {reason}" for device, reason in halted.failed)
+        ir.async_create_issue(
+            self._hass,
+            DOMAIN,
+            issue_id,
+            is_fixable=True,  # its fix flow resumes the rollout (repairs.py)
+            is_persistent=False,
+            data={ATTR_ENTRY_ID: self._entry.entry_id},
+            severity=ir.IssueSeverity.ERROR,
+            translation_key="rollout_halted",
+            translation_placeholders={
+                "gateway": self._entry.title,
+                "version": halted.version,
+                "failed": str(len(halted.failed)),
+                "total": str(halted.total),
+                "halted": str(len(halted.halted)),
+                "failures": failures,
+            },
+        )
+
+    def clear_rollouts(self, *, forget: bool) -> None:
+        """Delete the halted rollouts' issues; `forget` when they went on (else the next start raises them
+        again from the saved halts)."""
+        for issue_id in list(self._halted):
+            ir.async_delete_issue(self._hass, DOMAIN, issue_id)
+        if forget:
+            self._halted.clear()
+
+    def _issue_id(self, kind: SubDeviceIssue, device: DeviceId) -> str:
+        return f"{kind.value}_{self._entry.entry_id}_{device.key}"
