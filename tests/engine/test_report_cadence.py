@@ -170,6 +170,7 @@ async def test_a_download_resumed_after_a_restart_reports_its_percent_not_zero(
         if m.direction == "in" and isinstance(m.payload, dict) and m.payload.get("type") == "report_progress"
     ]
     percents = [int(p["percent"]) for p in after if p["state"] == "downloading"]
-    assert percents[0] == kept * 100 // len(big)
+    # Where it stood when it was first told: the kept part, or a little more if bytes arrived first.
+    assert kept * 100 // len(big) <= percents[0] < 100
     assert percents == sorted(percents)  # never back to zero
     assert [v for v in await cloud.console.violations() if v.raw.get("kind") == "protocol"] == []

@@ -205,33 +205,41 @@ class ProgressReporter:
     def end(self, device: DeviceId, version: str | None = None) -> dict[str, str | int]:
         """Stop the keep-alives and percents of the device's job (only if it is for `version`, when given).
 
-        Its markers still queued go out all the same (`finish` waits for them). Idempotent. Returns the
-        fields its reports echoed, for the outcome report that follows (empty if none ran).
+        Its markers still queued go out all the same (`finish` waits for them). Idempotent; its room in the
+        keep-alive budget goes to the next job waiting (also after `finish`, which keeps it until then, so
+        that a job held back never speaks before the outcome of the one it waited for). Returns the fields
+        its reports echoed, for the outcome report that follows (empty if none ran).
         """
-        track = self._tracks.get(device)
-        if track is None or (version is not None and track.version != version):
-            return {}
-        del self._tracks[device]
-        self._stop(track)
-        if not track.idle.is_set():
-            self._ending[device] = track
+        track = self._detach(device, version)
         self._wake()
-        return track.echo
+        return track.echo if track is not None else {}
 
     async def finish(self, device: DeviceId, version: str) -> dict[str, str | int]:
         """End the job, then wait until its markers are handed to the broker: its outcome goes after them.
 
         Spec §3a: the cadence's markers are never dropped, replaced or reordered, and the outcome comes last.
         A percent or keep-alive still waiting for the budget is dropped instead: the outcome supersedes it.
+        The job's room in the keep-alive budget is handed on by the `end` that follows the outcome.
         Returns the fields its reports echoed (empty if no job ran).
         """
         track = self._tracks.get(device) or self._ending.get(device)
         if track is None or track.version != version:
             return {}
-        self.end(device, version)
+        self._detach(device, version)
         self._stop(track)
         await track.idle.wait()
         return track.echo
+
+    def _detach(self, device: DeviceId, version: str | None) -> _Track | None:
+        """Take the device's job out of the running ones (only if it is for `version`, when given)."""
+        track = self._tracks.get(device)
+        if track is None or (version is not None and track.version != version):
+            return None
+        del self._tracks[device]
+        self._stop(track)
+        if not track.idle.is_set():
+            self._ending[device] = track
+        return track
 
     def _stop(self, track: _Track) -> None:
         track.ended = True
