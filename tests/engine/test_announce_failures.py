@@ -95,7 +95,7 @@ async def test_a_gateway_refused_on_reconnect_keeps_trying(
 
 def _cut(engine: GatewayEngine) -> None:
     """Cut the gateway's connection under it, as a network failure would."""
-    sock = engine._session._sock
+    sock = engine._session._driver.watched_socket
     assert sock is not None
     sock.shutdown(socket.SHUT_RDWR)
 

@@ -20,7 +20,7 @@ from custom_components.tencent_iot_gateway.engine.errors import (
 )
 from custom_components.tencent_iot_gateway.engine.gateway.identity import DeviceId
 from custom_components.tencent_iot_gateway.engine.gateway_engine import GatewayEngine, SubDevice
-from custom_components.tencent_iot_gateway.engine.mqtt import session as session_module
+from custom_components.tencent_iot_gateway.engine.mqtt import paho_driver, session as session_module
 from custom_components.tencent_iot_gateway.engine.mqtt.endpoints import BrokerEndpoint
 from custom_components.tencent_iot_gateway.engine.mqtt.session import Backoff, MqttSession
 from custom_components.tencent_iot_gateway.engine.mqtt.uplink import UplinkPriority
@@ -153,7 +153,7 @@ async def test_connects_of_one_device_are_spaced_across_sessions(
     await entry.start()
     try:
         assert time.monotonic() - started >= 0.4  # waited for its turn (old code: 0.04 s apart)
-        sock = entry._sock
+        sock = entry._driver.watched_socket
         assert sock is not None
         sock.shutdown(socket.SHUT_RDWR)  # a cut: the supervisor reconnects after its (short) backoff
         await eventually(lambda: _connected_again(entry, cloud), within=10)
@@ -362,4 +362,4 @@ async def test_one_wake_up_of_the_socket_handles_a_bounded_number_of_packets(
         ticking.cancel()
         await session.stop()
     assert sum(per_tick.values()) == 400
-    assert max(per_tick.values()) <= session_module.READ_PACKETS_PER_CALLBACK
+    assert max(per_tick.values()) <= paho_driver.READ_PACKETS_PER_CALLBACK

@@ -1,9 +1,9 @@
 """One MQTT 3.1.1 session with the cloud, driven by the asyncio event loop.
 
-paho-mqtt does the protocol; the event loop does the I/O. paho's socket callbacks hand its socket to
-`add_reader`/`add_writer`, and a one-second timer runs its housekeeping (keepalive), so no network thread is
-ever started. Only the blocking part of `connect` (DNS, TCP and the TLS handshake) runs in the executor, as
-Home Assistant's own MQTT client does.
+paho-mqtt does the protocol; the event loop does the I/O, through `paho_driver.PahoLoopDriver`, so no network
+thread is ever started. Only the blocking part of `connect` (DNS, TCP and the TLS handshake) runs in the
+executor, as Home Assistant's own MQTT client does. This module keeps the session: credentials, connecting,
+acknowledgements, publish and subscribe, and reconnecting.
 """
 
 from __future__ import annotations
@@ -13,9 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 import logging
 import secrets
-import socket
 import ssl
-import threading
 import time
 from typing import Any
 
@@ -36,6 +34,7 @@ from custom_components.tencent_iot_gateway.engine.errors import (
 from custom_components.tencent_iot_gateway.engine.gateway.identity import DeviceId
 from custom_components.tencent_iot_gateway.engine.mqtt.auth import SignMethod, mqtt_credentials
 from custom_components.tencent_iot_gateway.engine.mqtt.endpoints import TENCENT_ROOT_CA_FILE, BrokerEndpoint
+from custom_components.tencent_iot_gateway.engine.mqtt.paho_driver import PahoLoopDriver
 from custom_components.tencent_iot_gateway.engine.mqtt.rate_budget import UplinkLimiter
 from custom_components.tencent_iot_gateway.engine.mqtt.uplink import DEFAULT_UPLINK_RATE, UplinkPriority
 
@@ -55,10 +54,6 @@ CONNECT_INTERVAL_S = 5.0
 STABLE_CONNECTION_S = 60.0
 CONNECT_TIMEOUT_S = 15.0
 ACK_TIMEOUT_S = 20.0
-_MISC_INTERVAL_S = 1.0
-# Packets read per wake-up of the socket: paho's `loop_read` reads as many as it has messages in flight (more
-# than 1,000 during a push to 1,000 sub-devices), each handled at once, in one step of the event loop.
-READ_PACKETS_PER_CALLBACK = 32
 # CONNACK codes 4 and 5 of MQTT 3.1.1, as paho maps them to reason codes.
 _AUTH_REFUSED = {134, 135}
 _JITTER = secrets.SystemRandom()
@@ -166,12 +161,9 @@ class MqttSession:
         self._announced_at: float | None = None
 
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._loop_thread = 0
         self._ssl_context: ssl.SSLContext | None = None
         self._client: mqtt.Client | None = None
-        self._sock: socket.socket | None = None
-        self._misc_task: asyncio.Task[None] | None = None
-        self._read_again: asyncio.Handle | None = None  # a bounded read stopped with more to read
+        self._driver = PahoLoopDriver()  # the socket I/O and keepalive of `_client`
         self._supervisor: asyncio.Task[None] | None = None
         self._connack: asyncio.Future[ReasonCode] | None = None
         self._acks: dict[int, asyncio.Future[list[ReasonCode] | None]] = {}
@@ -201,7 +193,6 @@ class MqttSession:
     async def start(self) -> None:
         """Connect once, raising `AuthenticationError` or `CannotConnectError`; then stay connected."""
         self._loop = asyncio.get_running_loop()
-        self._loop_thread = threading.get_ident()
         self._stopping = False
         if self._endpoint.tls and self._ssl_context is None:
             try:
@@ -222,7 +213,7 @@ class MqttSession:
         client = self._client
         if client is not None and self._connected:
             client.disconnect()
-        self._teardown_socket()
+        self._driver.detach()
         self._client = None
         self._set_disconnected()
         await self._limiter.close()
@@ -315,17 +306,17 @@ class MqttSession:
         client = self._client
         if client is not None and self._connected:
             client.disconnect()
-        self._teardown_socket()
+        self._driver.teardown()
         self._set_disconnected()
 
     async def _connect_once(self) -> None:
         assert self._loop is not None
-        self._teardown_socket()
         self._lost.clear()
         client = self._new_client()
         credentials = mqtt_credentials(self._device, self._secret, method=self._sign_method)
         client.username_pw_set(credentials.username, credentials.password)
         self._client = client
+        self._driver.attach(client)  # tears the previous client's socket down
         host, port = self._endpoint.host, self._endpoint.port
         await _connect_slot(self._device.client_id)
         connack = self._connack = self._loop.create_future()
@@ -333,23 +324,23 @@ class MqttSession:
             try:
                 await self._loop.run_in_executor(None, client.connect, host, port, self._keepalive_s)
             except (OSError, ssl.SSLError) as err:
-                self._teardown_socket()
+                self._driver.teardown()
                 raise CannotConnectError(f"cannot connect to {host}:{port}: {err}") from None
             try:
                 async with asyncio.timeout(self._connect_timeout_s):
                     reason = await connack
             except TimeoutError:
-                self._teardown_socket()
+                self._driver.teardown()
                 raise CannotConnectError(f"{host}:{port} did not answer the MQTT CONNECT") from None
             except NotConnectedError as err:
-                self._teardown_socket()
+                self._driver.teardown()
                 raise CannotConnectError(f"{host}:{port} closed the connection: {err}") from None
         finally:
             # Nobody waits for this CONNACK any more: an exception set on it later would never be retrieved.
             self._connack = None
             _connect_done(self._device.client_id)
         if reason.is_failure:
-            self._teardown_socket()
+            self._driver.teardown()
             if reason.value in _AUTH_REFUSED:
                 raise AuthenticationError(
                     f"the broker refused the credentials of {self._device} ({reason}): "
@@ -374,10 +365,6 @@ class MqttSession:
         client.on_message = self._handle_message
         client.on_publish = self._handle_publish
         client.on_subscribe = self._handle_subscribe
-        client.on_socket_open = self._handle_socket_open
-        client.on_socket_close = self._handle_socket_close
-        client.on_socket_register_write = self._handle_register_write
-        client.on_socket_unregister_write = self._handle_unregister_write
         return client
 
     async def _supervise(self) -> None:
@@ -470,7 +457,7 @@ class MqttSession:
         if self._connack is not None and not self._connack.done():
             self._connack.set_exception(error)
 
-    # -- paho callbacks (always on the event loop thread, except the socket ones during connect) ----------
+    # -- paho callbacks (always on the event loop thread; the socket ones are the driver's) -----------------
 
     def _handle_connect(
         self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode, properties: Any
@@ -507,99 +494,3 @@ class MqttSession:
     ) -> None:
         if client is self._client:
             self._resolve_ack(mid, codes)
-
-    def _on_loop_thread(self, callback: Callable[[], None]) -> None:
-        assert self._loop is not None
-        if threading.get_ident() == self._loop_thread:
-            callback()
-        else:
-            self._loop.call_soon_threadsafe(callback)
-
-    def _handle_socket_open(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
-        self._on_loop_thread(lambda: self._watch_socket(client, sock))
-
-    def _handle_socket_close(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
-        self._on_loop_thread(lambda: self._unwatch_socket(sock))
-
-    def _handle_register_write(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
-        def register() -> None:
-            current = self._sock
-            if current is not None and current is sock and current.fileno() != -1:
-                assert self._loop is not None
-                self._loop.add_writer(current, client.loop_write)
-
-        self._on_loop_thread(register)
-
-    def _handle_unregister_write(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
-        def unregister() -> None:
-            if sock.fileno() != -1:
-                assert self._loop is not None
-                self._loop.remove_writer(sock)
-
-        self._on_loop_thread(unregister)
-
-    def _watch_socket(self, client: mqtt.Client, sock: socket.socket) -> None:
-        assert self._loop is not None
-        if client is not self._client or sock.fileno() == -1:
-            return
-        self._sock = sock
-        self._loop.add_reader(sock, self._on_readable, client)
-        # paho may have left bytes of CONNECT unsent in the executor; let the writer drain them.
-        self._loop.add_writer(sock, client.loop_write)
-        self._misc_task = self._loop.create_task(self._misc_loop(client), name="mqtt keepalive")
-
-    def _on_readable(self, client: mqtt.Client) -> None:
-        if self._read_again is None:  # else the read already scheduled goes on where the last one stopped
-            self._read_some(client)
-
-    def _read_later(self, client: mqtt.Client) -> None:
-        self._read_again = None
-        self._read_some(client)
-
-    def _read_some(self, client: mqtt.Client) -> None:
-        """What `loop_read` does, but at most `READ_PACKETS_PER_CALLBACK` packets; the next loop iteration
-        reads on. Uses paho's packet reader directly: `loop_read` offers no bound (`max_packets` is ignored).
-        Private API of the pinned paho-mqtt 2.1.0 (manifest): a paho bump must pass
-        `test_one_wake_up_of_the_socket_handles_a_bounded_number_of_packets`, which drives it for real.
-        """
-        assert self._loop is not None
-        for _ in range(READ_PACKETS_PER_CALLBACK):
-            if client is not self._client or client.socket() is None:
-                return
-            rc = client._packet_read()  # noqa: SLF001
-            if rc > 0:
-                client._loop_rc_handle(rc)  # noqa: SLF001
-                return
-            if rc == MQTTErrorCode.MQTT_ERR_AGAIN:
-                return
-        # More may wait, some of it already decrypted inside the TLS object where the selector cannot see it.
-        self._read_again = self._loop.call_soon(self._read_later, client)
-
-    def _unwatch_socket(self, sock: socket.socket) -> None:
-        assert self._loop is not None
-        if self._read_again is not None:
-            self._read_again.cancel()
-            self._read_again = None
-        if sock.fileno() != -1:
-            self._loop.remove_reader(sock)
-            self._loop.remove_writer(sock)
-        if sock is self._sock:
-            self._sock = None
-            if self._misc_task is not None:
-                self._misc_task.cancel()
-                self._misc_task = None
-
-    def _teardown_socket(self) -> None:
-        """Forget the current socket whatever state paho is in; safe to call twice."""
-        sock = self._sock
-        if sock is not None:
-            self._unwatch_socket(sock)
-            sock.close()
-        if self._misc_task is not None:
-            self._misc_task.cancel()
-            self._misc_task = None
-
-    async def _misc_loop(self, client: mqtt.Client) -> None:
-        while True:
-            await asyncio.sleep(_MISC_INTERVAL_S)
-            client.loop_misc()
