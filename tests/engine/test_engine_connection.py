@@ -39,7 +39,12 @@ async def test_tls_login_with_the_right_secret(emulator: Emulator, http: aiohttp
     await session.start()
     try:
         assert session.connected
-        assert (await cloud.console.get_device(GATEWAY.product_id, GATEWAY.device_name)).online
+
+        async def online() -> bool:
+            # The cloud hears of the login from the broker a moment later (its event), not with the CONNACK.
+            return (await cloud.console.get_device(GATEWAY.product_id, GATEWAY.device_name)).online
+
+        await eventually(online, within=10)
     finally:
         await session.stop()
     assert not session.connected
