@@ -7,7 +7,6 @@ forgets all of it when a connection drops, and it turns everything that happens 
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Coroutine, Sequence
 import contextlib
 from dataclasses import dataclass, replace
@@ -24,6 +23,7 @@ from custom_components.tencent_iot_gateway.engine.errors import (
     SubscriptionRefusedError,
     TencentIotError,
 )
+from custom_components.tencent_iot_gateway.engine.gateway.announce_retries import AnnounceRetries
 from custom_components.tencent_iot_gateway.engine.gateway.identity import DeviceId
 from custom_components.tencent_iot_gateway.engine.gateway.operations import (
     RESULT_NOT_BOUND,
@@ -222,11 +222,13 @@ class GatewayEngine:
         # The announce's version reports (see `_bring_online`): a lost connection cancels them, and the
         # announce after the reconnect reports every version again.
         self._version_reports = BackgroundTasks("Reporting versions failed")
-        self._retry_backoff = backoff or Backoff(initial_s=operation_timeout_s, maximum_s=300.0)
-        self._retry_pending: set[DeviceId] = set()
-        self._retrying = False
-        self._retry_done = asyncio.Event()  # set while no retry loop runs
-        self._retry_done.set()
+        self._retries = AnnounceRetries(
+            self._bring_online,
+            wanted=lambda device: device in self._sub_devices,
+            may_run=lambda: not self._stopped and self._session.connected,
+            spawn=self._run_in_background,
+            backoff=backoff or Backoff(initial_s=operation_timeout_s, maximum_s=300.0),
+        )
         self._blocked: set[DeviceId] = set()
         # Unbound by the cloud (console `change`/`unbind_all`, or missing from the bound list): not bound
         # again automatically with their secret until the user or the console says so.
@@ -294,9 +296,9 @@ class GatewayEngine:
         """
         while True:
             await self._version_reports.wait()
-            if not self._retrying or self._stopped:
+            if not self._retries.running or self._stopped:
                 return
-            await self._retry_done.wait()
+            await self._retries.wait()
 
     async def stop(self) -> None:
         """Stop jobs (keeping what can resume), then disconnect. Safe to call twice."""
@@ -320,14 +322,14 @@ class GatewayEngine:
         self._sub_devices[sub.device] = sub
         self._unbound.discard(sub.device)  # the user acted: bind it again if it has a secret
         if self._session.connected and not self.is_online(sub.device):
-            self._schedule_retry(await self._bring_online([sub.device]))
+            self._retries.schedule(await self._bring_online([sub.device]))
 
     async def add_sub_device(self, sub: SubDevice) -> None:
         """Start handling a sub-device now (bound if needed, online, version reported)."""
         self._sub_devices[sub.device] = sub
         self._on_event(self._ota.add_device(sub.device, sub.installed_version))
         if self._session.connected:
-            self._schedule_retry(await self._bring_online([sub.device]))
+            self._retries.schedule(await self._bring_online([sub.device]))
 
     async def remove_sub_device(self, device: DeviceId, *, unbind: bool = False) -> None:
         """Stop handling a sub-device: `offline`, and `unbind` when asked."""
@@ -358,7 +360,7 @@ class GatewayEngine:
     async def _announce(self) -> None:
         """Everything the cloud forgets on a reconnect, again.
 
-        A lost answer for one sub-device is retried on its own with backoff (`_schedule_retry`), never by
+        A lost answer for one sub-device is retried on its own with backoff (`AnnounceRetries`), never by
         dropping the connection; only the gateway's own result topic is essential.
         """
         await self._subscribe_results()
@@ -368,7 +370,7 @@ class GatewayEngine:
         if not self._session.connected:
             raise NotConnectedError("the connection dropped while announcing the gateway")
         self._on_event(ConnectionChanged(connected=True))
-        self._schedule_retry(pending)
+        self._retries.schedule(pending)
         _LOGGER.debug("Announced %s with %d sub-device(s)", self._gateway, len(self._sub_devices))
 
     async def _subscribe_results(self) -> None:
@@ -480,7 +482,7 @@ class GatewayEngine:
             _LOGGER.debug("The connection dropped while reporting versions; the next announce reports them")
             return
         if self._session.connected:
-            self._schedule_retry(retry)
+            self._retries.schedule(retry)
 
     async def _subscribe_updates(self, devices: list[DeviceId]) -> set[DeviceId]:
         """Subscribe each device's OTA topic (one per SUBSCRIBE, spec §3a); returns those to try again.
@@ -510,28 +512,6 @@ class GatewayEngine:
                 self._on_event(UpdatesBlocked(device, blocked=False))
         return retry
 
-    def _schedule_retry(self, devices: set[DeviceId]) -> None:
-        """Try these sub-devices again later, in one background loop with bounded backoff."""
-        self._retry_pending |= devices
-        if self._retry_pending and not self._retrying:
-            self._retrying = True
-            self._retry_done.clear()
-            self._run_in_background(self._retry_loop())
-
-    async def _retry_loop(self) -> None:
-        attempt = 0
-        try:
-            while self._retry_pending and not self._stopped and self._session.connected:
-                attempt += 1
-                await asyncio.sleep(self._retry_backoff.delay(attempt))
-                batch = [d for d in self._retry_pending if d in self._sub_devices]
-                self._retry_pending.clear()
-                if batch and self._session.connected:
-                    self._retry_pending |= await self._bring_online(batch)
-        finally:
-            self._retrying = False
-            self._retry_done.set()
-
     def _set_online(self, device: DeviceId, online: bool, result: int | None) -> None:
         if not online and result == RESULT_NOT_BOUND:
             _LOGGER.warning(
@@ -545,7 +525,7 @@ class GatewayEngine:
     def _on_connection_lost(self) -> None:
         self._version_reports.cancel()
         self._online.clear()
-        self._retry_pending.clear()  # the announce after the reconnect covers every sub-device again
+        self._retries.clear()
         self._on_event(ConnectionChanged(connected=False))
 
     def _on_auth_failed(self, error: AuthenticationError) -> None:
@@ -595,7 +575,7 @@ class GatewayEngine:
                 self.mark_unbound(push.devices)
 
     async def _bring_online_later(self, devices: list[DeviceId]) -> None:
-        self._schedule_retry(await self._bring_online(devices))
+        self._retries.schedule(await self._bring_online(devices))
 
     def _run_in_background(self, coro: Coroutine[Any, Any, None]) -> None:
         self._background.spawn(coro)
