@@ -18,8 +18,10 @@ from homeassistant.helpers.template import Template, result_as_boolean
 from . import failures
 from .const import CONF_HEALTH_TEMPLATE, CONF_HEALTH_TIMEOUT_MIN, CONF_HEALTH_VERSION_CHECK, CONF_ROLLBACK
 from .engine import DEFAULT_HEALTH_TIMEOUT_S, DeviceId, FirmwareSpec, HealthCheck, InvalidFieldError
+from .template_watch import template_changes
 
-# How often a device is asked again after its flash; a module constant so tests can shorten it.
+# How often a device is asked again after its flash when its version is read (a template alone is followed
+# instead, see `template_watch`); a module constant so tests can shorten it.
 POLL_INTERVAL_S: Final = 5.0
 
 
@@ -62,7 +64,9 @@ def build_health_check(hass: HomeAssistant, name: str, config: HealthConfig) -> 
     if not config.active:
         return None
     condition = None
+    changed = None
     if config.template is not None:
+        changed = template_changes(hass, config.template)
         template = config.template
 
         async def rendered_true(_device: DeviceId, _firmware: FirmwareSpec) -> str | None:
@@ -81,4 +85,5 @@ def build_health_check(hass: HomeAssistant, name: str, config: HealthConfig) -> 
         timeout_s=config.timeout_s,
         poll_interval_s=POLL_INTERVAL_S,
         rollback=config.rollback,
+        changed=changed,
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import time
+from datetime import time, timedelta
 from typing import Any, Final
 
 from homeassistant.core import HomeAssistant
@@ -25,8 +25,10 @@ from .const import (
     CONF_PREFLIGHT_TIMEOUT_MIN,
 )
 from .engine import DEFAULT_PREFLIGHT_TIMEOUT_S, DeviceId, GatePoint, InvalidFieldError, Preflight
+from .template_watch import template_changes
 
-# How often a held job asks again; a module constant so tests can shorten it.
+# How often a held job with only a maintenance window asks again (a template is followed instead, see
+# `template_watch`); a module constant so tests can shorten it.
 POLL_INTERVAL_S: Final = 15.0
 
 
@@ -107,4 +109,22 @@ def build_preflight(
                 return failures.text(hass, "hold_condition", {"device": name})
         return None
 
-    return Preflight(check, timeout_s=config.timeout_s, poll_interval_s=POLL_INTERVAL_S)
+    changed = None
+    if config.condition is not None:
+        window = config.window
+        # The window's start is a change too (for unattended installs, which wait for it).
+        changed = template_changes(
+            hass, config.condition, also=(lambda: seconds_until_open(window)) if window is not None else None
+        )
+    return Preflight(check, timeout_s=config.timeout_s, poll_interval_s=POLL_INTERVAL_S, changed=changed)
+
+
+def seconds_until_open(window: tuple[time, time]) -> float | None:
+    """Seconds until the window opens next (None while it is open)."""
+    now = dt_util.now()
+    if in_window(now.time(), window):
+        return None
+    start = now.replace(hour=window[0].hour, minute=window[0].minute, second=0, microsecond=0)
+    if start <= now:
+        start += timedelta(days=1)
+    return (start - now).total_seconds()

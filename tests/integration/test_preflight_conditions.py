@@ -35,6 +35,7 @@ from custom_components.tencent_iot_gateway.const import (
 )
 from custom_components.tencent_iot_gateway.engine.errors import InvalidFieldError
 from custom_components.tencent_iot_gateway.preflight_conditions import PreflightConfig, in_window
+from custom_components.tencent_iot_gateway.template_watch import template_changes
 from tests.emulator_fixtures import eventually
 
 from .conftest import Gateway
@@ -60,8 +61,8 @@ async def test_a_false_condition_holds_the_install_and_releases_it_when_true(
     hass: HomeAssistant, gateway: Gateway, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Battery at 10 %: the install waits, queued, saying why (entity and event), nothing flashed; at 80 % it
-    goes on through the flasher and ends done in the cloud."""
-    monkeypatch.setattr(preflight_conditions, "POLL_INTERVAL_S", 0.05)
+    goes on through the flasher and ends done in the cloud. The condition is followed, not polled: the job
+    goes on as soon as the battery changes (old code: at the next 15 s render)."""
     hass.states.async_set(BATTERY, "10")
     await register_lights(gateway, "light1")
     light = sub("light1", flasher={"kind": "automation", "timeout_s": 10})
@@ -100,7 +101,7 @@ async def test_a_false_condition_holds_the_install_and_releases_it_when_true(
     assert not install.done()
 
     hass.states.async_set(BATTERY, "80")
-    async with asyncio.timeout(15):
+    async with asyncio.timeout(preflight_conditions.POLL_INTERVAL_S / 3):
         await install
     assert len(flash_requests) == 1
     assert state(hass, ENTITY).attributes[ATTR_INSTALLED_VERSION] == VERSION
@@ -200,3 +201,19 @@ async def test_an_automatic_install_waits_for_the_maintenance_window(
     with pytest.raises(HomeAssistantError) as caught:
         await install
     assert caught.value.translation_key == "install_cancelled"
+
+
+async def test_a_followed_template_wakes_its_wait_on_a_change_and_not_before(hass: HomeAssistant) -> None:
+    """`template_changes` returns when an entity the template reads changes, not on a timer; with nothing
+    changing it waits out its time (here short)."""
+    hass.states.async_set(BATTERY, "10")
+    changed = template_changes(hass, CONDITION)
+    waiting = asyncio.ensure_future(changed(30.0))
+    await asyncio.sleep(0.2)
+    assert not waiting.done()
+    hass.states.async_set(BATTERY, "80")
+    async with asyncio.timeout(2):
+        await waiting
+    started = hass.loop.time()
+    await changed(0.2)  # nothing changes: returns at its timeout
+    assert hass.loop.time() - started >= 0.2

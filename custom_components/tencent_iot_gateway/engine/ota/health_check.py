@@ -8,7 +8,6 @@ polls it after the flash until it passes or `timeout_s` ends, then fails the job
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 import time
@@ -17,6 +16,7 @@ from custom_components.tencent_iot_gateway.engine.errors import HealthCheckError
 from custom_components.tencent_iot_gateway.engine.gateway.identity import DeviceId
 from custom_components.tencent_iot_gateway.engine.ota.firmware import FirmwareSpec
 from custom_components.tencent_iot_gateway.engine.ota.flashers.base import VersionReader
+from custom_components.tencent_iot_gateway.engine.ota.waiting import Changed, wait_until_clear
 
 DEFAULT_HEALTH_TIMEOUT_S = 300.0
 DEFAULT_HEALTH_POLL_S = 5.0
@@ -27,13 +27,19 @@ type HealthCondition = Callable[[DeviceId, FirmwareSpec], Awaitable[str | None]]
 
 @dataclass(frozen=True, slots=True)
 class HealthCheck:
-    """One sub-device's check after a flash, and whether to flash the last good image back on failure."""
+    """One sub-device's check after a flash, and whether to flash the last good image back on failure.
+
+    `changed`: returns when the condition's answer may have changed (Home Assistant follows the template's
+    entities); without it, or with `read_version` (a device is asked, not followed), it is asked again every
+    `poll_interval_s`.
+    """
 
     condition: HealthCondition | None = None
     read_version: bool = False
     timeout_s: float = DEFAULT_HEALTH_TIMEOUT_S
     poll_interval_s: float = DEFAULT_HEALTH_POLL_S
     rollback: bool = False
+    changed: Changed | None = None
 
     def __post_init__(self) -> None:
         """A zero interval would ask in a loop."""
@@ -64,12 +70,16 @@ async def wait_healthy(
     clock: Callable[[], float] = time.monotonic,
 ) -> None:
     """Return once the device is healthy; raise `HealthCheckError` with the last reason after the timeout."""
-    deadline = clock() + health.timeout_s
-    while True:
-        reason = await unhealthy_reason(health, device, firmware, reader)
-        if reason is None:
-            return
-        remaining = deadline - clock()
-        if remaining <= 0:
-            raise HealthCheckError(f"health check failed: {reason}")
-        await asyncio.sleep(min(health.poll_interval_s, remaining))
+
+    async def ask() -> str | None:
+        return await unhealthy_reason(health, device, firmware, reader)
+
+    _held, reason = await wait_until_clear(
+        ask,
+        timeout_s=health.timeout_s,
+        poll_interval_s=health.poll_interval_s,
+        changed=None if health.read_version else health.changed,
+        clock=clock,
+    )
+    if reason is not None:
+        raise HealthCheckError(f"health check failed: {reason}")

@@ -9,7 +9,6 @@ meanwhile through the job's progress keep-alives (engine/ota/progress_reports.py
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -17,6 +16,7 @@ import time
 
 from custom_components.tencent_iot_gateway.engine.errors import PreflightTimeoutError
 from custom_components.tencent_iot_gateway.engine.gateway.identity import DeviceId
+from custom_components.tencent_iot_gateway.engine.ota.waiting import Changed, wait_until_clear
 
 DEFAULT_PREFLIGHT_TIMEOUT_S = 3600.0
 DEFAULT_PREFLIGHT_POLL_S = 15.0
@@ -35,11 +35,16 @@ type GateCheck = Callable[[DeviceId, GatePoint], Awaitable[str | None]]
 
 @dataclass(frozen=True, slots=True)
 class Preflight:
-    """One sub-device's gate: how to ask it, how often, and for how long at most."""
+    """One sub-device's gate: how to ask it, when to ask again, and for how long at most.
+
+    `changed`: returns when the answer may have changed (Home Assistant follows the template's entities and
+    the window's start); without it, the gate is asked again every `poll_interval_s`.
+    """
 
     check: GateCheck
     timeout_s: float = DEFAULT_PREFLIGHT_TIMEOUT_S
     poll_interval_s: float = DEFAULT_PREFLIGHT_POLL_S
+    changed: Changed | None = None
 
     def __post_init__(self) -> None:
         """A zero interval would ask in a loop."""
@@ -56,20 +61,20 @@ async def wait_until_open(
 ) -> bool:
     """Return once the gate says yes (True if the job was held first); raise `PreflightTimeoutError` when it
     still says no after `timeout_s`. `on_hold` hears each new reason."""
-    deadline = clock() + preflight.timeout_s
-    reason = await preflight.check(device, point)
-    held = False
-    last: str | None = None
-    while reason is not None:
-        held = True
-        if reason != last:
-            on_hold(reason)
-            last = reason
-        remaining = deadline - clock()
-        if remaining <= 0:
-            raise PreflightTimeoutError(
-                f"pre-flight condition not met within {preflight.timeout_s:g} s: {reason}"
-            )
-        await asyncio.sleep(min(preflight.poll_interval_s, remaining))
-        reason = await preflight.check(device, point)
+
+    async def ask() -> str | None:
+        return await preflight.check(device, point)
+
+    held, reason = await wait_until_clear(
+        ask,
+        timeout_s=preflight.timeout_s,
+        poll_interval_s=preflight.poll_interval_s,
+        changed=preflight.changed,
+        on_reason=on_hold,
+        clock=clock,
+    )
+    if reason is not None:
+        raise PreflightTimeoutError(
+            f"pre-flight condition not met within {preflight.timeout_s:g} s: {reason}"
+        )
     return held
