@@ -69,7 +69,7 @@ async def test_pushes_to_many_sub_devices_are_saved_in_a_few_writes(tmp_path: Pa
     # The downloader, cache and flasher are never reached: nothing is installed (manual policy).
     manager = OtaManager(
         outputs=OtaOutputs(publish=publish, on_change=lambda _snapshot: None),
-        devices=DeviceHooks(flasher_for=lambda _device: None, auto_install=lambda _device: False),
+        hooks=DeviceHooks(flasher_for=lambda _device: None, auto_install=lambda _device: False),
         storage=OtaStorage(
             store=store,
             downloader=None,  # type: ignore[arg-type]

@@ -209,7 +209,7 @@ class GatewayEngine:
         )
         self._ota = OtaManager(
             outputs=OtaOutputs(publish=self._session.publish, on_change=on_event),
-            devices=DeviceHooks(
+            hooks=DeviceHooks(
                 flasher_for=flasher_for,
                 auto_install=auto_install,
                 preflight_for=preflight_for or no_preflight,

@@ -77,19 +77,19 @@ class OtaManager:
         self,
         *,
         outputs: OtaOutputs,
-        devices: DeviceHooks,
+        hooks: DeviceHooks,
         storage: OtaStorage,
         settings: OtaSettings | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """Wire the manager; call `async_load` before adding devices.
 
-        `outputs`: where the cloud and the layer above hear of the jobs. `devices`: how the jobs reach the
+        `outputs`: where the cloud and the layer above hear of the jobs. `hooks`: how the jobs reach the
         sub-devices (flashers, pre-flight gates, health checks) and what decides when they install (the
         install policy, the rollout). `storage`: the downloader, the image cache and the stores.
         """
         self._settings = settings or OtaSettings()
-        self._hooks = devices
+        self._hooks = hooks
         self._storage = storage
         self._pushes_without_version = 0
         self._states = DeviceStates(storage.store, outputs.on_change, self._settings)
@@ -97,14 +97,12 @@ class OtaManager:
         cadence = ReportCadence(
             self._settings.report_interval_s, self._settings.keepalive_interval_s, self._settings.uplink_rate
         )
-        self._reports = OutcomeReports(
-            outputs.publish, self._states, devices.flasher_for, cadence, clock=clock
-        )
+        self._reports = OutcomeReports(outputs.publish, self._states, hooks.flasher_for, cadence, clock=clock)
         self._downloads = SharedDownloads(
             storage.downloader, self._settings, self._states, self._reports, self._shutdown
         )
         parts = JobParts(self._states, self._downloads, self._reports, self._shutdown)
-        self._runner = JobRunner(devices, storage, parts, max_flashes=self._settings.max_flashes, clock=clock)
+        self._runner = JobRunner(hooks, storage, parts, max_flashes=self._settings.max_flashes, clock=clock)
 
     # -- devices ------------------------------------------------------------------------------------------
 
