@@ -13,7 +13,14 @@ import pytest
 
 from custom_components.tencent_iot_gateway.engine.gateway.identity import DeviceId
 from custom_components.tencent_iot_gateway.engine.ota.firmware_cache import FirmwareCache
-from custom_components.tencent_iot_gateway.engine.ota.jobs import JobState, OtaManager, OtaSettings
+from custom_components.tencent_iot_gateway.engine.ota.jobs import (
+    DeviceHooks,
+    JobState,
+    OtaManager,
+    OtaOutputs,
+    OtaSettings,
+    OtaStorage,
+)
 from custom_components.tencent_iot_gateway.engine.stores.job_store import (
     DeviceRecord,
     JobStore,
@@ -61,13 +68,13 @@ async def test_pushes_to_many_sub_devices_are_saved_in_a_few_writes(tmp_path: Pa
 
     # The downloader, cache and flasher are never reached: nothing is installed (manual policy).
     manager = OtaManager(
-        publish=publish,
-        downloader=None,  # type: ignore[arg-type]
-        cache=FirmwareCache(tmp_path / "cache"),  # stopping the jobs closes it
-        flasher_for=lambda _device: None,
-        store=store,
-        on_change=lambda _snapshot: None,
-        auto_install=lambda _device: False,
+        outputs=OtaOutputs(publish=publish, on_change=lambda _snapshot: None),
+        hooks=DeviceHooks(flasher_for=lambda _device: None, auto_install=lambda _device: False),
+        storage=OtaStorage(
+            store=store,
+            downloader=None,  # type: ignore[arg-type]
+            cache=FirmwareCache(tmp_path / "cache"),  # stopping the jobs closes it
+        ),
         settings=OtaSettings(save_delay_s=0.05),
     )
     await manager.async_load()

@@ -74,10 +74,10 @@ class _HeldFailReports:
     """Wraps the manager's publish: a `fail` report stays on the wire (no PUBACK yet) until `release`."""
 
     def __init__(self, ota: OtaManager) -> None:
-        self._publish = ota._publish
+        self._publish = ota._reports._publish
         self.on_the_wire = asyncio.Event()
         self._released = asyncio.Event()
-        ota._publish = self
+        ota._reports._publish = self
 
     async def __call__(self, topic: str, payload: str, qos: int = 1, **kwargs: Any) -> None:
         if '"state": "fail"' in payload:
@@ -137,7 +137,7 @@ async def test_the_outcome_is_on_disk_before_the_cloud_hears_it(
     async with running_gateway(cloud, tmp_path) as gateway:
         ota = gateway.engine.ota
         # A spy on the real publish, to read the disk at the moment `done` goes out.
-        publish = ota._publish
+        publish = ota._reports._publish
 
         async def spying_publish(topic: str, payload: str, qos: int = 1, **kwargs: Any) -> None:
             if '"state": "done"' in payload:
@@ -145,7 +145,7 @@ async def test_the_outcome_is_on_disk_before_the_cloud_hears_it(
                 seen_on_disk.append(saved["devices"][LIGHT.key])
             await publish(topic, payload, qos, **kwargs)
 
-        ota._publish = spying_publish
+        ota._reports._publish = spying_publish
         await _push(cloud)
 
         async def done() -> bool:
@@ -412,12 +412,12 @@ async def test_a_push_right_after_a_failure_starts_a_job_that_reports(
         held = _HeldFailReports(ota)
         await _push(cloud)
         await asyncio.wait_for(held.on_the_wire.wait(), timeout=10)
-        first_job = ota._devices[LIGHT].job
+        first_job = ota._states.entry(LIGHT).job
         await cloud.console.set_faults({"throttle_bps": 1048576})  # the new download takes a moment
         await _push_again(emulator, cloud)
 
         async def new_job() -> bool:
-            return ota._devices[LIGHT].job not in {None, first_job}
+            return ota._states.entry(LIGHT).job not in {None, first_job}
 
         await eventually(new_job)
         held.release()

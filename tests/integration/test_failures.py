@@ -152,7 +152,7 @@ async def test_failed_automatic_install_raises_a_repair_issue_cleared_by_success
     await wait_for(hass, lambda: not state(hass, ENTITY).attributes["in_progress"])
     # The job task outlives its `failed` state while it reports the failure: an install in that window joins
     # the failed job (an engine race, reported to the lead); wait for the task itself.
-    await wait_for(hass, lambda: entry.runtime_data.engine.ota._devices[_light1()].job is None)
+    await wait_for(hass, lambda: entry.runtime_data.engine.ota._states.entry(_light1()).job is None)
     if state(hass, ENTITY).state == STATE_ON:
         await hass.services.async_call(UPDATE_DOMAIN, "install", {ATTR_ENTITY_ID: ENTITY}, blocking=True)
     await wait_for(hass, lambda: registry.async_get_issue(DOMAIN, issue_id) is None)

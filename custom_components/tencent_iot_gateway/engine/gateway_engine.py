@@ -45,11 +45,16 @@ from custom_components.tencent_iot_gateway.engine.mqtt.uplink import DEFAULT_UPL
 from custom_components.tencent_iot_gateway.engine.ota.flashers.base import Flasher
 from custom_components.tencent_iot_gateway.engine.ota.health_check import HealthCheck
 from custom_components.tencent_iot_gateway.engine.ota.jobs import (
+    DeviceHooks,
     Downloader,
     ImageCache,
     JobSnapshot,
     OtaManager,
+    OtaOutputs,
     OtaSettings,
+    OtaStorage,
+    no_health_check,
+    no_preflight,
 )
 from custom_components.tencent_iot_gateway.engine.ota.preflight import Preflight
 from custom_components.tencent_iot_gateway.engine.ota.rollback_images import RollbackImages
@@ -203,20 +208,20 @@ class GatewayEngine:
             else None
         )
         self._ota = OtaManager(
-            publish=self._session.publish,
-            downloader=downloader,
-            cache=cache,
-            flasher_for=flasher_for,
-            store=store,
-            on_change=on_event,
-            auto_install=auto_install,
+            outputs=OtaOutputs(publish=self._session.publish, on_change=on_event),
+            hooks=DeviceHooks(
+                flasher_for=flasher_for,
+                auto_install=auto_install,
+                preflight_for=preflight_for or no_preflight,
+                health_for=health_for or no_health_check,
+                rollout=self._rollout,
+            ),
+            storage=OtaStorage(
+                store=store, downloader=downloader, cache=cache, rollback_images=rollback_images
+            ),
             # The keep-alives' share is a share of the session's budget: one rate for both, whatever the
             # settings said.
             settings=replace(settings or OtaSettings(), uplink_rate=uplink_rate),
-            preflight_for=preflight_for,
-            rollout=self._rollout,
-            health_for=health_for,
-            rollback_images=rollback_images,
         )
         self._background = BackgroundTasks("A gateway operation failed")
         # The announce's version reports (see `_bring_online`): a lost connection cancels them, and the
