@@ -29,13 +29,17 @@ def _session(endpoint: BrokerEndpoint, secret: str) -> MqttSession:
     return MqttSession(endpoint, GATEWAY, secret, on_message=lambda _t, _p: None, on_connected=_noop)
 
 
+def _tls_session(emulator: Emulator, secret: str) -> MqttSession:
+    """The gateway's session to the emulator's TLS port, trusting the emulator's CA."""
+    return _session(
+        BrokerEndpoint("127.0.0.1", emulator.mqtts_port, ca_pem=emulator.ca_file.read_text()), secret
+    )
+
+
 async def test_tls_login_with_the_right_secret(emulator: Emulator, http: aiohttp.ClientSession) -> None:
     """A signed login over TLS, verified against the given CA, is accepted."""
     cloud = await seed_cloud(emulator, http)
-    session = _session(
-        BrokerEndpoint("127.0.0.1", emulator.mqtts_port, ca_pem=emulator.ca_file.read_text()),
-        cloud.gateway_secret,
-    )
+    session = _tls_session(emulator, cloud.gateway_secret)
     await session.start()
     try:
         assert session.connected
@@ -60,10 +64,7 @@ async def test_the_login_does_not_depend_on_the_host_clock(
     cloud = await seed_cloud(emulator, http)
     real_time = time.time
     monkeypatch.setattr(time, "time", lambda: real_time() + skew_s)
-    session = _session(
-        BrokerEndpoint("127.0.0.1", emulator.mqtts_port, ca_pem=emulator.ca_file.read_text()),
-        cloud.gateway_secret,
-    )
+    session = _tls_session(emulator, cloud.gateway_secret)
     await session.start()
     try:
         assert session.connected
@@ -76,10 +77,7 @@ async def test_wrong_secret_is_an_authentication_error(
 ) -> None:
     """A refused login is told apart from a network problem, so HA can ask for new credentials."""
     await seed_cloud(emulator, http)
-    session = _session(
-        BrokerEndpoint("127.0.0.1", emulator.mqtts_port, ca_pem=emulator.ca_file.read_text()),
-        "d3Jvbmctc2VjcmV0LXdyb25n",
-    )
+    session = _tls_session(emulator, "d3Jvbmctc2VjcmV0LXdyb25n")
     with pytest.raises(AuthenticationError, match="check the device secret"):
         await session.start()
     assert not session.connected
