@@ -45,9 +45,12 @@ from .engine import (
     ConnectionChanged,
     DeviceId,
     Downloader,
+    EngineDevices,
     EngineEvent,
+    EngineStorage,
     FirmwareCache,
     GatewayEngine,
+    GatewayLogin,
     HaltedRollouts,
     JobSnapshot,
     JobState,
@@ -126,24 +129,26 @@ class GatewayRuntime:
         self._background: set[asyncio.Task[None]] = set()
         self._sync_lock = asyncio.Lock()
         self.engine = GatewayEngine(
-            endpoint=endpoint_from(entry.data),
-            gateway=self.gateway,
-            device_secret=entry.data[CONF_DEVICE_SECRET],
-            downloader=self.downloader,
-            cache=self.cache,
-            store=self.stores.ota,
-            flasher_for=self.gates.flasher_for,
-            auto_install=self._auto_install,
+            GatewayLogin(endpoint_from(entry.data), self.gateway, entry.data[CONF_DEVICE_SECRET]),
+            storage=EngineStorage(
+                store=self.stores.ota,
+                downloader=self.downloader,
+                cache=self.cache,
+                rollback_images=RollbackImages(
+                    Path(hass.config.cache_path(DOMAIN, entry.entry_id, ROLLBACK_DIR)),
+                    int(entry.options.get(CONF_ROLLBACK_BUDGET_MIB, DEFAULT_ROLLBACK_BUDGET_MIB)) * MIB,
+                ),
+                halted_rollouts=HaltedRollouts(self.stores.rollouts),
+            ),
+            devices=EngineDevices(
+                flasher_for=self.gates.flasher_for,
+                auto_install=self._auto_install,
+                preflight_for=self.gates.preflight_for,
+                health_for=self.gates.health_for,
+            ),
             on_event=self._on_event,
             settings=ota_settings(entry.options),
-            preflight_for=self.gates.preflight_for,
             rollout=rollout_settings(entry.options),
-            health_for=self.gates.health_for,
-            rollback_images=RollbackImages(
-                Path(hass.config.cache_path(DOMAIN, entry.entry_id, ROLLBACK_DIR)),
-                int(entry.options.get(CONF_ROLLBACK_BUDGET_MIB, DEFAULT_ROLLBACK_BUDGET_MIB)) * MIB,
-            ),
-            halted_rollouts=HaltedRollouts(self.stores.rollouts),
         )
         self.issues = RepairIssues(hass, entry, self.gateway, self.display_name)
 

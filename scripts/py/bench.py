@@ -43,6 +43,11 @@ from typing import IO, Any, Self
 
 import aiohttp
 
+from custom_components.tencent_iot_gateway.engine.engine_config import (
+    EngineDevices,
+    EngineStorage,
+    GatewayLogin,
+)
 from custom_components.tencent_iot_gateway.engine.gateway.identity import DeviceId
 from custom_components.tencent_iot_gateway.engine.gateway_engine import EngineEvent, GatewayEngine, SubDevice
 from custom_components.tencent_iot_gateway.engine.mqtt.endpoints import BrokerEndpoint
@@ -438,21 +443,24 @@ async def engine_phase(
     async with trusting_session(endpoints.ca_file) as session:
         cache = FirmwareCache(state / "cache")
         flasher = FileFlasher(FileFlasherConfig(str(flashed)))
+        endpoint = BrokerEndpoint(
+            "127.0.0.1",
+            endpoints.mqtts_port,
+            tls=True,
+            ca_pem=await _in_executor(endpoints.ca_file.read_text),
+        )
         engine = GatewayEngine(
-            endpoint=BrokerEndpoint(
-                "127.0.0.1",
-                endpoints.mqtts_port,
-                tls=True,
-                ca_pem=await _in_executor(endpoints.ca_file.read_text),
+            GatewayLogin(endpoint, GATEWAY, secret),
+            storage=EngineStorage(
+                store=JsonFileStore(state / "ota.json"),
+                downloader=Downloader(session, cache, JsonFileStore(state / "downloads.json")),
+                cache=cache,
             ),
-            gateway=GATEWAY,
-            device_secret=secret,
-            downloader=Downloader(session, cache, JsonFileStore(state / "downloads.json")),
-            cache=cache,
-            store=JsonFileStore(state / "ota.json"),
-            flasher_for=lambda _device: flasher,
-            # The probes only receive their push; the 20 sharing sub-devices install theirs.
-            auto_install=lambda device: device.product_id == SHARE_PRODUCT,
+            devices=EngineDevices(
+                flasher_for=lambda _device: flasher,
+                # The probes only receive their push; the 20 sharing sub-devices install theirs.
+                auto_install=lambda device: device.product_id == SHARE_PRODUCT,
+            ),
             on_event=_ignore_event,
         )
         subs = [SubDevice(d, INSTALLED) for d in [*(i.probe for i in images), *SHARED_DEVICES]]

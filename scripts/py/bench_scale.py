@@ -29,7 +29,6 @@ import argparse
 import asyncio
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-import inspect
 import json
 import os
 from pathlib import Path
@@ -41,6 +40,12 @@ from typing import Any
 
 import aiohttp
 
+from custom_components.tencent_iot_gateway.engine.engine_config import (
+    ConnectionSettings,
+    EngineDevices,
+    EngineStorage,
+    GatewayLogin,
+)
 from custom_components.tencent_iot_gateway.engine.gateway.identity import DeviceId
 from custom_components.tencent_iot_gateway.engine.gateway_engine import GatewayEngine, SubDevice
 from custom_components.tencent_iot_gateway.engine.mqtt.endpoints import BrokerEndpoint
@@ -83,7 +88,6 @@ SMALL_REPEATS = 5
 UPLINK_BUDGET_PER_S = 30.0
 # The engine keyword of the uplink budget (msg/s; None: off). The engine's default is on, so the budget-off
 # scenarios pass None: they measure the engine's own cost.
-BUDGET_PARAMETER = "uplink_rate"
 # `serve` options that make the emulator enforce the per-connection limit the way a strict broker would: a
 # publish over the rate is dropped and recorded as a `limit` violation (GET /api/limits counts them).
 LIMITED_EMULATOR_ARGS: tuple[str, ...] = ("--strict-limits",)
@@ -178,10 +182,10 @@ class Outcome:
 
 
 def budget_options(flavor: str) -> dict[str, Any] | None:
-    """Extra engine keywords for a flavor; None when this build cannot run it (no uplink budget yet)."""
-    if BUDGET_PARAMETER not in inspect.signature(GatewayEngine).parameters:
-        return None if flavor == "limited" else {}
-    return {BUDGET_PARAMETER: UPLINK_BUDGET_PER_S if flavor == "limited" else None}
+    """Extra engine keywords for a flavor: the limited one runs with the connection's uplink budget on."""
+    return {
+        "connection": ConnectionSettings(uplink_rate=UPLINK_BUDGET_PER_S if flavor == "limited" else None)
+    }
 
 
 async def register(console: ConsoleClient, scenario: Scenario) -> str:
@@ -247,20 +251,20 @@ async def run_scenario(
     async with trusting_session(endpoints.ca_file) as session:
         cache = FirmwareCache(state / "cache", keep_idle=True)  # as the integration's
         async with Monitor() as monitor:
+            endpoint = BrokerEndpoint(
+                "127.0.0.1",
+                endpoints.mqtts_port,
+                tls=True,
+                ca_pem=await _in_executor(endpoints.ca_file.read_text),
+            )
             engine = GatewayEngine(
-                endpoint=BrokerEndpoint(
-                    "127.0.0.1",
-                    endpoints.mqtts_port,
-                    tls=True,
-                    ca_pem=await _in_executor(endpoints.ca_file.read_text),
+                GatewayLogin(endpoint, scenario.gateway, secret),
+                storage=EngineStorage(
+                    store=JsonFileStore(state / "ota.json"),
+                    downloader=Downloader(session, cache, JsonFileStore(state / "downloads.json")),
+                    cache=cache,
                 ),
-                gateway=scenario.gateway,
-                device_secret=secret,
-                downloader=Downloader(session, cache, JsonFileStore(state / "downloads.json")),
-                cache=cache,
-                store=JsonFileStore(state / "ota.json"),
-                flasher_for=lambda _device: flasher,
-                auto_install=lambda _device: True,
+                devices=EngineDevices(flasher_for=lambda _device: flasher, auto_install=lambda _device: True),
                 on_event=_ignore_event,
                 **options,
             )

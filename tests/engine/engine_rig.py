@@ -11,6 +11,12 @@ from typing import Any
 
 import aiohttp
 
+from custom_components.tencent_iot_gateway.engine.engine_config import (
+    ConnectionSettings,
+    EngineDevices,
+    EngineStorage,
+    GatewayLogin,
+)
 from custom_components.tencent_iot_gateway.engine.gateway.identity import DeviceId
 from custom_components.tencent_iot_gateway.engine.gateway_engine import EngineEvent, GatewayEngine, SubDevice
 from custom_components.tencent_iot_gateway.engine.mqtt.endpoints import BrokerEndpoint
@@ -130,25 +136,33 @@ async def running_gateway(
         flasher = virtual_device_flasher(emu, session)
         events: list[EngineEvent] = []
         engine = GatewayEngine(
-            endpoint=endpoint
-            or BrokerEndpoint("127.0.0.1", emu.mqtts_port, tls=True, ca_pem=emu.ca_file.read_text()),
-            gateway=GATEWAY,
-            device_secret=cloud.gateway_secret,
-            downloader=downloader,
-            cache=cache,
-            store=JsonFileStore(state_dir / "ota.json"),
-            flasher_for=flasher_for or (lambda _device: flasher),
-            auto_install=lambda _device: auto_install,
+            GatewayLogin(
+                endpoint
+                or BrokerEndpoint("127.0.0.1", emu.mqtts_port, tls=True, ca_pem=emu.ca_file.read_text()),
+                GATEWAY,
+                cloud.gateway_secret,
+            ),
+            storage=EngineStorage(
+                store=JsonFileStore(state_dir / "ota.json"),
+                downloader=downloader,
+                cache=cache,
+                rollback_images=RollbackImages(state_dir / "rollback"),
+                halted_rollouts=HaltedRollouts(JsonFileStore(state_dir / "rollouts.json")),
+            ),
+            devices=EngineDevices(
+                flasher_for=flasher_for or (lambda _device: flasher),
+                auto_install=lambda _device: auto_install,
+                preflight_for=preflight_for,
+                health_for=health_for,
+            ),
             on_event=events.append,
             settings=settings,
-            backoff=Backoff(initial_s=0.05, maximum_s=0.5),
-            operation_timeout_s=2.0,
-            uplink_rate=uplink_rate,
-            preflight_for=preflight_for,
             rollout=rollout,
-            health_for=health_for,
-            rollback_images=RollbackImages(state_dir / "rollback"),
-            halted_rollouts=HaltedRollouts(JsonFileStore(state_dir / "rollouts.json")),
+            connection=ConnectionSettings(
+                backoff=Backoff(initial_s=0.05, maximum_s=0.5),
+                operation_timeout_s=2.0,
+                uplink_rate=uplink_rate,
+            ),
         )
         gateway = Gateway(engine, events)
         if start:

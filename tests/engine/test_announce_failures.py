@@ -9,6 +9,12 @@ import socket
 import aiohttp
 import pytest
 
+from custom_components.tencent_iot_gateway.engine.engine_config import (
+    ConnectionSettings,
+    EngineDevices,
+    EngineStorage,
+    GatewayLogin,
+)
 from custom_components.tencent_iot_gateway.engine.errors import NotAGatewayError
 from custom_components.tencent_iot_gateway.engine.gateway_engine import GatewayEngine, SubDevice
 from custom_components.tencent_iot_gateway.engine.mqtt.endpoints import BrokerEndpoint
@@ -23,19 +29,19 @@ from .engine_rig import GATEWAY, LIGHTS, running_gateway, seed_cloud
 from .scripted_broker import ScriptedBroker, scripted_broker
 
 
-def _engine(port: int, secret: str, state_dir: Path, **kwargs: object) -> GatewayEngine:
+def _engine(port: int, secret: str, state_dir: Path, operation_timeout_s: float = 20.0) -> GatewayEngine:
     return GatewayEngine(
-        endpoint=BrokerEndpoint("127.0.0.1", port, tls=False),
-        gateway=GATEWAY,
-        device_secret=secret,
-        downloader=None,  # type: ignore[arg-type]  # no job runs in these tests
-        cache=FirmwareCache(state_dir / "cache"),  # stopping the jobs closes it
-        store=JsonFileStore(state_dir / "ota.json"),
-        flasher_for=lambda _d: None,
-        auto_install=lambda _d: False,
+        GatewayLogin(BrokerEndpoint("127.0.0.1", port, tls=False), GATEWAY, secret),
+        storage=EngineStorage(
+            store=JsonFileStore(state_dir / "ota.json"),
+            downloader=None,  # type: ignore[arg-type]  # no job runs in these tests
+            cache=FirmwareCache(state_dir / "cache"),  # stopping the jobs closes it
+        ),
+        devices=EngineDevices(flasher_for=lambda _d: None, auto_install=lambda _d: False),
         on_event=lambda _e: None,
-        backoff=Backoff(initial_s=0.05, maximum_s=0.2),
-        **kwargs,  # type: ignore[arg-type]
+        connection=ConnectionSettings(
+            backoff=Backoff(initial_s=0.05, maximum_s=0.2), operation_timeout_s=operation_timeout_s
+        ),
     )
 
 

@@ -11,6 +11,12 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from custom_components.tencent_iot_gateway.engine.engine_config import (
+    ConnectionSettings,
+    EngineDevices,
+    EngineStorage,
+    GatewayLogin,
+)
 from custom_components.tencent_iot_gateway.engine.gateway_engine import (
     AuthenticationFailed,
     ConnectionChanged,
@@ -85,17 +91,17 @@ async def scripted_engine(
         cache = FirmwareCache(state_dir / "cache")
         events: list[EngineEvent] = []
         engine = GatewayEngine(
-            endpoint=BrokerEndpoint("127.0.0.1", broker.port, tls=False),
-            gateway=GATEWAY,
-            device_secret="c2VjcmV0",
-            downloader=Downloader(session, cache, JsonFileStore(state_dir / "downloads.json")),
-            cache=cache,
-            store=JsonFileStore(state_dir / "ota.json"),
-            flasher_for=lambda _device: None,
-            auto_install=lambda _device: False,
+            GatewayLogin(BrokerEndpoint("127.0.0.1", broker.port, tls=False), GATEWAY, "c2VjcmV0"),
+            storage=EngineStorage(
+                store=JsonFileStore(state_dir / "ota.json"),
+                downloader=Downloader(session, cache, JsonFileStore(state_dir / "downloads.json")),
+                cache=cache,
+            ),
+            devices=EngineDevices(flasher_for=lambda _device: None, auto_install=lambda _device: False),
             on_event=events.append,
-            backoff=Backoff(initial_s=0.01, maximum_s=0.02),
-            operation_timeout_s=0.2,
+            connection=ConnectionSettings(
+                backoff=Backoff(initial_s=0.01, maximum_s=0.02), operation_timeout_s=0.2
+            ),
         )
         try:
             yield engine, events

@@ -13,6 +13,7 @@ nothing under `engine/` imports `homeassistant`). The sub-packages are the engin
 
 from __future__ import annotations
 
+from .engine_config import ConnectionSettings, EngineDevices, EngineStorage, GatewayLogin
 from .errors import (
     AuthenticationError,
     CannotConnectError,
@@ -83,9 +84,12 @@ __all__ = [
     "ClockSkewError",
     "CommandFlasherConfig",
     "ConnectionChanged",
+    "ConnectionSettings",
     "DeviceId",
     "Downloader",
+    "EngineDevices",
     "EngineEvent",
+    "EngineStorage",
     "FileFlasherConfig",
     "FirmwareCache",
     "FirmwareSpec",
@@ -93,6 +97,7 @@ __all__ = [
     "Flasher",
     "GatePoint",
     "GatewayEngine",
+    "GatewayLogin",
     "HaltedRollouts",
     "HealthCheck",
     "HttpFlasherConfig",

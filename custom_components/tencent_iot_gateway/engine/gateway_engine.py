@@ -14,6 +14,12 @@ import logging
 from typing import Any
 
 from custom_components.tencent_iot_gateway.engine.background import BackgroundTasks
+from custom_components.tencent_iot_gateway.engine.engine_config import (
+    ConnectionSettings,
+    EngineDevices,
+    EngineStorage,
+    GatewayLogin,
+)
 from custom_components.tencent_iot_gateway.engine.errors import (
     AuthenticationError,
     GatewayOperationError,
@@ -33,21 +39,14 @@ from custom_components.tencent_iot_gateway.engine.gateway.operations import (
     SearchRequested,
     SubDevicesChanged,
 )
-from custom_components.tencent_iot_gateway.engine.mqtt.auth import SignMethod
-from custom_components.tencent_iot_gateway.engine.mqtt.endpoints import BrokerEndpoint
 from custom_components.tencent_iot_gateway.engine.mqtt.session import Backoff, MqttSession
 from custom_components.tencent_iot_gateway.engine.mqtt.topics import (
     gateway_operation_result,
     ota_update,
     parse_ota_update,
 )
-from custom_components.tencent_iot_gateway.engine.mqtt.uplink import DEFAULT_UPLINK_RATE
-from custom_components.tencent_iot_gateway.engine.ota.flashers.base import Flasher
-from custom_components.tencent_iot_gateway.engine.ota.health_check import HealthCheck
 from custom_components.tencent_iot_gateway.engine.ota.jobs import (
     DeviceHooks,
-    Downloader,
-    ImageCache,
     JobSnapshot,
     OtaManager,
     OtaOutputs,
@@ -56,15 +55,11 @@ from custom_components.tencent_iot_gateway.engine.ota.jobs import (
     no_health_check,
     no_preflight,
 )
-from custom_components.tencent_iot_gateway.engine.ota.preflight import Preflight
-from custom_components.tencent_iot_gateway.engine.ota.rollback_images import RollbackImages
 from custom_components.tencent_iot_gateway.engine.ota.rollout_policy import (
     RolloutHalted,
     RolloutPolicy,
     RolloutSettings,
 )
-from custom_components.tencent_iot_gateway.engine.stores.halted_rollouts import HaltedRollouts
-from custom_components.tencent_iot_gateway.engine.stores.storage import StateStore
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -145,51 +140,38 @@ class GatewayEngine:
 
     def __init__(
         self,
+        login: GatewayLogin,
         *,
-        endpoint: BrokerEndpoint,
-        gateway: DeviceId,
-        device_secret: str,
-        downloader: Downloader,
-        cache: ImageCache,
-        store: StateStore,
-        flasher_for: Callable[[DeviceId], Flasher | None],
-        auto_install: Callable[[DeviceId], bool],
+        storage: EngineStorage,
+        devices: EngineDevices,
         on_event: Callable[[EngineEvent], None],
         settings: OtaSettings | None = None,
-        sign_method: SignMethod = SignMethod.HMAC_SHA256,
-        backoff: Backoff | None = None,
-        operation_timeout_s: float = 20.0,
-        uplink_rate: float | None = DEFAULT_UPLINK_RATE,
-        preflight_for: Callable[[DeviceId], Preflight | None] | None = None,
         rollout: RolloutSettings | None = None,
-        health_for: Callable[[DeviceId], HealthCheck | None] | None = None,
-        rollback_images: RollbackImages | None = None,
-        halted_rollouts: HaltedRollouts | None = None,
+        connection: ConnectionSettings | None = None,
     ) -> None:
         """Wire the parts; nothing is sent before `start`.
 
-        `uplink_rate`: the connection's budget in messages a second (None: none), see `rate_budget`.
-        `preflight_for`: each sub-device's pre-flight gate, if any (engine/ota/preflight.py).
         `rollout`: stage the sub-devices' installs of one image (engine/ota/rollout_policy.py); None: no staging.
-        `health_for`, `rollback_images`: each sub-device's check after a flash and the last good images to
-        roll back to (engine/ota/health_check.py, engine/ota/rollback_images.py).
-        `halted_rollouts`: where halted rollouts are kept across restarts (None: in memory only).
         """
+        connection = connection or ConnectionSettings()
+        gateway = login.gateway
+        uplink_rate, operation_timeout_s = connection.uplink_rate, connection.operation_timeout_s
+        halted_rollouts = storage.halted_rollouts
         self._gateway = gateway
         self._own_firmware: OwnFirmware | None = None
         self._on_event = on_event
         self._sub_devices: dict[DeviceId, SubDevice] = {}
         self._online: dict[DeviceId, bool] = {}
         self._session = MqttSession(
-            endpoint,
+            login.endpoint,
             gateway,
-            device_secret,
+            login.device_secret,
             on_message=self._on_message,
             on_connected=self._announce,
             on_connection_lost=self._on_connection_lost,
             on_auth_failed=self._on_auth_failed,
-            sign_method=sign_method,
-            backoff=backoff,
+            sign_method=login.sign_method,
+            backoff=connection.backoff,
             uplink_rate=uplink_rate,
             ack_timeout_s=operation_timeout_s,
         )
@@ -210,14 +192,17 @@ class GatewayEngine:
         self._ota = OtaManager(
             outputs=OtaOutputs(publish=self._session.publish, on_change=on_event),
             hooks=DeviceHooks(
-                flasher_for=flasher_for,
-                auto_install=auto_install,
-                preflight_for=preflight_for or no_preflight,
-                health_for=health_for or no_health_check,
+                flasher_for=devices.flasher_for,
+                auto_install=devices.auto_install,
+                preflight_for=devices.preflight_for or no_preflight,
+                health_for=devices.health_for or no_health_check,
                 rollout=self._rollout,
             ),
             storage=OtaStorage(
-                store=store, downloader=downloader, cache=cache, rollback_images=rollback_images
+                store=storage.store,
+                downloader=storage.downloader,
+                cache=storage.cache,
+                rollback_images=storage.rollback_images,
             ),
             # The keep-alives' share is a share of the session's budget: one rate for both, whatever the
             # settings said.
@@ -232,7 +217,7 @@ class GatewayEngine:
             wanted=lambda device: device in self._sub_devices,
             may_run=lambda: not self._stopped and self._session.connected,
             spawn=self._run_in_background,
-            backoff=backoff or Backoff(initial_s=operation_timeout_s, maximum_s=300.0),
+            backoff=connection.backoff or Backoff(initial_s=operation_timeout_s, maximum_s=300.0),
         )
         self._blocked: set[DeviceId] = set()
         # Unbound by the cloud (console `change`/`unbind_all`, or missing from the bound list): not bound
