@@ -12,7 +12,7 @@ from custom_components.tencent_iot_gateway.engine.mqtt.session import Backoff
 from custom_components.tencent_iot_gateway.engine.mqtt.uplink import DEFAULT_UPLINK_RATE
 from custom_components.tencent_iot_gateway.engine.ota.flashers.base import Flasher
 from custom_components.tencent_iot_gateway.engine.ota.health_check import HealthCheck
-from custom_components.tencent_iot_gateway.engine.ota.job_model import Downloader, ImageCache
+from custom_components.tencent_iot_gateway.engine.ota.job_model import ImageCache, ImageFetcher
 from custom_components.tencent_iot_gateway.engine.ota.preflight import Preflight
 from custom_components.tencent_iot_gateway.engine.ota.rollback_images import RollbackImages
 from custom_components.tencent_iot_gateway.engine.stores.halted_rollouts import HaltedRollouts
@@ -62,7 +62,7 @@ class EngineStorage:
     `halted_rollouts` for halts across restarts (None: in memory only)."""
 
     store: StateStore
-    downloader: Downloader
+    downloader: ImageFetcher
     cache: ImageCache
     rollback_images: RollbackImages | None = None
     halted_rollouts: HaltedRollouts | None = None

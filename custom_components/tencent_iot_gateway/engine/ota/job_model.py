@@ -104,8 +104,8 @@ class OtaSettings:
     uplink_rate: float | None = DEFAULT_UPLINK_RATE
 
 
-class Downloader(Protocol):
-    """Fetches and verifies one image (engine/ota/download.py)."""
+class ImageFetcher(Protocol):
+    """What the jobs need of a downloader: fetch and verify one image (`download.Downloader` is the one)."""
 
     async def fetch(self, spec: FirmwareSpec, on_progress: Callable[[DownloadProgress], None]) -> Path:
         """Return the path of the verified image."""
@@ -172,6 +172,6 @@ class OtaStorage:
     """
 
     store: StateStore
-    downloader: Downloader
+    downloader: ImageFetcher
     cache: ImageCache
     rollback_images: RollbackImages | None = None

@@ -29,8 +29,8 @@ from custom_components.tencent_iot_gateway.engine.ota.firmware import FirmwareSp
 from custom_components.tencent_iot_gateway.engine.ota.job_model import (
     DOWNLOAD_SHARE,
     DeviceHooks,
-    Downloader,
     ImageCache,
+    ImageFetcher,
     JobSnapshot,
     JobState,
     OtaOutputs,
@@ -55,8 +55,8 @@ from custom_components.tencent_iot_gateway.engine.ota.shutdown import Shutdown
 __all__ = [
     "DOWNLOAD_SHARE",
     "DeviceHooks",
-    "Downloader",
     "ImageCache",
+    "ImageFetcher",
     "JobSnapshot",
     "JobState",
     "OtaManager",

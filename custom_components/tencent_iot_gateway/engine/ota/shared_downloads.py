@@ -26,7 +26,7 @@ from custom_components.tencent_iot_gateway.engine.ota.download import DownloadPr
 from custom_components.tencent_iot_gateway.engine.ota.firmware import FirmwareSpec
 from custom_components.tencent_iot_gateway.engine.ota.job_model import (
     DOWNLOAD_SHARE,
-    Downloader,
+    ImageFetcher,
     JobState,
     OtaSettings,
 )
@@ -53,7 +53,7 @@ class SharedDownloads:
 
     def __init__(
         self,
-        downloader: Downloader,
+        downloader: ImageFetcher,
         settings: OtaSettings,
         states: DeviceStates,
         reports: OutcomeReports,
