@@ -38,6 +38,7 @@ from custom_components.tencent_iot_gateway.engine.stores.halted_rollouts import 
 from custom_components.tencent_iot_gateway.engine.stores.storage import JsonFileStore
 from tencent_iot_emulator.console_client import ConsoleClient
 from tencent_iot_emulator.emulator import Emulator
+from tests.emulator_fixtures import eventually
 
 GATEWAY = DeviceId("GWPROD0001", "gateway1")
 LIGHTS = [DeviceId("LIGHTPID01", f"light{i}") for i in (1, 2, 3)]
@@ -174,3 +175,17 @@ async def running_gateway(
             yield gateway
         finally:
             await engine.stop()
+
+
+async def stop_a_third_into_a_download(cloud: Cloud, state_dir: Path, image: bytes, light: DeviceId) -> None:
+    """Push `image` (version V2) to `light`, served slowly, and stop the engine once a third has arrived: what
+    is on disk in `state_dir` is then a partial download for the next engine to resume."""
+    await cloud.console.upload_firmware(light.product_id, "V2", image)
+    await cloud.console.set_faults({"throttle_bps": 262144})
+    async with running_gateway(cloud, state_dir, sub_devices=[SubDevice(light, "0.1")]) as gateway:
+        await cloud.console.create_task(light.product_id, "V2", "list", devices=[light.device_name])
+
+        async def a_third() -> bool:
+            return gateway.engine.ota.snapshot(light).downloaded >= len(image) // 3
+
+        await eventually(a_third, within=10)

@@ -16,7 +16,7 @@ from custom_components.tencent_iot_gateway.engine.ota.jobs import JobState, OtaS
 from tencent_iot_emulator.emulator import Emulator
 from tests.emulator_fixtures import eventually
 
-from .engine_rig import LIGHTS, Cloud, running_gateway, seed_cloud
+from .engine_rig import LIGHTS, Cloud, running_gateway, seed_cloud, stop_a_third_into_a_download
 
 IMAGE = bytes(range(256)) * 512  # 131,072 bytes
 PID = LIGHTS[0].product_id
@@ -278,17 +278,9 @@ async def test_install_resumes_after_a_restart_of_the_engine(
     """Stopped mid-download, a new engine on the same state finishes the job without fetching the image twice."""
     cloud = await seed_cloud(emulator, http)
     big = bytes(range(256)) * 4096  # 1 MiB
-    await cloud.console.upload_firmware(PID, "V2", big)
-    await cloud.console.set_faults({"throttle_bps": 262144})
     state = tmp_path / "state"
     light = LIGHTS[0]
-    async with running_gateway(cloud, state, sub_devices=[SubDevice(light, "0.1")]) as gateway:
-        await cloud.console.create_task(PID, "V2", "list", devices=[light.device_name])
-
-        async def half_way() -> bool:
-            return gateway.engine.ota.snapshot(light).downloaded >= len(big) // 3
-
-        await eventually(half_way, within=10)
+    await stop_a_third_into_a_download(cloud, state, big, light)
     await cloud.console.reset_faults()
     async with running_gateway(cloud, state, sub_devices=[SubDevice(light, "0.1")]) as gateway:
 

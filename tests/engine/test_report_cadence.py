@@ -25,7 +25,7 @@ from custom_components.tencent_iot_gateway.engine.stores.storage import JsonFile
 from tencent_iot_emulator.emulator import Emulator
 from tests.emulator_fixtures import eventually
 
-from .engine_rig import GATEWAY, LIGHTS, Cloud, running_gateway, seed_cloud
+from .engine_rig import GATEWAY, LIGHTS, Cloud, running_gateway, seed_cloud, stop_a_third_into_a_download
 
 N = 24
 FLEET = [DeviceId("FLEETPID01", f"lamp{i:02d}") for i in range(N)]
@@ -140,18 +140,9 @@ async def test_a_download_resumed_after_a_restart_reports_its_percent_not_zero(
     jumped back to zero)."""
     cloud = await seed_cloud(emulator, http)
     big = bytes(range(256)) * 4096  # 1 MiB
-    pid = LIGHTS[0].product_id
-    await cloud.console.upload_firmware(pid, "V2", big)
-    await cloud.console.set_faults({"throttle_bps": 262144})
     state = tmp_path / "state"
     light = LIGHTS[0]
-    async with running_gateway(cloud, state, sub_devices=[SubDevice(light, "0.1")]) as gateway:
-        await cloud.console.create_task(pid, "V2", "list", devices=[light.device_name])
-
-        async def a_third() -> bool:
-            return gateway.engine.ota.snapshot(light).downloaded >= len(big) // 3
-
-        await eventually(a_third, within=10)
+    await stop_a_third_into_a_download(cloud, state, big, light)
     before = len(await cloud.console.messages(light.key))
     saved = await JsonFileStore(state / "downloads.json").async_load() or {}
     stem = image_file_stem((hashlib.md5(big).hexdigest(), len(big)))
