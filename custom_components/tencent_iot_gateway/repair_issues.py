@@ -3,7 +3,7 @@ broker refused, and a halted rollout (fixable: its fix flow in `repairs.py` lets
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from enum import StrEnum
 from typing import Final
 
@@ -31,7 +31,7 @@ class SubDeviceIssue(StrEnum):
 
 
 class RepairIssues:
-    """Raises and clears the entry's repair issues; remembers its halted rollouts' issues until they go on."""
+    """Raises and clears the entry's repair issues (the engine keeps the halted rollouts; this only shows them)."""
 
     def __init__(
         self,
@@ -45,12 +45,6 @@ class RepairIssues:
         self._entry = entry
         self._gateway = gateway
         self._display_name = display_name
-        self._halted: dict[str, RolloutHalted] = {}  # by issue id
-
-    @property
-    def rollouts_halted(self) -> bool:
-        """Whether a halted rollout waits for the user."""
-        return bool(self._halted)
 
     def set(self, kind: SubDeviceIssue, device: DeviceId, *, raised: bool) -> None:
         """Raise or clear one of a sub-device's issues."""
@@ -76,8 +70,7 @@ class RepairIssues:
 
     def rollout_halted(self, halted: RolloutHalted) -> None:
         """What happened, with the failing devices and their reasons, and how to go on."""
-        issue_id = f"{ROLLOUT_HALTED_ISSUE}{self._entry.entry_id}_{halted.version}"
-        self._halted[issue_id] = halted
+        issue_id = self._rollout_issue_id(halted)
         failures = "\n".join(f"- {self._display_name(device)}: {reason}" for device, reason in halted.failed)
         ir.async_create_issue(
             self._hass,
@@ -98,13 +91,14 @@ class RepairIssues:
             },
         )
 
-    def clear_rollouts(self, *, forget: bool) -> None:
-        """Delete the halted rollouts' issues; `forget` when they went on (else the next start raises them
-        again from the saved halts)."""
-        for issue_id in list(self._halted):
-            ir.async_delete_issue(self._hass, DOMAIN, issue_id)
-        if forget:
-            self._halted.clear()
+    def clear_rollouts(self, halts: Iterable[RolloutHalted]) -> None:
+        """Delete these halted rollouts' issues (they went on, or the entry stops: the next start raises the
+        saved ones again)."""
+        for halted in halts:
+            ir.async_delete_issue(self._hass, DOMAIN, self._rollout_issue_id(halted))
+
+    def _rollout_issue_id(self, halted: RolloutHalted) -> str:
+        return f"{ROLLOUT_HALTED_ISSUE}{self._entry.entry_id}_{halted.version}"
 
     def _issue_id(self, kind: SubDeviceIssue, device: DeviceId) -> str:
         return f"{kind.value}_{self._entry.entry_id}_{device.key}"

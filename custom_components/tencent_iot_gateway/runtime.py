@@ -229,7 +229,7 @@ class GatewayRuntime:
     @property
     def rollouts_halted(self) -> bool:
         """Whether a halted rollout waits for the user."""
-        return self.issues.rollouts_halted
+        return bool(self.engine.halted_rollouts)
 
     async def async_stop(self, flash_wait_s: float = 0.0) -> None:
         """Disconnect, keeping what can resume; flashes under way get up to `flash_wait_s` to end first."""
@@ -241,7 +241,7 @@ class GatewayRuntime:
         await self.engine.stop()
         self._set_connected(False)
         # The next start raises them again from the saved halts, if rollouts are still on.
-        self.issues.clear_rollouts(forget=False)
+        self.issues.clear_rollouts(self.engine.halted_rollouts)
 
     def _run_in_background(self, coro: Coroutine[Any, Any, None], name: str) -> None:
         task = self.entry.async_create_background_task(self.hass, coro, name)
@@ -528,5 +528,5 @@ class GatewayRuntime:
 
     async def async_resume_rollouts(self) -> list[DeviceId]:
         """Let the halted rollouts go on and clear their repair issues; returns the devices installing again."""
-        self.issues.clear_rollouts(forget=True)
+        self.issues.clear_rollouts(self.engine.halted_rollouts)
         return await self.engine.ota.resume_rollouts()

@@ -245,6 +245,12 @@ class GatewayEngine:
         """Raw gateway operations (bind, unbind, describe)."""
         return self._operations
 
+    @property
+    def halted_rollouts(self) -> tuple[RolloutHalted, ...]:
+        """The staged rollouts halted now, waiting for the user (the one record of them: saved, restored and
+        resumed here; the HA layer's repair issues follow it)."""
+        return tuple(self._rollout.halted) if self._rollout is not None else ()
+
     def is_online(self, device: DeviceId) -> bool:
         """Whether the cloud accepted the sub-device's last `online`."""
         return self._online.get(device, False)

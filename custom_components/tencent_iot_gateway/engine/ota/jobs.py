@@ -125,11 +125,6 @@ class OtaManager:
         """Pushes ignored because they named no valid version (shown in diagnostics)."""
         return self._pushes_without_version
 
-    @property
-    def store_writes(self) -> int:
-        """How many times the saved state was written (for tests and benchmarks)."""
-        return self._states.writes
-
     def add_device(
         self, device: DeviceId, installed_version: str | None, *, given_wins: bool = False
     ) -> JobSnapshot:
