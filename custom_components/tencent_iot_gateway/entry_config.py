@@ -64,8 +64,8 @@ from .engine import (
     decode_device_secret,
     registration_host,
 )
-from .health_checks import NO_HEALTH_CHECK, HealthConfig
-from .preflight_conditions import NO_PREFLIGHT, PreflightConfig
+from .ota.health_templates import NO_HEALTH_CHECK, HealthConfig
+from .ota.preflight_templates import NO_PREFLIGHT, PreflightConfig
 
 _LOGGER = logging.getLogger(__name__)
 

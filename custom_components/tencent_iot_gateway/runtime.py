@@ -38,7 +38,6 @@ from .const import (
     InstallPolicy,
 )
 from .device_entries import update_device_entry, update_sw_version
-from .device_gates import DeviceGates
 from .engine import (
     AllUnbound,
     AuthenticationFailed,
@@ -73,8 +72,9 @@ from .entry_config import (
     sub_device_configs,
 )
 from .entry_storage import EntryStores, async_own_firmware
-from .events import async_fire_ota_event
-from .failures import async_track_unattended_failure
+from .ota.device_gates import DeviceGates
+from .ota.failures import async_track_unattended_failure
+from .ota.job_events import async_fire_ota_event
 from .repair_issues import RepairIssues, SubDeviceIssue
 from .sub_device_adoption import SubDeviceAdoption
 

@@ -17,7 +17,6 @@ from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
 from homeassistant.helpers import config_validation as cv, service
 import probatio as vol
 
-from .automation_flasher import FlashOutcome, flash_requests
 from .const import (
     DOMAIN,
     SERVICE_CANCEL_UPDATE,
@@ -27,6 +26,7 @@ from .const import (
     SERVICE_SET_INSTALLED_VERSION,
 )
 from .engine import DeviceId, FlashError, InvalidFirmwareError, TencentIotError, validate_version
+from .ota.automation_flasher import FlashOutcome, flash_requests
 from .runtime import GatewayRuntime, TencentIotConfigEntry
 
 ATTR_VERSION = "version"

@@ -54,16 +54,16 @@ from .const import (
 )
 from .engine import PLACEHOLDERS, DeviceId, InvalidFieldError, InvalidFirmwareError, validate_version
 from .entry_config import check_device_secret
-from .flasher_forms import (
+from .ota.flasher_forms import (
     FORMS,
     FlasherFieldError,
     async_settings_from_form,
     step_id as flasher_step_id,
     suggested_values,
 )
-from .flashers import available_flasher_kinds
-from .health_checks import HealthConfig
-from .preflight_conditions import PreflightConfig
+from .ota.flasher_settings import available_flasher_kinds
+from .ota.health_templates import HealthConfig
+from .ota.preflight_templates import PreflightConfig
 
 _PASSWORD = TextSelector(TextSelectorConfig(type=TextSelectorType.PASSWORD))
 

@@ -13,7 +13,6 @@ from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers.entity import Entity
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from . import failures
 from .const import DOMAIN, InstallPolicy
 from .engine import (
     DOWNLOAD_SHARE,
@@ -25,6 +24,7 @@ from .engine import (
     TencentIotError,
 )
 from .entity import SubDeviceEntity, TencentIotEntity, async_setup_sub_device_entities
+from .ota import failures
 from .runtime import GatewayRuntime, TencentIotConfigEntry
 
 # 0 = no limit from HA. "Update all" calls `async_install` on every entity at once; the engine's scheduler

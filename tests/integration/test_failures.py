@@ -16,10 +16,10 @@ from homeassistant.helpers import issue_registry as ir
 from homeassistant.helpers.translation import async_get_translations
 import pytest
 
-from custom_components.tencent_iot_gateway import failures
 from custom_components.tencent_iot_gateway.const import CONF_INSTALL_POLICY, DOMAIN
 from custom_components.tencent_iot_gateway.engine import errors
 from custom_components.tencent_iot_gateway.engine.gateway.identity import DeviceId
+from custom_components.tencent_iot_gateway.ota import failures
 
 from .conftest import Gateway
 from .helpers import LIGHT_PRODUCT, VERSION, push, register_lights, setup_gateway, state, sub, wait_for
@@ -52,7 +52,7 @@ async def _install(hass: HomeAssistant, context: Context | None = None) -> HomeA
 
 def test_every_engine_failure_has_texts_in_every_language() -> None:
     """Each OtaError subclass names a failure; each failure has its install text and repair-issue text."""
-    base = Path(failures.__file__).parent
+    base = Path(failures.__file__).parent.parent  # the integration folder
     assert len(failures.FAILURE_KEYS) == 13
     assert errors.PreflightTimeoutError.translation_key in failures.FAILURE_KEYS
     assert errors.TaskEndedError.translation_key == "task_ended"

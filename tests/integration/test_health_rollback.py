@@ -12,7 +12,6 @@ from homeassistant.core import Event, HomeAssistant, callback
 from homeassistant.exceptions import HomeAssistantError
 import pytest
 
-from custom_components.tencent_iot_gateway import health_checks
 from custom_components.tencent_iot_gateway.const import (
     CONF_HEALTH_TEMPLATE,
     CONF_HEALTH_TIMEOUT_MIN,
@@ -20,6 +19,7 @@ from custom_components.tencent_iot_gateway.const import (
     DOMAIN,
     EVENT_FLASH_REQUEST,
 )
+from custom_components.tencent_iot_gateway.ota import health_templates
 from tests.emulator_fixtures import eventually
 
 from .conftest import Gateway
@@ -46,8 +46,8 @@ async def test_a_failing_health_check_reports_fail_and_rolls_back(
 ) -> None:
     """V200 installs healthy (kept); V300 flashes but the device's entity stays off: the install fails with
     -5, the automation flashes V200's image back, the cloud hears the fail and then version V200."""
-    monkeypatch.setattr(health_checks, "POLL_INTERVAL_S", 0.05)
-    monkeypatch.setattr(health_checks, "DEFAULT_HEALTH_TIMEOUT_S", 0.3)
+    monkeypatch.setattr(health_templates, "POLL_INTERVAL_S", 0.05)
+    monkeypatch.setattr(health_templates, "DEFAULT_HEALTH_TIMEOUT_S", 0.3)
     hass.states.async_set(ONLINE, "on")
     await register_lights(gateway, "light1")
     light = sub("light1", flasher={"kind": "automation", "timeout_s": 10})
@@ -98,9 +98,9 @@ def test_a_rollback_needs_a_health_check() -> None:
     from custom_components.tencent_iot_gateway.engine.errors import InvalidFieldError
 
     with pytest.raises(InvalidFieldError) as caught:
-        health_checks.HealthConfig.from_data({CONF_ROLLBACK: True})
+        health_templates.HealthConfig.from_data({CONF_ROLLBACK: True})
     assert caught.value.field == CONF_ROLLBACK
-    config = health_checks.HealthConfig.from_data(
+    config = health_templates.HealthConfig.from_data(
         {CONF_HEALTH_TEMPLATE: "{{ true }}", CONF_HEALTH_TIMEOUT_MIN: 2}
     )
     assert config.timeout_s == 120

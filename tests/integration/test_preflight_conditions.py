@@ -17,7 +17,6 @@ from homeassistant.helpers import device_registry as dr
 from homeassistant.util import dt as dt_util
 import pytest
 
-from custom_components.tencent_iot_gateway import preflight_conditions
 from custom_components.tencent_iot_gateway.const import (
     CONF_DEVICE_NAME,
     CONF_FLASHER_KIND,
@@ -34,8 +33,9 @@ from custom_components.tencent_iot_gateway.const import (
     SUBENTRY_SUB_DEVICE,
 )
 from custom_components.tencent_iot_gateway.engine.errors import InvalidFieldError
-from custom_components.tencent_iot_gateway.preflight_conditions import PreflightConfig, in_window
-from custom_components.tencent_iot_gateway.template_watch import template_changes
+from custom_components.tencent_iot_gateway.ota import preflight_templates
+from custom_components.tencent_iot_gateway.ota.preflight_templates import PreflightConfig, in_window
+from custom_components.tencent_iot_gateway.ota.template_watch import template_changes
 from tests.emulator_fixtures import eventually
 
 from .conftest import Gateway
@@ -101,7 +101,7 @@ async def test_a_false_condition_holds_the_install_and_releases_it_when_true(
     assert not install.done()
 
     hass.states.async_set(BATTERY, "80")
-    async with asyncio.timeout(preflight_conditions.POLL_INTERVAL_S / 3):
+    async with asyncio.timeout(preflight_templates.POLL_INTERVAL_S / 3):
         await install
     assert len(flash_requests) == 1
     assert state(hass, ENTITY).attributes[ATTR_INSTALLED_VERSION] == VERSION
@@ -177,7 +177,7 @@ async def test_an_automatic_install_waits_for_the_maintenance_window(
     hass: HomeAssistant, gateway: Gateway, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """An install nobody started by hand, outside the window: held with the window in its reason."""
-    monkeypatch.setattr(preflight_conditions, "POLL_INTERVAL_S", 0.05)
+    monkeypatch.setattr(preflight_templates, "POLL_INTERVAL_S", 0.05)
     now = dt_util.now()
     start, end = (now + timedelta(hours=2)).time(), (now + timedelta(hours=3)).time()
     await register_lights(gateway, "light1")

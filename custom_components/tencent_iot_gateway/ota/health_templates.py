@@ -15,9 +15,21 @@ from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import TemplateError
 from homeassistant.helpers.template import Template, result_as_boolean
 
+from custom_components.tencent_iot_gateway.const import (
+    CONF_HEALTH_TEMPLATE,
+    CONF_HEALTH_TIMEOUT_MIN,
+    CONF_HEALTH_VERSION_CHECK,
+    CONF_ROLLBACK,
+)
+from custom_components.tencent_iot_gateway.engine import (
+    DEFAULT_HEALTH_TIMEOUT_S,
+    DeviceId,
+    FirmwareSpec,
+    HealthCheck,
+    InvalidFieldError,
+)
+
 from . import failures
-from .const import CONF_HEALTH_TEMPLATE, CONF_HEALTH_TIMEOUT_MIN, CONF_HEALTH_VERSION_CHECK, CONF_ROLLBACK
-from .engine import DEFAULT_HEALTH_TIMEOUT_S, DeviceId, FirmwareSpec, HealthCheck, InvalidFieldError
 from .template_watch import template_changes
 
 # How often a device is asked again after its flash when its version is read (a template alone is followed

@@ -13,8 +13,15 @@ from typing import Any
 import aiohttp
 from homeassistant.core import HomeAssistant
 
+from custom_components.tencent_iot_gateway.engine import (
+    Flasher,
+    InvalidFieldError,
+    build_flasher,
+    flasher_config_from_dict,
+    flasher_kinds,
+)
+
 from .automation_flasher import KIND as AUTOMATION_KIND, AutomationFlasher, AutomationFlasherConfig
-from .engine import Flasher, InvalidFieldError, build_flasher, flasher_config_from_dict, flasher_kinds
 
 __all__ = ["AUTOMATION_KIND", "available_flasher_kinds", "flasher_from_settings", "parse_flasher_settings"]
 

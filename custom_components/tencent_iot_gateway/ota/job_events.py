@@ -13,8 +13,8 @@ from typing import Any
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers import device_registry as dr
 
-from .const import DOMAIN, EVENT_OTA
-from .engine import JobSnapshot
+from custom_components.tencent_iot_gateway.const import DOMAIN, EVENT_OTA
+from custom_components.tencent_iot_gateway.engine import JobSnapshot
 
 ATTR_DEVICE_ID = "device_id"
 ATTR_PRODUCT_ID = "product_id"

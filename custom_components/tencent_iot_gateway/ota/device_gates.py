@@ -9,11 +9,18 @@ import logging
 import aiohttp
 from homeassistant.core import HomeAssistant
 
-from .engine import DeviceId, Flasher, HealthCheck, InvalidFieldError, Preflight
-from .entry_config import SubDeviceConfig
-from .flashers import AUTOMATION_KIND, flasher_from_settings
-from .health_checks import build_health_check
-from .preflight_conditions import build_preflight
+from custom_components.tencent_iot_gateway.engine import (
+    DeviceId,
+    Flasher,
+    HealthCheck,
+    InvalidFieldError,
+    Preflight,
+)
+from custom_components.tencent_iot_gateway.entry_config import SubDeviceConfig
+
+from .flasher_settings import AUTOMATION_KIND, flasher_from_settings
+from .health_templates import build_health_check
+from .preflight_templates import build_preflight
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -17,14 +17,21 @@ from homeassistant.exceptions import TemplateError
 from homeassistant.helpers.template import Template, result_as_boolean
 from homeassistant.util import dt as dt_util
 
-from . import failures
-from .const import (
+from custom_components.tencent_iot_gateway.const import (
     CONF_MAINTENANCE_END,
     CONF_MAINTENANCE_START,
     CONF_PREFLIGHT_CONDITION,
     CONF_PREFLIGHT_TIMEOUT_MIN,
 )
-from .engine import DEFAULT_PREFLIGHT_TIMEOUT_S, DeviceId, GatePoint, InvalidFieldError, Preflight
+from custom_components.tencent_iot_gateway.engine import (
+    DEFAULT_PREFLIGHT_TIMEOUT_S,
+    DeviceId,
+    GatePoint,
+    InvalidFieldError,
+    Preflight,
+)
+
+from . import failures
 from .template_watch import template_changes
 
 # How often a held job with only a maintenance window asks again (a template is followed instead, see

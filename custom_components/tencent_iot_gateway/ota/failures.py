@@ -21,8 +21,15 @@ from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers import issue_registry as ir
 from homeassistant.helpers.translation import async_get_cached_translations
 
-from .const import DOMAIN, MIB
-from .engine import DeviceId, FirmwareSpec, JobSnapshot, JobState, OtaError, OtaResultCode
+from custom_components.tencent_iot_gateway.const import DOMAIN, MIB
+from custom_components.tencent_iot_gateway.engine import (
+    DeviceId,
+    FirmwareSpec,
+    JobSnapshot,
+    JobState,
+    OtaError,
+    OtaResultCode,
+)
 
 KIB: Final = 1024
 RELEASE_SUMMARY_MAX: Final = 255  # HA refuses a longer release_summary

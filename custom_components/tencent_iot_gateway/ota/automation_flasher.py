@@ -23,8 +23,14 @@ from homeassistant.core import HomeAssistant
 from homeassistant.helpers import device_registry as dr
 from homeassistant.util.hass_dict import HassKey
 
-from .const import DOMAIN, EVENT_FLASH_REQUEST
-from .engine import DeviceId, FirmwareSpec, FlashError, check_kind, check_seconds
+from custom_components.tencent_iot_gateway.const import DOMAIN, EVENT_FLASH_REQUEST
+from custom_components.tencent_iot_gateway.engine import (
+    DeviceId,
+    FirmwareSpec,
+    FlashError,
+    check_kind,
+    check_seconds,
+)
 
 _LOGGER = logging.getLogger(__name__)
 

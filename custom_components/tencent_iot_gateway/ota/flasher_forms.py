@@ -30,9 +30,16 @@ from homeassistant.helpers.selector import (
 )
 import probatio as vol
 
+from custom_components.tencent_iot_gateway.engine import (
+    CommandFlasherConfig,
+    FileFlasherConfig,
+    HttpFlasherConfig,
+    HttpMethod,
+    InvalidFieldError,
+)
+
 from .automation_flasher import DEFAULT_TIMEOUT_S as AUTOMATION_TIMEOUT_S, KIND as AUTOMATION_KIND
-from .engine import CommandFlasherConfig, FileFlasherConfig, HttpFlasherConfig, HttpMethod, InvalidFieldError
-from .flashers import parse_flasher_settings
+from .flasher_settings import parse_flasher_settings
 
 KIND: Final = "kind"
 # The http flasher's bearer token: never shown on the form, kept when left empty.
