@@ -94,8 +94,9 @@ EMULATOR_READY_TIMEOUT_S = 60.0
 EMULATOR_STOP_TIMEOUT_S = 15.0
 ENGINE_TIMEOUT_S = 120.0
 
-# The targets of the issue.
-MAX_RATIO = 1.15
+# The targets: issue 4, tightened by issue 18 once shared downloads had a room of their own.
+MAX_RATIO_64M = 1.10
+MAX_RATIO_512M = 1.00
 MAX_RSS_GROWTH_MIB = 32.0
 MAX_STALL_MS = 50.0
 BODY_DOWNLOADS = 1
@@ -537,8 +538,8 @@ def report(sizes: dict[str, SizeResult], sharing: Sharing) -> dict[str, float]:
     baseline_stall = max(t.max_stall_ms for result in sizes.values() for t in result.of("baseline"))
     single = sharing.bytes_served == sharing.size and sharing.requests == BODY_DOWNLOADS
     rows = [
-        ("engine/baseline median, 64 MiB", f"{sizes['64m'].ratio:.3f}", f"<= {MAX_RATIO}", sizes["64m"].ratio <= MAX_RATIO),
-        ("engine/baseline median, 512 MiB", f"{sizes['512m'].ratio:.3f}", f"<= {MAX_RATIO}", sizes["512m"].ratio <= MAX_RATIO),
+        ("engine/baseline median, 64 MiB", f"{sizes['64m'].ratio:.3f}", f"<= {MAX_RATIO_64M}", sizes["64m"].ratio <= MAX_RATIO_64M),
+        ("engine/baseline median, 512 MiB", f"{sizes['512m'].ratio:.3f}", f"<= {MAX_RATIO_512M}", sizes["512m"].ratio <= MAX_RATIO_512M),
         ("peak RSS growth, 512 MiB", f"{rss_512:.1f} MiB", f"<= {MAX_RSS_GROWTH_MIB:g} MiB", rss_512 <= MAX_RSS_GROWTH_MIB),
         ("longest loop stall (engine)", f"{stall:.1f} ms", f"<= {MAX_STALL_MS:g} ms", stall <= MAX_STALL_MS),
         ("body downloads, 20 sharing", f"{sharing.body_downloads:g} ({sharing.requests} req)", f"= {BODY_DOWNLOADS}", single),
