@@ -5,6 +5,8 @@ summary (live). While a job runs the entity offers no release notes, so the summ
 phase, is what the dialog shows.
 """
 
+# ruff: noqa: RUF001  (Chinese texts use full-width punctuation)
+
 from __future__ import annotations
 
 import asyncio
