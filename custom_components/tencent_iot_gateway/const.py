@@ -88,7 +88,14 @@ FIRMWARE_CACHE_DIR: Final = "firmware"
 
 # -- events and actions ----------------------------------------------------------------------------------
 EVENT_OTA: Final = f"{DOMAIN}_ota"
+# A staged rollout halted (by failures) or resumed (by the user); the console bound or unbound sub-devices.
+EVENT_ROLLOUT: Final = f"{DOMAIN}_rollout"
+EVENT_CLOUD: Final = f"{DOMAIN}_cloud"
 EVENT_FLASH_REQUEST: Final = f"{DOMAIN}_flash_request"
+
+# The update entities' keys (their unique id's end and translation key): a sub-device's and the gateway's own.
+UPDATE_KEY: Final = "firmware"
+GATEWAY_UPDATE_KEY: Final = "gateway_firmware"
 
 SERVICE_SET_INSTALLED_VERSION: Final = "set_installed_version"
 SERVICE_CANCEL_UPDATE: Final = "cancel_update"

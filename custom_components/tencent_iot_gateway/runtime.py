@@ -23,6 +23,7 @@ from typing import Any
 
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
+from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 
 from .const import (
@@ -33,8 +34,10 @@ from .const import (
     DEFAULT_INSTALL_POLICY,
     DEFAULT_ROLLBACK_BUDGET_MIB,
     DOMAIN,
+    GATEWAY_UPDATE_KEY,
     MIB,
     ROLLBACK_DIR,
+    UPDATE_KEY,
     InstallPolicy,
 )
 from .device_entries import update_device_entry, update_sw_version
@@ -74,7 +77,13 @@ from .entry_config import (
 from .entry_storage import EntryStores, async_own_firmware
 from .ota.device_gates import DeviceGates
 from .ota.failures import async_track_unattended_failure
-from .ota.job_events import async_fire_ota_event
+from .ota.job_events import (
+    CloudAction,
+    async_fire_cloud_event,
+    async_fire_ota_event,
+    async_fire_rollout_halted,
+    async_fire_rollouts_resumed,
+)
 from .repair_issues import RepairIssues, SubDeviceIssue
 from .sub_device_adoption import SubDeviceAdoption
 
@@ -453,7 +462,9 @@ class GatewayRuntime:
                 if previous.installed_version != event.installed_version:
                     update_sw_version(self.hass, self.entry.entry_id, event.device, event.installed_version)
                 self._notify(event.device)
-                async_fire_ota_event(self.hass, self.entry.entry_id, previous, event)
+                async_fire_ota_event(
+                    self.hass, self.entry.entry_id, previous, event, self.update_entity_id(event.device)
+                )
                 async_track_unattended_failure(
                     self.hass,
                     self.entry.entry_id,
@@ -478,16 +489,31 @@ class GatewayRuntime:
                 self._notify(device)
             case RolloutHalted():
                 self.issues.rollout_halted(event)
+                # A halt restored at start (before the first connection) was told when it happened.
+                if self._was_connected:
+                    async_fire_rollout_halted(self.hass, self.gateway_device_id, self.entry.title, event)
             case AuthenticationFailed():
                 self._set_connected(False)
                 self.entry.async_start_reauth(self.hass)
             case SubDevicesChanged(bound=True, devices=devices):
                 # Bound again in the console on purpose: a device the user had removed comes back.
                 self.adoption.adopt(devices, include_ignored=True)
+                self._fire_cloud_event(CloudAction.BOUND, devices)
             case SubDevicesChanged(bound=False, devices=devices):
                 self._mark_unbound(devices)
+                self._fire_cloud_event(CloudAction.UNBOUND, devices)
             case AllUnbound():
                 self._mark_unbound(tuple(self.configs))
+                self._fire_cloud_event(CloudAction.UNBOUND_ALL, ())
+
+    def _fire_cloud_event(self, action: CloudAction, devices: tuple[DeviceId, ...]) -> None:
+        names = [self.display_name(device) for device in devices]
+        async_fire_cloud_event(self.hass, self.gateway_device_id, self.entry.title, action, names)
+
+    def update_entity_id(self, device: DeviceId) -> str | None:
+        """The entity id of the device's firmware update entity (None before it is registered)."""
+        key = GATEWAY_UPDATE_KEY if device == self.gateway else UPDATE_KEY
+        return er.async_get(self.hass).async_get_entity_id("update", DOMAIN, f"{device.key}-{key}")
 
     # -- dynamic and stale sub-devices --------------------------------------------------------------------
 
@@ -528,5 +554,9 @@ class GatewayRuntime:
 
     async def async_resume_rollouts(self) -> list[DeviceId]:
         """Let the halted rollouts go on and clear their repair issues; returns the devices installing again."""
-        self.issues.clear_rollouts(self.engine.halted_rollouts)
-        return await self.engine.ota.resume_rollouts()
+        halted = self.engine.halted_rollouts
+        self.issues.clear_rollouts(halted)
+        devices = await self.engine.ota.resume_rollouts()
+        if halted:
+            async_fire_rollouts_resumed(self.hass, self.gateway_device_id, self.entry.title, len(devices))
+        return devices

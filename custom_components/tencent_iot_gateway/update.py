@@ -13,7 +13,7 @@ from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers.entity import Entity
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from .const import DOMAIN, InstallPolicy
+from .const import DOMAIN, GATEWAY_UPDATE_KEY, UPDATE_KEY, InstallPolicy
 from .engine import (
     DOWNLOAD_SHARE,
     DeviceId,
@@ -24,7 +24,7 @@ from .engine import (
     TencentIotError,
 )
 from .entity import SubDeviceEntity, TencentIotEntity, async_setup_sub_device_entities
-from .ota import failures
+from .ota import failures, phase_texts
 from .runtime import GatewayRuntime, TencentIotConfigEntry
 
 # 0 = no limit from HA. "Update all" calls `async_install` on every entity at once; the engine's scheduler
@@ -60,12 +60,19 @@ class SubDeviceFirmwareUpdate(SubDeviceEntity, UpdateEntity):
 
     def __init__(self, runtime: GatewayRuntime, device: DeviceId) -> None:
         """The update entity of one sub-device."""
-        super().__init__(runtime, device, "firmware")
+        super().__init__(runtime, device, UPDATE_KEY)
 
     @property
     def supported_features(self) -> UpdateEntityFeature:
-        """Install only with a flasher configured."""
-        features = UpdateEntityFeature.PROGRESS | UpdateEntityFeature.RELEASE_NOTES
+        """Install only with a flasher configured; release notes only while no job runs.
+
+        HA's update dialog shows either the release notes (fetched once, when it opens) or, for an entity
+        without them, the release summary (live, with every state write). While a job runs the summary says
+        its phase, so the notes step aside for it; they are back once the job has ended.
+        """
+        features = UpdateEntityFeature.PROGRESS
+        if not self.snapshot.state.running:
+            features |= UpdateEntityFeature.RELEASE_NOTES
         if self.runtime.has_flasher(self.sub_device):
             features |= UpdateEntityFeature.INSTALL
         return features
@@ -103,8 +110,9 @@ class SubDeviceFirmwareUpdate(SubDeviceEntity, UpdateEntity):
 
     @property
     def release_summary(self) -> str | None:
-        """The running job's phase, the offered version's last failure (until the next attempt), or its size."""
-        return failures.release_summary(self.hass, self._name, self.snapshot)
+        """The running job's phase above what is on offer; else the offered version's last failure (until the
+        next attempt), or its size."""
+        return phase_texts.release_summary(self.hass, self._name, self.snapshot)
 
     async def async_release_notes(self) -> str | None:
         """Version, human size and where it comes from (the host only: the signed query is a credential).
@@ -242,7 +250,7 @@ class GatewayFirmwareUpdate(SubDeviceFirmwareUpdate):
 
     def __init__(self, runtime: GatewayRuntime) -> None:
         """The update entity of the gateway device."""
-        TencentIotEntity.__init__(self, runtime, None, "gateway_firmware")
+        TencentIotEntity.__init__(self, runtime, None, GATEWAY_UPDATE_KEY)
         # The gateway's job is tracked by the runtime like a sub-device's, under the gateway's own id.
         self.sub_device = runtime.gateway
 

@@ -61,6 +61,7 @@ from .ota.flashers import (
 )
 from .ota.flashers.base import check_kind, check_seconds
 from .ota.health_check import DEFAULT_HEALTH_TIMEOUT_S, HealthCheck
+from .ota.job_phases import HoldKind, JobHold, JobPhase
 from .ota.jobs import DOWNLOAD_SHARE, JobSnapshot, JobState, OtaSettings
 from .ota.preflight import DEFAULT_PREFLIGHT_TIMEOUT_S, GatePoint, Preflight
 from .ota.rollback_images import DEFAULT_ROLLBACK_BUDGET, RollbackImages
@@ -100,10 +101,13 @@ __all__ = [
     "GatewayLogin",
     "HaltedRollouts",
     "HealthCheck",
+    "HoldKind",
     "HttpFlasherConfig",
     "HttpMethod",
     "InvalidFieldError",
     "InvalidFirmwareError",
+    "JobHold",
+    "JobPhase",
     "JobSnapshot",
     "JobState",
     "JobSuspendedError",

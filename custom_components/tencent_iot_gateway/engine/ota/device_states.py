@@ -154,8 +154,12 @@ class DeviceStates:
 
     def update(self, entry: DeviceEntry, **changes: Any) -> None:
         """Change the device's snapshot and tell the layer above."""
-        entry.snapshot = replace(entry.snapshot, **changes)
-        self._on_change(entry.snapshot)
+        snapshot = replace(entry.snapshot, **changes)
+        if not snapshot.state.running and (snapshot.phase is not None or snapshot.hold is not None):
+            # A job that ended (or was replaced) is at no step and held by no gate, whoever ended it.
+            snapshot = replace(snapshot, phase=None, hold=None)
+        entry.snapshot = snapshot
+        self._on_change(snapshot)
 
     def set_installed(self, entry: DeviceEntry, version: str) -> None:
         """Record a version flashed by other means (not saved yet: see `persist`)."""

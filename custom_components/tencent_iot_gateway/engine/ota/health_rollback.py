@@ -14,6 +14,7 @@ from custom_components.tencent_iot_gateway.engine.ota.device_states import Devic
 from custom_components.tencent_iot_gateway.engine.ota.firmware import FirmwareSpec
 from custom_components.tencent_iot_gateway.engine.ota.health_check import wait_healthy
 from custom_components.tencent_iot_gateway.engine.ota.job_model import DeviceHooks
+from custom_components.tencent_iot_gateway.engine.ota.job_phases import JobPhase
 from custom_components.tencent_iot_gateway.engine.ota.rollback_images import RollbackImages
 
 _LOGGER = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ class HealthRollback:
         health = self._hooks.health_for(entry.device)
         if health is None:
             return
+        self._states.update(entry, phase=JobPhase.HEALTH_CHECK)
         try:
             await wait_healthy(
                 health, entry.device, target, self._hooks.flasher_for(entry.device), self._clock
@@ -67,9 +69,10 @@ class HealthRollback:
             error,
             kept.version,
         )
+        self._states.update(entry, phase=JobPhase.ROLLING_BACK)
         try:
             version = await flasher.flash(kept.path, entry.device, kept.spec(), lambda _percent: None)
         except (OSError, TencentIotError) as rollback_error:
             return HealthCheckError(f"{error}; rolling back to {kept.version} failed: {rollback_error}")
-        self._states.update(entry, installed_version=version)
+        self._states.update(entry, installed_version=version, phase=JobPhase.ROLLED_BACK)
         return HealthCheckError(f"{error}; rolled back to {version}")

@@ -1,5 +1,5 @@
 """The gates a job waits at: the device's pre-flight conditions (before its download and again before its
-flash) and its rollout turn. While a gate holds a job, the job shows as queued with the gate's reason."""
+flash) and its rollout turn. While a gate holds a job, the job shows as queued with the gate's `JobHold`."""
 
 from __future__ import annotations
 
@@ -12,12 +12,13 @@ from typing import Any
 from custom_components.tencent_iot_gateway.engine.gateway.identity import DeviceId
 from custom_components.tencent_iot_gateway.engine.ota.device_states import DeviceEntry, DeviceStates
 from custom_components.tencent_iot_gateway.engine.ota.job_model import DeviceHooks, JobState
+from custom_components.tencent_iot_gateway.engine.ota.job_phases import JobHold
 from custom_components.tencent_iot_gateway.engine.ota.preflight import GatePoint, wait_until_open
 
 _LOGGER = logging.getLogger(__name__)
 
-type GateWait = Callable[[DeviceId, Callable[[str], None]], Coroutine[Any, Any, None]]
-"""Waits until a gate lets the device's job on, calling its argument with the reason each time it holds."""
+type GateWait = Callable[[DeviceId, Callable[[JobHold], None]], Coroutine[Any, Any, None]]
+"""Waits until a gate lets the device's job on, calling its argument with the hold each time it holds."""
 
 
 class JobGates:
@@ -32,13 +33,15 @@ class JobGates:
         self._clock = clock
 
     async def pass_gate(self, entry: DeviceEntry, point: GatePoint) -> None:
-        """Wait while the device's pre-flight gate says no, showing why (state queued, `hold_reason`)."""
+        """Wait while the device's pre-flight gate says no, showing why (state queued, `hold`)."""
         preflight = self._hooks.preflight_for(entry.device)
         if preflight is None:
             return
 
-        async def wait(device: DeviceId, on_hold: Callable[[str], None]) -> None:
-            await wait_until_open(preflight, device, point, on_hold, self._clock)
+        async def wait(device: DeviceId, on_hold: Callable[[JobHold], None]) -> None:
+            await wait_until_open(
+                preflight, device, point, lambda reason: on_hold(JobHold.preflight(reason)), self._clock
+            )
 
         await self._hold_while(entry, point.value.replace("_", " "), wait)
 
@@ -53,23 +56,23 @@ class JobGates:
             await self._hold_while(entry, "its rollout turn", self._hooks.rollout.wait_turn)
 
     async def _hold_while(self, entry: DeviceEntry, what: str, wait: GateWait) -> None:
-        """Run a gate's `wait`; while it holds the job, the job is queued with the gate's reason."""
+        """Run a gate's `wait`; while it holds the job, the job is queued with the gate's hold."""
         resume_state = entry.snapshot.state
         held = False
 
-        def on_hold(reason: str) -> None:
+        def on_hold(hold: JobHold) -> None:
             nonlocal held
             if not held:
-                _LOGGER.info("The update of %s waits (%s): %s", entry.device, what, reason)
+                _LOGGER.info("The update of %s waits (%s): %s", entry.device, what, hold.reason)
             held = True
-            self._states.update(entry, state=JobState.QUEUED, hold_reason=reason)
+            self._states.update(entry, state=JobState.QUEUED, hold=hold)
 
         try:
             await wait(entry.device, on_hold)
         except BaseException:
-            # The failure or cancel that follows is the next snapshot anyone sees: no reason left on it.
-            entry.snapshot = replace(entry.snapshot, hold_reason="")
+            # The failure or cancel that follows is the next snapshot anyone sees: no hold left on it.
+            entry.snapshot = replace(entry.snapshot, hold=None)
             raise
         if held:
             _LOGGER.info("The update of %s goes on (%s)", entry.device, what)
-            self._states.update(entry, state=resume_state, hold_reason="")
+            self._states.update(entry, state=resume_state, hold=None)

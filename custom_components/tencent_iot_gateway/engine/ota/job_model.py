@@ -19,6 +19,7 @@ from custom_components.tencent_iot_gateway.engine.ota.download import DownloadPr
 from custom_components.tencent_iot_gateway.engine.ota.firmware import DEFAULT_MAX_FIRMWARE_SIZE, FirmwareSpec
 from custom_components.tencent_iot_gateway.engine.ota.flashers.base import Flasher
 from custom_components.tencent_iot_gateway.engine.ota.health_check import HealthCheck
+from custom_components.tencent_iot_gateway.engine.ota.job_phases import JobHold, JobPhase
 from custom_components.tencent_iot_gateway.engine.ota.preflight import Preflight
 from custom_components.tencent_iot_gateway.engine.ota.progress_reports import (
     KEEPALIVE_INTERVAL_S,
@@ -79,8 +80,15 @@ class JobSnapshot:
     """The `translation_key` of the last failure (meaningful while `state` is failed)."""
     http_status: int | None = None
     """What the firmware server answered, when that was the last failure."""
-    hold_reason: str = ""
-    """Why a queued job waits beyond its turn (a pre-flight condition), empty when it does not."""
+    phase: JobPhase | None = None
+    """The step a running job is at (None when no job runs)."""
+    hold: JobHold | None = None
+    """Which gate holds a job beyond its turn, and why (None when none does); the job shows as queued."""
+
+    @property
+    def hold_reason(self) -> str:
+        """Why a job waits beyond its turn, in English (logs, the event's `reason`); empty when it does not."""
+        return self.hold.reason if self.hold is not None else ""
 
     @property
     def latest_version(self) -> str | None:

@@ -38,6 +38,7 @@ from custom_components.tencent_iot_gateway.engine.ota.job_model import (
     JobState,
     OtaStorage,
 )
+from custom_components.tencent_iot_gateway.engine.ota.job_phases import JobPhase
 from custom_components.tencent_iot_gateway.engine.ota.outcome_reports import OutcomeReports, TerminalReport
 from custom_components.tencent_iot_gateway.engine.ota.preflight import GatePoint
 from custom_components.tencent_iot_gateway.engine.ota.shared_downloads import SharedDownloads
@@ -159,7 +160,14 @@ class JobRunner:
             self._hooks.rollout.join(entry.device, target)
         self._cache.acquire(target)
         self._states.update(
-            entry, state=JobState.QUEUED, percent=None, result_code=None, message="", downloaded=0
+            entry,
+            state=JobState.QUEUED,
+            phase=JobPhase.QUEUED,
+            hold=None,
+            percent=None,
+            result_code=None,
+            message="",
+            downloaded=0,
         )
         previous = entry.job  # an ended job still sending its outcome (a push just after a failure)
         entry.job = asyncio.get_running_loop().create_task(
@@ -240,6 +248,9 @@ class JobRunner:
         await self._gates.wait_rollout_turn(entry)
         while True:
             await self._gates.pass_gate(entry, GatePoint.BEFORE_FLASH)
+            if self._flash_slots.locked():
+                # Said only when it waits: a free slot would make it a flicker before "flashing".
+                self._states.update(entry, phase=JobPhase.FLASH_SLOT)
             async with self._flash_slots:
                 await (
                     self._shutdown.wait_flashes_allowed()
@@ -251,7 +262,7 @@ class JobRunner:
         flasher = self._hooks.flasher_for(entry.device)
         if flasher is None:
             raise FlashError(f"{entry.device} has no flasher configured")
-        self._states.update(entry, state=JobState.FLASHING, percent=DOWNLOAD_SHARE)
+        self._states.update(entry, state=JobState.FLASHING, phase=JobPhase.FLASHING, percent=DOWNLOAD_SHARE)
         entry.flashing = target.version
         # A stop from here on is reported as an interrupted flash. The record is written at once but not
         # awaited: a flash slot held for a write (writes are MIN_WRITE_GAP_S apart) would cap every push at

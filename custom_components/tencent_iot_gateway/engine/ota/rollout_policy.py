@@ -24,6 +24,7 @@ import time
 from custom_components.tencent_iot_gateway.engine.errors import RolloutHaltedError
 from custom_components.tencent_iot_gateway.engine.gateway.identity import DeviceId
 from custom_components.tencent_iot_gateway.engine.ota.firmware import FirmwareSpec
+from custom_components.tencent_iot_gateway.engine.ota.job_phases import JobHold
 
 DEFAULT_CANARY_COUNT = 1
 DEFAULT_SOAK_S = 300.0
@@ -187,23 +188,23 @@ class RolloutPolicy:
         rollout.notify()
         self._forget_if_over(key, rollout)
 
-    async def wait_turn(self, device: DeviceId, on_hold: Callable[[str], None]) -> None:
+    async def wait_turn(self, device: DeviceId, on_hold: Callable[[JobHold], None]) -> None:
         """Return when the device may flash; `on_hold` hears why it waits; raises `RolloutHaltedError`."""
         key = self._member_of.get(device)
         rollout = self._rollouts.get(key) if key is not None else None
         if rollout is None:
             return
-        last: str | None = None
+        last: JobHold | None = None
         while True:
             if rollout.halted is not None:
                 raise RolloutHaltedError(rollout.halted.message)
-            reason, wait_s = self._verdict(rollout, device)
-            if reason is None:
+            hold, wait_s = self._verdict(rollout, device)
+            if hold is None:
                 rollout.released.add(device)
                 return
-            if reason != last:
-                on_hold(reason)
-                last = reason
+            if hold != last:
+                on_hold(hold)
+                last = hold
             wake = rollout.wake
             try:
                 async with asyncio.timeout(wait_s):
@@ -234,7 +235,7 @@ class RolloutPolicy:
             self._halts_changed()
         return restart
 
-    def _verdict(self, rollout: _Rollout, device: DeviceId) -> tuple[str | None, float | None]:
+    def _verdict(self, rollout: _Rollout, device: DeviceId) -> tuple[JobHold | None, float | None]:
         """(None, _): go; (why it waits, at most how long before asking again)."""
         if not rollout.resumed:
             if rollout.canary is None:
@@ -245,21 +246,21 @@ class RolloutPolicy:
             pending = [d for d in rollout.canary if d not in rollout.ended]
             if pending:
                 done = len(rollout.canary) - len(pending)
-                return f"waiting for the canary group ({done} of {len(rollout.canary)} done)", None
+                return JobHold.canary(done, len(rollout.canary)), None
             now = self._clock()
             if rollout.soak_until is None:
                 rollout.soak_until = now + self._settings.soak_s
             if now < rollout.soak_until:
                 left = rollout.soak_until - now
-                return f"waiting for the canary group to soak ({math.ceil(left)} s left)", left
+                return JobHold.canary_soak(math.ceil(left)), left
         return self._batch_verdict(rollout, device), None
 
-    def _batch_verdict(self, rollout: _Rollout, device: DeviceId) -> str | None:
+    def _batch_verdict(self, rollout: _Rollout, device: DeviceId) -> JobHold | None:
         if rollout.batch and any(d not in rollout.ended for d in rollout.batch):
-            return None if device in rollout.batch else "waiting for the batch before it"
+            return None if device in rollout.batch else JobHold.rollout_batch()
         waiting = [d for d in rollout.members if d not in rollout.released and d not in rollout.ended]
         rollout.batch = set(waiting[: self._settings.batch_size])
-        return None if device in rollout.batch else "waiting for the batch before it"
+        return None if device in rollout.batch else JobHold.rollout_batch()
 
     def _halt(self, key: tuple[str, int], rollout: _Rollout) -> None:
         held_back = tuple(d for d in rollout.members if d not in rollout.released and d not in rollout.ended)

@@ -30,6 +30,7 @@ from custom_components.tencent_iot_gateway.engine.ota.job_model import (
     JobState,
     OtaSettings,
 )
+from custom_components.tencent_iot_gateway.engine.ota.job_phases import JobPhase
 from custom_components.tencent_iot_gateway.engine.ota.outcome_reports import OutcomeReports
 from custom_components.tencent_iot_gateway.engine.ota.progress_fan_out import ProgressFanOut
 from custom_components.tencent_iot_gateway.engine.ota.shutdown import Shutdown
@@ -198,6 +199,7 @@ class SharedDownloads:
         self._states.update(
             entry,
             state=state,
+            phase=JobPhase.VERIFYING if finished else JobPhase.DOWNLOADING,
             percent=int(fraction * DOWNLOAD_SHARE),
             downloaded=progress.downloaded,
             total=total,
