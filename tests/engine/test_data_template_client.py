@@ -25,7 +25,7 @@ from custom_components.tencent_iot_gateway.engine.gateway.identity import Device
 from custom_components.tencent_iot_gateway.engine.gateway_engine import GatewayEngine
 from tencent_iot_emulator.console_client import ConsoleClient
 from tencent_iot_emulator.emulator import Emulator
-from tests.emulator_fixtures import eventually
+from tests.emulator_fixtures import eventually, on_the_same_ports
 
 from .engine_rig import LIGHTS, Cloud, running_gateway, seed_cloud
 
@@ -227,3 +227,30 @@ async def test_reports_are_coalesced_per_device_within_the_budget(
             await reported(cloud.console, light, {"brightness": 19, "power_switch": 1})
             assert 1 <= len(await uplinks(cloud.console, light, "report")) <= 2
         assert not [v for v in await cloud.console.violations() if v.raw["kind"] in ("limit", "template")]
+
+
+async def test_after_a_reconnect_the_client_is_subscribed_again_and_sends_what_waited(
+    emulator: Emulator, http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """Values recorded while the connection is down go up once the device is online again, and the cloud's
+    controls reach the client again (the engine subscribes its down topic on every announce)."""
+    cloud = await light_cloud(emulator, http)
+    async with running_gateway(cloud, tmp_path / "gw") as gateway:
+        heard = Heard()
+        client = await attached(gateway.engine, heard)
+        await emulator.__aexit__(None, None, None)
+
+        async def lost() -> bool:
+            return not gateway.engine.connected
+
+        await eventually(lost, within=5)
+        client.report({"power_switch": 1, "brightness": 77})
+        await client.flush()
+        assert dict(client.unsent) == {"power_switch": 1, "brightness": 77}
+
+        async with on_the_same_ports(emulator) as again:
+            console = ConsoleClient(again.http_url, http)
+            await reported(console, LIGHT, {"power_switch": 1, "brightness": 77})
+            sent = await console.send_control(LIGHT.product_id, LIGHT.device_name, {"power_switch": 0})
+            await eventually(lambda: asyncio.sleep(0, heard.controls))
+            assert heard.controls == [Control(sent.client_token, {"power_switch": 0})]
