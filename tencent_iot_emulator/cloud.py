@@ -24,6 +24,7 @@ import hashlib
 import hmac
 import json
 import logging
+from pathlib import Path
 import struct
 import time
 from typing import Any, Protocol
@@ -33,6 +34,7 @@ from .drops import UplinkDrops
 from .firmware import Firmware
 from .registry import Registry, device_key
 from .tasks import Progress, ProgressState, Task, TaskDevice, TaskManager
+from .things import ThingCloud
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -80,7 +82,7 @@ class MessageRecord:
 
 @dataclass(frozen=True, slots=True)
 class Violation:
-    """Something a device did that Tencent would refuse: kind is `acl`, `auth`, `protocol` or `limit`."""
+    """Something a device did that Tencent would refuse: `acl`, `auth`, `protocol`, `limit` or `template`."""
 
     time: float
     kind: str
@@ -254,8 +256,9 @@ class Cloud:
         firmware: FirmwareSource,
         *,
         min_task_timeout_s: float,
+        state_dir: Path,
     ) -> None:
-        """Serve the devices of `registry`; log in to the broker with `credential`."""
+        """Serve the devices of `registry`; log in to the broker with `credential`; save into `state_dir`."""
         self._registry = registry
         self._credential = credential
         self._firmware = firmware
@@ -268,10 +271,14 @@ class Cloud:
         self._messages: dict[str, deque[MessageRecord]] = {}
         self._violations: list[Violation] = []
         self.drops = UplinkDrops()
+        self.things = ThingCloud(
+            state_dir, publish=self._publish, is_online=self.is_online, violation=self.record_violation
+        )
         self._stopping = False
 
     async def start(self) -> None:
         """Connect, subscribe to every device-to-cloud topic, and start handling messages."""
+        await self.things.load()
         await self._link.connect("127.0.0.1", self._credential.port, self._credential)
         self._reader_task = asyncio.create_task(self._read_loop(), name="tencent-iot-emulator-cloud")
         # `+/+/#` never matches a `$` topic, so each `$` family is named.
@@ -400,6 +407,8 @@ class Cloud:
             await self._on_gateway_operation(owner, topic, data)
         elif levels[0] == "$ota":
             await self._on_ota_report(owner, topic, data)
+        elif levels[0] == "$thing":
+            await self.things.on_uplink(key, topic, data)
 
     def _on_event(self, payload: bytes) -> None:
         event = json.loads(payload)

@@ -193,6 +193,62 @@ class Violation:
 
 
 @dataclass(frozen=True, slots=True)
+class ControlRecord:
+    """A control the console sent to a device, and the device's answer (`reply_code` None: none yet)."""
+
+    client_token: str
+    params: Mapping[str, Any]
+    delivered: bool
+    pending: bool
+    reply_code: int | None
+    reply_status: str | None
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> ControlRecord:
+        """Parse one control of `GET /api/devices/{pid}/{dn}/properties` (or the answer to a control)."""
+        reply = raw.get("reply")
+        params = raw.get("params")
+        return cls(
+            client_token=str(raw.get("clientToken", "")),
+            params=params if isinstance(params, Mapping) else {},
+            delivered=bool(raw.get("delivered")),
+            pending=bool(raw.get("pending")),
+            reply_code=_optional_int(reply.get("code")) if isinstance(reply, Mapping) else None,
+            reply_status=str(reply.get("status")) if isinstance(reply, Mapping) else None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceProperties:
+    """A device's data-template state as the console shows it."""
+
+    reported: Mapping[str, Any]
+    pending_control: Mapping[str, Any]
+    controls: tuple[ControlRecord, ...]
+    refused_reports: int
+    info: Mapping[str, Any] | None
+    raw: Mapping[str, Any] = field(repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> DeviceProperties:
+        """Parse `GET /api/devices/{pid}/{dn}/properties`."""
+        reported, pending, info = raw.get("reported"), raw.get("pending_control"), raw.get("info")
+        controls = raw.get("controls")
+        return cls(
+            reported=reported if isinstance(reported, Mapping) else {},
+            pending_control=pending if isinstance(pending, Mapping) else {},
+            controls=tuple(ControlRecord.from_json(c) for c in controls or () if isinstance(c, Mapping)),
+            refused_reports=_optional_int(raw.get("refused_reports")) or 0,
+            info=info if isinstance(info, Mapping) else None,
+            raw=raw,
+        )
+
+    def control(self, client_token: str) -> ControlRecord | None:
+        """The control with this token, if the console still lists it."""
+        return next((c for c in self.controls if c.client_token == client_token), None)
+
+
+@dataclass(frozen=True, slots=True)
 class FirmwareInfo:
     """A stored firmware image."""
 
@@ -402,6 +458,32 @@ class ConsoleClient:
         raw = await self._json("GET", "/api/violations")
         entries = raw.get("violations", []) if isinstance(raw, Mapping) else raw
         return [Violation.from_json(e) for e in entries if isinstance(e, Mapping)]
+
+    # --- data templates -----------------------------------------------------------------------------------
+
+    async def set_template(
+        self,
+        product_id: str,
+        category: str | None = None,
+        properties: Sequence[Mapping[str, Any]] | None = None,
+    ) -> Mapping[str, Any]:
+        """`PUT /api/products/{pid}/template`: a standard category's template, or these properties."""
+        body: dict[str, Any] = {"properties": list(properties)} if properties else {"category": category}
+        raw = await self._json("PUT", f"/api/products/{_segment(product_id)}/template", json=body)
+        return raw if isinstance(raw, Mapping) else {}
+
+    async def device_properties(self, product_id: str, device_name: str) -> DeviceProperties:
+        """`GET /api/devices/{pid}/{dn}/properties`: reported state, pending control, controls' answers."""
+        path = f"/api/devices/{_segment(product_id)}/{_segment(device_name)}/properties"
+        return DeviceProperties.from_json(await self._json("GET", path))
+
+    async def send_control(
+        self, product_id: str, device_name: str, params: Mapping[str, Any], *, check: bool = True
+    ) -> ControlRecord:
+        """`POST /api/devices/{pid}/{dn}/control`: what Tencent's app sends; `check=False` sends anything."""
+        path = f"/api/devices/{_segment(product_id)}/{_segment(device_name)}/control"
+        raw = await self._json("POST", path, json={"params": dict(params), "check": check})
+        return ControlRecord.from_json(raw)
 
     # --- firmware server --------------------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ from .firmware import Firmware, FirmwareStore
 from .firmware_server import FirmwareServer, QuerylessAccessLogger
 from .registry import Registry
 from .tasks import MIN_TIMEOUT_S
+from .thing_console import ThingConsole
 from .virtual_devices import VirtualDevices
 
 _LOGGER = logging.getLogger(__name__)
@@ -128,9 +129,14 @@ class Emulator:
 
         source = _FirmwareSource(self.firmware_store, self.firmware_server, self._base_urls)
         self.cloud = Cloud(
-            self.registry, self.broker.cloud, source, min_task_timeout_s=self._min_task_timeout_s
+            self.registry,
+            self.broker.cloud,
+            source,
+            min_task_timeout_s=self._min_task_timeout_s,
+            state_dir=self.state_dir,
         )
         self.console_api = Console(self.registry, self.cloud, source.exists, self.broker)
+        self.thing_console = ThingConsole(self.registry, self.cloud.things)
 
         ssl_context = await loop.run_in_executor(None, _server_ssl_context, certs)
         http_port = await self._serve_app(self._ports[2], None)
@@ -150,6 +156,7 @@ class Emulator:
     async def _serve_app(self, port: int, ssl_context: ssl.SSLContext | None) -> int:
         app = web.Application(client_max_size=1024**3)
         self.console_api.register_routes(app)
+        self.thing_console.register_routes(app)
         self.firmware_server.register_routes(app)
         self.virtual_devices.register_routes(app)
         # The access log must never show a signed URL's query (a credential).

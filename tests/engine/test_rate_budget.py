@@ -16,6 +16,7 @@ from custom_components.tencent_iot_gateway.engine.mqtt.rate_budget import (
     _Pacer,
 )
 from custom_components.tencent_iot_gateway.engine.mqtt.uplink import UplinkPriority
+from tests.emulator_fixtures import eventually
 
 WINDOW_S = 0.1
 MARGIN_S = 0.005
@@ -84,6 +85,74 @@ async def test_waiting_messages_go_by_priority_then_in_order() -> None:
     ]
     await asyncio.gather(*waiting)
     assert recorder.payloads == ["first", "done", "control", "progress-1", "progress-2", "keepalive"]
+
+
+async def test_the_bridge_goes_after_every_ota_message() -> None:
+    """Data-template traffic waits behind OTA's outcomes, markers, versions, progress and keep-alives, and
+    its answers to the cloud go before its reports."""
+    recorder = Recorder()
+    budget = limiter(recorder, 10)
+    await budget.submit("t", "first", 0)
+    waiting = [
+        budget.submit("t", "report", 0, UplinkPriority.DATA_REPORT),
+        budget.submit("t", "control_reply", 1, UplinkPriority.DATA_REPLY),
+        budget.submit("t", "keepalive", 0, UplinkPriority.KEEPALIVE),
+        budget.submit("t", "progress", 0, UplinkPriority.PROGRESS),
+        budget.submit("t", "version", 1, UplinkPriority.VERSION),
+        budget.submit("t", "marker", 1, UplinkPriority.MARKER),
+        budget.submit("t", "done", 1, UplinkPriority.TERMINAL),
+    ]
+    await asyncio.gather(*waiting)
+    assert recorder.payloads == [
+        "first",
+        "done",
+        "marker",
+        "version",
+        "progress",
+        "keepalive",
+        "control_reply",
+        "report",
+    ]
+
+
+async def test_a_flood_of_reports_holds_an_ota_marker_up_by_one_turn_at_most() -> None:
+    """With 200 reports waiting and going out, a marker submitted meanwhile is the next message handed over
+    (or the one after, if a report's turn came at that very moment): one pacing interval, here 1/100 s, and
+    the connection's 30 a second give 1/30 s, far from a second."""
+    recorder = Recorder()
+    budget = limiter(recorder, 100)
+    reports = [
+        asyncio.ensure_future(budget.submit("t", f"report {i}", 0, UplinkPriority.DATA_REPORT))
+        for i in range(200)
+    ]
+
+    async def some_reports_sent() -> bool:
+        return len(recorder.sent) >= 20
+
+    await eventually(some_reports_sent)
+    sent_before = len(recorder.sent)
+    await budget.submit("t", "marker", 1, UplinkPriority.MARKER)
+    assert recorder.payloads.index("marker") - sent_before <= 1
+    assert all(p.startswith("report") for p in recorder.payloads[: recorder.payloads.index("marker")])
+    for report in reports:
+        report.cancel()
+    await asyncio.gather(*reports, return_exceptions=True)
+    await budget.close()
+
+
+async def test_a_rendered_payload_carries_the_values_of_its_turn() -> None:
+    """A callable payload (uplink.Payload) is rendered when it is handed over, not when it was submitted."""
+    recorder = Recorder()
+    budget = limiter(recorder, 10)
+    await budget.submit("t", "first", 0)
+    value = {"brightness": 1}
+    waiting = asyncio.ensure_future(
+        budget.submit("t", lambda: f"report {value['brightness']}", 0, UplinkPriority.DATA_REPORT)
+    )
+    await asyncio.sleep(0)
+    value["brightness"] = 42
+    await waiting
+    assert recorder.payloads == ["first", "report 42"]
 
 
 async def test_coalescing_sends_the_latest_once_and_answers_every_caller() -> None:

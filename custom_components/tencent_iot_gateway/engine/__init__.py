@@ -5,6 +5,7 @@ nothing under `engine/` imports `homeassistant`). The sub-packages are the engin
 
 - `mqtt/`: signing, endpoints, the session driven by the asyncio loop, its uplink budget, registration;
 - `gateway/`: sub-device identities and the gateway operations (online, bind, the console's pushes);
+- `data_template/`: each bridged sub-device's data-template client (reports, controls, status) and its pacing;
 - `ota/`: the OTA jobs and their reports, downloads, the image cache, flashers, and the gates a job passes;
 - `stores/`: what survives a restart.
 
@@ -13,15 +14,28 @@ nothing under `engine/` imports `homeassistant`). The sub-packages are the engin
 
 from __future__ import annotations
 
+from .data_template.client import DataTemplateClient, DataTemplateHandlers, PropertyRefused
+from .data_template.protocol import (
+    CODE_FAILED,
+    CODE_OK,
+    Control,
+    Properties,
+    PropertyValue,
+    Reply,
+    StatusReply,
+    StatusType,
+)
 from .engine_config import ConnectionSettings, EngineDevices, EngineStorage, GatewayLogin
 from .errors import (
     AuthenticationError,
     CannotConnectError,
     ClockSkewError,
+    DataTemplateRefusedError,
     FlashError,
     InvalidFieldError,
     InvalidFirmwareError,
     JobSuspendedError,
+    MalformedDownlinkError,
     NotAGatewayError,
     OtaError,
     OtaResultCode,
@@ -69,6 +83,8 @@ from .ota.rollout_policy import DEFAULT_SOAK_S, RolloutHalted, RolloutSettings
 from .stores.halted_rollouts import HaltedRollouts
 
 __all__ = [
+    "CODE_FAILED",
+    "CODE_OK",
     "DEFAULT_HEALTH_TIMEOUT_S",
     "DEFAULT_PREFLIGHT_TIMEOUT_S",
     "DEFAULT_ROLLBACK_BUDGET",
@@ -86,6 +102,10 @@ __all__ = [
     "CommandFlasherConfig",
     "ConnectionChanged",
     "ConnectionSettings",
+    "Control",
+    "DataTemplateClient",
+    "DataTemplateHandlers",
+    "DataTemplateRefusedError",
     "DeviceId",
     "Downloader",
     "EngineDevices",
@@ -111,18 +131,25 @@ __all__ = [
     "JobSnapshot",
     "JobState",
     "JobSuspendedError",
+    "MalformedDownlinkError",
     "NotAGatewayError",
     "OtaError",
     "OtaResultCode",
     "OtaSettings",
     "OwnFirmware",
     "Preflight",
+    "Properties",
+    "PropertyRefused",
+    "PropertyValue",
     "Region",
     "RegistrationError",
     "RegistrationUnreachableError",
+    "Reply",
     "RollbackImages",
     "RolloutHalted",
     "RolloutSettings",
+    "StatusReply",
+    "StatusType",
     "SubDevice",
     "SubDeviceStatus",
     "SubDevicesChanged",

@@ -230,3 +230,24 @@ class ClockSkewError(RegistrationError):
 
 class RegistrationUnreachableError(TencentIotError):
     """The registration endpoint could not be reached or did not answer with JSON."""
+
+
+class MalformedDownlinkError(TencentIotError):
+    """A data-template message from the cloud that cannot be understood; nothing is done or answered for it.
+
+    `reason` says what is wrong, for the log and the diagnostics; it never quotes the payload's values.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"malformed data-template message: {reason}")
+        self.reason = reason
+
+
+class DataTemplateRefusedError(TencentIotError):
+    """The cloud answered a data-template request (`get_status`, `clear_control`, ...) with a non-zero code."""
+
+    def __init__(self, method: str, code: int, status: str) -> None:
+        super().__init__(f"the cloud refused {method}: code {code} ({status})")
+        self.method = method
+        self.code = code
+        self.status = status

@@ -14,6 +14,11 @@ import logging
 from typing import Any
 
 from custom_components.tencent_iot_gateway.engine.background import BackgroundTasks
+from custom_components.tencent_iot_gateway.engine.data_template.client import (
+    DataTemplateClient,
+    DataTemplateHandlers,
+)
+from custom_components.tencent_iot_gateway.engine.data_template.room import DataTemplates
 from custom_components.tencent_iot_gateway.engine.engine_config import (
     ConnectionSettings,
     EngineDevices,
@@ -178,6 +183,9 @@ class GatewayEngine:
         self._operations = GatewayOperations(
             gateway, self._session.publish, self._on_push, timeout_s=operation_timeout_s
         )
+        self._data_templates = DataTemplates(
+            self._session.publish, self._session.subscribe, timeout_s=operation_timeout_s
+        )
         self._halted_rollouts = halted_rollouts
         self._rollout = (
             RolloutPolicy(
@@ -251,6 +259,24 @@ class GatewayEngine:
         resumed here; the HA layer's repair issues follow it)."""
         return tuple(self._rollout.halted) if self._rollout is not None else ()
 
+    async def attach_data_template(
+        self, device: DeviceId, handlers: DataTemplateHandlers
+    ) -> DataTemplateClient:
+        """Bridge a configured sub-device's data template: its client, subscribed now if the device is online
+        and again after every (re)connect that brings it online."""
+        client = self._data_templates.attach(device, handlers)
+        if self._session.connected and self.is_online(device):
+            self._retries.schedule(await self._data_templates.subscribe([device]))
+        return client
+
+    async def detach_data_template(self, device: DeviceId) -> None:
+        """Stop bridging the device's data template."""
+        await self._data_templates.detach(device)
+
+    def data_template(self, device: DeviceId) -> DataTemplateClient | None:
+        """The device's data-template client, if it is bridged."""
+        return self._data_templates.get(device)
+
     def is_online(self, device: DeviceId) -> bool:
         """Whether the cloud accepted the sub-device's last `online`."""
         return self._online.get(device, False)
@@ -303,6 +329,7 @@ class GatewayEngine:
         await self._version_reports.close()
         await self._ota.async_stop()
         await self._background.close()
+        await self._data_templates.close()
         if self._halted_rollouts is not None:
             await self._halted_rollouts.async_close()
         await self._session.stop()
@@ -331,6 +358,7 @@ class GatewayEngine:
         """Stop handling a sub-device: `offline`, and `unbind` when asked."""
         self._sub_devices.pop(device, None)
         await self._ota.remove_device(device)
+        await self._data_templates.detach(device)
         self._online.pop(device, None)
         self._unbound.discard(device)
         self._blocked.discard(device)
@@ -453,6 +481,7 @@ class GatewayEngine:
         retry.update(outcome.unanswered)
         online = [d for d, code in outcome.results.items() if code == 0 and d in self._sub_devices]
         retry.update(await self._subscribe_updates(online))
+        retry.update(await self._data_templates.subscribe([d for d in online if d not in retry]))
         reportable = [d for d in online if d not in retry]
         if versions_later:
             self._version_reports.spawn(self._report_versions_later(reportable))
@@ -520,6 +549,7 @@ class GatewayEngine:
 
     def _on_connection_lost(self) -> None:
         self._version_reports.cancel()
+        self._data_templates.connection_lost()
         self._online.clear()
         self._retries.clear()
         self._on_event(ConnectionChanged(connected=False))
@@ -532,6 +562,8 @@ class GatewayEngine:
     def _on_message(self, topic: str, payload: bytes) -> None:
         if topic == gateway_operation_result(self._gateway):
             self._operations.handle_message(payload)
+            return
+        if self._data_templates.handle(topic, payload):
             return
         try:
             device = parse_ota_update(topic)

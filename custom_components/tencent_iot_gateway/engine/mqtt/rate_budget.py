@@ -23,7 +23,7 @@ import heapq
 import time
 
 from custom_components.tencent_iot_gateway.engine.errors import TencentIotError
-from custom_components.tencent_iot_gateway.engine.mqtt.uplink import UplinkPriority
+from custom_components.tencent_iot_gateway.engine.mqtt.uplink import Payload, UplinkPriority
 
 WINDOW_S = 1.0
 # Messages reach the broker's counter a little after we hand them over, by a delay that varies: the margin
@@ -39,7 +39,7 @@ class _Waiting:
     """A message waiting for the budget; `future` gets the packet id once it is handed to the client."""
 
     topic: str
-    payload: str
+    payload: Payload
     qos: int
     priority: UplinkPriority
     key: str | None
@@ -113,19 +113,20 @@ class UplinkLimiter:
     async def submit(
         self,
         topic: str,
-        payload: str,
+        payload: Payload,
         qos: int,
         priority: UplinkPriority = UplinkPriority.CONTROL,
         coalesce_key: str | None = None,
     ) -> int | None:
         """Hand the message to `send` within the budget; returns its packet id (None if `send` gave none).
 
-        Raises what `send` raises, or what `fail_waiting` says, for a message that was waiting.
+        A callable `payload` is rendered right before `send` (see `uplink.Payload`). Raises what `send` or
+        the rendering raises, or what `fail_waiting` says, for a message that was waiting.
         """
         now = self._clock()
         if not self._heap and self._delay(priority, now) == 0.0:
             self._record(priority, now)
-            return self._send(topic, payload, qos)
+            return self._send(topic, _rendered(payload), qos)
         entry = self._by_key.get(coalesce_key) if coalesce_key is not None else None
         if entry is not None and not entry.settled:
             # Latest wins: the newer content goes out in the older one's place; both callers are answered.
@@ -222,11 +223,15 @@ class UplinkLimiter:
             self._settle(entry)
             self._record(entry.priority, now)
             try:
-                mid = self._send(entry.topic, entry.payload, entry.qos)
+                mid = self._send(entry.topic, _rendered(entry.payload), entry.qos)
             except TencentIotError as err:
                 entry.future.set_exception(err)
             else:
                 entry.future.set_result(mid)
+
+
+def _rendered(payload: Payload) -> str:
+    return payload if isinstance(payload, str) else payload()
 
 
 def _consume(future: asyncio.Future[int | None]) -> None:

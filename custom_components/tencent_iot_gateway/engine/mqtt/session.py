@@ -36,7 +36,11 @@ from custom_components.tencent_iot_gateway.engine.mqtt.auth import SignMethod, m
 from custom_components.tencent_iot_gateway.engine.mqtt.endpoints import TENCENT_ROOT_CA_FILE, BrokerEndpoint
 from custom_components.tencent_iot_gateway.engine.mqtt.paho_driver import PahoLoopDriver
 from custom_components.tencent_iot_gateway.engine.mqtt.rate_budget import UplinkLimiter
-from custom_components.tencent_iot_gateway.engine.mqtt.uplink import DEFAULT_UPLINK_RATE, UplinkPriority
+from custom_components.tencent_iot_gateway.engine.mqtt.uplink import (
+    DEFAULT_UPLINK_RATE,
+    Payload,
+    UplinkPriority,
+)
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -82,6 +86,15 @@ async def _connect_slot(client_id: str) -> None:
 def _retrieve(future: asyncio.Future[Any]) -> None:
     if not future.cancelled():
         future.exception()
+
+
+def _check_size(topic: str, payload: str) -> str:
+    size = len(payload.encode())
+    if size > MAX_PUBLISH_BYTES:
+        raise PayloadTooLargeError(
+            f"a {size}-byte message to {topic} is over Tencent's limit of {MAX_PUBLISH_BYTES} bytes"
+        )
+    return payload
 
 
 def _connect_done(client_id: str) -> None:
@@ -221,7 +234,7 @@ class MqttSession:
     async def publish(
         self,
         topic: str,
-        payload: str,
+        payload: Payload,
         qos: int = 1,
         *,
         priority: UplinkPriority = UplinkPriority.CONTROL,
@@ -229,14 +242,17 @@ class MqttSession:
     ) -> None:
         """Send a message within the rate budget; with QoS 1 return once the broker acknowledged it.
 
-        See `uplink.Publish`. A payload over Tencent's 16 KB raises `PayloadTooLargeError` (the broker would
-        refuse it silently).
+        See `uplink.Publish`; a callable payload is rendered when the budget lets it go (`uplink.Payload`). A
+        payload over Tencent's 16 KB raises `PayloadTooLargeError` (the broker would refuse it silently).
         """
-        size = len(payload.encode())
-        if size > MAX_PUBLISH_BYTES:
-            raise PayloadTooLargeError(
-                f"a {size}-byte message to {topic} is over Tencent's limit of {MAX_PUBLISH_BYTES} bytes"
-            )
+        if isinstance(payload, str):
+            _check_size(topic, payload)
+        else:
+            render = payload
+
+            def payload() -> str:
+                return _check_size(topic, render())
+
         self._require_client()
         mid = await self._limiter.submit(topic, payload, qos, priority, coalesce_key)
         if qos and mid is not None:

@@ -1,4 +1,4 @@
-"""MQTT topics of the gateway and OTA protocols (spec §2, §3): the one place they are spelled."""
+"""MQTT topics of the gateway, OTA and data-template protocols: the one place they are spelled."""
 
 from __future__ import annotations
 
@@ -31,3 +31,21 @@ def parse_ota_update(topic: str) -> DeviceId | None:
     if len(parts) != 4 or parts[0] != "$ota" or parts[1] != "update":
         return None
     return DeviceId(parts[2], parts[3])
+
+
+def thing_property_up(device: DeviceId) -> str:
+    """Where a device reports properties and answers controls (`report`, `control_reply`, `get_status`, ...)."""
+    return f"$thing/up/property/{device.product_id}/{device.device_name}"
+
+
+def thing_property_down(device: DeviceId) -> str:
+    """Where the cloud sends controls and answers a device's property messages."""
+    return f"$thing/down/property/{device.product_id}/{device.device_name}"
+
+
+def parse_thing_property_down(topic: str) -> DeviceId | None:
+    """The device a `$thing/down/property/...` topic is for, or None for any other topic."""
+    parts = topic.split("/")
+    if len(parts) != 5 or parts[:3] != ["$thing", "down", "property"]:
+        return None
+    return DeviceId(parts[3], parts[4])

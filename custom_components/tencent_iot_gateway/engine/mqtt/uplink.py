@@ -5,11 +5,14 @@ the strict reading). Every uplink therefore says how it may be treated when the 
 reports and `online` go first, then the cadence markers of the jobs, which are never coalesced; intermediate
 progress can be coalesced (a newer report with the same key replaces one still waiting), keep-alives take what is
 left. The session's rate limiter implements this; callers only label.
+
+The data-template bridge (engine/data_template/) comes after all of that: OTA must never wait for the bridge.
+Its reports may be rendered when their turn comes (a `Payload` callable), so the values sent are the latest.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from enum import IntEnum
 from typing import Protocol
 
@@ -30,6 +33,17 @@ class UplinkPriority(IntEnum):
     VERSION = 3
     PROGRESS = 4  # a downloading percent between the markers, or a changed state at its report interval
     KEEPALIVE = 5  # a repeated report whose only purpose is to keep the cloud's task alive
+    # The data-template bridge, below every OTA message: a flood of reports holds an OTA message up by one
+    # message's turn at most (the budget is shared, never preempted), and never starves keep-alives. Answers
+    # to the cloud and requests (control_reply, get_status, clear_control) go before reports: a control's
+    # sender waits for them, while a report only needs to arrive eventually with the latest values.
+    DATA_REPLY = 6
+    DATA_REPORT = 7
+
+
+# A payload, or what renders it when the budget lets it go: the data-template reports are built only then, so
+# a report that waited carries the values of that moment, not of when it was queued.
+type Payload = str | Callable[[], str]
 
 
 class Publish(Protocol):
