@@ -74,8 +74,8 @@ async def reported(console: ConsoleClient, device: DeviceId, expected: dict[str,
 
 
 async def attached(engine: GatewayEngine, heard: Heard, device: DeviceId = LIGHT) -> DataTemplateClient:
-    client = await engine.attach_data_template(device, heard.handlers())
-    assert engine.data_template(device) is client
+    client = await engine.data_templates.attach(device, heard.handlers())
+    assert engine.data_templates.get(device) is client
     return client
 
 

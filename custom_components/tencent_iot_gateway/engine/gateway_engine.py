@@ -14,11 +14,7 @@ import logging
 from typing import Any
 
 from custom_components.tencent_iot_gateway.engine.background import BackgroundTasks
-from custom_components.tencent_iot_gateway.engine.data_template.client import (
-    DataTemplateClient,
-    DataTemplateHandlers,
-)
-from custom_components.tencent_iot_gateway.engine.data_template.room import DataTemplates
+from custom_components.tencent_iot_gateway.engine.data_template.device_clients import DataTemplates
 from custom_components.tencent_iot_gateway.engine.engine_config import (
     ConnectionSettings,
     EngineDevices,
@@ -47,7 +43,6 @@ from custom_components.tencent_iot_gateway.engine.gateway.operations import (
 from custom_components.tencent_iot_gateway.engine.mqtt.session import Backoff, MqttSession
 from custom_components.tencent_iot_gateway.engine.mqtt.topics import (
     gateway_operation_result,
-    ota_update,
     parse_ota_update,
 )
 from custom_components.tencent_iot_gateway.engine.ota.jobs import (
@@ -65,6 +60,7 @@ from custom_components.tencent_iot_gateway.engine.ota.rollout_policy import (
     RolloutPolicy,
     RolloutSettings,
 )
+from custom_components.tencent_iot_gateway.engine.ota.update_topics import UpdateTopics
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -183,8 +179,8 @@ class GatewayEngine:
         self._operations = GatewayOperations(
             gateway, self._session.publish, self._on_push, timeout_s=operation_timeout_s
         )
-        self._data_templates = DataTemplates(
-            self._session.publish, self._session.subscribe, timeout_s=operation_timeout_s
+        self._update_topics = UpdateTopics(
+            self._session.subscribe, lambda device, blocked: on_event(UpdatesBlocked(device, blocked=blocked))
         )
         self._halted_rollouts = halted_rollouts
         self._rollout = (
@@ -227,7 +223,13 @@ class GatewayEngine:
             spawn=self._run_in_background,
             backoff=connection.backoff or Backoff(initial_s=operation_timeout_s, maximum_s=300.0),
         )
-        self._blocked: set[DeviceId] = set()
+        self._data_templates = DataTemplates(
+            self._session.publish,
+            self._session.subscribe,
+            online=lambda device: self._session.connected and self.is_online(device),
+            retry=self._retries.schedule,
+            timeout_s=operation_timeout_s,
+        )
         # Unbound by the cloud (console `change`/`unbind_all`, or missing from the bound list): not bound
         # again automatically with their secret until the user or the console says so.
         self._unbound: set[DeviceId] = set()
@@ -259,23 +261,10 @@ class GatewayEngine:
         resumed here; the HA layer's repair issues follow it)."""
         return tuple(self._rollout.halted) if self._rollout is not None else ()
 
-    async def attach_data_template(
-        self, device: DeviceId, handlers: DataTemplateHandlers
-    ) -> DataTemplateClient:
-        """Bridge a configured sub-device's data template: its client, subscribed now if the device is online
-        and again after every (re)connect that brings it online."""
-        client = self._data_templates.attach(device, handlers)
-        if self._session.connected and self.is_online(device):
-            self._retries.schedule(await self._data_templates.subscribe([device]))
-        return client
-
-    async def detach_data_template(self, device: DeviceId) -> None:
-        """Stop bridging the device's data template."""
-        await self._data_templates.detach(device)
-
-    def data_template(self, device: DeviceId) -> DataTemplateClient | None:
-        """The device's data-template client, if it is bridged."""
-        return self._data_templates.get(device)
+    @property
+    def data_templates(self) -> DataTemplates:
+        """The bridged sub-devices' data-template clients: attach, detach, get."""
+        return self._data_templates
 
     def is_online(self, device: DeviceId) -> bool:
         """Whether the cloud accepted the sub-device's last `online`."""
@@ -361,7 +350,7 @@ class GatewayEngine:
         await self._data_templates.detach(device)
         self._online.pop(device, None)
         self._unbound.discard(device)
-        self._blocked.discard(device)
+        self._update_topics.forget(device)
         if self._session.connected:
             with contextlib.suppress(OperationTimeoutError):
                 await self._operations.offline([device])
@@ -420,12 +409,12 @@ class GatewayEngine:
         A lost SUBACK or acknowledgement is not worth a reconnect (the sub-devices still work): it is logged,
         and the next connect tries again.
         """
-        if await self._subscribe_updates([self._gateway]):
+        if await self._update_topics.subscribe([self._gateway]):
             _LOGGER.warning(
                 "No SUBACK for the gateway's own update topic; it is asked again on the next connect"
             )
             return
-        if self._gateway in self._blocked:
+        if self._update_topics.blocked(self._gateway):
             return
         try:
             await self._ota.report_versions([self._gateway])
@@ -480,7 +469,7 @@ class GatewayEngine:
             self._set_online(device, False, None)
         retry.update(outcome.unanswered)
         online = [d for d, code in outcome.results.items() if code == 0 and d in self._sub_devices]
-        retry.update(await self._subscribe_updates(online))
+        retry.update(await self._update_topics.subscribe(online))
         retry.update(await self._data_templates.subscribe([d for d in online if d not in retry]))
         reportable = [d for d in online if d not in retry]
         if versions_later:
@@ -508,34 +497,6 @@ class GatewayEngine:
             return
         if self._session.connected:
             self._retries.schedule(retry)
-
-    async def _subscribe_updates(self, devices: list[DeviceId]) -> set[DeviceId]:
-        """Subscribe each device's OTA topic (one per SUBSCRIBE, spec §3a); returns those to try again.
-
-        A refusal is not retried: the device cannot hear pushes, and that is said (event, log line) rather
-        than left silent. The `change` push that usually follows says whether it was just unbound.
-        """
-        retry: set[DeviceId] = set()
-        for device in devices:
-            try:
-                await self._session.subscribe([ota_update(device)])
-            except SubscriptionRefusedError:
-                if device not in self._blocked:
-                    _LOGGER.warning(
-                        "The broker refused the update topic of %s: it cannot receive firmware updates "
-                        "(unbound a moment ago, or over the broker's subscription limit)",
-                        device,
-                    )
-                    self._blocked.add(device)
-                    self._on_event(UpdatesBlocked(device, blocked=True))
-                continue
-            except OperationTimeoutError:
-                retry.add(device)
-                continue
-            if device in self._blocked:
-                self._blocked.discard(device)
-                self._on_event(UpdatesBlocked(device, blocked=False))
-        return retry
 
     def _set_online(self, device: DeviceId, online: bool, result: int | None) -> None:
         if not online and result == RESULT_NOT_BOUND:

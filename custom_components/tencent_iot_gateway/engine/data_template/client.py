@@ -33,7 +33,7 @@ from custom_components.tencent_iot_gateway.engine.errors import (
 )
 from custom_components.tencent_iot_gateway.engine.gateway.identity import DeviceId
 from custom_components.tencent_iot_gateway.engine.mqtt.topics import thing_property_down, thing_property_up
-from custom_components.tencent_iot_gateway.engine.mqtt.uplink import Payload, UplinkPriority
+from custom_components.tencent_iot_gateway.engine.mqtt.uplink import Payload, Subscribe, UplinkPriority
 
 from .protocol import (
     CODE_OK,
@@ -73,9 +73,6 @@ class DataPublish(Protocol):
     ) -> Awaitable[None]:
         """Send within the connection's budget."""
         ...
-
-
-type Subscribe = Callable[[list[str]], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)

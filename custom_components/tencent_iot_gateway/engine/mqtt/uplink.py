@@ -60,3 +60,7 @@ class Publish(Protocol):
     ) -> Awaitable[None]:
         """`coalesce_key`: a later message with the same key replaces this one if it has not been sent yet."""
         ...
+
+
+# Subscribe to topics through the connection, one per SUBSCRIBE; returns once each was granted.
+type Subscribe = Callable[[list[str]], Awaitable[None]]

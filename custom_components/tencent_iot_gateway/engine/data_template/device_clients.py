@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 import logging
 
 from custom_components.tencent_iot_gateway.engine.errors import (
@@ -10,8 +11,9 @@ from custom_components.tencent_iot_gateway.engine.errors import (
 )
 from custom_components.tencent_iot_gateway.engine.gateway.identity import DeviceId
 from custom_components.tencent_iot_gateway.engine.mqtt.topics import parse_thing_property_down
+from custom_components.tencent_iot_gateway.engine.mqtt.uplink import Subscribe
 
-from .client import REQUEST_TIMEOUT_S, DataPublish, DataTemplateClient, DataTemplateHandlers, Subscribe
+from .client import REQUEST_TIMEOUT_S, DataPublish, DataTemplateClient, DataTemplateHandlers
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -20,11 +22,23 @@ class DataTemplates:
     """Clients by device; the gateway engine subscribes them when their device is online."""
 
     def __init__(
-        self, publish: DataPublish, subscribe: Subscribe, *, timeout_s: float = REQUEST_TIMEOUT_S
+        self,
+        publish: DataPublish,
+        subscribe: Subscribe,
+        *,
+        online: Callable[[DeviceId], bool],
+        retry: Callable[[set[DeviceId]], None],
+        timeout_s: float = REQUEST_TIMEOUT_S,
     ) -> None:
-        """Every client publishes and subscribes through the gateway's one session."""
+        """Every client publishes and subscribes through the gateway's one session.
+
+        `online`: whether the device is online on a live connection now. `retry`: devices whose subscription
+        got no answer, for the gateway's retries (`AnnounceRetries`).
+        """
         self._publish = publish
         self._subscribe = subscribe
+        self._online = online
+        self._retry = retry
         self._timeout_s = timeout_s
         self._clients: dict[DeviceId, DataTemplateClient] = {}
 
@@ -32,8 +46,10 @@ class DataTemplates:
         """The device's client, if it is bridged."""
         return self._clients.get(device)
 
-    def attach(self, device: DeviceId, handlers: DataTemplateHandlers) -> DataTemplateClient:
-        """A client for `device` (a new one replaces the handlers of an earlier one)."""
+    async def attach(self, device: DeviceId, handlers: DataTemplateHandlers) -> DataTemplateClient:
+        """Bridge a configured sub-device's data template: its client (a new one replaces the handlers of an
+        earlier one), subscribed now if the device is online and again after every (re)connect that brings it
+        online."""
         client = DataTemplateClient(
             device, self._publish, self._subscribe, handlers, timeout_s=self._timeout_s
         )
@@ -41,6 +57,8 @@ class DataTemplates:
         if old is not None:
             _LOGGER.debug("Replacing the data-template client of %s", device)
         self._clients[device] = client
+        if self._online(device):
+            self._retry(await self.subscribe([device]))
         return client
 
     async def detach(self, device: DeviceId) -> None:
