@@ -1,22 +1,20 @@
 """One gateway at run time: composes the engine with the entry's parts, and caches state for the entities.
 
-The engine is push-driven (no polling), so instead of a `DataUpdateCoordinator` this object keeps the latest
-state the engine reported (connection, per-device online result and job snapshot) and calls the listeners of
-the entities concerned. Sub-devices come from the entry's config subentries; `async_sync_sub_devices`
+The engine is push-driven (no polling): the latest state it reported goes to `entity_states`, which calls the
+listeners of the entities concerned. Sub-devices come from the entry's config subentries; `async_sync_sub_devices`
 applies their changes to the running engine without a reload. Entities and actions use its small API
 (`async_install`, `async_cancel`, `snapshot`, ...), never the engine itself.
 
 Its parts, each in a module of its own: `entry_config` (the entry's fields, subentries and options),
 `entry_storage` (its stores), `device_gates` (each device's flasher, pre-flight gate and health check),
 `sub_device_adoption` (bound sub-devices appear on their own), `repair_issues`, `device_entries` (the device
-registry).
+registry), `entity_states` (what the entities show).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
 import logging
 from pathlib import Path
 from typing import Any
@@ -42,6 +40,7 @@ from .const import (
 )
 from .device_entries import update_device_entry, update_sw_version
 from .engine import (
+    RESULT_NOT_BOUND,
     AllUnbound,
     AuthenticationFailed,
     ConnectionChanged,
@@ -55,7 +54,6 @@ from .engine import (
     GatewayLogin,
     HaltedRollouts,
     JobSnapshot,
-    JobState,
     RollbackImages,
     RolloutHalted,
     SubDevice,
@@ -64,6 +62,7 @@ from .engine import (
     TencentIotError,
     UpdatesBlocked,
 )
+from .entity_states import EntityStates
 from .entry_config import (
     SubDeviceConfig,
     cache_directory,
@@ -92,18 +91,6 @@ _LOGGER = logging.getLogger(__name__)
 type TencentIotConfigEntry = ConfigEntry[GatewayRuntime]
 
 
-@dataclass
-class _DeviceState:
-    """What the entities of one sub-device show."""
-
-    snapshot: JobSnapshot
-    online: bool = False
-    result: int | None = None
-    listeners: list[CALLBACK_TYPE] = field(default_factory=list)
-    was_available: bool | None = None
-    updates_blocked: bool = False
-
-
 class GatewayRuntime:
     """The running gateway of one config entry (its `runtime_data`)."""
 
@@ -128,12 +115,8 @@ class GatewayRuntime:
             self.gates.build(config)
         if self.gateway_updates:
             self.gates.use_automation_flasher(self.gateway)
-        self._devices: dict[DeviceId, _DeviceState] = {}
-        self._connection_listeners: list[CALLBACK_TYPE] = []
+        self.states = EntityStates(self.gateway, self._configured_version)
         self._new_device_listeners: list[Callable[[SubDeviceConfig], None]] = []
-        self.connected = False
-        self._stopping = False
-        self._was_connected = False
         self.gateway_device_id: str | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._sync_lock = asyncio.Lock()
@@ -246,7 +229,7 @@ class GatewayRuntime:
         for task in list(self._background):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
-        self._stopping = True  # the sub-devices go unavailable because we stop: nothing to log for them
+        self.states.stopping = True
         await self.engine.stop()
         self._set_connected(False)
         # The next start raises them again from the saved halts, if rollouts are still on.
@@ -303,7 +286,7 @@ class GatewayRuntime:
                 self.issues.clear_device(device)
                 del self.configs[device]
                 self.gates.remove(device)
-                self._devices.pop(device, None)
+                self.states.forget(device)
                 await self._engine_call(
                     self.engine.remove_sub_device(device, unbind=old.unbind_on_remove), "remove", device
                 )
@@ -336,7 +319,7 @@ class GatewayRuntime:
                 if old_config.secret != config.secret:
                     # A secret given later lets the gateway bind a sub-device the cloud refused as unbound.
                     await self._engine_call(self.engine.update_sub_device(sub), "bind", device)
-            self._notify(device)
+            self.states.notify(device)
 
     async def _engine_call(self, call: Coroutine[Any, Any, None], what: str, device: DeviceId) -> None:
         """One engine operation of a sync; a failure is logged and the sync goes on with the next device."""
@@ -353,14 +336,14 @@ class GatewayRuntime:
 
     # -- state for entities -------------------------------------------------------------------------------
 
+    @property
+    def connected(self) -> bool:
+        """Whether the gateway's MQTT session is up (as the engine last said)."""
+        return self.states.connected
+
     def snapshot(self, device: DeviceId) -> JobSnapshot:
         """The latest job snapshot of a sub-device."""
-        state = self._devices.get(device)
-        if state is not None:
-            return state.snapshot
-        config = self.configs.get(device)
-        installed = config.installed_version if config is not None else None
-        return JobSnapshot(device, JobState.IDLE, installed)
+        return self.states.snapshot(device)
 
     def display_name(self, device: DeviceId) -> str:
         """What the user calls a sub-device (its subentry's name, else its device name)."""
@@ -371,85 +354,27 @@ class GatewayRuntime:
 
     def is_online(self, device: DeviceId) -> bool:
         """Whether the cloud accepted the sub-device's `online` (and the gateway is connected)."""
-        state = self._devices.get(device)
-        return self.connected and state is not None and state.online
+        return self.states.is_online(device)
 
     def updates_blocked(self, device: DeviceId) -> bool:
         """Whether the broker refused the sub-device's update topic (no firmware push can reach it)."""
-        state = self._devices.get(device)
-        return state is not None and state.updates_blocked
+        return self.states.updates_blocked(device)
 
     def online_result(self, device: DeviceId) -> int | None:
         """The cloud's last answer to the sub-device's `online` (0 accepted, -1 not bound), if any."""
-        state = self._devices.get(device)
-        return state.result if state is not None else None
+        return self.states.online_result(device)
 
     @callback
     def async_add_listener(self, device: DeviceId | None, listener: CALLBACK_TYPE) -> CALLBACK_TYPE:
         """Call `listener` when the device's (or, for None, the connection's) state changes."""
-        listeners = self._connection_listeners if device is None else self._device_state(device).listeners
-        listeners.append(listener)
+        return self.states.async_add_listener(device, listener)
 
-        def remove() -> None:
-            if listener in listeners:
-                listeners.remove(listener)
-
-        return remove
-
-    def _device_state(self, device: DeviceId) -> _DeviceState:
-        state = self._devices.get(device)
-        if state is None:
-            state = self._devices[device] = _DeviceState(self.snapshot(device))
-        return state
-
-    def _notify(self, device: DeviceId) -> None:
-        state = self._devices.get(device)
-        if state is None:
-            return
-        self._log_availability(device, state)
-        for listener in list(state.listeners):
-            listener()
-
-    def _log_availability(self, device: DeviceId, state: _DeviceState) -> None:
-        """Log once when a sub-device becomes unavailable for a reason of its own and once when it is back.
-
-        A gateway with 1,000 sub-devices would otherwise log 1,000 lines each time it connects or loses its
-        connection: those are logged once for the gateway (`_set_connected`), and a sub-device's own state
-        is only judged while the gateway is connected. Coming online at start-up is not "back".
-        """
-        if not self.connected:
-            return
-        available = self.is_online(device)
-        if state.was_available is None and available:
-            state.was_available = True
-            return
-        if available == state.was_available:
-            return
-        state.was_available = available
-        if available:
-            _LOGGER.info("Sub-device %s is available again", device)
-        else:
-            _LOGGER.info(
-                "Sub-device %s is unavailable: the cloud answered online with %s", device, state.result
-            )
+    def _configured_version(self, device: DeviceId) -> str | None:
+        config = self.configs.get(device)
+        return config.installed_version if config is not None else None
 
     def _set_connected(self, connected: bool) -> None:
-        if connected == self.connected:
-            return
-        self.connected = connected
-        if not connected and not self._stopping:
-            _LOGGER.info(
-                "Gateway %s is disconnected: its %d sub-device(s) are unavailable until it reconnects",
-                self.gateway,
-                len(self.configs),
-            )
-        elif connected and self._was_connected:
-            _LOGGER.info("Gateway %s is connected again", self.gateway)
-        self._was_connected = self._was_connected or connected
-        for listener in list(self._connection_listeners):
-            listener()
-        for device in list(self._devices):
-            self._notify(device)
+        self.states.set_connected(connected, len(self.configs))
 
     # -- engine events ------------------------------------------------------------------------------------
 
@@ -457,11 +382,11 @@ class GatewayRuntime:
     def _on_event(self, event: EngineEvent) -> None:
         match event:
             case JobSnapshot():
-                state = self._device_state(event.device)
+                state = self.states.state(event.device)
                 previous, state.snapshot = state.snapshot, event
                 if previous.installed_version != event.installed_version:
                     update_sw_version(self.hass, self.entry.entry_id, event.device, event.installed_version)
-                self._notify(event.device)
+                self.states.notify(event.device)
                 async_fire_ota_event(
                     self.hass, self.entry.entry_id, previous, event, self.update_entity_id(event.device)
                 )
@@ -478,19 +403,19 @@ class GatewayRuntime:
                 if connected:
                     self._run_in_background(self._async_adopt_bound_devices(), "describe sub-devices")
             case SubDeviceStatus(device, online, result):
-                state = self._device_state(device)
+                state = self.states.state(device)
                 state.online, state.result = online, result
                 if online:
                     self.issues.set(SubDeviceIssue.UNBOUND, device, raised=False)
-                self._notify(device)
+                self.states.notify(device)
             case UpdatesBlocked(device, blocked):
-                self._device_state(device).updates_blocked = blocked
+                self.states.state(device).updates_blocked = blocked
                 self.issues.set(SubDeviceIssue.UPDATES_BLOCKED, device, raised=blocked)
-                self._notify(device)
+                self.states.notify(device)
             case RolloutHalted():
                 self.issues.rollout_halted(event)
                 # A halt restored at start (before the first connection) was told when it happened.
-                if self._was_connected:
+                if self.states.was_connected:
                     async_fire_rollout_halted(self.hass, self.gateway_device_id, self.entry.title, event)
             case AuthenticationFailed():
                 self._set_connected(False)
@@ -547,10 +472,10 @@ class GatewayRuntime:
                 device,
                 self.gateway,
             )
-            state = self._device_state(device)
-            state.online, state.result = False, -1
+            state = self.states.state(device)
+            state.online, state.result = False, RESULT_NOT_BOUND
             self.issues.set(SubDeviceIssue.UNBOUND, device, raised=True)
-            self._notify(device)
+            self.states.notify(device)
 
     async def async_resume_rollouts(self) -> list[DeviceId]:
         """Let the halted rollouts go on and clear their repair issues; returns the devices installing again."""

@@ -26,7 +26,12 @@ from .helpers import (
     wait_for,
 )
 
-RUNTIME_LOGGER = "custom_components.tencent_iot_gateway.runtime"
+# The runtime logs what the cloud said; the entity-state cache logs availability (the runtime hands it every
+# state change).
+AVAILABILITY_LOGGERS = (
+    "custom_components.tencent_iot_gateway.runtime",
+    "custom_components.tencent_iot_gateway.entity_states",
+)
 # A sub-device with a secret would bind itself again on the next connect; the console's unbind must win.
 SECRET_PLACEHOLDER = "c2VjcmV0LWtleS1mb3ItdGVzdCE="
 
@@ -176,13 +181,14 @@ async def test_availability_logged_once_down_and_once_up(
     sub-devices would be 1,000 lines each way; old code logged one per sub-device). Coming online at start-up
     logs nothing either. A sub-device unavailable for a reason of its own (unbound in the console, then bound
     again) gets its own line each way."""
-    caplog.set_level(logging.INFO, logger=RUNTIME_LOGGER)
+    for logger in AVAILABILITY_LOGGERS:
+        caplog.set_level(logging.INFO, logger=logger)
     await register_lights(gateway, "light1", "light2")
     entry = await setup_gateway(hass, gateway, [sub("light1"), sub("light2")])
     emulator = gateway.emulator
 
     def logged() -> list[str]:
-        return [r.getMessage() for r in caplog.records if r.name == RUNTIME_LOGGER]
+        return [r.getMessage() for r in caplog.records if r.name in AVAILABILITY_LOGGERS]
 
     assert not [m for m in logged() if "light" in m]
     caplog.clear()
