@@ -28,6 +28,7 @@ from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from .const import (
     CONF_DEVICE_SECRET,
     CONF_GATEWAY_UPDATES,
+    CONF_GATEWAY_VERSION,
     CONF_INSTALL_POLICY,
     CONF_ROLLBACK_BUDGET_MIB,
     DEFAULT_INSTALL_POLICY,
@@ -158,11 +159,7 @@ class GatewayRuntime:
         """Connect; raises the engine's `AuthenticationError` / `CannotConnectError`."""
         await self.adoption.async_load()
         subs = [SubDevice(c.device, c.installed_version, c.secret) for c in self.configs.values()]
-        own = (
-            await async_own_firmware(self.hass, self.options, self.stores.gateway)
-            if self.gateway_updates
-            else None
-        )
+        own = await async_own_firmware(self.options, self.stores.gateway) if self.gateway_updates else None
         await self.engine.start(subs, own)
 
     @property
@@ -172,10 +169,11 @@ class GatewayRuntime:
 
     @property
     def gateway_sw_version(self) -> str | None:
-        """The gateway device's software version: its own firmware's when handled, else the integration's."""
-        if not self.gateway_updates:
-            return None
-        return self.snapshot(self.gateway).installed_version
+        """The gateway device's firmware: the one its updates know (set in the options, or installed by a flash),
+        else the version set in the options, else unknown (never the integration's: that is not firmware)."""
+        if self.gateway_updates:
+            return self.snapshot(self.gateway).installed_version
+        return str(self.options.get(CONF_GATEWAY_VERSION) or "").strip() or None
 
     async def async_finish_flashes(self, timeout_s: float) -> None:
         """Let the flashes under way end (bounded, logged); no new flash starts afterwards."""

@@ -22,6 +22,7 @@ from custom_components.tencent_iot_gateway.const import (
     CONF_DEVICE_NAME,
     CONF_DEVICE_SECRET,
     CONF_FLASHER_KIND,
+    CONF_GATEWAY_VERSION,
     CONF_INSTALLED_VERSION,
     CONF_MODEL,
     CONF_NAME,
@@ -114,14 +115,20 @@ async def test_an_unnamed_sub_device_is_its_device_name(hass: HomeAssistant, gat
     assert state(hass, "update.light1_firmware").attributes["title"] == LIGHT_PRODUCT
 
 
-async def test_the_gateway_shows_its_product_and_the_integration_version(
+async def test_the_gateway_shows_its_product_and_only_a_firmware_the_user_gave(
     hass: HomeAssistant, gateway: Gateway
 ) -> None:
+    """The integration's version is not the gateway's firmware: no firmware until the options name one."""
     entry = await add_entry(hass, gateway.entry_data)
     device = _device(hass, entry, gateway.key)
     integration = await async_get_integration(hass, DOMAIN)
-    assert device.sw_version == str(integration.version)
+    assert device.sw_version is None
+    assert device.sw_version != str(integration.version)
     assert (device.model, device.model_id) == (gateway.product_id, None)
+
+    hass.config_entries.async_update_entry(entry, options={CONF_GATEWAY_VERSION: "GW-2.4"})
+    await hass.async_block_till_done()
+    assert _device(hass, entry, gateway.key).sw_version == "GW-2.4"
 
 
 async def test_adopted_sub_devices_are_titled_by_their_device_name(
