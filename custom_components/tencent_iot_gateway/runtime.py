@@ -220,6 +220,17 @@ class GatewayRuntime:
         """Record a version flashed by other means, and report it."""
         await self.engine.ota.set_installed_version(device, version)
 
+    @callback
+    def async_record_version(self, device: DeviceId, version: str) -> None:
+        """The user says (on the sub-device's edit form) that the device runs `version`: record and report it
+        in the background, like a sync (a report that fails is logged, the version kept for the reconnect)."""
+        self._run_in_background(
+            self._engine_call(
+                self.engine.ota.set_installed_version(device, version), "report the version of", device
+            ),
+            "record the installed version",
+        )
+
     async def async_check_for_update(self, device: DeviceId) -> None:
         """Report the device's version again: the cloud answers with the firmware it has pending."""
         await self.engine.ota.report_versions([device])
@@ -311,15 +322,8 @@ class GatewayRuntime:
                     listener(config)
                 await self._engine_call(self.engine.add_sub_device(sub), "add", device)
             else:
-                if (
-                    config.installed_version is not None
-                    and old_config.installed_version != config.installed_version
-                ):
-                    await self._engine_call(
-                        self.engine.ota.set_installed_version(device, config.installed_version),
-                        "report the version of",
-                        device,
-                    )
+                # A version in the subentry is not news: the edit form records the one the user states
+                # (`async_record_version`); the subentry's may be older than what a flash installed since.
                 if registry_fields(old_config) != registry_fields(config):
                     update_device_entry(self.hass, self.entry.entry_id, config)
                 if old_config.secret != config.secret:
