@@ -10,7 +10,6 @@ from homeassistant.core import Event, HomeAssistant
 from homeassistant.exceptions import ConfigEntryAuthFailed, ConfigEntryNotReady
 from homeassistant.helpers import config_validation as cv, device_registry as dr
 from homeassistant.helpers.typing import ConfigType
-from homeassistant.loader import async_get_integration
 
 from .const import CONF_PRODUCT_ID, DOMAIN, MANUFACTURER, RELOAD_FLASH_WAIT_S, SHUTDOWN_FLASH_WAIT_S
 from .engine import AuthenticationError, CannotConnectError, NotAGatewayError
@@ -60,8 +59,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: TencentIotConfigEntry) -
         model=entry.data[CONF_PRODUCT_ID],
         name=entry.title,
         serial_number=runtime.gateway.key,
-        # The gateway is this integration: its software is the integration's version.
-        sw_version=runtime.gateway_sw_version or str((await async_get_integration(hass, DOMAIN)).version),
+        sw_version=runtime.gateway_sw_version,
     )
     runtime.gateway_device_id = gateway_device.id
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)

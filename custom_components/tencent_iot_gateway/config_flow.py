@@ -4,8 +4,9 @@ Steps: `user` (region, ids, one of the two secrets) → `custom` (host, port, TL
 → dynamic registration when a product secret was given → a real MQTT login. The product secret is used once
 and never stored: the device secret it yields is what the entry keeps. Re-authentication asks for a new
 secret and tests it before saving; reconfigure changes where the broker is (region, host, port, TLS, CA).
-Options: the install policy, parallel downloads and flashes, the largest firmware accepted, the gateway's own
-firmware (its version, pushes to it). Sub-devices are config subentries (see subentry_flow.py).
+Options: the install policy, parallel downloads and flashes, the largest firmware accepted, the rollback space,
+the gateway's own firmware (its version, pushes to it), and a staged rollout's settings on a step of their own
+when it is on. Sub-devices are config subentries (see subentry_flow.py).
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ from .const import (
     CONF_CA_CERT,
     CONF_CANARY_COUNT,
     CONF_CANARY_PERCENT,
+    CONF_CANARY_SIZE,
+    CONF_CANARY_UNIT,
     CONF_DEVICE_NAME,
     CONF_DEVICE_SECRET,
     CONF_GATEWAY_UPDATES,
@@ -74,6 +77,7 @@ from .const import (
     MAX_ROLLOUT_COUNT,
     MAX_SOAK_MIN,
     SUBENTRY_SUB_DEVICE,
+    CanaryUnit,
     InstallPolicy,
 )
 from .engine import (
@@ -81,6 +85,7 @@ from .engine import (
     AuthenticationError,
     CannotConnectError,
     ClockSkewError,
+    DeviceId,
     InvalidFieldError,
     InvalidFirmwareError,
     NotAGatewayError,
@@ -96,6 +101,7 @@ from .entry_config import (
     check_device_secret,
     device_id_from,
     endpoint_from,
+    is_tencent_product_id,
     registration_url_for,
 )
 from .subentry_flow import SubDeviceSubentryFlow
@@ -199,6 +205,14 @@ def _normalise_custom(user_input: Mapping[str, Any]) -> dict[str, Any]:
     return data
 
 
+def _typed_device_id(user_input: Mapping[str, Any]) -> DeviceId:
+    """The gateway's id as the user typed it, its product ID of Tencent's shape (raises `FlowError` or
+    `InvalidFieldError`)."""
+    if not is_tencent_product_id(str(user_input[CONF_PRODUCT_ID]).strip()):
+        raise FlowError(CONF_PRODUCT_ID, "product_id_format")
+    return device_id_from(user_input)
+
+
 def _pick_secret(user_input: Mapping[str, Any]) -> tuple[str | None, str | None]:
     """Exactly one of (device secret, product secret), validated enough to sign with."""
     device_secret = str(user_input.get(CONF_DEVICE_SECRET) or "").strip() or None
@@ -248,7 +262,7 @@ class TencentIotConfigFlow(ConfigFlow, domain=DOMAIN):
         if user_input is not None:
             self._user_input = dict(user_input)
             try:
-                device = device_id_from(user_input)
+                device = _typed_device_id(user_input)
                 device_secret, self._product_secret = _pick_secret(user_input)
             except InvalidFieldError as err:
                 error = _field_error(err)
@@ -488,17 +502,44 @@ def _count_selector(minimum: int, maximum: int) -> NumberSelector:
     return NumberSelector(NumberSelectorConfig(min=minimum, max=maximum, step=1, mode=NumberSelectorMode.BOX))
 
 
+def _mib_selector(minimum: int) -> NumberSelector:
+    return NumberSelector(
+        NumberSelectorConfig(
+            min=minimum,
+            max=MAX_FIRMWARE_SIZE_MIB_LIMIT,
+            step=1,
+            unit_of_measurement="MiB",
+            mode=NumberSelectorMode.BOX,
+        )
+    )
+
+
+def _canary_size(options: Mapping[str, Any]) -> tuple[int, CanaryUnit]:
+    """The canary group's size as the form shows it, from the stored count or share (a share wins, as in the
+    engine's settings: options stored before the form had one size kept both)."""
+    percent = int(options.get(CONF_CANARY_PERCENT, 0))
+    if percent > 0:
+        return percent, CanaryUnit.PERCENT
+    return int(options.get(CONF_CANARY_COUNT, DEFAULT_CANARY_COUNT)), CanaryUnit.DEVICES
+
+
 class GatewayOptionsFlow(OptionsFlow):
-    """Install policy, parallel downloads and flashes, largest firmware accepted.
+    """Install policy, parallel downloads and flashes, largest firmware, rollback space, the gateway's own
+    firmware, and whether rollouts are staged; their settings on a second step, only when they are.
 
     Not `OptionsFlowWithReload`: the entry's update listener already reloads when the options change (it
     also applies sub-device changes without a reload, which that class forbids).
     """
 
+    def __init__(self) -> None:
+        """Nothing entered yet."""
+        self._options: dict[str, Any] = {}
+
     async def async_step_init(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
-        """One form."""
+        """Everything but the staged rollout's settings."""
         errors: dict[str, str] = {}
         description_placeholders: dict[str, str] = {}
+        options = self.config_entry.options
         if user_input is not None:
             data: dict[str, Any] = {
                 CONF_INSTALL_POLICY: user_input[CONF_INSTALL_POLICY],
@@ -512,10 +553,6 @@ class GatewayOptionsFlow(OptionsFlow):
             budget = int(user_input.get(CONF_ROLLBACK_BUDGET_MIB, DEFAULT_ROLLBACK_BUDGET_MIB))
             if budget != DEFAULT_ROLLBACK_BUDGET_MIB:
                 data[CONF_ROLLBACK_BUDGET_MIB] = budget
-            if user_input.get(CONF_ROLLOUT):
-                data[CONF_ROLLOUT] = True
-                for key in (CONF_CANARY_COUNT, CONF_CANARY_PERCENT, CONF_SOAK_MIN, CONF_MAX_FAILURES):
-                    data[key] = int(user_input[key])
             version = str(user_input.get(CONF_GATEWAY_VERSION) or "").strip()
             try:
                 if version:
@@ -524,8 +561,10 @@ class GatewayOptionsFlow(OptionsFlow):
                 errors[CONF_GATEWAY_VERSION] = "invalid_gateway_version"
                 description_placeholders["reason"] = str(err)
             if not errors:
-                return self.async_create_entry(data=data)
-        options = self.config_entry.options
+                if not user_input.get(CONF_ROLLOUT):
+                    return self.async_create_entry(data=data)
+                self._options = data | {CONF_ROLLOUT: True}
+                return await self.async_step_rollout()
         schema = vol.Schema(
             {
                 vol.Required(
@@ -540,39 +579,64 @@ class GatewayOptionsFlow(OptionsFlow):
                 ),
                 vol.Required(
                     CONF_MAX_DOWNLOADS, default=options.get(CONF_MAX_DOWNLOADS, DEFAULT_MAX_DOWNLOADS)
-                ): NumberSelector(
-                    NumberSelectorConfig(min=1, max=MAX_PARALLEL, step=1, mode=NumberSelectorMode.BOX)
-                ),
+                ): _count_selector(1, MAX_PARALLEL),
                 vol.Required(
                     CONF_MAX_FLASHES, default=options.get(CONF_MAX_FLASHES, DEFAULT_MAX_FLASHES)
-                ): NumberSelector(
-                    NumberSelectorConfig(min=1, max=MAX_PARALLEL, step=1, mode=NumberSelectorMode.BOX)
-                ),
+                ): _count_selector(1, MAX_PARALLEL),
                 vol.Required(
                     CONF_MAX_FIRMWARE_SIZE_MIB,
                     default=options.get(CONF_MAX_FIRMWARE_SIZE_MIB, DEFAULT_MAX_FIRMWARE_SIZE_MIB),
-                ): NumberSelector(
-                    NumberSelectorConfig(
-                        min=1,
-                        max=MAX_FIRMWARE_SIZE_MIB_LIMIT,
-                        step=1,
-                        unit_of_measurement="MiB",
-                        mode=NumberSelectorMode.BOX,
-                    )
-                ),
+                ): _mib_selector(1),
+                # Rollbacks are per sub-device (their health check), not part of a staged rollout.
+                vol.Required(
+                    CONF_ROLLBACK_BUDGET_MIB,
+                    default=options.get(CONF_ROLLBACK_BUDGET_MIB, DEFAULT_ROLLBACK_BUDGET_MIB),
+                ): _mib_selector(0),
                 vol.Required(
                     CONF_GATEWAY_UPDATES, default=bool(options.get(CONF_GATEWAY_UPDATES, False))
                 ): BooleanSelector(),
                 vol.Optional(CONF_GATEWAY_VERSION): TextSelector(),
                 vol.Required(CONF_ROLLOUT, default=bool(options.get(CONF_ROLLOUT, False))): BooleanSelector(),
-                vol.Required(
-                    CONF_CANARY_COUNT, default=options.get(CONF_CANARY_COUNT, DEFAULT_CANARY_COUNT)
-                ): _count_selector(1, MAX_ROLLOUT_COUNT),
-                vol.Required(
-                    CONF_CANARY_PERCENT, default=options.get(CONF_CANARY_PERCENT, 0)
-                ): NumberSelector(
-                    NumberSelectorConfig(
-                        min=0, max=100, step=1, unit_of_measurement="%", mode=NumberSelectorMode.BOX
+            }
+        )
+        suggested = {CONF_GATEWAY_VERSION: options.get(CONF_GATEWAY_VERSION, "")}
+        if user_input is not None:
+            suggested = user_input
+        return self.async_show_form(
+            step_id="init",
+            data_schema=self.add_suggested_values_to_schema(schema, suggested),
+            errors=errors,
+            description_placeholders=description_placeholders,
+        )
+
+    async def async_step_rollout(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """The staged rollout: the canary group's size (a number of devices or a share), soak time, failures."""
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            size, unit = int(user_input[CONF_CANARY_SIZE]), CanaryUnit(user_input[CONF_CANARY_UNIT])
+            if unit is CanaryUnit.PERCENT and size > 100:
+                errors[CONF_CANARY_SIZE] = "canary_share_too_large"
+            else:
+                # Exactly one of the two stored keys says how the group is sized.
+                size_key = CONF_CANARY_PERCENT if unit is CanaryUnit.PERCENT else CONF_CANARY_COUNT
+                return self.async_create_entry(
+                    data=self._options
+                    | {
+                        size_key: size,
+                        CONF_SOAK_MIN: int(user_input[CONF_SOAK_MIN]),
+                        CONF_MAX_FAILURES: int(user_input[CONF_MAX_FAILURES]),
+                    }
+                )
+        options = self.config_entry.options
+        size, unit = _canary_size(options)
+        schema = vol.Schema(
+            {
+                vol.Required(CONF_CANARY_SIZE, default=size): _count_selector(1, MAX_ROLLOUT_COUNT),
+                vol.Required(CONF_CANARY_UNIT, default=unit.value): SelectSelector(
+                    SelectSelectorConfig(
+                        options=[choice.value for choice in CanaryUnit],
+                        translation_key=CONF_CANARY_UNIT,
+                        mode=SelectSelectorMode.LIST,
                     )
                 ),
                 vol.Required(
@@ -589,26 +653,10 @@ class GatewayOptionsFlow(OptionsFlow):
                 vol.Required(
                     CONF_MAX_FAILURES, default=options.get(CONF_MAX_FAILURES, DEFAULT_MAX_FAILURES)
                 ): _count_selector(1, MAX_ROLLOUT_COUNT),
-                vol.Required(
-                    CONF_ROLLBACK_BUDGET_MIB,
-                    default=options.get(CONF_ROLLBACK_BUDGET_MIB, DEFAULT_ROLLBACK_BUDGET_MIB),
-                ): NumberSelector(
-                    NumberSelectorConfig(
-                        min=0,
-                        max=MAX_FIRMWARE_SIZE_MIB_LIMIT,
-                        step=1,
-                        unit_of_measurement="MiB",
-                        mode=NumberSelectorMode.BOX,
-                    )
-                ),
             }
         )
-        suggested = {CONF_GATEWAY_VERSION: options.get(CONF_GATEWAY_VERSION, "")}
-        if user_input is not None:
-            suggested = user_input
         return self.async_show_form(
-            step_id="init",
-            data_schema=self.add_suggested_values_to_schema(schema, suggested),
+            step_id="rollout",
+            data_schema=self.add_suggested_values_to_schema(schema, user_input or {}),
             errors=errors,
-            description_placeholders=description_placeholders,
         )

@@ -49,6 +49,19 @@ CONF_CANARY_PERCENT: Final = "canary_percent"
 CONF_SOAK_MIN: Final = "soak_min"
 CONF_MAX_FAILURES: Final = "max_failures"
 DEFAULT_CANARY_COUNT: Final = 1
+# The options form sizes the canary group one way: a number and its unit. What is stored stays
+# `canary_count` or `canary_percent` (exactly one of them), as the engine's settings take it.
+CONF_CANARY_SIZE: Final = "canary_size"
+CONF_CANARY_UNIT: Final = "canary_unit"
+
+
+class CanaryUnit(StrEnum):
+    """What the canary group's size counts."""
+
+    DEVICES = "devices"
+    PERCENT = "percent"
+
+
 DEFAULT_SOAK_MIN: Final = int(DEFAULT_SOAK_S // 60)  # the engine's default, in the form's unit
 DEFAULT_MAX_FAILURES: Final = 1
 MAX_ROLLOUT_COUNT: Final = 1000
@@ -80,7 +93,6 @@ CONF_INSTALLED_VERSION: Final = "installed_version"
 CONF_FLASHER: Final = "flasher"
 CONF_FLASHER_KIND: Final = "flasher_kind"
 FLASHER_NONE: Final = "none"
-DEFAULT_INSTALLED_VERSION: Final = "0.0.0"
 
 # -- storage ---------------------------------------------------------------------------------------------
 STORAGE_VERSION: Final = 1

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 import logging
 from pathlib import Path
+import re
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -68,6 +69,16 @@ from .ota.health_templates import NO_HEALTH_CHECK, HealthConfig
 from .ota.preflight_templates import NO_PREFLIGHT, PreflightConfig
 
 _LOGGER = logging.getLogger(__name__)
+
+# A product ID as Tencent's console issues it. The engine takes any short alphanumeric ID (what the cloud
+# sends is its own business), but one the user types is held to this, so that a typo ("lightpid") is caught on
+# the form rather than as a refused login or a device that never comes online.
+_TENCENT_PRODUCT_ID = re.compile(r"[A-Z0-9]{10}")
+
+
+def is_tencent_product_id(text: str) -> bool:
+    """Whether `text` has the shape of a Tencent product ID: 10 upper-case letters and digits."""
+    return _TENCENT_PRODUCT_ID.fullmatch(text) is not None
 
 
 def device_id_from(data: Mapping[str, Any]) -> DeviceId:

@@ -9,7 +9,6 @@ from typing import Any
 
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.storage import Store
-from homeassistant.loader import async_get_integration
 
 from .const import CONF_GATEWAY_VERSION, DOMAIN, STORAGE_VERSION
 from .engine import OwnFirmware
@@ -71,13 +70,11 @@ class EntryStores:
             await store.async_remove()
 
 
-async def async_own_firmware(
-    hass: HomeAssistant, options: Mapping[str, Any], store: JsonStore
-) -> OwnFirmware:
-    """The gateway's own version: the options' (else the integration's); it wins over the one a flash of the
-    gateway left in the OTA store only when it changed since the last start (`store` remembers it)."""
-    configured = str(options.get(CONF_GATEWAY_VERSION) or "").strip()
-    version = configured or str((await async_get_integration(hass, DOMAIN)).version)
+async def async_own_firmware(options: Mapping[str, Any], store: JsonStore) -> OwnFirmware:
+    """The gateway's own version: the options' (else unknown: the integration's version is not the firmware
+    of the host it runs on); it wins over the one a flash of the gateway left in the OTA store only when it
+    changed since the last start (`store` remembers it)."""
+    version = str(options.get(CONF_GATEWAY_VERSION) or "").strip() or None
     saved = await store.async_load() or {}
     changed = saved.get("configured_version") != version
     if changed:

@@ -27,6 +27,7 @@ from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from .const import (
     CONF_DEVICE_SECRET,
     CONF_GATEWAY_UPDATES,
+    CONF_GATEWAY_VERSION,
     CONF_INSTALL_POLICY,
     CONF_ROLLBACK_BUDGET_MIB,
     DEFAULT_INSTALL_POLICY,
@@ -150,11 +151,7 @@ class GatewayRuntime:
         """Connect; raises the engine's `AuthenticationError` / `CannotConnectError`."""
         await self.adoption.async_load()
         subs = [SubDevice(c.device, c.installed_version, c.secret) for c in self.configs.values()]
-        own = (
-            await async_own_firmware(self.hass, self.options, self.stores.gateway)
-            if self.gateway_updates
-            else None
-        )
+        own = await async_own_firmware(self.options, self.stores.gateway) if self.gateway_updates else None
         await self.engine.start(subs, own)
 
     @property
@@ -164,10 +161,11 @@ class GatewayRuntime:
 
     @property
     def gateway_sw_version(self) -> str | None:
-        """The gateway device's software version: its own firmware's when handled, else the integration's."""
-        if not self.gateway_updates:
-            return None
-        return self.snapshot(self.gateway).installed_version
+        """The gateway device's firmware: the one its updates know (set in the options, or installed by a flash),
+        else the version set in the options, else unknown (never the integration's: that is not firmware)."""
+        if self.gateway_updates:
+            return self.snapshot(self.gateway).installed_version
+        return str(self.options.get(CONF_GATEWAY_VERSION) or "").strip() or None
 
     async def async_finish_flashes(self, timeout_s: float) -> None:
         """Let the flashes under way end (bounded, logged); no new flash starts afterwards."""
@@ -213,6 +211,17 @@ class GatewayRuntime:
     async def async_set_installed_version(self, device: DeviceId, version: str) -> None:
         """Record a version flashed by other means, and report it."""
         await self.engine.ota.set_installed_version(device, version)
+
+    @callback
+    def async_record_version(self, device: DeviceId, version: str) -> None:
+        """The user says (on the sub-device's edit form) that the device runs `version`: record and report it
+        in the background, like a sync (a report that fails is logged, the version kept for the reconnect)."""
+        self._run_in_background(
+            self._engine_call(
+                self.engine.ota.set_installed_version(device, version), "report the version of", device
+            ),
+            "record the installed version",
+        )
 
     async def async_check_for_update(self, device: DeviceId) -> None:
         """Report the device's version again: the cloud answers with the firmware it has pending."""
@@ -305,15 +314,8 @@ class GatewayRuntime:
                     listener(config)
                 await self._engine_call(self.engine.add_sub_device(sub), "add", device)
             else:
-                if (
-                    config.installed_version is not None
-                    and old_config.installed_version != config.installed_version
-                ):
-                    await self._engine_call(
-                        self.engine.ota.set_installed_version(device, config.installed_version),
-                        "report the version of",
-                        device,
-                    )
+                # A version in the subentry is not news: the edit form records the one the user states
+                # (`async_record_version`); the subentry's may be older than what a flash installed since.
                 if registry_fields(old_config) != registry_fields(config):
                     update_device_entry(self.hass, self.entry.entry_id, config)
                 if old_config.secret != config.secret:

@@ -339,26 +339,32 @@ async def add_sub_devices(
 ) -> None:
     """Each sub-device as a subentry with its secret (so the gateway binds it) and the `http` flasher.
 
-    A sub-device already there makes the flow abort: it is kept as it is (a second start changes nothing).
+    A sub-device already there is refused on the flow's first step: it is kept as it is (a second start
+    changes nothing). The flow asks the ids, then the rest (its optional parts in sections), then the flasher.
     """
+    path = "/api/config/config_entries/subentries/flow"
     for device in SUB_DEVICES:
-        result = await api.run_flow(
-            "/api/config/config_entries/subentries/flow",
-            {"handler": [entry_id, SUBENTRY_TYPE]},
-            [
-                {
-                    "product_id": device.product_id,
-                    "device_name": device.device_name,
-                    "device_secret": secrets[device.key],
-                    "installed_version": SEED_VERSION,
-                    "flasher_kind": "http",
-                    "unbind_on_remove": False,
-                },
-                flasher_settings(http_url),
-            ],
-        )
-        if result.get("type") == "abort" and result.get("reason") == "already_configured":
+        started = await api.request("POST", path, {"handler": [entry_id, SUBENTRY_TYPE]})
+        flow = f"{path}/{started['flow_id']}"
+        ids = {"product_id": device.product_id, "device_name": device.device_name}
+        result = await api.request("POST", flow, ids)
+        if (result.get("errors") or {}).get("device_name") == "sub_device_exists":
+            await api.request("DELETE", flow)
             continue
+        for user_input in (
+            {
+                "device_secret": secrets[device.key],
+                "installed_version": SEED_VERSION,
+                "flasher_kind": "http",
+                "details": {"unbind_on_remove": False},
+                "preflight": {},
+                "health": {},
+            },
+            flasher_settings(http_url),
+        ):
+            if result.get("type") != "form" or result.get("errors"):
+                break
+            result = await api.request("POST", flow, user_input)
         if result.get("type") != "create_entry":
             raise DemoError(f"the sub-device flow for {device.key} ended with {result}")
 

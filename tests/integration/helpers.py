@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from homeassistant.config_entries import ConfigEntry, ConfigSubentryData
+from homeassistant.config_entries import SOURCE_USER, ConfigEntry, ConfigSubentryData
 from homeassistant.const import STATE_UNAVAILABLE
 from homeassistant.core import Event, EventStateChangedData, HomeAssistant, State, callback
+from homeassistant.data_entry_flow import section
+from homeassistant.helpers import config_validation as cv
+import probatio as vol
 
 from custom_components.tencent_iot_gateway.const import (
     CONF_DEVICE_NAME,
@@ -19,6 +22,7 @@ from custom_components.tencent_iot_gateway.const import (
     CONF_UNBIND_ON_REMOVE,
     SUBENTRY_SUB_DEVICE,
 )
+from custom_components.tencent_iot_gateway.subentry_flow import nest
 from tencent_iot_emulator.console_client import ConsoleError
 from tests.emulator_fixtures import eventually
 
@@ -90,14 +94,44 @@ def state(hass: HomeAssistant, entity_id: str) -> State:
 
 
 def suggested(result: Any) -> dict[str, Any]:
-    """The values a flow's form comes back with (its suggested values), by field."""
+    """The values a flow's form comes back with (its suggested values), by field (sections' fields too)."""
     schema = result["data_schema"]
     assert schema is not None
-    return {
-        str(key): key.description["suggested_value"]
-        for key in schema.schema
-        if key.description and "suggested_value" in key.description
-    }
+    return _suggested(schema)
+
+
+def _suggested(schema: vol.Schema) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for key, value in schema.schema.items():
+        if isinstance(value, section):
+            values |= _suggested(value.schema)
+        elif key.description and "suggested_value" in key.description:
+            values[str(key)] = key.description["suggested_value"]
+    return values
+
+
+def frontend_fields(result: Any) -> list[dict[str, Any]]:
+    """A form's fields as HA sends them to its frontend (what the user sees: sections, required, defaults)."""
+    schema = result["data_schema"]
+    assert schema is not None
+    fields = vol.to_field_list(schema, custom_serializer=cv.custom_serializer)
+    assert isinstance(fields, list)
+    return fields
+
+
+async def add_sub_device(hass: HomeAssistant, entry: ConfigEntry, user_input: Mapping[str, Any]) -> Any:
+    """Add a sub-device through the flow as the frontend does: its ids, then the rest (`user_input` flat; the
+    form's sections are filled in from it). Returns the result of the step that did not go on (a form with
+    errors, or the flasher's form), or the entry created."""
+    result = await hass.config_entries.subentries.async_init(
+        (entry.entry_id, SUBENTRY_SUB_DEVICE), context={"source": SOURCE_USER}
+    )
+    ids = {key: user_input[key] for key in (CONF_PRODUCT_ID, CONF_DEVICE_NAME)}
+    result = await hass.config_entries.subentries.async_configure(result["flow_id"], ids)
+    if result.get("step_id") != "device":
+        return result
+    rest = {key: value for key, value in user_input.items() if key not in ids}
+    return await hass.config_entries.subentries.async_configure(result["flow_id"], nest(rest))
 
 
 async def wait_for(hass: HomeAssistant, check: Callable[[], bool], within: float = WAIT_S) -> None:

@@ -26,6 +26,7 @@ from custom_components.tencent_iot_gateway.const import (
     SUBENTRY_SUB_DEVICE,
 )
 from custom_components.tencent_iot_gateway.engine.gateway.identity import DeviceId
+from custom_components.tencent_iot_gateway.subentry_flow import nest
 from tests.emulator_fixtures import eventually
 
 from .cloud_waits import cloud_task_ended
@@ -197,19 +198,16 @@ async def test_selectable_in_the_sub_device_flow(hass: HomeAssistant, gateway: G
         (entry.entry_id, SUBENTRY_SUB_DEVICE), context={"source": "user"}
     )
     assert result["type"] is FlowResultType.FORM
+    result = await hass.config_entries.subentries.async_configure(
+        result["flow_id"], {"product_id": LIGHT_PRODUCT, "device_name": "light9"}
+    )
     schema = result["data_schema"]
     assert schema is not None
     kinds = schema.schema[CONF_FLASHER_KIND].config["options"]
     assert "automation" in kinds
     result = await hass.config_entries.subentries.async_configure(
         result["flow_id"],
-        {
-            "product_id": LIGHT_PRODUCT,
-            "device_name": "light9",
-            CONF_INSTALLED_VERSION: "1.0",
-            CONF_FLASHER_KIND: "automation",
-            "unbind_on_remove": False,
-        },
+        nest({CONF_INSTALLED_VERSION: "1.0", CONF_FLASHER_KIND: "automation", "unbind_on_remove": False}),
     )
     assert result["type"] is FlowResultType.FORM
     assert result["step_id"] == "flasher_automation"

@@ -15,11 +15,16 @@ import pytest
 
 from custom_components.tencent_iot_gateway.const import (
     CONF_CA_CERT,
+    CONF_CANARY_COUNT,
+    CONF_CANARY_PERCENT,
+    CONF_CANARY_SIZE,
+    CONF_CANARY_UNIT,
     CONF_DEVICE_NAME,
     CONF_DEVICE_SECRET,
     CONF_HOST,
     CONF_INSTALL_POLICY,
     CONF_MAX_DOWNLOADS,
+    CONF_MAX_FAILURES,
     CONF_MAX_FIRMWARE_SIZE_MIB,
     CONF_MAX_FLASHES,
     CONF_PORT,
@@ -27,14 +32,24 @@ from custom_components.tencent_iot_gateway.const import (
     CONF_PRODUCT_SECRET,
     CONF_REGION,
     CONF_REGISTRATION_URL,
+    CONF_ROLLBACK_BUDGET_MIB,
+    CONF_ROLLOUT,
+    CONF_SOAK_MIN,
     CONF_TLS,
     DOMAIN,
 )
 from custom_components.tencent_iot_gateway.engine.errors import CannotConnectError
 from custom_components.tencent_iot_gateway.engine.mqtt import registration
+from custom_components.tencent_iot_gateway.entry_config import rollout_settings
 
 from .conftest import PRODUCT_SECRET, Gateway, add_entry
-from .helpers import suggested
+from .helpers import frontend_fields, suggested
+
+
+def frontend_defaults(result: Any) -> dict[str, Any]:
+    """The default of each field of a form, as the frontend shows it."""
+    return {field["name"]: field.get("default") for field in frontend_fields(result)}
+
 
 WRONG_SECRET = "d3Jvbmctc2VjcmV0LXZhbHVl"  # valid base64, not the device's secret
 
@@ -196,7 +211,10 @@ async def test_bad_host_is_a_field_error(
     ("overrides", "errors"),
     [
         ({CONF_DEVICE_SECRET: "not base64!"}, {CONF_DEVICE_SECRET: "invalid_device_secret"}),
-        ({CONF_PRODUCT_ID: "WAY-TOO-LONG-ID"}, {CONF_PRODUCT_ID: "invalid_product_id"}),
+        ({CONF_PRODUCT_ID: "WAY-TOO-LONG-ID"}, {CONF_PRODUCT_ID: "product_id_format"}),
+        # Accepted by the engine's rules (letters and digits, at most 10), not of Tencent's shape.
+        ({CONF_PRODUCT_ID: "lightpid"}, {CONF_PRODUCT_ID: "product_id_format"}),
+        ({CONF_PRODUCT_ID: "gwprod0001"}, {CONF_PRODUCT_ID: "product_id_format"}),
         ({CONF_DEVICE_NAME: "bad name"}, {CONF_DEVICE_NAME: "invalid_device_name"}),
         ({CONF_DEVICE_SECRET: None}, {"base": "one_secret"}),
         ({CONF_PRODUCT_SECRET: PRODUCT_SECRET}, {"base": "one_secret"}),
@@ -430,10 +448,15 @@ async def test_reconfigure_to_a_tencent_region(
 
 
 async def test_options(hass: HomeAssistant, gateway: Gateway, mock_setup_entry: AsyncMock) -> None:
-    """The options form stores the policy and the limits as numbers."""
+    """The options form stores the policy and the limits as numbers; with rollouts off, on one page that
+    shows no rollout setting (the rollback space is there: it is not a rollout's)."""
     entry = await add_entry(hass, gateway.entry_data)
     result = await hass.config_entries.options.async_init(entry.entry_id)
     assert result["step_id"] == "init"
+    fields = [field["name"] for field in frontend_fields(result)]
+    assert CONF_ROLLBACK_BUDGET_MIB in fields
+    assert CONF_ROLLOUT in fields
+    assert not {CONF_CANARY_COUNT, CONF_CANARY_PERCENT, CONF_CANARY_SIZE, CONF_SOAK_MIN} & set(fields)
     result = await hass.config_entries.options.async_configure(
         result["flow_id"],
         {
@@ -450,6 +473,91 @@ async def test_options(hass: HomeAssistant, gateway: Gateway, mock_setup_entry: 
         CONF_MAX_FLASHES: 4,
         CONF_MAX_FIRMWARE_SIZE_MIB: 64,
     }
+
+
+async def _options_to_rollout(hass: HomeAssistant, entry: ConfigEntry) -> Any:
+    result = await hass.config_entries.options.async_init(entry.entry_id)
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"],
+        {
+            CONF_INSTALL_POLICY: "manual",
+            CONF_MAX_DOWNLOADS: 2,
+            CONF_MAX_FLASHES: 3,
+            CONF_MAX_FIRMWARE_SIZE_MIB: 64,
+            CONF_ROLLOUT: True,
+        },
+    )
+    assert result["type"] is FlowResultType.FORM
+    assert result["step_id"] == "rollout"
+    return result
+
+
+async def test_rollout_settings_are_a_page_of_their_own_with_one_canary_size(
+    hass: HomeAssistant, gateway: Gateway, mock_setup_entry: AsyncMock
+) -> None:
+    """Rollouts on: their page sizes the canary group one way (a number and its unit); exactly one of the two
+    stored keys says how, so the engine's settings read it as before."""
+    entry = await add_entry(hass, gateway.entry_data)
+    result = await _options_to_rollout(hass, entry)
+    fields = [field["name"] for field in frontend_fields(result)]
+    assert fields == [CONF_CANARY_SIZE, CONF_CANARY_UNIT, CONF_SOAK_MIN, CONF_MAX_FAILURES]
+    rollout_input = {
+        CONF_CANARY_SIZE: 150,
+        CONF_CANARY_UNIT: "percent",
+        CONF_SOAK_MIN: 5,
+        CONF_MAX_FAILURES: 2,
+    }
+    result = await hass.config_entries.options.async_configure(result["flow_id"], rollout_input)
+    assert result["errors"] == {CONF_CANARY_SIZE: "canary_share_too_large"}
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], rollout_input | {CONF_CANARY_SIZE: 25}
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert dict(entry.options) == {
+        CONF_INSTALL_POLICY: "manual",
+        CONF_MAX_DOWNLOADS: 2,
+        CONF_MAX_FLASHES: 3,
+        CONF_MAX_FIRMWARE_SIZE_MIB: 64,
+        CONF_ROLLOUT: True,
+        CONF_CANARY_PERCENT: 25,
+        CONF_SOAK_MIN: 5,
+        CONF_MAX_FAILURES: 2,
+    }
+    settings = rollout_settings(entry.options)
+    assert settings is not None
+    assert (settings.canary_size(8), settings.batch_size) == (2, 3)
+
+    # Back to a number of devices: the share is gone, not left to override the count.
+    result = await _options_to_rollout(hass, entry)
+    assert frontend_defaults(result)[CONF_CANARY_UNIT] == "percent"
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], rollout_input | {CONF_CANARY_SIZE: 4, CONF_CANARY_UNIT: "devices"}
+    )
+    assert entry.options[CONF_CANARY_COUNT] == 4
+    assert CONF_CANARY_PERCENT not in entry.options
+
+
+@pytest.mark.parametrize(
+    ("stored", "size", "unit"),
+    [
+        ({CONF_CANARY_COUNT: 3, CONF_CANARY_PERCENT: 0}, 3, "devices"),
+        ({CONF_CANARY_COUNT: 3, CONF_CANARY_PERCENT: 20}, 20, "percent"),
+        ({}, 1, "devices"),
+    ],
+)
+async def test_rollout_options_stored_with_both_canary_keys_open_as_one_size(
+    hass: HomeAssistant,
+    gateway: Gateway,
+    mock_setup_entry: AsyncMock,
+    stored: dict[str, Any],
+    size: int,
+    unit: str,
+) -> None:
+    """Options saved by the form that had "Canary devices" and "Canary share" show the size the engine used."""
+    entry = await add_entry(hass, gateway.entry_data, options={CONF_ROLLOUT: True, **stored})
+    result = await _options_to_rollout(hass, entry)
+    defaults = frontend_defaults(result)
+    assert (defaults[CONF_CANARY_SIZE], defaults[CONF_CANARY_UNIT]) == (size, unit)
 
 
 async def test_reauth_and_reconfigure_of_a_loaded_entry_reload_it_once(

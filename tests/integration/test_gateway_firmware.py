@@ -99,11 +99,11 @@ async def test_a_push_to_the_gateway_installs_through_the_automation_flasher(
     assert state(hass, ENTITY).attributes[ATTR_INSTALLED_VERSION] == NEW_VERSION
 
 
-async def test_the_integration_version_by_default_and_nothing_when_off(
+async def test_nothing_by_default_and_no_invented_version_when_on(
     hass: HomeAssistant, gateway: Gateway
 ) -> None:
-    """Off (the default), the gateway reports nothing and has no update entity; on without a version set,
-    it reports the integration's version."""
+    """Off (the default), the gateway reports nothing and has no update entity; on without a version set, it
+    still reports nothing (the integration's version is not the host's firmware) and its version is unknown."""
     entry = await add_entry(hass, gateway.entry_data)
     await wait_for(hass, lambda: available(hass, "binary_sensor.gw01_gwprod0001_cloud_connection"))
     assert hass.states.get(ENTITY) is None
@@ -111,11 +111,12 @@ async def test_the_integration_version_by_default_and_nothing_when_off(
 
     hass.config_entries.async_update_entry(entry, options={CONF_GATEWAY_UPDATES: True})
     await hass.async_block_till_done()
-    integration_version = str((await async_get_integration(hass, DOMAIN)).version)
     await wait_for(hass, lambda: available(hass, ENTITY))
-
-    async def reported_integration_version() -> bool:
-        return await _cloud_version(gateway) == integration_version
-
-    await eventually(reported_integration_version)
-    assert state(hass, ENTITY).attributes[ATTR_INSTALLED_VERSION] == integration_version
+    await entry.runtime_data.engine.wait_versions_reported()
+    assert state(hass, ENTITY).attributes[ATTR_INSTALLED_VERSION] is None
+    assert await _cloud_version(gateway) is None
+    gateway_device = dr.async_get(hass).async_get_device_by_identifier((DOMAIN, gateway.key), entry.entry_id)
+    assert gateway_device is not None
+    assert gateway_device.sw_version is None
+    integration_version = str((await async_get_integration(hass, DOMAIN)).version)
+    assert integration_version not in str(state(hass, ENTITY).attributes)

@@ -5,13 +5,7 @@ from __future__ import annotations
 from types import MappingProxyType
 from typing import Any
 
-from homeassistant.config_entries import (
-    SOURCE_RECONFIGURE,
-    SOURCE_USER,
-    ConfigEntry,
-    ConfigSubentry,
-    ConfigSubentryData,
-)
+from homeassistant.config_entries import SOURCE_RECONFIGURE, ConfigEntry, ConfigSubentry, ConfigSubentryData
 from homeassistant.const import STATE_OFF, STATE_ON, EntityCategory
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
@@ -22,6 +16,7 @@ from custom_components.tencent_iot_gateway.const import (
     CONF_DEVICE_NAME,
     CONF_DEVICE_SECRET,
     CONF_FLASHER_KIND,
+    CONF_GATEWAY_VERSION,
     CONF_INSTALLED_VERSION,
     CONF_MODEL,
     CONF_NAME,
@@ -29,9 +24,20 @@ from custom_components.tencent_iot_gateway.const import (
     DOMAIN,
     SUBENTRY_SUB_DEVICE,
 )
+from custom_components.tencent_iot_gateway.subentry_flow import UPDATED, nest
 
 from .conftest import Gateway, add_entry
-from .helpers import LIGHT_PRODUCT, available, light_key, register_lights, setup_gateway, state, sub, wait_for
+from .helpers import (
+    LIGHT_PRODUCT,
+    add_sub_device,
+    available,
+    light_key,
+    register_lights,
+    setup_gateway,
+    state,
+    sub,
+    wait_for,
+)
 
 
 def _device(hass: HomeAssistant, entry: ConfigEntry, key: str) -> dr.DeviceEntry:
@@ -42,11 +48,9 @@ def _device(hass: HomeAssistant, entry: ConfigEntry, key: str) -> dr.DeviceEntry
 
 async def _add(hass: HomeAssistant, entry: ConfigEntry, secret: str, **names: str) -> Any:
     """Add light1 through the flow; with its secret the gateway binds it (a bound one would be adopted)."""
-    result = await hass.config_entries.subentries.async_init(
-        (entry.entry_id, SUBENTRY_SUB_DEVICE), context={"source": SOURCE_USER}
-    )
-    return await hass.config_entries.subentries.async_configure(
-        result["flow_id"],
+    return await add_sub_device(
+        hass,
+        entry,
         {
             CONF_PRODUCT_ID: LIGHT_PRODUCT,
             CONF_DEVICE_NAME: "light1",
@@ -88,9 +92,16 @@ async def test_a_named_sub_device_shows_its_name_model_and_maker(
     assert result["step_id"] == "reconfigure"
     result = await hass.config_entries.subentries.async_configure(
         result["flow_id"],
-        {CONF_NAME: "Hall light", CONF_MODEL: "", CONF_INSTALLED_VERSION: "1.0", CONF_FLASHER_KIND: "none"},
+        nest(
+            {
+                CONF_NAME: "Hall light",
+                CONF_MODEL: "",
+                CONF_INSTALLED_VERSION: "1.0",
+                CONF_FLASHER_KIND: "none",
+            }
+        ),
     )
-    assert result["reason"] == "reconfigure_successful"
+    assert result["reason"] == UPDATED
     assert entry.subentries[subentry_id].title == "Hall light"
     await wait_for(hass, lambda: _device(hass, entry, light_key("light1")).name == "Hall light")
     device = _device(hass, entry, light_key("light1"))
@@ -114,14 +125,20 @@ async def test_an_unnamed_sub_device_is_its_device_name(hass: HomeAssistant, gat
     assert state(hass, "update.light1_firmware").attributes["title"] == LIGHT_PRODUCT
 
 
-async def test_the_gateway_shows_its_product_and_the_integration_version(
+async def test_the_gateway_shows_its_product_and_only_a_firmware_the_user_gave(
     hass: HomeAssistant, gateway: Gateway
 ) -> None:
+    """The integration's version is not the gateway's firmware: no firmware until the options name one."""
     entry = await add_entry(hass, gateway.entry_data)
     device = _device(hass, entry, gateway.key)
     integration = await async_get_integration(hass, DOMAIN)
-    assert device.sw_version == str(integration.version)
+    assert device.sw_version is None
+    assert device.sw_version != str(integration.version)
     assert (device.model, device.model_id) == (gateway.product_id, None)
+
+    hass.config_entries.async_update_entry(entry, options={CONF_GATEWAY_VERSION: "GW-2.4"})
+    await hass.async_block_till_done()
+    assert _device(hass, entry, gateway.key).sw_version == "GW-2.4"
 
 
 async def test_adopted_sub_devices_are_titled_by_their_device_name(

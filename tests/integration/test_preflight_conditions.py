@@ -36,6 +36,7 @@ from custom_components.tencent_iot_gateway.engine.errors import InvalidFieldErro
 from custom_components.tencent_iot_gateway.ota import preflight_templates
 from custom_components.tencent_iot_gateway.ota.preflight_templates import PreflightConfig, in_window
 from custom_components.tencent_iot_gateway.ota.template_watch import template_changes
+from custom_components.tencent_iot_gateway.subentry_flow import Section, nest
 from tests.emulator_fixtures import eventually
 
 from .conftest import Gateway
@@ -153,21 +154,25 @@ async def test_the_sub_device_form_stores_conditions_and_refuses_a_broken_templa
     result = await hass.config_entries.subentries.async_init(
         (entry.entry_id, SUBENTRY_SUB_DEVICE), context={"source": SOURCE_USER}
     )
+    ids = {key: base.pop(key) for key in (CONF_PRODUCT_ID, CONF_DEVICE_NAME)}
+    await hass.config_entries.subentries.async_configure(result["flow_id"], ids)
     # The template selector refuses what does not parse, naming the field (the form shows it there).
     with pytest.raises(InvalidData) as caught:
         await hass.config_entries.subentries.async_configure(
-            result["flow_id"], base | {CONF_PREFLIGHT_CONDITION: "{{ states('sensor.x') > }}"}
+            result["flow_id"], nest(base | {CONF_PREFLIGHT_CONDITION: "{{ states('sensor.x') > }}"})
         )
-    assert caught.value.path == [CONF_PREFLIGHT_CONDITION]
+    assert caught.value.path == [Section.PREFLIGHT, CONF_PREFLIGHT_CONDITION]
     result = await hass.config_entries.subentries.async_configure(
         result["flow_id"],
-        base
-        | {
-            CONF_PREFLIGHT_CONDITION: CONDITION,
-            CONF_MAINTENANCE_START: "02:00:00",
-            CONF_MAINTENANCE_END: "05:00:00",
-            CONF_PREFLIGHT_TIMEOUT_MIN: 30.0,
-        },
+        nest(
+            base
+            | {
+                CONF_PREFLIGHT_CONDITION: CONDITION,
+                CONF_MAINTENANCE_START: "02:00:00",
+                CONF_MAINTENANCE_END: "05:00:00",
+                CONF_PREFLIGHT_TIMEOUT_MIN: 30.0,
+            }
+        ),
     )
     assert result["type"] is FlowResultType.CREATE_ENTRY
     (data,) = [s.data for s in entry.subentries.values()]

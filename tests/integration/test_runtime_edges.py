@@ -6,7 +6,7 @@ import json
 import logging
 from typing import Any
 
-from homeassistant.config_entries import SOURCE_REAUTH, ConfigEntry
+from homeassistant.config_entries import SOURCE_REAUTH, SOURCE_RECONFIGURE, ConfigEntry
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
 import pytest
@@ -14,15 +14,18 @@ import pytest
 from custom_components.tencent_iot_gateway.const import (
     CONF_DEVICE_NAME,
     CONF_DEVICE_SECRET,
+    CONF_FLASHER_KIND,
     CONF_INSTALL_POLICY,
     CONF_INSTALLED_VERSION,
     CONF_MAX_DOWNLOADS,
     CONF_MAX_FIRMWARE_SIZE_MIB,
     CONF_MAX_FLASHES,
     DOMAIN,
+    SUBENTRY_SUB_DEVICE,
     InstallPolicy,
 )
 from custom_components.tencent_iot_gateway.engine.gateway.identity import DeviceId
+from custom_components.tencent_iot_gateway.subentry_flow import nest
 from tencent_iot_emulator.registry import REGISTRY_FILE
 from tests.emulator_fixtures import eventually, on_the_same_ports
 
@@ -138,10 +141,14 @@ async def test_a_version_edit_while_the_cloud_is_away_is_kept_and_logged(
     await wait_for(hass, lambda: not entry.runtime_data.connected)
     caplog.clear()
 
-    subentry = entry.subentries[_subentry_id(entry, "light1")]
-    hass.config_entries.async_update_subentry(
-        entry, subentry, data=dict(subentry.data) | {CONF_INSTALLED_VERSION: "1.5"}
+    result = await hass.config_entries.subentries.async_init(
+        (entry.entry_id, SUBENTRY_SUB_DEVICE),
+        context={"source": SOURCE_RECONFIGURE, "subentry_id": _subentry_id(entry, "light1")},
     )
+    result = await hass.config_entries.subentries.async_configure(
+        result["flow_id"], nest({CONF_INSTALLED_VERSION: "1.5", CONF_FLASHER_KIND: "none"})
+    )
+    assert result["type"] is FlowResultType.ABORT
     await wait_for(hass, lambda: entry.runtime_data.snapshot(LIGHT1).installed_version == "1.5")
     await hass.async_block_till_done()
     [warning] = [m for m in _runtime_logs(caplog) if m.startswith("Could not report")]

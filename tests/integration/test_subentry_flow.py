@@ -19,19 +19,23 @@ from custom_components.tencent_iot_gateway.const import (
     CONF_FLASHER,
     CONF_FLASHER_KIND,
     CONF_INSTALLED_VERSION,
+    CONF_MAINTENANCE_START,
     CONF_PRODUCT_ID,
     CONF_UNBIND_ON_REMOVE,
     DOMAIN,
     SUBENTRY_SUB_DEVICE,
 )
 from custom_components.tencent_iot_gateway.engine.gateway.identity import DeviceId
+from custom_components.tencent_iot_gateway.subentry_flow import SECTION_FIELDS, UPDATED, Section, nest
 from tests.emulator_fixtures import eventually
 
 from .conftest import Gateway, add_entry
 from .helpers import (
     LIGHT_PRODUCT,
+    add_sub_device,
     available,
     console_online,
+    frontend_fields,
     gateway_operations,
     light_key,
     operation_seen,
@@ -66,9 +70,19 @@ def _device_input(name: str, **extra: Any) -> dict[str, Any]:
 
 
 async def _add(hass: HomeAssistant, entry: ConfigEntry, user_input: dict[str, Any]) -> dict[str, Any]:
+    return dict(await add_sub_device(hass, entry, user_input))
+
+
+async def _to_settings_form(hass: HomeAssistant, entry: ConfigEntry, name: str) -> str:
+    """A flow past the ids of `name`, on the form of everything else."""
     flow_id = await _start_add(hass, entry)
-    result = await hass.config_entries.subentries.async_configure(flow_id, user_input)
-    return dict(result)
+    result = await hass.config_entries.subentries.async_configure(
+        flow_id, {CONF_PRODUCT_ID: LIGHT_PRODUCT, CONF_DEVICE_NAME: name}
+    )
+    assert result["type"] is FlowResultType.FORM
+    assert result["step_id"] == "device"
+    assert result["errors"] in (None, {})
+    return flow_id
 
 
 def _subentry_id(entry: ConfigEntry, name: str) -> str:
@@ -139,48 +153,105 @@ async def test_add_unbound_without_secret_stays_unavailable(
 
 
 @pytest.mark.parametrize(
+    ("ids", "field", "error"),
+    [
+        ({CONF_PRODUCT_ID: "bad id!"}, CONF_PRODUCT_ID, "product_id_format"),
+        ({CONF_PRODUCT_ID: ""}, CONF_PRODUCT_ID, "product_id_format"),
+        ({CONF_PRODUCT_ID: "lightpid"}, CONF_PRODUCT_ID, "product_id_format"),
+        ({CONF_PRODUCT_ID: "lightprod1"}, CONF_PRODUCT_ID, "product_id_format"),
+        ({CONF_PRODUCT_ID: "LIGHTPROD12"}, CONF_PRODUCT_ID, "product_id_format"),
+        ({CONF_DEVICE_NAME: "bad name!"}, CONF_DEVICE_NAME, "invalid_device_name"),
+        ({CONF_PRODUCT_ID: "GWPROD0001", CONF_DEVICE_NAME: "gw01"}, "base", "sub_device_is_gateway"),
+    ],
+)
+async def test_bad_ids_are_refused_on_the_first_step(
+    hass: HomeAssistant, gateway: Gateway, ids: dict[str, Any], field: str, error: str
+) -> None:
+    """Product ID (Tencent's 10 upper-case letters and digits), device name and the gateway itself are checked
+    before anything else is asked; a correction goes on to the rest."""
+    entry = await add_entry(hass, gateway.entry_data)
+    flow_id = await _start_add(hass, entry)
+    result = await hass.config_entries.subentries.async_configure(
+        flow_id, {CONF_PRODUCT_ID: LIGHT_PRODUCT, CONF_DEVICE_NAME: "light1"} | ids
+    )
+    assert result["type"] is FlowResultType.FORM
+    assert result["step_id"] == "user"
+    assert result["errors"] == {field: error}
+    if error.startswith("invalid_"):
+        assert (result["description_placeholders"] or {})["reason"]
+    result = await hass.config_entries.subentries.async_configure(
+        flow_id, {CONF_PRODUCT_ID: LIGHT_PRODUCT, CONF_DEVICE_NAME: "light1"}
+    )
+    assert result["step_id"] == "device"
+    assert result["description_placeholders"] == {"device": "light1"}
+
+
+@pytest.mark.parametrize(
     ("user_input", "field", "error"),
     [
-        ({CONF_PRODUCT_ID: "bad id!"}, CONF_PRODUCT_ID, "invalid_product_id"),
-        ({CONF_PRODUCT_ID: ""}, CONF_PRODUCT_ID, "invalid_product_id"),
-        ({CONF_DEVICE_NAME: "bad name!"}, CONF_DEVICE_NAME, "invalid_device_name"),
         ({CONF_DEVICE_SECRET: "not base64 !!"}, CONF_DEVICE_SECRET, "invalid_device_secret"),
         ({CONF_INSTALLED_VERSION: "v" * 33}, CONF_INSTALLED_VERSION, "invalid_installed_version"),
         ({CONF_INSTALLED_VERSION: "a\tb"}, CONF_INSTALLED_VERSION, "invalid_installed_version"),
-        ({CONF_PRODUCT_ID: "GWPROD0001", CONF_DEVICE_NAME: "gw01"}, "base", "sub_device_is_gateway"),
     ],
 )
 async def test_add_field_errors(
     hass: HomeAssistant, gateway: Gateway, user_input: dict[str, Any], field: str, error: str
 ) -> None:
-    """Each bad field is named on the form, with the reason; a correction then succeeds."""
+    """Each bad field of the second form is named, with the reason; a correction then succeeds."""
     entry = await add_entry(hass, gateway.entry_data)
-    flow_id = await _start_add(hass, entry)
-    result = await hass.config_entries.subentries.async_configure(
-        flow_id, _device_input("light1", **user_input)
-    )
+    flow_id = await _to_settings_form(hass, entry, "light1")
+    entered = _device_input("light1", **user_input)
+    del entered[CONF_PRODUCT_ID], entered[CONF_DEVICE_NAME]
+    result = await hass.config_entries.subentries.async_configure(flow_id, nest(entered))
     assert result["type"] is FlowResultType.FORM
+    assert result["step_id"] == "device"
     assert result["errors"] == {field: error}
-    if field != "base":
-        assert result["description_placeholders"] is not None
-        assert (result["description_placeholders"] or {})["reason"]
-    result = await hass.config_entries.subentries.async_configure(flow_id, _device_input("light1"))
+    assert (result["description_placeholders"] or {})["reason"]
+    result = await hass.config_entries.subentries.async_configure(
+        flow_id, nest(entered | {CONF_DEVICE_SECRET: "", CONF_INSTALLED_VERSION: "1.0.0"})
+    )
     assert result["type"] is FlowResultType.CREATE_ENTRY
 
 
-async def test_add_twice_aborts(hass: HomeAssistant, gateway: Gateway) -> None:
-    """The same sub-device twice: already configured."""
-    entry = await add_entry(hass, gateway.entry_data, subentries=[sub("light1")])
-    result = await _add(hass, entry, _device_input("light1"))
+async def test_a_configured_device_is_refused_before_the_rest_is_asked(
+    hass: HomeAssistant, gateway: Gateway
+) -> None:
+    """The same sub-device twice: said on the first step, on the device name, with the name it is known by."""
+    named = sub("light1")
+    named["title"] = "Porch light"
+    entry = await add_entry(hass, gateway.entry_data, subentries=[named])
+    flow_id = await _start_add(hass, entry)
+    result = await hass.config_entries.subentries.async_configure(
+        flow_id, {CONF_PRODUCT_ID: LIGHT_PRODUCT, CONF_DEVICE_NAME: "light1"}
+    )
+    assert result["type"] is FlowResultType.FORM
+    assert result["step_id"] == "user"
+    assert result["errors"] == {CONF_DEVICE_NAME: "sub_device_exists"}
+    assert result["description_placeholders"] == {"device": "Porch light"}
+    result = await hass.config_entries.subentries.async_configure(
+        flow_id, {CONF_PRODUCT_ID: LIGHT_PRODUCT, CONF_DEVICE_NAME: "light2"}
+    )
+    assert result["step_id"] == "device"
+
+
+async def test_a_device_added_meanwhile_aborts_at_the_end(hass: HomeAssistant, gateway: Gateway) -> None:
+    """Added from another window while this flow was on its second form: not a second subentry."""
+    entry = await add_entry(hass, gateway.entry_data)
+    flow_id = await _to_settings_form(hass, entry, "light1")
+    assert (await _add(hass, entry, _device_input("light1")))["type"] is FlowResultType.CREATE_ENTRY
+    entered = _device_input("light1")
+    del entered[CONF_PRODUCT_ID], entered[CONF_DEVICE_NAME]
+    result = await hass.config_entries.subentries.async_configure(flow_id, nest(entered))
     assert result["type"] is FlowResultType.ABORT
     assert result["reason"] == "already_configured"
+    assert len(entry.subentries) == 1
 
 
 async def _to_flasher_form(hass: HomeAssistant, entry: ConfigEntry, kind: str) -> str:
-    flow_id = await _start_add(hass, entry)
-    result = await hass.config_entries.subentries.async_configure(
-        flow_id, _device_input("light1", **{CONF_FLASHER_KIND: kind})
-    )
+    flow_id = await _to_settings_form(hass, entry, "light1")
+    entered = _device_input("light1", **{CONF_FLASHER_KIND: kind})
+    del entered[CONF_PRODUCT_ID], entered[CONF_DEVICE_NAME]
+    result = await hass.config_entries.subentries.async_configure(flow_id, nest(entered))
     assert result["type"] is FlowResultType.FORM
     assert result["step_id"] == f"flasher_{kind}"
     return flow_id
@@ -193,7 +264,8 @@ def _selectors(result: Any) -> dict[str, Any]:
 
 
 async def test_each_flasher_kind_has_its_own_form(hass: HomeAssistant, gateway: Gateway) -> None:
-    """No object editor: every kind's fields with their own selectors (URL, password, select, seconds)."""
+    """No object editor: every kind's fields with their own selectors (URL, password, select, seconds), after
+    the kind itself (the way to another kind's form)."""
     entry = await add_entry(hass, gateway.entry_data)
     expected = {
         "command": {"program", "args", "timeout_s"},
@@ -213,7 +285,11 @@ async def test_each_flasher_kind_has_its_own_form(hass: HomeAssistant, gateway: 
         flow_id = await _to_flasher_form(hass, entry, kind)
         result = await hass.config_entries.subentries.async_configure(flow_id)
         selectors = _selectors(result)
-        assert set(selectors) == fields, kind
+        assert next(iter(selectors)) == CONF_FLASHER_KIND
+        assert set(selectors) == fields | {CONF_FLASHER_KIND}, kind
+        # Nothing the user must type is required by the schema: HA's frontend would not submit a change of
+        # kind with it empty (the kind's own check names a missing field instead).
+        assert not [f["name"] for f in frontend_fields(result) if f.get("required") and "default" not in f]
         assert "{path}" in (result["description_placeholders"] or {})["placeholders"]
         hass.config_entries.subentries.async_abort(flow_id)
         if kind == "http":
@@ -243,7 +319,15 @@ async def test_http_flasher_form_stores_the_settings(hass: HomeAssistant, gatewa
     result = await hass.config_entries.subentries.async_configure(flow_id, entered)
     assert result["errors"] == {"url": "invalid_setting"}
     assert "http" in (result["description_placeholders"] or {})["reason"]
-    assert suggested(result) == entered
+    assert suggested(result) == entered | {CONF_FLASHER_KIND: "http"}
+    # An address without its scheme: a plain hint of the form's own, on the field.
+    for field in ("url", "version_url"):
+        without_scheme = entered | {"url": "http://192.168.1.50/ota", field: "192.168.1.50/x"}
+        result = await hass.config_entries.subentries.async_configure(flow_id, without_scheme)
+        assert result["errors"] == {field: "url_without_scheme"}, field
+        assert suggested(result) == without_scheme | {CONF_FLASHER_KIND: "http"}
+    result = await hass.config_entries.subentries.async_configure(flow_id, entered | {"url": ""})
+    assert result["errors"] == {"url": "required_setting"}
     result = await hass.config_entries.subentries.async_configure(
         flow_id, entered | {"url": "http://192.168.1.50/ota/{device_name}"}
     )
@@ -272,7 +356,7 @@ async def test_command_flasher_form_checks_the_program(
         entered = {"program": program, "args": ["--port", "/dev/ttyUSB0", "{path}"], "timeout_s": 30}
         result = await hass.config_entries.subentries.async_configure(flow_id, entered)
         assert result["errors"] == {"program": "program_not_found"}, program
-        assert suggested(result) == entered
+        assert suggested(result) == entered | {CONF_FLASHER_KIND: "command"}
     result = await hass.config_entries.subentries.async_configure(
         flow_id, {"program": "true", "args": ["{unknown}"], "timeout_s": 30}
     )
@@ -306,7 +390,7 @@ async def test_file_flasher_form_checks_the_directory(
     ):
         result = await hass.config_entries.subentries.async_configure(flow_id, {"directory": directory})
         assert result["errors"] == {"directory": error}, directory
-        assert suggested(result) == {"directory": directory}
+        assert suggested(result) == {CONF_FLASHER_KIND: "file", "directory": directory}
     result = await hass.config_entries.subentries.async_configure(flow_id, {"directory": str(tmp_path)})
     assert result["type"] is FlowResultType.CREATE_ENTRY
     flasher = entry.subentries[_subentry_id(entry, "light1")].data[CONF_FLASHER]
@@ -322,7 +406,7 @@ async def _reconfigure(
     )
     assert result["type"] is FlowResultType.FORM
     assert result["step_id"] == "reconfigure"
-    return dict(await hass.config_entries.subentries.async_configure(result["flow_id"], user_input))
+    return dict(await hass.config_entries.subentries.async_configure(result["flow_id"], nest(user_input)))
 
 
 async def test_edit_version_and_flasher_live(hass: HomeAssistant, gateway: Gateway, tmp_path: Path) -> None:
@@ -345,7 +429,7 @@ async def test_edit_version_and_flasher_live(hass: HomeAssistant, gateway: Gatew
         await hass.config_entries.subentries.async_configure(result["flow_id"], {"directory": str(tmp_path)})
     )
     assert result["type"] is FlowResultType.ABORT
-    assert result["reason"] == "reconfigure_successful"
+    assert result["reason"] == UPDATED
     data = entry.subentries[_subentry_id(entry, "light1")].data
     assert data[CONF_DEVICE_SECRET] == secrets["light1"]  # left empty: kept
     assert data[CONF_UNBIND_ON_REMOVE] is True
@@ -372,7 +456,7 @@ async def test_edit_version_and_flasher_live(hass: HomeAssistant, gateway: Gatew
         "light1",
         {CONF_INSTALLED_VERSION: "2.0.0", CONF_FLASHER_KIND: "none", CONF_UNBIND_ON_REMOVE: True},
     )
-    assert result["reason"] == "reconfigure_successful"
+    assert result["reason"] == UPDATED
     assert CONF_FLASHER not in entry.subentries[_subentry_id(entry, "light1")].data
     await wait_for(
         hass,
@@ -441,8 +525,12 @@ async def test_settings_stored_by_the_object_editor_open_in_the_new_form(
         "timeout_s": 600.0,
         "version_timeout_s": 300.0,
     }
-    result = dict(await hass.config_entries.subentries.async_configure(result["flow_id"], suggested(result)))
-    assert result["reason"] == "reconfigure_successful"
+    result = dict(
+        await hass.config_entries.subentries.async_configure(
+            result["flow_id"], suggested(result) | {CONF_FLASHER_KIND: "http"}
+        )
+    )
+    assert result["reason"] == UPDATED
     assert entry.subentries[_subentry_id(entry, "light1")].data[CONF_FLASHER] == stored
 
 
@@ -516,10 +604,159 @@ async def test_editing_an_adopted_sub_device_may_leave_its_version_unknown(
     adopted["data"] = {k: v for k, v in adopted["data"].items() if k != CONF_INSTALLED_VERSION}
     entry = await add_entry(hass, gateway.entry_data, subentries=[adopted])
     result = await _reconfigure(hass, entry, "light1", {CONF_FLASHER_KIND: "none"})
-    assert result["reason"] == "reconfigure_successful"
+    assert result["reason"] == UPDATED
     assert CONF_INSTALLED_VERSION not in entry.subentries[_subentry_id(entry, "light1")].data
     result = await _reconfigure(
         hass, entry, "light1", {CONF_INSTALLED_VERSION: "3.1", CONF_FLASHER_KIND: "none"}
     )
-    assert result["reason"] == "reconfigure_successful"
+    assert result["reason"] == UPDATED
     assert entry.subentries[_subentry_id(entry, "light1")].data[CONF_INSTALLED_VERSION] == "3.1"
+
+
+def _sections(result: Any) -> dict[str, dict[str, Any]]:
+    return {field["name"]: field for field in frontend_fields(result) if field.get("type") == "expandable"}
+
+
+async def test_the_settings_form_keeps_the_optional_parts_in_collapsed_sections(
+    hass: HomeAssistant, gateway: Gateway
+) -> None:
+    """After the ids: four fields, then details, pre-flight and health check in sections, all collapsed; the
+    version has no default (none is invented)."""
+    entry = await add_entry(hass, gateway.entry_data)
+    flow_id = await _to_settings_form(hass, entry, "light1")
+    result = await hass.config_entries.subentries.async_configure(flow_id, None)
+    fields = frontend_fields(result)
+    assert [field["name"] for field in fields if field.get("type") != "expandable"] == [
+        "name",
+        CONF_DEVICE_SECRET,
+        CONF_INSTALLED_VERSION,
+        CONF_FLASHER_KIND,
+    ]
+    version = next(field for field in fields if field["name"] == CONF_INSTALLED_VERSION)
+    assert not version["required"]
+    assert "default" not in version
+    sections = _sections(result)
+    assert list(sections) == [Section.DETAILS, Section.PREFLIGHT, Section.HEALTH]
+    assert not any(part["expanded"] for part in sections.values())
+    inside = {field["name"] for part in sections.values() for field in part["schema"]}
+    assert inside == {field for fields in SECTION_FIELDS.values() for field in fields}
+    assert CONF_UNBIND_ON_REMOVE in inside
+
+
+async def test_an_error_inside_a_section_is_said_on_it_and_opens_it(
+    hass: HomeAssistant, gateway: Gateway
+) -> None:
+    """HA shows a section's error above it (not a field's inside it): a maintenance window without an end is
+    an error of the pre-flight section, which comes back open with what was entered."""
+    entry = await add_entry(hass, gateway.entry_data)
+    flow_id = await _to_settings_form(hass, entry, "light1")
+    entered = {CONF_FLASHER_KIND: "none", CONF_MAINTENANCE_START: "02:00:00"}
+    result = await hass.config_entries.subentries.async_configure(flow_id, nest(entered))
+    assert result["step_id"] == "device"
+    assert result["errors"] == {Section.PREFLIGHT: "invalid_maintenance_end"}
+    assert (result["description_placeholders"] or {})["reason"]
+    assert {name: part["expanded"] for name, part in _sections(result).items()} == {
+        Section.DETAILS: False,
+        Section.PREFLIGHT: True,
+        Section.HEALTH: False,
+    }
+    assert suggested(result)[CONF_MAINTENANCE_START] == "02:00:00"
+
+
+async def test_a_new_sub_device_without_a_version_reports_none(hass: HomeAssistant, gateway: Gateway) -> None:
+    """Added with the version left empty: stored without one, unknown in HA, and nothing reported to the cloud
+    (no "0.0.0" that nobody knows to be true)."""
+    secrets = await register_lights(gateway, "light1", bind=False)
+    entry = await add_entry(hass, gateway.entry_data)
+    entered = _device_input("light1", **{CONF_DEVICE_SECRET: secrets["light1"]})
+    del entered[CONF_INSTALLED_VERSION]
+    result = await _add(hass, entry, entered)
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert CONF_INSTALLED_VERSION not in entry.subentries[_subentry_id(entry, "light1")].data
+    await wait_for(hass, lambda: available(hass, "update.light1_firmware"))
+    await entry.runtime_data.engine.wait_versions_reported()
+    assert state(hass, "update.light1_firmware").attributes[ATTR_INSTALLED_VERSION] is None
+    assert (await gateway.emulator.console.get_device(LIGHT_PRODUCT, "light1")).version is None
+
+
+async def test_the_edit_form_shows_the_running_version_and_records_going_back(
+    hass: HomeAssistant, gateway: Gateway
+) -> None:
+    """The subentry still says 0.1 while the device runs V100R0002 (flashed since): the form shows V100R0002.
+    Entering 0.1 (the subentry's value, not what runs) is the user saying it went back: recorded, reported."""
+    await register_lights(gateway, "light1")
+    entry = await setup_gateway(hass, gateway, [sub("light1", version="0.1")])
+    device = DeviceId(LIGHT_PRODUCT, "light1")
+
+    async def cloud_version() -> str | None:
+        return (await gateway.emulator.console.get_device(LIGHT_PRODUCT, "light1")).version
+
+    await entry.runtime_data.async_set_installed_version(device, "V100R0002")
+    assert entry.subentries[_subentry_id(entry, "light1")].data[CONF_INSTALLED_VERSION] == "0.1"
+    result = await hass.config_entries.subentries.async_init(
+        (entry.entry_id, SUBENTRY_SUB_DEVICE),
+        context={"source": SOURCE_RECONFIGURE, "subentry_id": _subentry_id(entry, "light1")},
+    )
+    assert suggested(result)[CONF_INSTALLED_VERSION] == "V100R0002"
+    result = await hass.config_entries.subentries.async_configure(
+        result["flow_id"], nest({CONF_INSTALLED_VERSION: "0.1", CONF_FLASHER_KIND: "none"})
+    )
+    assert result["reason"] == UPDATED
+    await wait_for(hass, lambda: entry.runtime_data.snapshot(device).installed_version == "0.1")
+    assert state(hass, "update.light1_firmware").attributes[ATTR_INSTALLED_VERSION] == "0.1"
+
+    async def reported_back() -> bool:
+        return await cloud_version() == "0.1"
+
+    await eventually(reported_back)
+
+    # Submitted as shown (only the name changed): not a statement, nothing recorded over what runs.
+    await entry.runtime_data.async_set_installed_version(device, "V100R0003")
+    renamed = await _reconfigure(
+        hass,
+        entry,
+        "light1",
+        {"name": "Porch", CONF_INSTALLED_VERSION: "V100R0003", CONF_FLASHER_KIND: "none"},
+    )
+    assert renamed["reason"] == UPDATED
+    await hass.async_block_till_done()
+    assert entry.runtime_data.snapshot(device).installed_version == "V100R0003"
+    assert entry.subentries[_subentry_id(entry, "light1")].data[CONF_INSTALLED_VERSION] == "V100R0003"
+
+
+async def test_the_flasher_form_leads_to_another_kind_or_to_none(
+    hass: HomeAssistant, gateway: Gateway, tmp_path: Path
+) -> None:
+    """Changing the kind on a flasher's form (nothing else filled in) goes to that kind's form, without an
+    error; none saves the sub-device without a flasher."""
+    entry = await add_entry(hass, gateway.entry_data)
+    flow_id = await _to_flasher_form(hass, entry, "http")
+    result = await hass.config_entries.subentries.async_configure(flow_id, {CONF_FLASHER_KIND: "file"})
+    assert result["step_id"] == "flasher_file"
+    assert result["errors"] in (None, {})
+    result = await hass.config_entries.subentries.async_configure(flow_id, {CONF_FLASHER_KIND: "file"})
+    assert result["errors"] == {"directory": "required_setting"}
+    result = await hass.config_entries.subentries.async_configure(flow_id, {CONF_FLASHER_KIND: "none"})
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert CONF_FLASHER not in entry.subentries[_subentry_id(entry, "light1")].data
+
+
+async def test_editing_goes_to_another_kind_and_back_to_the_stored_settings(
+    hass: HomeAssistant, gateway: Gateway, tmp_path: Path
+) -> None:
+    """On the edit flow, the kind's form leads to another kind (nothing suggested there) and back to the
+    stored one, whose settings are suggested again."""
+    flasher = {"kind": "file", "directory": str(tmp_path)}
+    entry = await add_entry(hass, gateway.entry_data, subentries=[sub("light2", flasher=flasher)])
+    result = await _reconfigure(hass, entry, "light2", {CONF_FLASHER_KIND: "file"})
+    result = dict(
+        await hass.config_entries.subentries.async_configure(
+            result["flow_id"], {CONF_FLASHER_KIND: "command"}
+        )
+    )
+    assert result["step_id"] == "flasher_command"
+    assert suggested(result) == {}
+    result = dict(
+        await hass.config_entries.subentries.async_configure(result["flow_id"], {CONF_FLASHER_KIND: "file"})
+    )
+    assert suggested(result) == {"directory": str(tmp_path)}

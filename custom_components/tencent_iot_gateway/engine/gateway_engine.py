@@ -116,11 +116,12 @@ class UpdatesBlocked:
 class OwnFirmware:
     """The gateway's own firmware, handled like a sub-device's on the gateway's own OTA topics.
 
-    `version`: what the gateway reports it runs; `version_wins`: it replaces the version the last run saved
-    (the user set a new one since), else a version installed by a flash since then is kept.
+    `version`: what the gateway reports it runs (None: unknown, nothing is reported until a flash installs one);
+    `version_wins`: it replaces the version the last run saved (the user set a new one since), else a version
+    installed by a flash since then is kept.
     """
 
-    version: str
+    version: str | None
     version_wins: bool = False
 
 

@@ -4,6 +4,10 @@ The stored shape is unchanged (the engine's `to_dict()` output with `kind`, as t
 stored it), so existing subentries need no migration: `suggested_values` shows any stored object on its form.
 Checks that need the file system (the program exists and is executable, the directory exists) run in the
 executor and name their field, as the engine's parser does for every other field.
+
+No field is required by the schema: the flow puts the flasher kind on each form, so that the user can switch
+to another kind without filling in this one (HA's frontend refuses to submit a form with an empty required
+field). The fields a kind needs are checked here instead, each named with its own error.
 """
 
 from __future__ import annotations
@@ -46,6 +50,8 @@ KIND: Final = "kind"
 BEARER: Final = "token"
 # Settings a form may leave empty: they are then not stored (the engine's default applies).
 _OPTIONAL_TEXT: Final = frozenset({BEARER, "version_url"})
+# Addresses a device is reached at: without a scheme ("192.168.1.50/ota") the user gets a plain hint.
+_URL_FIELDS: Final = ("url", "version_url")
 _INDEXED_FIELD = re.compile(r"(\w+)\[\d+\]")
 
 
@@ -84,7 +90,7 @@ def _command_schema() -> vol.Schema:
     defaults = CommandFlasherConfig(program="program")
     return vol.Schema(
         {
-            vol.Required("program"): _TEXT,
+            vol.Optional("program"): _TEXT,
             vol.Optional("args"): _TEXT_LIST,
             vol.Required("timeout_s", default=defaults.timeout_s): _seconds(86_400),
         }
@@ -95,7 +101,7 @@ def _http_schema() -> vol.Schema:
     defaults = HttpFlasherConfig(url="http://device")
     return vol.Schema(
         {
-            vol.Required("url"): _URL,
+            vol.Optional("url"): _URL,
             vol.Required("method", default=defaults.method.value): _METHOD,
             vol.Optional(BEARER): _PASSWORD,
             vol.Optional("version_url"): _URL,
@@ -107,7 +113,7 @@ def _http_schema() -> vol.Schema:
 
 
 def _file_schema() -> vol.Schema:
-    return vol.Schema({vol.Required("directory"): _TEXT})
+    return vol.Schema({vol.Optional("directory"): _TEXT})
 
 
 def _automation_schema() -> vol.Schema:
@@ -133,10 +139,11 @@ def _directory_problem(directory: str) -> str | None:
 
 @dataclass(frozen=True, slots=True)
 class FlasherForm:
-    """The form of one flasher kind: its schema and the file-system check of one field, if any."""
+    """The form of one flasher kind: its schema, the fields it needs, and the file-system check of one field."""
 
     kind: str
     schema: Callable[[], vol.Schema]
+    required: tuple[str, ...] = ()
     checked_field: str | None = None
     check: Callable[[str], str | None] | None = None
 
@@ -144,9 +151,9 @@ class FlasherForm:
 FORMS: Final[dict[str, FlasherForm]] = {
     form.kind: form
     for form in (
-        FlasherForm(CommandFlasherConfig.kind, _command_schema, "program", _program_problem),
-        FlasherForm(HttpFlasherConfig.kind, _http_schema),
-        FlasherForm(FileFlasherConfig.kind, _file_schema, "directory", _directory_problem),
+        FlasherForm(CommandFlasherConfig.kind, _command_schema, ("program",), "program", _program_problem),
+        FlasherForm(HttpFlasherConfig.kind, _http_schema, ("url",)),
+        FlasherForm(FileFlasherConfig.kind, _file_schema, ("directory",), "directory", _directory_problem),
         FlasherForm(AUTOMATION_KIND, _automation_schema),
     )
 }
@@ -184,6 +191,12 @@ async def async_settings_from_form(
         if key == "args":
             value = [str(arg) for arg in value if str(arg).strip()]
         settings[key] = value
+    for key in form.required:
+        if not settings.get(key):
+            raise FlasherFieldError(key, "required_setting")
+    for key in _URL_FIELDS:
+        if isinstance(settings.get(key), str) and "://" not in settings[key]:
+            raise FlasherFieldError(key, "url_without_scheme")
     if BEARER not in settings and stored is not None and stored.get(KIND) == kind and stored.get(BEARER):
         settings[BEARER] = stored[BEARER]
     try:
