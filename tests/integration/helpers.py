@@ -22,7 +22,7 @@ from custom_components.tencent_iot_gateway.const import (
 from tencent_iot_emulator.console_client import ConsoleError
 from tests.emulator_fixtures import eventually
 
-from .conftest import Gateway, add_entry
+from .gateway_rig import Gateway, add_entry
 
 LIGHT_PRODUCT = "LIGHTPROD1"
 VERSION = "V200R0001"

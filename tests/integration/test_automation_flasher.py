@@ -29,7 +29,7 @@ from custom_components.tencent_iot_gateway.engine.gateway.identity import Device
 from tests.emulator_fixtures import eventually
 
 from .cloud_waits import cloud_task_ended
-from .conftest import Gateway
+from .gateway_rig import Gateway
 from .helpers import (
     LIGHT_PRODUCT,
     VERSION,

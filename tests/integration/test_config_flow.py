@@ -33,7 +33,7 @@ from custom_components.tencent_iot_gateway.const import (
 from custom_components.tencent_iot_gateway.engine.errors import CannotConnectError
 from custom_components.tencent_iot_gateway.engine.mqtt import registration
 
-from .conftest import PRODUCT_SECRET, Gateway, add_entry
+from .gateway_rig import PRODUCT_SECRET, Gateway, add_entry
 from .helpers import suggested
 
 WRONG_SECRET = "d3Jvbmctc2VjcmV0LXZhbHVl"  # valid base64, not the device's secret

@@ -18,7 +18,7 @@ import pytest
 from custom_components.tencent_iot_gateway.const import DOMAIN, EVENT_OTA
 
 from .cloud_waits import cloud_task_ended
-from .conftest import Gateway
+from .gateway_rig import Gateway
 from .helpers import (
     LIGHT_PRODUCT,
     VERSION,

@@ -18,7 +18,7 @@ from custom_components.tencent_iot_gateway.const import (
 )
 from tests.emulator_fixtures import eventually
 
-from .conftest import Gateway, add_entry
+from .gateway_rig import Gateway, add_entry
 from .helpers import available, state, wait_for
 
 FIRMWARE = bytes(range(256)) * 40

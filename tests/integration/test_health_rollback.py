@@ -22,7 +22,7 @@ from custom_components.tencent_iot_gateway.const import (
 from custom_components.tencent_iot_gateway.ota import health_templates
 from tests.emulator_fixtures import eventually
 
-from .conftest import Gateway
+from .gateway_rig import Gateway
 from .helpers import LIGHT_PRODUCT, push, register_lights, setup_gateway, state, sub, wait_for
 
 GOOD = bytes(range(256)) * 40

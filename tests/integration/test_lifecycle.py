@@ -17,7 +17,7 @@ from custom_components.tencent_iot_gateway.engine.gateway.identity import Device
 from custom_components.tencent_iot_gateway.engine.ota.jobs import JobState
 from tests.emulator_fixtures import eventually
 
-from .conftest import Gateway
+from .gateway_rig import Gateway
 from .helpers import (
     LIGHT_PRODUCT,
     VERSION,

@@ -30,7 +30,7 @@ from custom_components.tencent_iot_gateway.const import (
     SUBENTRY_SUB_DEVICE,
 )
 
-from .conftest import Gateway, add_entry
+from .gateway_rig import Gateway, add_entry
 from .helpers import LIGHT_PRODUCT, available, light_key, register_lights, setup_gateway, state, sub, wait_for
 
 

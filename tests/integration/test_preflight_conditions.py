@@ -38,7 +38,7 @@ from custom_components.tencent_iot_gateway.ota.preflight_templates import Prefli
 from custom_components.tencent_iot_gateway.ota.template_watch import template_changes
 from tests.emulator_fixtures import eventually
 
-from .conftest import Gateway
+from .gateway_rig import Gateway
 from .helpers import (
     LIGHT_PRODUCT,
     VERSION,

@@ -19,7 +19,7 @@ from custom_components.tencent_iot_gateway.engine.ota.jobs import JobState
 from custom_components.tencent_iot_gateway.runtime import TencentIotConfigEntry
 
 from .cloud_waits import cloud_task_ended
-from .conftest import Gateway
+from .gateway_rig import Gateway
 from .helpers import LIGHT_PRODUCT, VERSION, push, register_lights, setup_gateway, state, sub, wait_for
 
 FIRMWARE = bytes(range(251)) * 4200  # ~1 MiB

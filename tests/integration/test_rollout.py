@@ -25,7 +25,7 @@ from custom_components.tencent_iot_gateway.const import (
 )
 from tests.emulator_fixtures import eventually
 
-from .conftest import Gateway
+from .gateway_rig import Gateway
 from .helpers import (
     LIGHT_PRODUCT,
     VERSION,

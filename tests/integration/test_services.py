@@ -22,7 +22,7 @@ from custom_components.tencent_iot_gateway.const import DOMAIN, EVENT_FLASH_REQU
 from tests.emulator_fixtures import eventually
 
 from .cloud_waits import cloud_task_ended
-from .conftest import Gateway
+from .gateway_rig import Gateway
 from .helpers import (
     LIGHT_PRODUCT,
     VERSION,

@@ -27,7 +27,7 @@ from custom_components.tencent_iot_gateway.const import (
 from custom_components.tencent_iot_gateway.engine.gateway.identity import DeviceId
 from tests.emulator_fixtures import eventually
 
-from .conftest import Gateway, add_entry
+from .gateway_rig import Gateway, add_entry
 from .helpers import (
     LIGHT_PRODUCT,
     available,
