@@ -19,8 +19,9 @@ import aiohttp
 from playwright.async_api import Locator, Page, expect
 import pytest
 
-from scripts.py.demo_setup import DemoError, HomeAssistantApi, push_firmware
-from scripts.py.demo_stack import DemoPaths, Ports, running_demo
+from demo_support.demo_push import push_firmware
+from demo_support.demo_setup import DemoError, HomeAssistantApi
+from demo_support.demo_stack import DemoPaths, Ports, running_demo
 from tencent_iot_emulator.console_client import ConsoleClient
 from tests.emulator_fixtures import eventually
 

@@ -16,8 +16,9 @@ import aiohttp
 from playwright.async_api import expect
 import pytest
 
-from scripts.py.demo_setup import LIGHTS, HomeAssistantApi, push_firmware, wait_versions_reported
-from scripts.py.demo_stack import DemoPaths, Ports, running_demo
+from demo_support.demo_push import push_firmware, wait_versions_reported
+from demo_support.demo_setup import LIGHTS, HomeAssistantApi
+from demo_support.demo_stack import DemoPaths, Ports, running_demo
 from tencent_iot_emulator.console_client import ConsoleClient
 from tests.emulator_fixtures import eventually
 

@@ -27,8 +27,9 @@ from playwright.async_api import (
 )
 import pytest
 
-from scripts.py.demo_setup import DEMO_USER, LIGHTS, HomeAssistantApi, push_firmware
-from scripts.py.demo_stack import DemoPaths, Ports, running_demo
+from demo_support.demo_push import push_firmware
+from demo_support.demo_setup import DEMO_USER, LIGHTS, HomeAssistantApi
+from demo_support.demo_stack import DemoPaths, Ports, running_demo
 from tencent_iot_emulator.console_client import ConsoleClient
 from tests.emulator_fixtures import eventually
 

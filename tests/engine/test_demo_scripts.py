@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from scripts.py.demo import push_report
-from scripts.py.demo_setup import Push, next_version
+from demo_support.demo_push import Push, next_version, push_report
 
 RUNNING_0_1 = {"light1": "0.1", "light2": "0.1", "light3": "0.1"}
 

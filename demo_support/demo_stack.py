@@ -24,7 +24,7 @@ import aiohttp
 
 from .demo_setup import DemoError, DemoSetup, EmulatorEndpoints, set_up
 
-TOP: Final = Path(__file__).resolve().parents[2]
+TOP: Final = Path(__file__).resolve().parents[1]
 CHECKOUT_CONFIG: Final = TOP / "config"
 HA_PORT_ENV: Final = "TENCENT_IOT_HA_PORT"  # read by config/configuration.yaml (`!env_var`)
 _PR_SET_PDEATHSIG: Final = 1
