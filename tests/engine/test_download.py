@@ -285,6 +285,26 @@ async def test_200_answer_to_a_ranged_request_restarts_from_zero(rig: FirmwareRi
     assert rig.served(firmware) == (2, cut + SIZE)
 
 
+async def test_http_416_on_a_resume_throws_the_partial_away(rig: FirmwareRig) -> None:
+    """HTTP 416 on a resume throws the partial away: the next attempt asks for the whole file."""
+    data = image(SIZE)
+    firmware = await rig.upload(data)
+    spec = rig.spec(firmware)
+    rig.set_faults({"cut_after_bytes": 30_000})
+    with pytest.raises(DownloadTimeoutError):
+        await rig.downloader(max_attempts=1, chunk_size=8192).fetch(spec, Recorder())
+    rig.set_faults({"status": 416})
+    progress: list[DownloadProgress] = []
+
+    with pytest.raises(DownloadTimeoutError, match="HTTP 416"):
+        await rig.downloader(max_attempts=2).fetch(spec, progress.append)
+
+    ranges = [seen.headers.get("Range") for seen in rig.downloads()[1:]]
+    assert ranges == [f"bytes=30000-{SIZE - 1}", None]
+    assert progress[0].resumed_from == 30_000
+    assert (progress[1].downloaded, progress[1].resumed_from) == (0, 0)
+
+
 async def test_http_404_is_file_not_found(rig: FirmwareRig) -> None:
     firmware = await rig.upload(image(1000))
     spec = rig.spec(firmware, url=rig.spec(firmware).url.replace(firmware.object_name, "0" * 32 + ".bin"))
@@ -295,6 +315,17 @@ async def test_http_404_is_file_not_found(rig: FirmwareRig) -> None:
     assert failure.value.code == -2
     assert "404" in str(failure.value)
     assert len(rig.downloads()) == 1
+
+
+async def test_http_400_fails_at_once_and_keeps_the_signed_query_out(rig: FirmwareRig) -> None:
+    """HTTP 400 is neither retryable nor an expired URL: one request, an error quoting the status."""
+    firmware = await rig.upload(image(1000))
+    rig.set_faults({"status": 400})
+    with pytest.raises(DownloadTimeoutError, match="failed: HTTP 400") as failure:
+        await rig.downloader(max_attempts=3).fetch(rig.spec(firmware), Recorder())
+    assert failure.value.code == -1
+    assert len(rig.downloads()) == 1
+    assert "sign=" not in str(failure.value)
 
 
 async def test_http_403_expired_url_is_not_retried(rig: FirmwareRig) -> None:
@@ -397,6 +428,14 @@ async def test_unreachable_server_times_out_after_retries(socket_enabled: None, 
             await downloader.fetch(spec, Recorder())
 
 
+def test_downloader_refuses_settings_that_cannot_work(rig: FirmwareRig) -> None:
+    """A zero chunk size or attempt count is a programming error, caught when the downloader is built."""
+    with pytest.raises(ValueError, match="chunk_size and max_attempts must be positive"):
+        rig.downloader(chunk_size=0)
+    with pytest.raises(ValueError, match="chunk_size and max_attempts must be positive"):
+        rig.downloader(max_attempts=0)
+
+
 async def test_insufficient_space_fails_before_any_request(rig: FirmwareRig) -> None:
     firmware = await rig.upload(image(SIZE))
     seen_paths: list[Path] = []
@@ -486,6 +525,38 @@ async def test_matching_state_with_wrong_partial_length_starts_afresh(rig: Firmw
 
     assert path.read_bytes() == data
     assert "Range" not in rig.downloads()[0].headers
+
+
+async def test_a_stale_partial_without_state_is_overwritten(rig: FirmwareRig) -> None:
+    """A leftover partial file nobody recorded is cut back, not appended to: the image comes out exact."""
+    data = image(SIZE)
+    firmware = await rig.upload(data)
+    spec = rig.spec(firmware)
+    cache = FirmwareCache(rig.cache_dir)
+    await cache.ensure_directory()
+    cache.partial_path_for(spec).write_bytes(b"\xff" * (SIZE + 500))
+
+    path = await rig.downloader(cache=cache).fetch(spec, Recorder())
+
+    assert path.read_bytes() == data
+    assert "Range" not in rig.downloads()[0].headers
+
+
+async def test_a_partial_longer_than_its_saved_state_is_cut_back(rig: FirmwareRig) -> None:
+    """Saves are throttled, so the partial may hold more than the state says: the excess is cut, then resumed."""
+    data = image(SIZE)
+    firmware = await rig.upload(data)
+    spec = rig.spec(firmware)
+    cache = FirmwareCache(rig.cache_dir)
+    await cache.ensure_directory()
+    cache.partial_path_for(spec).write_bytes(data[:5000] + b"\xee" * 1000)
+    state = ResumeState(spec.public_url, spec.version, spec.md5, SIZE, 5000).to_dict()
+    rig.state_path.write_text(json.dumps({"downloads": {image_file_stem(spec): state}}))
+
+    path = await rig.downloader(cache=cache).fetch(spec, Recorder())
+
+    assert path.read_bytes() == data
+    assert rig.downloads()[0].headers["Range"] == f"bytes=5000-{SIZE - 1}"
 
 
 async def test_corrupt_partial_file_is_caught_by_md5_after_resume(rig: FirmwareRig) -> None:
@@ -608,6 +679,13 @@ def test_resume_state_from_dict_rejects_malformed_entries() -> None:
     assert ResumeState.from_dict({**good.to_dict(), "size": "10"}) is None
     assert ResumeState.from_dict({**good.to_dict(), "downloaded": True}) is None
     assert ResumeState.from_dict([1, 2]) is None
+
+
+def test_resume_state_whose_url_version_or_md5_is_not_text_is_ignored() -> None:
+    """A stored state whose URL, version or md5 is not text is ignored (the download starts afresh)."""
+    good = ResumeState("http://h/a", "1.0", "0" * 32, 10, 5)
+    for field in ("url", "version", "md5"):
+        assert ResumeState.from_dict({**good.to_dict(), field: 7}) is None
 
 
 async def test_expired_url_keeps_the_partial_for_a_fresh_url(rig: FirmwareRig) -> None:
