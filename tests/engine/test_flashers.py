@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 import json
+import os
 from pathlib import Path
+import re
 import sys
 import textwrap
 from typing import Any
@@ -30,6 +32,7 @@ from custom_components.tencent_iot_gateway.engine.ota.flashers import (
     flasher_kinds,
     image_file_name,
 )
+from custom_components.tencent_iot_gateway.engine.ota.flashers.command import MAX_ARGS
 from tencent_iot_emulator.virtual_devices import DeviceFault
 
 from .firmware_rig import PRODUCT, FirmwareRig, image, md5_hex, start_rig
@@ -138,6 +141,15 @@ def command(script: Path, mode: str, record: Path, *extra: str, timeout_s: float
     return CommandFlasher(config)
 
 
+def program_flasher(tmp_path: Path, code: str, *args: str) -> CommandFlasher:
+    """A command flasher running `code`, written to a script, with `args`."""
+    script = tmp_path / "tool.py"
+    script.write_text(code)
+    return CommandFlasher(
+        CommandFlasherConfig(program=sys.executable, args=(str(script), *args), timeout_s=10.0)
+    )
+
+
 async def test_command_success_substitutes_arguments_and_reports_progress(
     tmp_path: Path, script: Path, image_file: Path
 ) -> None:
@@ -186,6 +198,25 @@ async def test_command_failure_quotes_the_stderr_tail(tmp_path: Path, script: Pa
     assert len(message) < 600
 
 
+@pytest.mark.parametrize(
+    ("code", "quoted"),
+    [
+        ("import sys\nsys.exit(3)\n", "exited with status 3: (nothing on stderr)"),
+        (
+            "import sys\nsys.stderr.write('bad header\\nno ack from device')\nsys.exit(4)\n",
+            "exited with status 4: bad header | no ack from device",
+        ),
+    ],
+)
+async def test_command_failure_quotes_stderr_even_without_a_final_newline(
+    tmp_path: Path, image_file: Path, code: str, quoted: str
+) -> None:
+    """A failed program's error says its status and its stderr tail, including an unterminated last line."""
+    flasher = program_flasher(tmp_path, code)
+    with pytest.raises(FlashError, match=re.escape(quoted)):
+        await flasher.flash(image_file, TARGET, firmware_for(DATA), lambda _p: None)
+
+
 async def test_command_timeout_kills_the_program_and_its_children(
     tmp_path: Path, script: Path, image_file: Path
 ) -> None:
@@ -200,6 +231,31 @@ async def test_command_timeout_kills_the_program_and_its_children(
     assert seen == [5]
     assert process_gone(info["pid"])
     assert await wait_gone(info["child"])
+
+
+def _pid_in(pid_file: Path) -> int | None:
+    text = pid_file.read_text() if pid_file.exists() else ""
+    return int(text) if text else None
+
+
+async def test_command_cancelled_mid_flash_kills_the_program(tmp_path: Path, image_file: Path) -> None:
+    """HA stopping mid-flash must not leave the flashing program running."""
+    pid_file = tmp_path / "pid"
+    code = "import os, sys, time\nopen(sys.argv[1], 'w').write(str(os.getpid()))\ntime.sleep(30)\n"
+    flasher = program_flasher(tmp_path, code, str(pid_file))
+    task = asyncio.create_task(flasher.flash(image_file, TARGET, firmware_for(DATA), lambda _p: None))
+    for _ in range(500):
+        if _pid_in(pid_file) is not None:
+            break
+        await asyncio.sleep(0.01)
+    pid = _pid_in(pid_file)
+    assert pid is not None
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    if not await wait_gone(pid):
+        os.kill(pid, 9)
+        pytest.fail(f"the flashing program {pid} survived the cancellation")
 
 
 async def test_command_missing_program_is_a_flash_error(tmp_path: Path, image_file: Path) -> None:
@@ -229,6 +285,38 @@ def test_command_config_validation_names_the_field(data: dict[str, Any], field: 
     with pytest.raises(InvalidFieldError) as failure:
         CommandFlasherConfig.from_dict(data)
     assert failure.value.field == field
+
+
+def test_command_with_too_many_args_names_the_field_and_the_limit() -> None:
+    """More arguments than a flasher may take name the `args` field and the limit."""
+    args = tuple(f"a{i}" for i in range(MAX_ARGS + 1))
+    with pytest.raises(InvalidFieldError, match=rf"args.*at most {MAX_ARGS} strings"):
+        CommandFlasherConfig(program=sys.executable, args=args)
+
+
+@pytest.mark.parametrize("template", ["{device_name}", "{device_name}.bin"])
+async def test_command_refuses_a_cloud_name_that_would_become_an_option(
+    tmp_path: Path, script: Path, image_file: Path, template: str
+) -> None:
+    """A device name from the cloud starting with `-` never reaches the program as an option."""
+    record = tmp_path / "record.json"
+    flasher = command(script, "ok", record, template)
+    hostile = DeviceId(PRODUCT, "-rf")  # device names may hold `-` anywhere; product ids cannot
+
+    with pytest.raises(FlashError, match="would be read as an option"):
+        await flasher.flash(image_file, hostile, firmware_for(DATA), lambda _p: None)
+    assert not record.exists()  # the program never ran
+
+
+async def test_command_options_written_in_the_template_still_work(
+    tmp_path: Path, script: Path, image_file: Path
+) -> None:
+    """Only a value that turns an argument into an option is refused, not an option the user wrote."""
+    record = tmp_path / "record.json"
+    flasher = command(script, "ok", record, "--device={device_name}", "-v", "--", "{device_name}")
+
+    await flasher.flash(image_file, DeviceId(PRODUCT, "-odd"), firmware_for(DATA), lambda _p: None)
+    assert json.loads(record.read_text())["argv"] == ["--device=-odd", "-v", "--", "-odd"]
 
 
 # --- config round trips and the factory --------------------------------------------------------------------
@@ -535,26 +623,68 @@ async def test_file_flash_under_a_file_says_which_part_is_not_a_directory(
     assert f"{blocker} is not a directory" in str(failure.value)
 
 
-@pytest.mark.parametrize("template", ["{device_name}", "{device_name}.bin"])
-async def test_command_refuses_a_cloud_name_that_would_become_an_option(
-    tmp_path: Path, script: Path, image_file: Path, template: str
-) -> None:
-    """A device name from the cloud starting with `-` never reaches the program as an option."""
-    record = tmp_path / "record.json"
-    flasher = command(script, "ok", record, template)
-    hostile = DeviceId(PRODUCT, "-rf")  # device names may hold `-` anywhere; product ids cannot
+async def test_file_flash_onto_a_directory_in_the_way_leaves_no_partial_file(tmp_path: Path) -> None:
+    """The final rename fails (a directory holds the name): a FlashError naming the file, and no temp file left."""
+    image = tmp_path / "image.bin"
+    image.write_bytes(b"\x01" * 4096)
+    out = tmp_path / "drop"
+    in_the_way = out / f"{PRODUCT}_light1_2.0.bin"
+    (in_the_way / "child").mkdir(parents=True)
+    flasher = FileFlasher(FileFlasherConfig(directory=str(out)))
 
-    with pytest.raises(FlashError, match="would be read as an option"):
-        await flasher.flash(image_file, hostile, firmware_for(DATA), lambda _p: None)
-    assert not record.exists()  # the program never ran
+    with pytest.raises(FlashError, match=rf"cannot write .*{PRODUCT}_light1_2\.0\.bin"):
+        await flasher.flash(image, TARGET, firmware_for(image.read_bytes(), version="2.0"), lambda _p: None)
+
+    assert sorted(p.name for p in out.iterdir()) == [f"{PRODUCT}_light1_2.0.bin"]
+    assert in_the_way.is_dir()
 
 
-async def test_command_options_written_in_the_template_still_work(
-    tmp_path: Path, script: Path, image_file: Path
-) -> None:
-    """Only a value that turns an argument into an option is refused, not an option the user wrote."""
-    record = tmp_path / "record.json"
-    flasher = command(script, "ok", record, "--device={device_name}", "-v", "--", "{device_name}")
+async def test_file_flash_cancelled_mid_copy_removes_its_temporary_file(tmp_path: Path) -> None:
+    """Cancelling mid-copy (HA shutting down) discards the partial temp file and leaves no final file."""
+    image = tmp_path / "image.bin"
+    image.write_bytes(b"\x02" * (8 * 1024 * 1024))
+    out = tmp_path / "drop"
+    flasher = FileFlasher(FileFlasherConfig(directory=str(out)))
+    first_chunk = asyncio.Event()
 
-    await flasher.flash(image_file, DeviceId(PRODUCT, "-odd"), firmware_for(DATA), lambda _p: None)
-    assert json.loads(record.read_text())["argv"] == ["--device=-odd", "-v", "--", "-odd"]
+    def progress(percent: int) -> None:
+        first_chunk.set()
+
+    task = asyncio.create_task(
+        flasher.flash(image, TARGET, firmware_for(image.read_bytes(), version="2.0"), progress)
+    )
+    await first_chunk.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+    assert list(out.iterdir()) == []
+
+
+def _open_descriptors() -> int:
+    return len(list(Path("/proc/self/fd").iterdir()))
+
+
+async def test_file_flash_that_cannot_create_its_temporary_closes_the_image(tmp_path: Path) -> None:
+    """The temporary file cannot be created (its path is too long, the final one is not): a FlashError, no leak.
+
+    The image was already open at that point; it must be closed again, or every retry leaks a descriptor.
+    """
+    image = tmp_path / "image.bin"
+    image.write_bytes(b"\x03" * 1024)
+    final_name = f"{PRODUCT}_light1_2.0.bin"
+    # Linux refuses paths of PATH_MAX (4096) bytes or more; the temporary's name is 14 bytes longer.
+    directory = tmp_path
+    while len(str(directory)) < 4096 - 1 - len(final_name) - 13:
+        room = 4096 - 1 - len(final_name) - 13 - len(str(directory)) - 1
+        directory = directory / ("d" * max(1, min(200, room)))
+    assert len(str(directory / final_name)) < 4096 <= len(str(directory / final_name)) + 14
+    directory.mkdir(parents=True)
+    flasher = FileFlasher(FileFlasherConfig(directory=str(directory)))
+    before = _open_descriptors()
+
+    with pytest.raises(FlashError, match=r"cannot write .*File name too long"):
+        await flasher.flash(image, TARGET, firmware_for(image.read_bytes(), version="2.0"), lambda _p: None)
+
+    assert _open_descriptors() == before
+    assert list(directory.iterdir()) == []
