@@ -1,8 +1,10 @@
-"""Failures while announcing: a lost answer is retried on its own; a product that is not a gateway's is refused."""
+"""Failures while announcing: a lost answer is retried on its own, a connection lost mid-announcement announces
+again, a stopped engine starts nothing new; a product that is not a gateway's is refused."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 import socket
 
@@ -16,7 +18,12 @@ from custom_components.tencent_iot_gateway.engine.engine_config import (
     GatewayLogin,
 )
 from custom_components.tencent_iot_gateway.engine.errors import NotAGatewayError
-from custom_components.tencent_iot_gateway.engine.gateway_engine import GatewayEngine, SubDevice
+from custom_components.tencent_iot_gateway.engine.gateway_engine import (
+    ConnectionChanged,
+    GatewayEngine,
+    SubDevice,
+    SubDeviceStatus,
+)
 from custom_components.tencent_iot_gateway.engine.mqtt.endpoints import BrokerEndpoint
 from custom_components.tencent_iot_gateway.engine.mqtt.session import Backoff, MqttSession
 from custom_components.tencent_iot_gateway.engine.ota.firmware_cache import FirmwareCache
@@ -25,7 +32,7 @@ from tencent_iot_emulator.console_client import ConsoleClient
 from tencent_iot_emulator.emulator import Emulator
 from tests.emulator_fixtures import eventually
 
-from .engine_rig import GATEWAY, LIGHTS, running_gateway, seed_cloud
+from .engine_rig import ENGINE_LOGGER, GATEWAY, LIGHTS, running_gateway, scripted_engine, seed_cloud
 from .scripted_broker import ScriptedBroker, scripted_broker
 
 
@@ -145,3 +152,67 @@ async def test_the_backoff_grows_while_no_connection_gets_announced(socket_enabl
 async def _connects(broker: ScriptedBroker, count: int) -> bool:
     await asyncio.sleep(0)
     return broker.connects >= count
+
+
+async def test_a_connection_dropped_while_announcing_is_announced_again(
+    socket_enabled: None, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The broker takes `online` and hangs up: the announcement is not reported done, and is redone on reconnect."""
+    broker = ScriptedBroker([0], hang_up_at=1, ack_then_hang_up=True)
+    async with scripted_broker(broker), scripted_engine(broker, tmp_path) as (engine, events):
+        with caplog.at_level(logging.WARNING):
+            await engine.start([SubDevice(LIGHTS[0], "0.1")])
+        assert ConnectionChanged(connected=True) not in events
+        assert "the connection dropped while announcing the gateway" in caplog.text
+
+        async def announced() -> bool:
+            return ConnectionChanged(connected=True) in events
+
+        await eventually(announced)
+        assert broker.connects == 2
+        assert broker.published.count("$gateway/operation/GWPROD0001/gateway1") >= 2
+        assert not engine.is_online(LIGHTS[0])
+        assert SubDeviceStatus(LIGHTS[0], False, None) in events
+
+
+async def test_a_failed_online_retry_is_logged_not_raised(
+    socket_enabled: None, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An unanswered `online` is retried in the background; when that retry loses the connection, it is logged:
+    the lost connection once as a warning (the session), the operation it cut short at debug level only."""
+    broker = ScriptedBroker([0], hang_up_at=2)
+    async with scripted_broker(broker), scripted_engine(broker, tmp_path) as (engine, events):
+        with caplog.at_level(logging.DEBUG, logger=ENGINE_LOGGER):
+            await engine.start([SubDevice(LIGHTS[0], "0.1")])
+            assert ConnectionChanged(connected=True) in events
+
+            async def retry_failed() -> bool:
+                return "A gateway operation failed" in caplog.text
+
+            await eventually(retry_failed)
+        failed = [r for r in caplog.records if r.getMessage().startswith("A gateway operation failed")]
+        assert {r.levelno for r in failed} == {logging.DEBUG}
+        assert any(
+            r.levelno == logging.WARNING and r.getMessage().startswith("Lost the connection")
+            for r in caplog.records
+        )
+        assert broker.published[:2] == ["$gateway/operation/GWPROD0001/gateway1"] * 2
+
+
+async def test_nothing_new_starts_once_the_engine_stops(socket_enabled: None, tmp_path: Path) -> None:
+    """An `online` still waiting when the engine stops does not schedule its retry: nothing is sent afterwards."""
+    broker = ScriptedBroker([0])
+    async with scripted_broker(broker), scripted_engine(broker, tmp_path) as (engine, events):
+        await engine.start([])
+        adding = asyncio.create_task(engine.add_sub_device(SubDevice(LIGHTS[0], "0.1")))
+
+        async def sent() -> bool:
+            return "$gateway/operation/GWPROD0001/gateway1" in broker.published
+
+        await eventually(sent)
+        await engine.stop()
+        await adding
+        published = list(broker.published)
+        await asyncio.sleep(0.5)
+        assert broker.published == published == ["$gateway/operation/GWPROD0001/gateway1"]
+        assert SubDeviceStatus(LIGHTS[0], False, None) in events
