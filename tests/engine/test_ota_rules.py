@@ -1,25 +1,30 @@
-"""The OTA job rules of issue 4 §3, each against the emulator (real broker, real HTTPS, virtual devices)."""
+"""The OTA job rules of issue 4 §3, each against the emulator (real broker, real HTTPS, virtual devices), and
+its edges: installs that cannot start, a push during a flash or of the running version, removal mid-job."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
-from custom_components.tencent_iot_gateway.engine.errors import OtaError
+from custom_components.tencent_iot_gateway.engine.errors import FlashError, InvalidFirmwareError, OtaError
+from custom_components.tencent_iot_gateway.engine.gateway.identity import DeviceId
 from custom_components.tencent_iot_gateway.engine.gateway_engine import SubDevice
 from custom_components.tencent_iot_gateway.engine.ota.jobs import JobState, OtaSettings
 from tencent_iot_emulator.emulator import Emulator
 from tests.emulator_fixtures import eventually
 
-from .engine_rig import LIGHTS, Cloud, running_gateway, seed_cloud, stop_a_third_into_a_download
+from .engine_rig import LIGHTS, Cloud, Gateway, running_gateway, seed_cloud, stop_a_third_into_a_download
 
 IMAGE = bytes(range(256)) * 512  # 131,072 bytes
 PID = LIGHTS[0].product_id
+LIGHT = LIGHTS[0]
+OTA_LOGGER = "custom_components.tencent_iot_gateway.engine.ota.jobs"
 
 
 async def _fail_reports(cloud: Cloud, device_key: str) -> list[dict[str, Any]]:
@@ -39,6 +44,15 @@ async def _push(cloud: Cloud, version: str = "V2", devices: list[str] | None = N
     await cloud.console.upload_firmware(PID, version, IMAGE)
     names = devices or [LIGHTS[0].device_name]
     return await cloud.console.create_task(PID, version, "list", devices=names)
+
+
+async def _reach(gateway: Gateway, state: JobState, version: str | None = None) -> None:
+    async def reached() -> bool:
+        snapshot = gateway.engine.ota.snapshot(LIGHT)
+        target = snapshot.target.version if snapshot.target is not None else None
+        return snapshot.state is state and version in (None, target)
+
+    await eventually(reached, within=10)
 
 
 @pytest.mark.parametrize(
@@ -331,3 +345,74 @@ async def test_a_repeated_push_for_the_running_job_is_ignored(
     counters = (await cloud.console.stats()).firmware[f"{PID}/V2"]
     assert counters.requests == 1
     assert counters.bytes == len(big)
+
+
+async def test_an_install_that_cannot_start_is_refused_and_changes_nothing(
+    emulator: Emulator, http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """Nothing pending, an unknown device, or no flasher: a clear error each time, and the state is unchanged."""
+    cloud = await seed_cloud(emulator, http)
+    async with running_gateway(cloud, tmp_path, flasher_for=lambda _d: None, auto_install=False) as gateway:
+        ota = gateway.engine.ota
+        with pytest.raises(InvalidFirmwareError, match="no firmware update is pending for LIGHTPID01/light1"):
+            await ota.install(LIGHT)
+        with pytest.raises(
+            InvalidFirmwareError, match="LIGHTPID01/ghost is not a sub-device of this gateway"
+        ):
+            await ota.install(DeviceId(LIGHT.product_id, "ghost"))
+
+        await _push(cloud, "V2")
+        await _reach(gateway, JobState.AVAILABLE, "V2")
+        with pytest.raises(FlashError, match="LIGHTPID01/light1 has no flasher configured"):
+            await ota.install(LIGHT)
+        assert ota.snapshot(LIGHT).state is JobState.AVAILABLE
+        assert ota.snapshot(LIGHT).installed_version == "0.1"
+
+
+async def test_a_push_during_a_flash_waits_and_removal_ends_the_job(
+    emulator: Emulator, http: aiohttp.ClientSession, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A new version pushed while flashing does not interrupt the flash; removing the device ends the job."""
+    cloud = await seed_cloud(emulator, http)
+    await cloud.console.set_virtual_device_fault(LIGHT.product_id, LIGHT.device_name, "hang")
+    async with running_gateway(cloud, tmp_path) as gateway:
+        await _push(cloud, "V2")
+        await _reach(gateway, JobState.FLASHING, "V2")
+
+        with caplog.at_level(logging.WARNING, logger=OTA_LOGGER):
+            await _push(cloud, "V3")
+
+            async def warned() -> bool:
+                return "is flashing V2; the push of V3 waits for the next report" in caplog.text
+
+            await eventually(warned)
+        snapshot = gateway.engine.ota.snapshot(LIGHT)
+        assert snapshot.state is JobState.FLASHING
+        assert snapshot.target is not None
+        assert snapshot.target.version == "V2"
+
+        await gateway.engine.remove_sub_device(LIGHT)
+        assert LIGHT not in [sub.device for sub in gateway.engine.sub_devices]
+        with pytest.raises(InvalidFirmwareError, match="not a sub-device"):
+            gateway.engine.ota.snapshot(LIGHT)
+        device = await cloud.console.get_virtual_device(LIGHT.product_id, LIGHT.device_name)
+        assert device.version == "0.1"
+
+
+async def test_a_push_of_the_running_version_changes_nothing(
+    emulator: Emulator, http: aiohttp.ClientSession, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The cloud offers the version the device already runs: nothing is downloaded or installed."""
+    cloud = await seed_cloud(emulator, http)
+    async with running_gateway(cloud, tmp_path) as gateway:
+        with caplog.at_level(logging.INFO, logger=OTA_LOGGER):
+            await _push(cloud, "0.1")
+
+            async def noticed() -> bool:
+                return "LIGHTPID01/light1 already runs 0.1; nothing to install" in caplog.text
+
+            await eventually(noticed)
+        assert gateway.engine.ota.snapshot(LIGHT).state is JobState.IDLE
+        assert gateway.states(LIGHT) == [JobState.IDLE]
+        stats = await cloud.console.stats()
+        assert all(counters.requests == 0 for counters in stats.firmware.values())
