@@ -32,9 +32,8 @@ from custom_components.tencent_iot_gateway.engine.mqtt.endpoints import BrokerEn
 from custom_components.tencent_iot_gateway.engine.mqtt.session import Backoff, MqttSession
 from tencent_iot_emulator.emulator import Emulator
 from tests.emulator_fixtures import eventually, on_the_same_ports
-
-from .engine_rig import GATEWAY, LIGHTS, SEED, running_gateway, scripted_engine, seed_cloud
-from .scripted_broker import HANG_UP, SILENT, ScriptedBroker, scripted_broker
+from tests.engine.engine_rig import GATEWAY, LIGHTS, SEED, running_gateway, scripted_engine, seed_cloud
+from tests.engine.scripted_broker import HANG_UP, SILENT, ScriptedBroker, scripted_broker
 
 
 async def _noop() -> None:

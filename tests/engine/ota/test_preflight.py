@@ -13,8 +13,7 @@ from custom_components.tencent_iot_gateway.engine.ota.jobs import JobState, OtaS
 from custom_components.tencent_iot_gateway.engine.ota.preflight import GatePoint, Preflight
 from tencent_iot_emulator.emulator import Emulator
 from tests.emulator_fixtures import eventually
-
-from .engine_rig import LIGHTS, Cloud, Gateway, running_gateway, seed_cloud
+from tests.engine.engine_rig import LIGHTS, Cloud, Gateway, running_gateway, seed_cloud
 
 PID = LIGHTS[0].product_id
 LIGHT = LIGHTS[0]

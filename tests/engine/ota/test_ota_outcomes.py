@@ -21,8 +21,7 @@ from custom_components.tencent_iot_gateway.engine.ota.jobs import JobState, OtaM
 from tencent_iot_emulator.emulator import Emulator
 from tencent_iot_emulator.link_faults import LinkCutter
 from tests.emulator_fixtures import eventually
-
-from .engine_rig import LIGHTS, Cloud, running_gateway, seed_cloud
+from tests.engine.engine_rig import LIGHTS, Cloud, running_gateway, seed_cloud
 
 IMAGE = bytes(range(256)) * 512  # 131,072 bytes
 PID = LIGHTS[0].product_id

@@ -18,8 +18,14 @@ from custom_components.tencent_iot_gateway.engine.gateway_engine import SubDevic
 from custom_components.tencent_iot_gateway.engine.ota.jobs import JobState, OtaSettings
 from tencent_iot_emulator.emulator import Emulator
 from tests.emulator_fixtures import eventually
-
-from .engine_rig import LIGHTS, Cloud, Gateway, running_gateway, seed_cloud, stop_a_third_into_a_download
+from tests.engine.engine_rig import (
+    LIGHTS,
+    Cloud,
+    Gateway,
+    running_gateway,
+    seed_cloud,
+    stop_a_third_into_a_download,
+)
 
 IMAGE = bytes(range(256)) * 512  # 131,072 bytes
 PID = LIGHTS[0].product_id

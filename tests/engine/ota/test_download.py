@@ -33,8 +33,7 @@ from custom_components.tencent_iot_gateway.engine.ota.firmware import FirmwareSp
 from custom_components.tencent_iot_gateway.engine.ota.firmware_cache import FirmwareCache, image_file_stem
 from custom_components.tencent_iot_gateway.engine.stores.storage import JsonFileStore
 from tencent_iot_emulator.emulator import Emulator
-
-from .firmware_rig import PRODUCT, FirmwareRig, image, md5_hex, start_rig
+from tests.engine.firmware_rig import PRODUCT, FirmwareRig, image, md5_hex, start_rig
 
 CHUNK = 16 * 1024
 SIZE = 200 * 1024 + 123

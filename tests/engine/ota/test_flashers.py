@@ -34,8 +34,7 @@ from custom_components.tencent_iot_gateway.engine.ota.flashers import (
 )
 from custom_components.tencent_iot_gateway.engine.ota.flashers.command import MAX_ARGS
 from tencent_iot_emulator.virtual_devices import DeviceFault
-
-from .firmware_rig import PRODUCT, FirmwareRig, image, md5_hex, start_rig
+from tests.engine.firmware_rig import PRODUCT, FirmwareRig, image, md5_hex, start_rig
 
 TARGET = DeviceId(PRODUCT, "light1")
 DATA = image(300_000)

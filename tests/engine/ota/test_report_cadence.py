@@ -24,8 +24,14 @@ from custom_components.tencent_iot_gateway.engine.ota.jobs import JobState
 from custom_components.tencent_iot_gateway.engine.stores.storage import JsonFileStore
 from tencent_iot_emulator.emulator import Emulator
 from tests.emulator_fixtures import eventually
-
-from .engine_rig import GATEWAY, LIGHTS, Cloud, running_gateway, seed_cloud, stop_a_third_into_a_download
+from tests.engine.engine_rig import (
+    GATEWAY,
+    LIGHTS,
+    Cloud,
+    running_gateway,
+    seed_cloud,
+    stop_a_third_into_a_download,
+)
 
 N = 24
 FLEET = [DeviceId("FLEETPID01", f"lamp{i:02d}") for i in range(N)]

@@ -29,8 +29,7 @@ from custom_components.tencent_iot_gateway.engine.ota.jobs import JobState, OtaS
 from tencent_iot_emulator.console_client import MessageRecord
 from tencent_iot_emulator.emulator import Emulator
 from tests.emulator_fixtures import eventually
-
-from .engine_rig import LIGHTS, Cloud, Gateway, running_gateway, seed_cloud
+from tests.engine.engine_rig import LIGHTS, Cloud, Gateway, running_gateway, seed_cloud
 
 PID = LIGHTS[0].product_id
 TASK_TIMEOUT_S = 1.2

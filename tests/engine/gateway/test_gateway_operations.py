@@ -28,8 +28,7 @@ from custom_components.tencent_iot_gateway.engine.gateway_engine import (
 )
 from tencent_iot_emulator.emulator import Emulator
 from tests.emulator_fixtures import eventually
-
-from .engine_rig import AIRCON, ENGINE_LOGGER, GATEWAY, LIGHTS, SEED, running_gateway, seed_cloud
+from tests.engine.engine_rig import AIRCON, ENGINE_LOGGER, GATEWAY, LIGHTS, SEED, running_gateway, seed_cloud
 
 WRONG_SECRET = "d3Jvbmctc2VjcmV0LXdyb25n"
 

@@ -16,10 +16,9 @@ from homeassistant.util.yaml import parse_yaml
 import pytest
 
 from custom_components.tencent_iot_gateway.const import DOMAIN, EVENT_OTA
-
-from .cloud_waits import cloud_task_ended
-from .gateway_rig import Gateway
-from .helpers import (
+from tests.integration.cloud_waits import cloud_task_ended
+from tests.integration.gateway_rig import Gateway
+from tests.integration.helpers import (
     LIGHT_PRODUCT,
     VERSION,
     light_key,
@@ -144,7 +143,7 @@ async def test_automation_notifies_on_failure(hass: HomeAssistant, gateway: Gate
 
 def _readme_automation(alias: str) -> dict[str, Any]:
     """The README's example automation with this alias, as Home Assistant would load it."""
-    readme = Path(__file__).parents[2] / "README.md"
+    readme = Path(__file__).parents[3] / "README.md"
     for block in re.findall(r"```yaml\n(.*?)```", readme.read_text(encoding="utf-8"), flags=re.DOTALL):
         config = parse_yaml(block)
         if isinstance(config, dict) and config.get("alias") == alias:

@@ -27,10 +27,9 @@ from custom_components.tencent_iot_gateway.const import (
 )
 from custom_components.tencent_iot_gateway.engine.gateway.identity import DeviceId
 from tests.emulator_fixtures import eventually
-
-from .cloud_waits import cloud_task_ended
-from .gateway_rig import Gateway
-from .helpers import (
+from tests.integration.cloud_waits import cloud_task_ended
+from tests.integration.gateway_rig import Gateway
+from tests.integration.helpers import (
     LIGHT_PRODUCT,
     VERSION,
     light_key,

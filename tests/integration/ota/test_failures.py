@@ -20,9 +20,17 @@ from custom_components.tencent_iot_gateway.const import CONF_INSTALL_POLICY, DOM
 from custom_components.tencent_iot_gateway.engine import errors
 from custom_components.tencent_iot_gateway.engine.gateway.identity import DeviceId
 from custom_components.tencent_iot_gateway.ota import failures
-
-from .gateway_rig import Gateway
-from .helpers import LIGHT_PRODUCT, VERSION, push, register_lights, setup_gateway, state, sub, wait_for
+from tests.integration.gateway_rig import Gateway
+from tests.integration.helpers import (
+    LIGHT_PRODUCT,
+    VERSION,
+    push,
+    register_lights,
+    setup_gateway,
+    state,
+    sub,
+    wait_for,
+)
 
 FIRMWARE = bytes(range(256)) * 400  # 100 KiB
 ENTITY = "update.light1_firmware"

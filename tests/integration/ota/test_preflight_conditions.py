@@ -37,9 +37,8 @@ from custom_components.tencent_iot_gateway.ota import preflight_templates
 from custom_components.tencent_iot_gateway.ota.preflight_templates import PreflightConfig, in_window
 from custom_components.tencent_iot_gateway.ota.template_watch import template_changes
 from tests.emulator_fixtures import eventually
-
-from .gateway_rig import Gateway
-from .helpers import (
+from tests.integration.gateway_rig import Gateway
+from tests.integration.helpers import (
     LIGHT_PRODUCT,
     VERSION,
     light_key,

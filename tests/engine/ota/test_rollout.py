@@ -13,8 +13,7 @@ from custom_components.tencent_iot_gateway.engine.ota.jobs import JobSnapshot, J
 from custom_components.tencent_iot_gateway.engine.ota.rollout_policy import RolloutHalted, RolloutSettings
 from tencent_iot_emulator.emulator import Emulator
 from tests.emulator_fixtures import eventually
-
-from .engine_rig import LIGHTS, Cloud, Gateway, running_gateway, seed_cloud
+from tests.engine.engine_rig import LIGHTS, Cloud, Gateway, running_gateway, seed_cloud
 
 PID = LIGHTS[0].product_id
 FAST = OtaSettings(report_interval_s=0.1, keepalive_interval_s=0.3, max_flashes=2)

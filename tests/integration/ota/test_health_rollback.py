@@ -21,9 +21,16 @@ from custom_components.tencent_iot_gateway.const import (
 )
 from custom_components.tencent_iot_gateway.ota import health_templates
 from tests.emulator_fixtures import eventually
-
-from .gateway_rig import Gateway
-from .helpers import LIGHT_PRODUCT, push, register_lights, setup_gateway, state, sub, wait_for
+from tests.integration.gateway_rig import Gateway
+from tests.integration.helpers import (
+    LIGHT_PRODUCT,
+    push,
+    register_lights,
+    setup_gateway,
+    state,
+    sub,
+    wait_for,
+)
 
 GOOD = bytes(range(256)) * 40
 BAD = bytes(reversed(range(256))) * 40

@@ -31,9 +31,15 @@ from custom_components.tencent_iot_gateway.engine.stores.storage import JsonFile
 from tencent_iot_emulator.console_client import ConsoleClient
 from tencent_iot_emulator.emulator import Emulator
 from tests.emulator_fixtures import eventually
-
-from .engine_rig import ENGINE_LOGGER, GATEWAY, LIGHTS, running_gateway, scripted_engine, seed_cloud
-from .scripted_broker import ScriptedBroker, scripted_broker
+from tests.engine.engine_rig import (
+    ENGINE_LOGGER,
+    GATEWAY,
+    LIGHTS,
+    running_gateway,
+    scripted_engine,
+    seed_cloud,
+)
+from tests.engine.scripted_broker import ScriptedBroker, scripted_broker
 
 
 def _engine(port: int, secret: str, state_dir: Path, operation_timeout_s: float = 20.0) -> GatewayEngine:

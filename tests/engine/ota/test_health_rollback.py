@@ -14,8 +14,7 @@ from custom_components.tencent_iot_gateway.engine.ota.health_check import Health
 from custom_components.tencent_iot_gateway.engine.ota.jobs import JobState, OtaSettings
 from tencent_iot_emulator.emulator import Emulator
 from tests.emulator_fixtures import eventually
-
-from .engine_rig import LIGHTS, Cloud, running_gateway, seed_cloud
+from tests.engine.engine_rig import LIGHTS, Cloud, running_gateway, seed_cloud
 
 PID = LIGHTS[0].product_id
 LIGHT = LIGHTS[0]

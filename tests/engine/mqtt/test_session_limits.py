@@ -27,9 +27,8 @@ from custom_components.tencent_iot_gateway.engine.mqtt.uplink import UplinkPrior
 from tencent_iot_emulator.broker import BrokerLimits
 from tencent_iot_emulator.emulator import Emulator
 from tests.emulator_fixtures import eventually
-
-from .engine_rig import GATEWAY, SEED, Cloud, running_gateway, seed_cloud
-from .scripted_broker import ScriptedBroker, scripted_broker
+from tests.engine.engine_rig import GATEWAY, SEED, Cloud, running_gateway, seed_cloud
+from tests.engine.scripted_broker import ScriptedBroker, scripted_broker
 
 # A custom-data topic of the gateway: the broker counts it like any uplink, the cloud only logs it.
 OWN_TOPIC = f"{GATEWAY.product_id}/{GATEWAY.device_name}/data"
