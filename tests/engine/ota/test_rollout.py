@@ -3,6 +3,9 @@ resume lets them go on; a good canary soaks, then the rest go in batches."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+import contextlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
@@ -18,6 +21,8 @@ from tests.engine.engine_rig import LIGHTS, Cloud, Gateway, running_gateway, see
 PID = LIGHTS[0].product_id
 FAST = OtaSettings(report_interval_s=0.1, keepalive_interval_s=0.3, max_flashes=2)
 IMAGE = bytes(range(256)) * 16
+ROLLOUT = RolloutSettings(canary_count=1, soak_s=0.2, max_failures=1, batch_size=2)
+SUBS = [SubDevice(d, "0.1") for d in LIGHTS]
 
 
 async def _task_devices(cloud: Cloud, task_id: str) -> dict[str, tuple[str, int | None, str | None]]:
@@ -50,24 +55,37 @@ async def _resume(cloud: Cloud, gateway: Gateway, held_back: list[DeviceId]) -> 
         assert virtual.version == "V2"
 
 
+@dataclass(frozen=True, slots=True)
+class HaltedRollout:
+    """A rollout of V2 halted by its failing canary: the gateway, the halt it told of, each task's end."""
+
+    gateway: Gateway
+    halt: RolloutHalted
+    ended: dict[str, tuple[str, int | None, str | None]]
+
+
+@contextlib.asynccontextmanager
+async def halted_rollout(cloud: Cloud, state_dir: Path) -> AsyncIterator[HaltedRollout]:
+    """Every light refuses V2: the canary fails and the rollout halts. Yields once every device's task has
+    ended, while the gateway still runs; the gateway stops on exit, the halt saved in `state_dir`."""
+    for light in LIGHTS:
+        await cloud.console.set_virtual_device_fault(light.product_id, light.device_name, "reject")
+    await cloud.console.upload_firmware(PID, "V2", IMAGE)
+    async with running_gateway(cloud, state_dir, settings=FAST, sub_devices=SUBS, rollout=ROLLOUT) as gateway:
+        task_id = await cloud.console.create_task(PID, "V2", "list", devices=[d.device_name for d in LIGHTS])
+        ended = await _all_ended(cloud, task_id)
+        (halt,) = [e for e in gateway.events if isinstance(e, RolloutHalted)]
+        yield HaltedRollout(gateway, halt, ended)
+
+
 async def test_a_failing_canary_halts_the_rest_and_resume_continues(
     emulator: Emulator, http: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
     """Canary of one, halt at the first failure: the canary's flash fails, the two others never flash and
     end with -5 "rollout halted after 1 of 3 failed: ..."; resumed, they install and the cloud hears V2."""
     cloud = await seed_cloud(emulator, http)
-    for light in LIGHTS:
-        await cloud.console.set_virtual_device_fault(light.product_id, light.device_name, "reject")
-    await cloud.console.upload_firmware(PID, "V2", IMAGE)
-    rollout = RolloutSettings(canary_count=1, soak_s=0.2, max_failures=1, batch_size=2)
-    async with running_gateway(
-        cloud, tmp_path, settings=FAST, sub_devices=[SubDevice(d, "0.1") for d in LIGHTS], rollout=rollout
-    ) as gateway:
-        task_id = await cloud.console.create_task(PID, "V2", "list", devices=[d.device_name for d in LIGHTS])
-        ended = await _all_ended(cloud, task_id)
-        halts = [e for e in gateway.events if isinstance(e, RolloutHalted)]
-        assert len(halts) == 1
-        halt = halts[0]
+    async with halted_rollout(cloud, tmp_path) as halted:
+        gateway, halt, ended = halted.gateway, halted.halt, halted.ended
         (canary,) = [device for device, _reason in halt.failed]
         others = [d for d in LIGHTS if d != canary]
         assert set(halt.halted) == set(others)
@@ -126,22 +144,6 @@ async def test_a_good_canary_soaks_then_the_rest_go_in_batches(
     assert not await cloud.console.violations()
 
 
-ROLLOUT = RolloutSettings(canary_count=1, soak_s=0.2, max_failures=1, batch_size=2)
-SUBS = [SubDevice(d, "0.1") for d in LIGHTS]
-
-
-async def _halted(cloud: Cloud, state_dir: Path) -> RolloutHalted:
-    """Every light refuses V2: the canary fails and the rollout halts; the gateway has stopped on return."""
-    for light in LIGHTS:
-        await cloud.console.set_virtual_device_fault(light.product_id, light.device_name, "reject")
-    await cloud.console.upload_firmware(PID, "V2", IMAGE)
-    async with running_gateway(cloud, state_dir, settings=FAST, sub_devices=SUBS, rollout=ROLLOUT) as gateway:
-        task_id = await cloud.console.create_task(PID, "V2", "list", devices=[d.device_name for d in LIGHTS])
-        await _all_ended(cloud, task_id)
-        (halt,) = [e for e in gateway.events if isinstance(e, RolloutHalted)]
-    return halt
-
-
 async def test_a_halted_rollout_outlives_a_restart_and_resumes_after_it(
     emulator: Emulator, http: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
@@ -149,7 +151,8 @@ async def test_a_halted_rollout_outlives_a_restart_and_resumes_after_it(
     changed): the next start tells of the same halt again (old code: forgotten, so its repair issue had nothing
     behind it), and resuming then installs the devices the halt held back."""
     cloud = await seed_cloud(emulator, http)
-    halt = await _halted(cloud, tmp_path)
+    async with halted_rollout(cloud, tmp_path) as halted:
+        halt = halted.halt
     async with running_gateway(cloud, tmp_path, settings=FAST, sub_devices=SUBS, rollout=ROLLOUT) as again:
         assert [e for e in again.events if isinstance(e, RolloutHalted)] == [halt]
         await _resume(cloud, again, list(halt.halted))
@@ -163,7 +166,8 @@ async def test_turning_staging_off_forgets_a_halt(
     """A halt saved while rollouts were on is over once they are turned off: turned on again later, it does
     not come back."""
     cloud = await seed_cloud(emulator, http)
-    await _halted(cloud, tmp_path)
+    async with halted_rollout(cloud, tmp_path):
+        pass  # the gateway stops with the rollout halted
     async with running_gateway(cloud, tmp_path, settings=FAST, sub_devices=SUBS, rollout=None):
         pass
     async with running_gateway(cloud, tmp_path, settings=FAST, sub_devices=SUBS, rollout=ROLLOUT) as again:

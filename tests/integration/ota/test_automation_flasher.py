@@ -9,7 +9,6 @@ from typing import Any
 
 from homeassistant.components.update.const import ATTR_INSTALLED_VERSION
 from homeassistant.config_entries import ConfigEntry
-from homeassistant.const import ATTR_ENTITY_ID
 from homeassistant.core import Event, HomeAssistant, callback
 from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
@@ -32,6 +31,7 @@ from tests.integration.gateway_rig import Gateway
 from tests.integration.helpers import (
     LIGHT_PRODUCT,
     VERSION,
+    install_update,
     light_key,
     push,
     register_lights,
@@ -57,10 +57,6 @@ async def _ready(hass: HomeAssistant, gateway: Gateway, timeout_s: float = 5.0) 
     await push(gateway, FIRMWARE, "light1")
     await wait_for(hass, lambda: state(hass, ENTITY).state == "on")
     return entry
-
-
-async def _install(hass: HomeAssistant) -> None:
-    await hass.services.async_call("update", "install", {ATTR_ENTITY_ID: ENTITY}, blocking=True)
 
 
 async def test_an_automation_flashes_and_answers(hass: HomeAssistant, gateway: Gateway) -> None:
@@ -91,7 +87,7 @@ async def test_an_automation_flashes_and_answers(hass: HomeAssistant, gateway: G
             }
         },
     )
-    await _install(hass)
+    await install_update(hass, ENTITY)
 
     assert state(hass, ENTITY).attributes[ATTR_INSTALLED_VERSION] == VERSION
     assert len(requests) == 1
@@ -131,7 +127,7 @@ async def test_failure_reported_by_the_automation(hass: HomeAssistant, gateway: 
 
     hass.bus.async_listen(EVENT_FLASH_REQUEST, answer)
     with pytest.raises(HomeAssistantError) as caught:
-        await _install(hass)
+        await install_update(hass, ENTITY)
     assert caught.value.translation_key == "failure_flash_failed"
     placeholders = caught.value.translation_placeholders or {}
     assert placeholders["code"] == "-5"
@@ -153,7 +149,7 @@ async def test_no_answer_times_out(hass: HomeAssistant, gateway: Gateway) -> Non
     hass.bus.async_listen(EVENT_FLASH_REQUEST, callback(lambda event: job_ids.append(event.data["job_id"])))
     started = asyncio.get_running_loop().time()
     with pytest.raises(HomeAssistantError) as caught:
-        await _install(hass)
+        await install_update(hass, ENTITY)
     assert asyncio.get_running_loop().time() - started < 3
     placeholders = caught.value.translation_placeholders or {}
     assert placeholders["code"] == "-5"
@@ -184,7 +180,7 @@ async def test_answer_with_the_version_the_device_reports(hass: HomeAssistant, g
         )
 
     hass.bus.async_listen(EVENT_FLASH_REQUEST, answer)
-    await _install(hass)
+    await install_update(hass, ENTITY)
     assert state(hass, ENTITY).attributes[ATTR_INSTALLED_VERSION] == VERSION
     await cloud_task_ended(gateway, "light1", "done", VERSION)
 

@@ -21,6 +21,7 @@ from tests.integration.gateway_rig import Gateway
 from tests.integration.helpers import (
     LIGHT_PRODUCT,
     VERSION,
+    install_update,
     light_key,
     push,
     register_lights,
@@ -57,7 +58,7 @@ async def test_event_sequence_of_an_install(hass: HomeAssistant, gateway: Gatewa
     events = _record(hass)
     await push(gateway, FIRMWARE, "light1")
     await wait_for(hass, lambda: state(hass, ENTITY).state == STATE_ON)
-    await hass.services.async_call("update", "install", {ATTR_ENTITY_ID: ENTITY}, blocking=True)
+    await install_update(hass, ENTITY)
     await hass.async_block_till_done()
 
     states = [e["state"] for e in events]
@@ -90,7 +91,7 @@ async def test_failure_event_carries_code_and_message(
     await push(gateway, FIRMWARE, "light1")
     await wait_for(hass, lambda: state(hass, ENTITY).state == STATE_ON)
     with pytest.raises(HomeAssistantError):
-        await hass.services.async_call("update", "install", {ATTR_ENTITY_ID: ENTITY}, blocking=True)
+        await install_update(hass, ENTITY)
     await hass.async_block_till_done()
     last = events[-1]
     assert last["state"] == "failed"
@@ -133,7 +134,7 @@ async def test_automation_notifies_on_failure(hass: HomeAssistant, gateway: Gate
     await push(gateway, FIRMWARE, "light1")
     await wait_for(hass, lambda: state(hass, ENTITY).state == STATE_ON)
     with pytest.raises(HomeAssistantError):
-        await hass.services.async_call("update", "install", {ATTR_ENTITY_ID: ENTITY}, blocking=True)
+        await install_update(hass, ENTITY)
     await hass.async_block_till_done()
     assert len(notified) == 1
     assert notified[0].startswith(f"light1 -> {VERSION}: ")

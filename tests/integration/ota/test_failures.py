@@ -8,8 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from homeassistant.auth.models import User
-from homeassistant.components.update import DOMAIN as UPDATE_DOMAIN
-from homeassistant.const import ATTR_ENTITY_ID, STATE_ON
+from homeassistant.const import STATE_ON
 from homeassistant.core import Context, HomeAssistant
 from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers import issue_registry as ir
@@ -24,6 +23,7 @@ from tests.integration.gateway_rig import Gateway
 from tests.integration.helpers import (
     LIGHT_PRODUCT,
     VERSION,
+    install_update,
     push,
     register_lights,
     setup_gateway,
@@ -48,14 +48,6 @@ async def _light(hass: HomeAssistant, gateway: Gateway, tmp_path: Path, **option
     return await setup_gateway(
         hass, gateway, [sub("light1", flasher={"kind": "file", "directory": str(tmp_path)})], **options
     )
-
-
-async def _install(hass: HomeAssistant, context: Context | None = None) -> HomeAssistantError:
-    with pytest.raises(HomeAssistantError) as caught:
-        await hass.services.async_call(
-            UPDATE_DOMAIN, "install", {ATTR_ENTITY_ID: ENTITY}, blocking=True, context=context
-        )
-    return caught.value
 
 
 def test_every_engine_failure_has_texts_in_every_language() -> None:
@@ -97,7 +89,9 @@ async def test_md5_failure_is_translated_shown_and_logged_once(
     assert state(hass, ENTITY).attributes["release_summary"] == "100 KiB from 127.0.0.1"
 
     caplog.clear()
-    error = await _install(hass, Context(user_id=hass_admin_user.id))
+    with pytest.raises(HomeAssistantError) as caught:
+        await install_update(hass, ENTITY, context=Context(user_id=hass_admin_user.id))
+    error = caught.value
     assert error.translation_key == "failure_md5_mismatch"
     assert error.translation_placeholders == {
         "device": "light1",
@@ -125,7 +119,7 @@ async def test_md5_failure_is_translated_shown_and_logged_once(
 
     # The next attempt replaces the failure with its phase, and succeeds.
     await gateway.emulator.console.reset_faults()
-    await hass.services.async_call(UPDATE_DOMAIN, "install", {ATTR_ENTITY_ID: ENTITY}, blocking=True)
+    await install_update(hass, ENTITY)
     assert state(hass, ENTITY).attributes["release_summary"] is None  # nothing offered any more
 
 
@@ -162,7 +156,7 @@ async def test_failed_automatic_install_raises_a_repair_issue_cleared_by_success
     # the failed job (an engine race, reported to the lead); wait for the task itself.
     await wait_for(hass, lambda: entry.runtime_data.engine.ota._states.entry(_light1()).job is None)
     if state(hass, ENTITY).state == STATE_ON:
-        await hass.services.async_call(UPDATE_DOMAIN, "install", {ATTR_ENTITY_ID: ENTITY}, blocking=True)
+        await install_update(hass, ENTITY)
     await wait_for(hass, lambda: registry.async_get_issue(DOMAIN, issue_id) is None)
 
 
@@ -174,7 +168,8 @@ async def test_an_automation_install_failure_raises_a_repair_issue(
     await _md5_fault(gateway)
     await push(gateway, FIRMWARE, "light1")
     await wait_for(hass, lambda: state(hass, ENTITY).state == STATE_ON)
-    await _install(hass, Context())
+    with pytest.raises(HomeAssistantError):
+        await install_update(hass, ENTITY, context=Context())
     issue = ir.async_get(hass).async_get_issue(DOMAIN, failures.issue_id(entry.entry_id, _light1()))
     assert issue is not None
 
@@ -194,7 +189,7 @@ async def test_release_summary_names_the_phase_while_running(
             summaries.append(new.attributes["release_summary"])
 
     unsubscribe = hass.bus.async_listen("state_changed", record)
-    await hass.services.async_call(UPDATE_DOMAIN, "install", {ATTR_ENTITY_ID: ENTITY}, blocking=True)
+    await install_update(hass, ENTITY)
     unsubscribe()
     assert "Queued: waiting for a free download or flash slot" in summaries
     assert "Flashing the sub-device" in summaries

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 from homeassistant.components.update.const import ATTR_INSTALLED_VERSION
-from homeassistant.const import ATTR_ENTITY_ID
 from homeassistant.core import Event, HomeAssistant, callback
 from homeassistant.exceptions import HomeAssistantError
 import pytest
@@ -24,6 +23,7 @@ from tests.emulator_fixtures import eventually
 from tests.integration.gateway_rig import Gateway
 from tests.integration.helpers import (
     LIGHT_PRODUCT,
+    install_update,
     push,
     register_lights,
     setup_gateway,
@@ -36,10 +36,6 @@ GOOD = bytes(range(256)) * 40
 BAD = bytes(reversed(range(256))) * 40
 ENTITY = "update.light1_firmware"
 ONLINE = "binary_sensor.light1_online"
-
-
-async def _install(hass: HomeAssistant) -> None:
-    await hass.services.async_call("update", "install", {ATTR_ENTITY_ID: ENTITY}, blocking=True)
 
 
 async def _cloud(gateway: Gateway) -> tuple[str | None, str | None, str | None]:
@@ -79,13 +75,13 @@ async def test_a_failing_health_check_reports_fail_and_rolls_back(
     hass.bus.async_listen(EVENT_FLASH_REQUEST, answer)
     await push(gateway, GOOD, "light1", version="V200")
     await wait_for(hass, lambda: state(hass, ENTITY).state == "on")
-    await _install(hass)
+    await install_update(hass, ENTITY)
     assert state(hass, ENTITY).attributes[ATTR_INSTALLED_VERSION] == "V200"
 
     await push(gateway, BAD, "light1", version="V300")
     await wait_for(hass, lambda: state(hass, ENTITY).attributes.get("latest_version") == "V300")
     with pytest.raises(HomeAssistantError) as caught:
-        await _install(hass)
+        await install_update(hass, ENTITY)
     assert caught.value.translation_key == "failure_health_check_failed"
     detail = (caught.value.translation_placeholders or {})["detail"]
     assert detail == "health check failed: the health condition of light1 is false; rolled back to V200"

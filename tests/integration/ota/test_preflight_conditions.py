@@ -9,7 +9,6 @@ from typing import Any
 
 from homeassistant.components.update.const import ATTR_INSTALLED_VERSION, ATTR_RELEASE_SUMMARY
 from homeassistant.config_entries import SOURCE_USER
-from homeassistant.const import ATTR_ENTITY_ID
 from homeassistant.core import Event, HomeAssistant, callback
 from homeassistant.data_entry_flow import FlowResultType, InvalidData
 from homeassistant.exceptions import HomeAssistantError
@@ -41,6 +40,7 @@ from tests.integration.gateway_rig import Gateway
 from tests.integration.helpers import (
     LIGHT_PRODUCT,
     VERSION,
+    install_update,
     light_key,
     push,
     register_lights,
@@ -88,9 +88,7 @@ async def test_a_false_condition_holds_the_install_and_releases_it_when_true(
 
     hass.bus.async_listen(EVENT_OTA, on_ota)
     hass.bus.async_listen(EVENT_FLASH_REQUEST, answer)
-    install = hass.async_create_task(
-        hass.services.async_call("update", "install", {ATTR_ENTITY_ID: ENTITY}, blocking=True)
-    )
+    install = hass.async_create_task(install_update(hass, ENTITY))
     held = "Waiting: the pre-flight condition of light1 is false"
     await wait_for(hass, lambda: state(hass, ENTITY).attributes.get(ATTR_RELEASE_SUMMARY) == held)
     held_events = [e for e in events if e["reason"]]
@@ -188,9 +186,7 @@ async def test_an_automatic_install_waits_for_the_maintenance_window(
     entry = await setup_gateway(hass, gateway, [light])
     await push(gateway, FIRMWARE, "light1")
     await wait_for(hass, lambda: state(hass, ENTITY).state == "on")
-    install = hass.async_create_task(
-        hass.services.async_call("update", "install", {ATTR_ENTITY_ID: ENTITY}, blocking=True)
-    )
+    install = hass.async_create_task(install_update(hass, ENTITY))
     window = f"{start.strftime('%H:%M')} to {end.strftime('%H:%M')}"
     held = f"Waiting: outside the maintenance window of light1 ({window})"
     await wait_for(hass, lambda: state(hass, ENTITY).attributes.get(ATTR_RELEASE_SUMMARY) == held)
