@@ -58,6 +58,7 @@ from custom_components.tencent_iot_gateway.engine.ota.flashers import FileFlashe
 from custom_components.tencent_iot_gateway.engine.ota.jobs import JobState
 from custom_components.tencent_iot_gateway.engine.stores.storage import JsonFileStore
 from tencent_iot_emulator.console_client import ConsoleClient
+from tencent_iot_emulator.process import EmulatorProcess, EmulatorStartError, Endpoints
 
 MIB = 1024 * 1024
 TOP = Path(__file__).resolve().parents[2]
@@ -90,8 +91,6 @@ BASELINE_CHUNK = 256 * 1024
 RANDOM_BLOCK = MIB
 STALL_TICK_S = 0.005
 RSS_TICK_S = 0.010
-EMULATOR_READY_TIMEOUT_S = 60.0
-EMULATOR_STOP_TIMEOUT_S = 15.0
 ENGINE_TIMEOUT_S = 120.0
 
 # The targets: issue 4, tightened by issue 18 once shared downloads had a room of their own.
@@ -104,80 +103,6 @@ BODY_DOWNLOADS = 1
 
 class BenchError(Exception):
     """Something the benchmark needs did not work: the run is void."""
-
-
-# --- the emulator, in a process of its own ----------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Endpoints:
-    """What `python -m tencent_iot_emulator serve` announces once it is ready."""
-
-    http_url: str
-    https_url: str
-    mqtts_port: int
-    ca_file: Path
-
-
-class EmulatorProcess:
-    """`python -m tencent_iot_emulator serve` in its own session (a Ctrl-C here reaches us, not it)."""
-
-    def __init__(self, state_dir: Path, log_path: Path, serve_args: Sequence[str] = ()) -> None:
-        """Keep the emulator's state in `state_dir` and its log in `log_path`; pass `serve_args` to `serve`."""
-        self._state_dir = state_dir
-        self._log_path = log_path
-        self._serve_args = tuple(serve_args)
-        self._process: asyncio.subprocess.Process | None = None
-
-    async def start(self) -> Endpoints:
-        """Start it and wait for its one JSON line of endpoints."""
-        log = await _in_executor(_open_for_writing, self._log_path)
-        try:
-            self._process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "tencent_iot_emulator",
-                "serve",
-                "--state-dir",
-                str(self._state_dir),
-                "--host",
-                "127.0.0.1",
-                *self._serve_args,
-                cwd=TOP,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=log,
-                start_new_session=True,
-            )
-        finally:
-            await _in_executor(log.close)
-        assert self._process.stdout is not None
-        try:
-            line = await asyncio.wait_for(self._process.stdout.readline(), EMULATOR_READY_TIMEOUT_S)
-        except TimeoutError:
-            raise BenchError(f"the emulator did not get ready in {EMULATOR_READY_TIMEOUT_S:g} s") from None
-        if not line:
-            tail = await _in_executor(_tail, self._log_path)
-            raise BenchError(f"the emulator exited before it was ready:\n{tail}")
-        ready = json.loads(line)
-        return Endpoints(
-            http_url=str(ready["http"]),
-            https_url=str(ready["https"]),
-            mqtts_port=int(ready["mqtts"]),
-            ca_file=Path(ready["ca_file"]),
-        )
-
-    async def stop(self) -> None:
-        """SIGTERM (it then stops its broker too); SIGKILL if it does not exit in time."""
-        process, self._process = self._process, None
-        if process is None or process.returncode is not None:
-            return
-        process.terminate()
-        try:
-            await asyncio.wait_for(process.wait(), EMULATOR_STOP_TIMEOUT_S)
-        except TimeoutError:
-            process.kill()
-            await process.wait()
 
 
 # --- what is measured while a download runs ---------------------------------------------------------------
@@ -635,7 +560,7 @@ def run_benchmark(
     except KeyboardInterrupt, asyncio.CancelledError:
         print("\ninterrupted; temporary files and the emulator are cleaned up", file=sys.stderr)
         return 130
-    except BenchError as err:
+    except (BenchError, EmulatorStartError) as err:
         print(f"\nbenchmark failed: {err}", file=sys.stderr)
         return 1
     print(json.dumps(figures))
@@ -664,10 +589,6 @@ def _ignore_event(_event: EngineEvent) -> None:
 
 def _open_for_writing(path: Path) -> IO[bytes]:
     return path.open("wb")
-
-
-def _tail(path: Path, lines: int = 30) -> str:
-    return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
 
 
 async def _in_executor[T](func: Callable[..., T], *args: Any) -> T:

@@ -56,13 +56,12 @@ from custom_components.tencent_iot_gateway.engine.ota.flashers import FileFlashe
 from custom_components.tencent_iot_gateway.engine.ota.flashers.base import Flasher
 from custom_components.tencent_iot_gateway.engine.stores.storage import JsonFileStore
 from tencent_iot_emulator.console_client import ConsoleClient
+from tencent_iot_emulator.process import EmulatorProcess, Endpoints
 
 from .bench import (
     MIB,
     TOP,
     BenchError,
-    EmulatorProcess,
-    Endpoints,
     Monitor,
     _ignore_event,
     _in_executor,

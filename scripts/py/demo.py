@@ -20,19 +20,16 @@ import sys
 
 import aiohttp
 
-from tencent_iot_emulator.console_client import ConsoleClient, ConsoleError
-
-from .demo_setup import (
+from demo_support.demo_push import (
     DEFAULT_IMAGE_SIZE,
     DEFAULT_THROTTLE_BPS,
-    DEMO_USER,
-    LIGHTS,
-    DemoError,
-    Push,
     next_version,
     push_firmware,
+    push_report,
 )
-from .demo_stack import HA_PORT_ENV, TOP, DemoPaths, Ports, RunningDemo, running_demo
+from demo_support.demo_setup import DEMO_USER, LIGHTS, DemoError
+from demo_support.demo_stack import HA_PORT_ENV, TOP, DemoPaths, Ports, RunningDemo, running_demo
+from tencent_iot_emulator.console_client import ConsoleClient, ConsoleError
 
 PORT_ENV = {
     "mqtt": "TENCENT_IOT_DEMO_MQTT_PORT",
@@ -162,25 +159,6 @@ async def push(console_url: str, version: str, size: int, throttle_bps: int | No
             return 1
     sys.stdout.write(push_report(pushed, console_url))
     return 0
-
-
-def push_report(pushed: Push, console_url: str) -> str:
-    """What `demo-push` did, light by light, and what to do next."""
-    size = f"{pushed.size / (1024 * 1024):.1f} MiB"
-    runs = ", ".join(f"{name} runs {version}" for name, version in sorted(pushed.running.items()))
-    lines = [f"Uploaded {pushed.product_id} {pushed.version} ({size}, MD5 {pushed.md5}). Now {runs}."]
-    if pushed.task_id is None:
-        lines.append(
-            f"Every light already runs {pushed.version}: no task was created, nothing is offered. "
-            f"Try: scripts/demo-push {next_version(pushed.running.values())}"
-        )
-    else:
-        lines += [
-            f"Task {pushed.task_id} offers it to {', '.join(pushed.offered_to)}.",
-            "In Home Assistant, open a light's firmware update and press Update.",
-            f"Follow the task: scripts/run python -m tencent_iot_emulator status --console {console_url}",
-        ]
-    return "\n".join(lines) + "\n"
 
 
 def _is_light(key: str) -> bool:

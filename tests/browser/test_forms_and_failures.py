@@ -9,30 +9,30 @@ Screenshots go to the test's temporary folder, or to `$TENCENT_IOT_SCREENSHOTS` 
 from __future__ import annotations
 
 from dataclasses import dataclass
-import os
 from pathlib import Path
 import re
 import time
-from typing import Any
 
 import aiohttp
 from playwright.async_api import Locator, Page, expect
 import pytest
 
-from scripts.py.demo_setup import DemoError, HomeAssistantApi, push_firmware
-from scripts.py.demo_stack import DemoPaths, Ports, running_demo
+from demo_support.demo_push import push_firmware
+from demo_support.demo_setup import DemoError, HomeAssistantApi
+from demo_support.demo_stack import DemoPaths, Ports, running_demo
 from tencent_iot_emulator.console_client import ConsoleClient
-from tests.emulator_fixtures import eventually
-
-from .test_update_card import (
+from tests.browser.browser_rig import (
     UI_TIMEOUT_MS,
     VIEWPORT,
-    _chromium,
-    _free_port,
-    _log_in,
-    _open_more_info,
-    _screenshot,
+    call_ws,
+    chromium,
+    free_port,
+    log_in,
+    open_more_info,
+    screenshot,
+    screenshots_folder,
 )
+from tests.emulator_fixtures import eventually
 
 PRODUCT = "LIGHTPID01"
 DEVICE = "light4"
@@ -80,11 +80,6 @@ CHINESE = Words(
 )
 
 
-def _shots(tmp_path: Path) -> Path:
-    folder = os.environ.get("TENCENT_IOT_SCREENSHOTS")
-    return Path(folder) if folder else tmp_path
-
-
 async def _toast_with(page: Page, text: str) -> str:
     """The text of the toast that says `text` (HA's toasts keep it in a property, behind shadow roots)."""
     deadline = time.monotonic() + UI_TIMEOUT_MS / 1000
@@ -95,10 +90,6 @@ async def _toast_with(page: Page, text: str) -> str:
             return str(found[0])
         await page.wait_for_timeout(100)
     raise AssertionError(f"no toast says {text!r}")
-
-
-async def _call_ws(page: Page, message: dict[str, Any]) -> Any:
-    return await page.evaluate("(m) => document.querySelector('home-assistant').hass.callWS(m)", message)
 
 
 async def _add_sub_device_through_the_form(
@@ -137,13 +128,13 @@ async def _add_sub_device_through_the_form(
 @pytest.mark.parametrize("words", [ENGLISH, CHINESE], ids=["en", "zh-Hans"])
 async def test_flasher_form_failure_and_install(socket_enabled: None, tmp_path: Path, words: Words) -> None:
     """Form → sub-device; MD5 fault → translated summary, repair issue, translated error; fixed → installed."""
-    shots = _shots(tmp_path)
+    shots = screenshots_folder(tmp_path)
     paths = DemoPaths(tmp_path / "config", tmp_path / "emulator")
-    ports = Ports(ha=_free_port(), mqtt=0, mqtts=0, http=0, https=0)
+    ports = Ports(ha=free_port(), mqtt=0, mqtts=0, http=0, https=0)
     async with (
         aiohttp.ClientSession() as session,
         running_demo(paths, ports, session, timeout_s=90) as demo,
-        _chromium() as browser,
+        chromium() as browser,
     ):
         ha_url = demo.setup.ha_url
         api = HomeAssistantApi(session, ha_url)
@@ -153,15 +144,15 @@ async def test_flasher_form_failure_and_install(socket_enabled: None, tmp_path: 
         await console.put_virtual_device(PRODUCT, DEVICE, "0.1")
 
         page = await browser.new_page(viewport=VIEWPORT, locale=words.locale)
-        await _log_in(page, ha_url)
+        await log_in(page, ha_url)
         # Texts Home Assistant composes itself (the release summary) follow the server's language.
-        await _call_ws(page, {"type": "config/core/update", "language": words.language})
+        await call_ws(page, {"type": "config/core/update", "language": words.language})
 
         dialog = await _add_sub_device_through_the_form(
             page, words, ha_url, credentials.device_secret, demo.endpoints.http_url
         )
         await dialog.get_by_role("textbox").nth(0).scroll_into_view_if_needed()
-        await _screenshot(page, shots / f"flasher-form-{words.language}.png")
+        await screenshot(page, shots / f"flasher-form-{words.language}.png")
         await dialog.get_by_role("button", name=words.submit).click()
         await expect(dialog.locator("ha-dialog, ha-md-dialog, wa-dialog").first).to_be_hidden(
             timeout=UI_TIMEOUT_MS
@@ -192,16 +183,16 @@ async def test_flasher_form_failure_and_install(socket_enabled: None, tmp_path: 
             return words.md5_failure in summary
 
         await eventually(failed, within=60)
-        content = await _open_more_info(page, ENTITY_ID)
+        content = await open_more_info(page, ENTITY_ID)
         await expect(content).to_contain_text(words.md5_failure, timeout=UI_TIMEOUT_MS)
-        await _screenshot(page, shots / f"update-failed-{words.language}.png")
+        await screenshot(page, shots / f"update-failed-{words.language}.png")
 
         # By hand, still faulted: the error is worded in the user's language.
         await content.get_by_role("button", name=words.update).click()
         toast = await _toast_with(page, words.md5_failure)
         # One language throughout: no English engine words in a Chinese toast (and the other way round).
         assert "mismatch" not in toast
-        await _screenshot(page, shots / f"update-error-{words.language}.png")
+        await screenshot(page, shots / f"update-error-{words.language}.png")
         await page.keyboard.press("Escape")
 
         await page.goto(ha_url + "/config/repairs")
@@ -210,7 +201,7 @@ async def test_flasher_form_failure_and_install(socket_enabled: None, tmp_path: 
         await expect(page.get_by_text(re.compile(re.escape(words.md5_failure))).first).to_be_visible(
             timeout=UI_TIMEOUT_MS
         )
-        await _screenshot(page, shots / f"repair-issue-{words.language}.png")
+        await screenshot(page, shots / f"repair-issue-{words.language}.png")
         await page.keyboard.press("Escape")
 
         # The fault is gone: the next install succeeds and the repair issue goes away.
@@ -221,5 +212,5 @@ async def test_flasher_form_failure_and_install(socket_enabled: None, tmp_path: 
             return bool((await api.state(ENTITY_ID))["attributes"]["installed_version"] == VERSION)
 
         await eventually(installed, within=60)
-        issues = await _call_ws(page, {"type": "repairs/list_issues"})
+        issues = await call_ws(page, {"type": "repairs/list_issues"})
         assert not [i for i in issues["issues"] if DEVICE in i["issue_id"]], issues

@@ -16,13 +16,21 @@ import aiohttp
 from playwright.async_api import expect
 import pytest
 
-from scripts.py.demo_setup import LIGHTS, HomeAssistantApi, push_firmware, wait_versions_reported
-from scripts.py.demo_stack import DemoPaths, Ports, running_demo
+from demo_support.demo_push import push_firmware, wait_versions_reported
+from demo_support.demo_setup import LIGHTS, HomeAssistantApi
+from demo_support.demo_stack import DemoPaths, Ports, running_demo
 from tencent_iot_emulator.console_client import ConsoleClient
+from tests.browser.browser_rig import (
+    UI_TIMEOUT_MS,
+    VIEWPORT,
+    call_ws,
+    chromium,
+    free_port,
+    log_in,
+    screenshot,
+    screenshots_folder,
+)
 from tests.emulator_fixtures import eventually
-
-from .test_forms_and_failures import _call_ws, _shots
-from .test_update_card import UI_TIMEOUT_MS, VIEWPORT, _chromium, _free_port, _log_in, _screenshot
 
 VERSION = "V300R0001"
 
@@ -52,21 +60,21 @@ async def test_rollout_options_and_halted_rollout_repair(
 ) -> None:
     """The options form shows the rollout settings; a canary that refuses the image halts the rollout and the
     repair issue says so, naming the failing device and its reason."""
-    shots = _shots(tmp_path)
+    shots = screenshots_folder(tmp_path)
     paths = DemoPaths(tmp_path / "config", tmp_path / "emulator")
-    ports = Ports(ha=_free_port(), mqtt=0, mqtts=0, http=0, https=0)
+    ports = Ports(ha=free_port(), mqtt=0, mqtts=0, http=0, https=0)
     async with (
         aiohttp.ClientSession() as session,
         running_demo(paths, ports, session, timeout_s=90) as demo,
-        _chromium() as browser,
+        chromium() as browser,
     ):
         ha_url = demo.setup.ha_url
         api = HomeAssistantApi(session, ha_url)
         api.access_token = demo.setup.access_token
         console = ConsoleClient(demo.endpoints.http_url, session)
         page = await browser.new_page(viewport=VIEWPORT, locale=words.locale)
-        await _log_in(page, ha_url)
-        await _call_ws(page, {"type": "config/core/update", "language": words.language})
+        await log_in(page, ha_url)
+        await call_ws(page, {"type": "config/core/update", "language": words.language})
 
         await page.goto(ha_url + "/config/integrations/integration/tencent_iot_gateway")
         await page.get_by_role("button", name=words.configure).first.click()
@@ -74,7 +82,7 @@ async def test_rollout_options_and_halted_rollout_repair(
         label = dialog.get_by_text(words.rollout, exact=True).first
         await expect(label).to_be_visible(timeout=UI_TIMEOUT_MS)
         await label.scroll_into_view_if_needed()
-        await _screenshot(page, shots / f"rollout-options-{words.language}.png")
+        await screenshot(page, shots / f"rollout-options-{words.language}.png")
         await page.keyboard.press("Escape")
 
         reloaded = time.time()
@@ -107,7 +115,7 @@ async def test_rollout_options_and_halted_rollout_repair(
         await push_firmware(console, VERSION, size=64 * 1024, throttle_bps=None)
 
         async def halted() -> bool:
-            issues = await _call_ws(page, {"type": "repairs/list_issues"})
+            issues = await call_ws(page, {"type": "repairs/list_issues"})
             return any(i["translation_key"] == "rollout_halted" for i in issues["issues"])
 
         await eventually(halted, within=60)
@@ -116,4 +124,4 @@ async def test_rollout_options_and_halted_rollout_repair(
         await expect(page.get_by_text(re.compile(re.escape(words.reason))).first).to_be_visible(
             timeout=UI_TIMEOUT_MS
         )
-        await _screenshot(page, shots / f"rollout-halted-{words.language}.png")
+        await screenshot(page, shots / f"rollout-halted-{words.language}.png")

@@ -8,113 +8,33 @@ Screenshots of the dialog before, during and after the install are saved in the 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-import contextlib
 from pathlib import Path
-import re
-import socket
 import time
 
 import aiohttp
-from playwright.async_api import (
-    Browser,
-    Locator,
-    Page,
-    TimeoutError as PlaywrightTimeoutError,
-    ViewportSize,
-    async_playwright,
-    expect,
-)
+from playwright.async_api import Locator, Page, TimeoutError as PlaywrightTimeoutError, expect
 import pytest
 
-from scripts.py.demo_setup import DEMO_USER, LIGHTS, HomeAssistantApi, push_firmware
-from scripts.py.demo_stack import DemoPaths, Ports, running_demo
+from demo_support.demo_push import push_firmware
+from demo_support.demo_setup import LIGHTS, HomeAssistantApi
+from demo_support.demo_stack import DemoPaths, Ports, running_demo
 from tencent_iot_emulator.console_client import ConsoleClient
+from tests.browser.browser_rig import (
+    UI_TIMEOUT_MS,
+    VIEWPORT,
+    chromium,
+    free_port,
+    log_in,
+    open_more_info,
+    screenshot,
+)
 from tests.emulator_fixtures import eventually
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-VIEWPORT: ViewportSize = {"width": 900, "height": 640}
 ENTITY_ID = "update.light1_firmware"
 NEW_VERSION = "V100R0001"
 # 1 MiB at 256 KiB/s: a download of about four seconds, so the bar has time to move.
 IMAGE_SIZE = 1024 * 1024
 THROTTLE_BPS = 256 * 1024
-UI_TIMEOUT_MS = 30_000
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@contextlib.asynccontextmanager
-async def _chromium() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            yield browser
-        finally:
-            await browser.close()
-
-
-async def _log_in(page: Page, ha_url: str) -> None:
-    """Home Assistant's own login page (its fields by position: their labels are in the browser's language),
-    then wait for the frontend's websocket connection."""
-    _, username, password = DEMO_USER
-    await page.goto(ha_url)
-    await page.get_by_role("textbox").nth(0).fill(username)
-    await page.locator("input[type=password]").fill(password)
-    await page.keyboard.press("Enter")
-    await page.wait_for_function(
-        "() => document.querySelector('home-assistant')?.hass?.connected === true", timeout=UI_TIMEOUT_MS
-    )
-    # Let the default dashboard finish starting before dialogs are opened over it.
-    await page.wait_for_url(re.compile(r"/home/|/lovelace/"), timeout=UI_TIMEOUT_MS)
-    await page.wait_for_load_state("networkidle", timeout=UI_TIMEOUT_MS)
-
-
-async def _open_more_info(page: Page, entity_id: str) -> Locator:
-    """Open the entity's more-info dialog the way the frontend's own cards do (the `hass-more-info` event)."""
-    await page.evaluate(
-        """(entityId) => document.querySelector('home-assistant').dispatchEvent(
-            new CustomEvent('hass-more-info', {detail: {entityId}, bubbles: true, composed: true}))""",
-        entity_id,
-    )
-    content = page.locator("more-info-update")
-    try:
-        await expect(content).to_be_visible(timeout=UI_TIMEOUT_MS // 3)
-    except AssertionError:
-        # An event sent while the default dashboard was still starting can leave the dialog hidden behind it:
-        # close whatever is open and ask once more.
-        await page.keyboard.press("Escape")
-        await page.evaluate(
-            """(entityId) => document.querySelector('home-assistant').dispatchEvent(
-                new CustomEvent('hass-more-info', {detail: {entityId}, bubbles: true, composed: true}))""",
-            entity_id,
-        )
-        await expect(content).to_be_visible(timeout=UI_TIMEOUT_MS)
-    return content
-
-
-async def _screenshot(page: Page, path: Path) -> None:
-    """A screenshot once the dialog's finite animations (opening, fading) have finished."""
-    await page.wait_for_function(
-        """() => document.getAnimations().every(
-            (a) => a.playState !== 'running' || a.effect?.getComputedTiming().iterations === Infinity)""",
-        timeout=UI_TIMEOUT_MS,
-    )
-    await page.screenshot(path=path)
 
 
 def _row_value(content: Locator, key: str) -> Locator:
@@ -149,12 +69,12 @@ async def _watch_progress(page: Page, content: Locator, installed: Locator, shot
 async def test_update_card_installs_a_pushed_firmware(socket_enabled: None, tmp_path: Path) -> None:
     """Installed 0.1 → push → latest V100R0001 → Install → the bar moves → installed V100R0001, cloud `done`."""
     paths = DemoPaths(tmp_path / "config", tmp_path / "emulator")
-    ports = Ports(ha=_free_port(), mqtt=0, mqtts=0, http=0, https=0)
+    ports = Ports(ha=free_port(), mqtt=0, mqtts=0, http=0, https=0)
     light1 = LIGHTS[0]
     async with (
         aiohttp.ClientSession() as session,
         running_demo(paths, ports, session, timeout_s=90) as demo,
-        _chromium() as browser,
+        chromium() as browser,
     ):
         api = HomeAssistantApi(session, demo.setup.ha_url)
         api.access_token = demo.setup.access_token
@@ -162,13 +82,13 @@ async def test_update_card_installs_a_pushed_firmware(socket_enabled: None, tmp_
         console = ConsoleClient(demo.endpoints.http_url, session)
 
         page = await browser.new_page(viewport=VIEWPORT)
-        await _log_in(page, demo.setup.ha_url)
-        content = await _open_more_info(page, ENTITY_ID)
+        await log_in(page, demo.setup.ha_url)
+        content = await open_more_info(page, ENTITY_ID)
         installed = _row_value(content, "Installed version")
         latest = _row_value(content, "Latest version")
         await expect(installed).to_have_text("0.1", timeout=UI_TIMEOUT_MS)
         await expect(latest).to_have_text("0.1")
-        await _screenshot(page, tmp_path / "0-up-to-date.png")
+        await screenshot(page, tmp_path / "0-up-to-date.png")
 
         pushed = await push_firmware(console, NEW_VERSION, size=IMAGE_SIZE, throttle_bps=THROTTLE_BPS)
         assert pushed.task_id is not None, pushed
@@ -179,18 +99,18 @@ async def test_update_card_installs_a_pushed_firmware(socket_enabled: None, tmp_
         # (version, human size and the host it comes from).
         await page.keyboard.press("Escape")
         await expect(content).to_have_count(0, timeout=UI_TIMEOUT_MS)
-        content = await _open_more_info(page, ENTITY_ID)
+        content = await open_more_info(page, ENTITY_ID)
         installed = _row_value(content, "Installed version")
         latest = _row_value(content, "Latest version")
         await expect(latest).to_have_text(NEW_VERSION, timeout=UI_TIMEOUT_MS)
         await expect(content.locator("ha-markdown")).to_contain_text("1.0 MiB", timeout=UI_TIMEOUT_MS)
-        await _screenshot(page, tmp_path / "1-before.png")
+        await screenshot(page, tmp_path / "1-before.png")
 
         await content.get_by_role("button", name="Update").click()
         values = await _watch_progress(page, content, installed, tmp_path / "2-during.png")
         await expect(latest).to_have_text(NEW_VERSION)
         await expect(content.locator("ha-progress-bar")).to_have_count(0, timeout=UI_TIMEOUT_MS)
-        await _screenshot(page, tmp_path / "3-after.png")
+        await screenshot(page, tmp_path / "3-after.png")
 
         moving = [v for v in values if 0 < v < 100]
         assert len(set(moving)) >= 2, f"the bar did not move: {values}"

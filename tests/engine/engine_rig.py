@@ -1,4 +1,5 @@
-"""A gateway engine wired to a running emulator, as the integration wires it, for end-to-end tests."""
+"""A gateway engine wired to a running emulator, as the integration wires it, for end-to-end tests; and one
+aimed at a scripted broker, for what mosquitto cannot be made to do."""
 
 from __future__ import annotations
 
@@ -40,10 +41,13 @@ from tencent_iot_emulator.console_client import ConsoleClient
 from tencent_iot_emulator.emulator import Emulator
 from tests.emulator_fixtures import eventually
 
+from .scripted_broker import ScriptedBroker
+
 GATEWAY = DeviceId("GWPROD0001", "gateway1")
 LIGHTS = [DeviceId("LIGHTPID01", f"light{i}") for i in (1, 2, 3)]
 AIRCON = DeviceId("ACPROD0001", "airConditioner1")
 SEED = [*LIGHTS, AIRCON]
+ENGINE_LOGGER = "custom_components.tencent_iot_gateway.engine.gateway_engine"
 
 
 @dataclass
@@ -173,6 +177,33 @@ async def running_gateway(
             await engine.wait_versions_reported()
         try:
             yield gateway
+        finally:
+            await engine.stop()
+
+
+@contextlib.asynccontextmanager
+async def scripted_engine(
+    broker: ScriptedBroker, state_dir: Path
+) -> AsyncIterator[tuple[GatewayEngine, list[EngineEvent]]]:
+    """An engine (not started) aimed at a scripted broker, plain MQTT, with short timeouts."""
+    async with aiohttp.ClientSession() as session:
+        cache = FirmwareCache(state_dir / "cache")
+        events: list[EngineEvent] = []
+        engine = GatewayEngine(
+            GatewayLogin(BrokerEndpoint("127.0.0.1", broker.port, tls=False), GATEWAY, "c2VjcmV0"),
+            storage=EngineStorage(
+                store=JsonFileStore(state_dir / "ota.json"),
+                downloader=Downloader(session, cache, JsonFileStore(state_dir / "downloads.json")),
+                cache=cache,
+            ),
+            devices=EngineDevices(flasher_for=lambda _device: None, auto_install=lambda _device: False),
+            on_event=events.append,
+            connection=ConnectionSettings(
+                backoff=Backoff(initial_s=0.01, maximum_s=0.02), operation_timeout_s=0.2
+            ),
+        )
+        try:
+            yield engine, events
         finally:
             await engine.stop()
 

@@ -1,9 +1,11 @@
-"""What may be shown of a URL: never its userinfo, never a pre-signed query."""
+"""What may be shown of a URL or a sub-device: never a URL's userinfo or pre-signed query, never a secret."""
 
 from __future__ import annotations
 
 import pytest
 
+from custom_components.tencent_iot_gateway.engine.gateway.identity import DeviceId
+from custom_components.tencent_iot_gateway.engine.gateway_engine import SubDevice
 from custom_components.tencent_iot_gateway.engine.ota.firmware import FirmwareSpec, url_without_query
 
 
@@ -25,3 +27,9 @@ def test_firmware_spec_repr_hides_userinfo() -> None:
     spec = FirmwareSpec("https://user:secret@cos.example/fw.bin?sign=x", "0" * 32, 1, "1.0")
     assert "secret" not in repr(spec)
     assert "sign" not in repr(spec)
+
+
+def test_sub_device_repr_hides_its_secret() -> None:
+    """A sub-device's secret never reaches a log line through its repr."""
+    sub = SubDevice(DeviceId("LIGHTPID01", "light1"), "0.1", secret="c3VwZXItc2VjcmV0")
+    assert repr(sub) == "SubDevice(LIGHTPID01/light1, installed_version='0.1')"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from tests.emulator_fixtures import eventually
 
-from .conftest import Gateway
+from .gateway_rig import Gateway
 from .helpers import LIGHT_PRODUCT
 
 

@@ -1,4 +1,4 @@
-"""Helpers of the sub-device, lifecycle and diagnostics tests: sub-devices in the emulator and in HA, waiting."""
+"""Helpers of the integration tests: sub-devices in the emulator and in HA, pushes, installs, waiting."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ import asyncio
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from homeassistant.components.update.const import DOMAIN as UPDATE_DOMAIN, SERVICE_INSTALL
 from homeassistant.config_entries import SOURCE_USER, ConfigEntry, ConfigSubentryData
-from homeassistant.const import STATE_UNAVAILABLE
-from homeassistant.core import Event, EventStateChangedData, HomeAssistant, State, callback
+from homeassistant.const import ATTR_ENTITY_ID, STATE_UNAVAILABLE
+from homeassistant.core import Context, Event, EventStateChangedData, HomeAssistant, State, callback
 from homeassistant.data_entry_flow import section
 from homeassistant.helpers import config_validation as cv
 import probatio as vol
@@ -26,7 +27,7 @@ from custom_components.tencent_iot_gateway.subentry_flow import nest
 from tencent_iot_emulator.console_client import ConsoleError
 from tests.emulator_fixtures import eventually
 
-from .conftest import Gateway, add_entry
+from .gateway_rig import Gateway, add_entry
 
 LIGHT_PRODUCT = "LIGHTPROD1"
 VERSION = "V200R0001"
@@ -84,6 +85,18 @@ async def push(gateway: Gateway, firmware: bytes, *names: str, version: str = VE
     console = gateway.emulator.console
     await console.upload_firmware(LIGHT_PRODUCT, version, firmware)
     await console.create_task(LIGHT_PRODUCT, version, "list", devices=list(names), url_scheme="http")
+
+
+async def install_update(
+    hass: HomeAssistant, entity_id: str | list[str], *, context: Context | None = None
+) -> None:
+    """Press Install: `update.install` on `entity_id`; returns once the job has ended, raises if it failed.
+
+    To watch, cancel or reload while the job runs: `hass.async_create_task(install_update(hass, entity_id))`.
+    """
+    await hass.services.async_call(
+        UPDATE_DOMAIN, SERVICE_INSTALL, {ATTR_ENTITY_ID: entity_id}, blocking=True, context=context
+    )
 
 
 def state(hass: HomeAssistant, entity_id: str) -> State:

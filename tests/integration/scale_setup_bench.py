@@ -33,10 +33,10 @@ from custom_components.tencent_iot_gateway.const import (
     CONF_TLS,
     DOMAIN,
 )
-from scripts.py.bench import EmulatorProcess, Endpoints
 from tencent_iot_emulator.console_client import ConsoleClient
+from tencent_iot_emulator.process import EmulatorProcess, Endpoints
 
-from .conftest import add_entry
+from .gateway_rig import add_entry
 from .helpers import LIGHT_PRODUCT, sub
 
 OUT_ENV = "TENCENT_IOT_BENCH_HA_OUT"

@@ -42,7 +42,7 @@ from custom_components.tencent_iot_gateway.engine.errors import CannotConnectErr
 from custom_components.tencent_iot_gateway.engine.mqtt import registration
 from custom_components.tencent_iot_gateway.entry_config import rollout_settings
 
-from .conftest import PRODUCT_SECRET, Gateway, add_entry
+from .gateway_rig import PRODUCT_SECRET, Gateway, add_entry
 from .helpers import frontend_fields, suggested
 
 

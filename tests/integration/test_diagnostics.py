@@ -17,7 +17,7 @@ from homeassistant.setup import async_setup_component
 from custom_components.tencent_iot_gateway.const import CONF_PRODUCT_SECRET
 from custom_components.tencent_iot_gateway.engine.gateway.identity import DeviceId
 
-from .conftest import PRODUCT_SECRET, Gateway, add_entry
+from .gateway_rig import PRODUCT_SECRET, Gateway, add_entry
 from .helpers import LIGHT_PRODUCT, VERSION, light_key, push, register_lights, state, sub, wait_for
 
 FIRMWARE = bytes(range(256)) * 64

@@ -13,7 +13,7 @@ from custom_components.tencent_iot_gateway.const import CONF_INSTALLED_VERSION, 
 from tencent_iot_emulator.broker import BrokerLimits
 from tests.emulator_fixtures import eventually, on_the_same_ports
 
-from .conftest import Gateway, add_entry
+from .gateway_rig import Gateway, add_entry
 from .helpers import (
     LIGHT_PRODUCT,
     available,

@@ -32,7 +32,7 @@ from custom_components.tencent_iot_gateway.entry_config import registration_url_
 from tencent_iot_emulator.certs import ensure_certificates
 from tencent_iot_emulator.emulator import CERTS_DIR
 
-from .conftest import PRODUCT_SECRET, Gateway
+from .gateway_rig import PRODUCT_SECRET, Gateway
 
 type Reply = Callable[[], web.Response]
 

@@ -15,7 +15,7 @@ import pytest
 from custom_components.tencent_iot_gateway.const import CONF_FLASHER_KIND, DOMAIN, SUBENTRY_SUB_DEVICE
 from custom_components.tencent_iot_gateway.subentry_flow import UPDATED, nest
 
-from .conftest import Gateway, add_entry
+from .gateway_rig import Gateway, add_entry
 from .helpers import push, register_lights, setup_gateway, state, sub, wait_for
 
 _SUBENTRY = f"component.{DOMAIN}.config_subentries.{SUBENTRY_SUB_DEVICE}"

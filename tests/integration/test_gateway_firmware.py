@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from homeassistant.components.update.const import ATTR_INSTALLED_VERSION, ATTR_LATEST_VERSION
-from homeassistant.const import ATTR_ENTITY_ID
 from homeassistant.core import Event, HomeAssistant, callback
 from homeassistant.helpers import device_registry as dr
 from homeassistant.loader import async_get_integration
@@ -18,8 +17,8 @@ from custom_components.tencent_iot_gateway.const import (
 )
 from tests.emulator_fixtures import eventually
 
-from .conftest import Gateway, add_entry
-from .helpers import available, state, wait_for
+from .gateway_rig import Gateway, add_entry
+from .helpers import available, install_update, state, wait_for
 
 FIRMWARE = bytes(range(256)) * 40
 ENTITY = "update.gw01_gwprod0001_gateway_firmware"
@@ -73,7 +72,7 @@ async def test_a_push_to_the_gateway_installs_through_the_automation_flasher(
         )
 
     hass.bus.async_listen(EVENT_FLASH_REQUEST, answer)
-    await hass.services.async_call("update", "install", {ATTR_ENTITY_ID: ENTITY}, blocking=True)
+    await install_update(hass, ENTITY)
 
     assert len(requests) == 1
     assert requests[0]["device_id"] == gateway_device.id

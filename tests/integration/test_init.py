@@ -13,7 +13,7 @@ from homeassistant.helpers import device_registry as dr
 from custom_components.tencent_iot_gateway.const import CONF_DEVICE_SECRET, CONF_PORT, DOMAIN
 from custom_components.tencent_iot_gateway.entry_config import cache_directory
 
-from .conftest import Gateway, add_entry
+from .gateway_rig import Gateway, add_entry
 
 
 def _state(entry: ConfigEntry) -> ConfigEntryState:

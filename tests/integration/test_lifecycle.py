@@ -8,7 +8,7 @@ import threading
 
 from homeassistant.components.update.const import ATTR_INSTALLED_VERSION
 from homeassistant.config_entries import ConfigEntryState
-from homeassistant.const import ATTR_ENTITY_ID, EVENT_HOMEASSISTANT_STOP, STATE_ON
+from homeassistant.const import EVENT_HOMEASSISTANT_STOP, STATE_ON
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import HomeAssistantError
 import pytest
@@ -17,11 +17,12 @@ from custom_components.tencent_iot_gateway.engine.gateway.identity import Device
 from custom_components.tencent_iot_gateway.engine.ota.jobs import JobState
 from tests.emulator_fixtures import eventually
 
-from .conftest import Gateway
+from .gateway_rig import Gateway
 from .helpers import (
     LIGHT_PRODUCT,
     VERSION,
     available,
+    install_update,
     push,
     register_lights,
     setup_gateway,
@@ -79,11 +80,7 @@ async def test_download_resumes_after_unload_and_setup(
     await push(gateway, FIRMWARE, "light1")
     await wait_for(hass, lambda: state(hass, "update.light1_firmware").state == STATE_ON)
 
-    install = hass.async_create_task(
-        hass.services.async_call(
-            "update", "install", {ATTR_ENTITY_ID: "update.light1_firmware"}, blocking=True
-        )
-    )
+    install = hass.async_create_task(install_update(hass, "update.light1_firmware"))
     runtime = entry.runtime_data
     await wait_for(hass, lambda: runtime.snapshot(LIGHT).downloaded >= 300_000)
     assert runtime.snapshot(LIGHT).state is JobState.DOWNLOADING

@@ -22,7 +22,7 @@ import pytest
 
 from custom_components.tencent_iot_gateway.const import DOMAIN
 
-from .conftest import Gateway
+from .gateway_rig import Gateway
 from .helpers import (
     LIGHT_PRODUCT,
     VERSION,

@@ -26,7 +26,7 @@ from custom_components.tencent_iot_gateway.const import (
 )
 from custom_components.tencent_iot_gateway.subentry_flow import UPDATED, nest
 
-from .conftest import Gateway, add_entry
+from .gateway_rig import Gateway, add_entry
 from .helpers import (
     LIGHT_PRODUCT,
     add_sub_device,

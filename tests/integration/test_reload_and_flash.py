@@ -3,14 +3,13 @@ by a reload that the job survives."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from pathlib import Path
 
 from homeassistant.components.update.const import ATTR_INSTALLED_VERSION
 from homeassistant.config_entries import ConfigEntryState
-from homeassistant.const import ATTR_ENTITY_ID, EVENT_HOMEASSISTANT_STOP, STATE_ON
-from homeassistant.core import Event, HomeAssistant, ServiceResponse, callback
+from homeassistant.const import EVENT_HOMEASSISTANT_STOP, STATE_ON
+from homeassistant.core import Event, HomeAssistant, callback
 import pytest
 
 from custom_components.tencent_iot_gateway.const import CONF_MAX_DOWNLOADS, DOMAIN, EVENT_FLASH_REQUEST
@@ -19,18 +18,22 @@ from custom_components.tencent_iot_gateway.engine.ota.jobs import JobState
 from custom_components.tencent_iot_gateway.runtime import TencentIotConfigEntry
 
 from .cloud_waits import cloud_task_ended
-from .conftest import Gateway
-from .helpers import LIGHT_PRODUCT, VERSION, push, register_lights, setup_gateway, state, sub, wait_for
+from .gateway_rig import Gateway
+from .helpers import (
+    LIGHT_PRODUCT,
+    VERSION,
+    install_update,
+    push,
+    register_lights,
+    setup_gateway,
+    state,
+    sub,
+    wait_for,
+)
 
 FIRMWARE = bytes(range(251)) * 4200  # ~1 MiB
 ENTITY = "update.light1_firmware"
 LIGHT = DeviceId(LIGHT_PRODUCT, "light1")
-
-
-def _install(hass: HomeAssistant) -> asyncio.Task[ServiceResponse]:
-    return hass.async_create_task(
-        hass.services.async_call("update", "install", {ATTR_ENTITY_ID: ENTITY}, blocking=True)
-    )
 
 
 async def test_an_options_change_mid_download_does_not_fail_the_waiting_install(
@@ -47,7 +50,7 @@ async def test_an_options_change_mid_download_does_not_fail_the_waiting_install(
     await console.set_faults({"firmware": {f"{LIGHT_PRODUCT}/{VERSION}": {"throttle_bps": 400_000}}})
     await push(gateway, FIRMWARE, "light1")
     await wait_for(hass, lambda: state(hass, ENTITY).state == STATE_ON)
-    install = _install(hass)
+    install = hass.async_create_task(install_update(hass, ENTITY))
     runtime = entry.runtime_data
     await wait_for(hass, lambda: runtime.snapshot(LIGHT).downloaded >= 300_000)
 
@@ -93,7 +96,7 @@ async def test_a_reload_waits_for_the_flash_under_way(
     """An options change while a flash runs: the reload waits (and says so), the flash completes once, the
     cloud hears `done`, and the install call succeeds."""
     entry, requests = await _automation_flash_ready(hass, gateway)
-    install = _install(hass)
+    install = hass.async_create_task(install_update(hass, ENTITY))
     await wait_for(hass, lambda: len(requests) == 1)
     runtime = entry.runtime_data
     assert runtime.snapshot(LIGHT).state is JobState.FLASHING
@@ -116,7 +119,7 @@ async def test_home_assistant_stop_lets_a_flash_finish(
     """HA stopping while a flash runs: the stop waits for it (within its budget) and the cloud hears `done`
     before the session closes."""
     entry, requests = await _automation_flash_ready(hass, gateway)
-    install = _install(hass)
+    install = hass.async_create_task(install_update(hass, ENTITY))
     await wait_for(hass, lambda: len(requests) == 1)
     runtime = entry.runtime_data
     caplog.set_level(logging.WARNING)

@@ -29,7 +29,7 @@ from custom_components.tencent_iot_gateway.subentry_flow import nest
 from tencent_iot_emulator.registry import REGISTRY_FILE
 from tests.emulator_fixtures import eventually, on_the_same_ports
 
-from .conftest import Gateway, add_entry
+from .gateway_rig import Gateway, add_entry
 from .helpers import (
     LIGHT_PRODUCT,
     available,

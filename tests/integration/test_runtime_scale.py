@@ -20,7 +20,7 @@ from custom_components.tencent_iot_gateway.const import (
 from custom_components.tencent_iot_gateway.engine.gateway.identity import DeviceId
 from custom_components.tencent_iot_gateway.runtime import GatewayRuntime
 
-from .conftest import Gateway
+from .gateway_rig import Gateway
 from .helpers import LIGHT_PRODUCT, available, light_key, register_lights, setup_gateway, sub, wait_for
 
 

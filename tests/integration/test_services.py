@@ -10,7 +10,7 @@ from typing import Any
 
 from homeassistant.components.update.const import ATTR_INSTALLED_VERSION, ATTR_LATEST_VERSION
 from homeassistant.config_entries import SOURCE_USER, ConfigEntry, ConfigEntryDisabler
-from homeassistant.const import ATTR_ENTITY_ID, STATE_OFF, STATE_ON
+from homeassistant.const import STATE_OFF, STATE_ON
 from homeassistant.core import Event, HomeAssistant, callback
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
 from homeassistant.helpers import device_registry as dr
@@ -22,10 +22,11 @@ from custom_components.tencent_iot_gateway.const import DOMAIN, EVENT_FLASH_REQU
 from tests.emulator_fixtures import eventually
 
 from .cloud_waits import cloud_task_ended
-from .conftest import Gateway
+from .gateway_rig import Gateway
 from .helpers import (
     LIGHT_PRODUCT,
     VERSION,
+    install_update,
     light_key,
     push,
     register_lights,
@@ -123,9 +124,7 @@ async def test_cancel_update_while_downloading(hass: HomeAssistant, gateway: Gat
     await gateway.emulator.console.set_faults(SLOW)
     await push(gateway, FIRMWARE, "light1")
     await wait_for(hass, lambda: state(hass, ENTITY).state == STATE_ON)
-    install = hass.async_create_task(
-        hass.services.async_call("update", "install", {ATTR_ENTITY_ID: ENTITY}, blocking=True)
-    )
+    install = hass.async_create_task(install_update(hass, ENTITY))
     await wait_for(hass, lambda: state(hass, SENSOR).state == "downloading")
     await _call(hass, "cancel_update", {"device_id": _device_id(hass, entry, light_key("light1"))})
     with pytest.raises(HomeAssistantError) as caught:
@@ -142,9 +141,7 @@ async def test_a_newer_push_replaces_the_awaited_job(hass: HomeAssistant, gatewa
     await gateway.emulator.console.set_faults(SLOW)
     await push(gateway, FIRMWARE, "light1")
     await wait_for(hass, lambda: state(hass, ENTITY).state == STATE_ON)
-    install = hass.async_create_task(
-        hass.services.async_call("update", "install", {ATTR_ENTITY_ID: ENTITY}, blocking=True)
-    )
+    install = hass.async_create_task(install_update(hass, ENTITY))
     await wait_for(hass, lambda: state(hass, SENSOR).state == "downloading")
     await push(gateway, FIRMWARE[::-1], "light1", version=NEWER)
     with pytest.raises(HomeAssistantError) as caught:
@@ -160,9 +157,7 @@ async def test_cancelling_the_install_call_itself_propagates(hass: HomeAssistant
     await gateway.emulator.console.set_faults(SLOW)
     await push(gateway, FIRMWARE, "light1")
     await wait_for(hass, lambda: state(hass, ENTITY).state == STATE_ON)
-    install = hass.async_create_task(
-        hass.services.async_call("update", "install", {ATTR_ENTITY_ID: ENTITY}, blocking=True)
-    )
+    install = hass.async_create_task(install_update(hass, ENTITY))
     await wait_for(hass, lambda: state(hass, SENSOR).state == "downloading")
     install.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -183,9 +178,7 @@ async def test_cancel_update_refused_while_flashing(hass: HomeAssistant, gateway
     hass.bus.async_listen(EVENT_FLASH_REQUEST, callback(lambda event: job_ids.append(event.data["job_id"])))
     await push(gateway, FIRMWARE, "light1")
     await wait_for(hass, lambda: state(hass, ENTITY).state == STATE_ON)
-    install = hass.async_create_task(
-        hass.services.async_call("update", "install", {ATTR_ENTITY_ID: ENTITY}, blocking=True)
-    )
+    install = hass.async_create_task(install_update(hass, ENTITY))
     await wait_for(hass, lambda: bool(job_ids))
     assert state(hass, SENSOR).state == "flashing"
     with pytest.raises(ServiceValidationError) as caught:
@@ -307,9 +300,7 @@ async def test_complete_flash_invalid_version(hass: HomeAssistant, gateway: Gate
     hass.bus.async_listen(EVENT_FLASH_REQUEST, record)
     await push(gateway, FIRMWARE, "light1")
     await wait_for(hass, lambda: state(hass, ENTITY).state == STATE_ON)
-    install = hass.async_create_task(
-        hass.services.async_call("update", "install", {ATTR_ENTITY_ID: ENTITY}, blocking=True)
-    )
+    install = hass.async_create_task(install_update(hass, ENTITY))
     await wait_for(hass, lambda: bool(events))
     job_id = events[0].data["job_id"]
     with pytest.raises(ServiceValidationError) as caught:

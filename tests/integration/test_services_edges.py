@@ -11,7 +11,7 @@ import pytest
 from custom_components.tencent_iot_gateway.const import DOMAIN
 from custom_components.tencent_iot_gateway.engine.gateway.identity import DeviceId
 
-from .conftest import Gateway
+from .gateway_rig import Gateway
 from .helpers import LIGHT_PRODUCT, light_key, register_lights, setup_gateway, sub, wait_for
 
 LIGHT1 = DeviceId(LIGHT_PRODUCT, "light1")

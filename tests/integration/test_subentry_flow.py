@@ -29,7 +29,7 @@ from custom_components.tencent_iot_gateway.engine.gateway.identity import Device
 from custom_components.tencent_iot_gateway.subentry_flow import SECTION_FIELDS, UPDATED, Section, nest
 from tests.emulator_fixtures import eventually
 
-from .conftest import Gateway, add_entry
+from .gateway_rig import Gateway, add_entry
 from .helpers import (
     LIGHT_PRODUCT,
     add_sub_device,

@@ -22,7 +22,7 @@ from custom_components.tencent_iot_gateway.const import CONF_INSTALL_POLICY, DOM
 from custom_components.tencent_iot_gateway.engine.ota.jobs import OtaSettings
 from tests.emulator_fixtures import eventually
 
-from .conftest import Gateway
+from .gateway_rig import Gateway
 from .helpers import LIGHT_PRODUCT, push, register_lights, setup_gateway, state as state_of, sub, wait_for
 
 # These tests read the OTA state sensor, which is disabled by default.

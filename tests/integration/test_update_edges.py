@@ -16,7 +16,7 @@ from custom_components.tencent_iot_gateway.engine.gateway.identity import Device
 from custom_components.tencent_iot_gateway.engine.ota.jobs import JobSnapshot, JobState
 from custom_components.tencent_iot_gateway.update import progress_percentage
 
-from .conftest import Gateway
+from .gateway_rig import Gateway
 from .helpers import LIGHT_PRODUCT, VERSION, push, register_lights, setup_gateway, state, sub, wait_for
 
 # pytest-homeassistant's `hass_ws_client` (its own type is not exported typed): hass in, a WS client out.

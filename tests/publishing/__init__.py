@@ -1,1 +1,1 @@
-"""Tests of what publishing the repository needs: releases, workflows, the one version."""
+"""Tests of what publishing the repository needs: releases, workflows, the README HACS shows, the one version."""

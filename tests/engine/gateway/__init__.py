@@ -1,0 +1,1 @@
+"""Tests of the gateway operations and the announce (engine/gateway/)."""

@@ -1,0 +1,1 @@
+"""Tests of the OTA jobs, downloads, cache, flashers and gates (engine/ota/)."""
