@@ -275,6 +275,17 @@ class HomeAssistantApi:
         (answer,) = await self.websocket({"type": "repairs/list_issues"})
         return list(answer["issues"])
 
+    async def remove_failed_onboarding_entries(self) -> None:
+        """Remove what onboarding added but cannot load here, so no integration shows "Failed to set up".
+
+        Onboarding's core step adds a few integrations of its own; the demo's environment has the packages
+        Home Assistant and this integration need, not theirs (Google Translate's text-to-speech needs gTTS),
+        and `hass --skip-pip` installs none.
+        """
+        for entry in await self.request("GET", "/api/config/config_entries/entry"):
+            if entry.get("source") == "onboarding" and entry.get("state") == "setup_error":
+                await self.request("DELETE", f"/api/config/config_entries/entry/{entry['entry_id']}")
+
     async def ignore_install_method_issue(self) -> None:
         """Ignore Home Assistant's repair about running from a virtualenv (`INSTALL_METHOD_ISSUE`), if raised."""
         domain, issue_id = INSTALL_METHOD_ISSUE
@@ -461,7 +472,8 @@ async def set_up(
     # version the gateway reports, so the next flash starts from the truth.
     for device, version in versions.items():
         await console.put_virtual_device(device.product_id, device.device_name, version)
-    # Home Assistant raises it right after it has started; by now (seconds later) it is there to ignore.
+    # Both happen right after Home Assistant has started: by now (seconds later) they are there to clean up.
+    await api.remove_failed_onboarding_entries()
     await api.ignore_install_method_issue()
     assert api.access_token is not None
     return DemoSetup(

@@ -88,7 +88,7 @@ def test_the_http_settings_are_stored_for_loopback_and_the_port(tmp_path: Path) 
 
 @pytest.mark.timeout(180)
 async def test_the_demo_starts_without_repairs(socket_enabled: None, tmp_path: Path) -> None:
-    """After the demo's own start nothing is left to repair; the country, time zone, units, currency, language
+    """After the demo's own start nothing is left to repair and every integration is loaded; the country, time zone, units, currency, language
     and name are set (and editable: stored, not YAML); Home Assistant listens on 127.0.0.1 from stable settings."""
     paths = DemoPaths(tmp_path / "config", tmp_path / "emulator")
     ports = Ports(ha=_free_port(), mqtt=0, mqtts=0, http=0, https=0)
@@ -98,6 +98,9 @@ async def test_the_demo_starts_without_repairs(socket_enabled: None, tmp_path: P
         issues = await api.repair_issues()
         assert [i for i in issues if not i["ignored"]] == []
         assert {(i["domain"], i["issue_id"]) for i in issues} <= {INSTALL_METHOD_ISSUE}
+
+        entries = await api.request("GET", "/api/config/config_entries/entry")
+        assert [e["domain"] for e in entries if e["state"] != "loaded"] == []
 
         core, http = await api.websocket({"type": "get_config"}, {"type": "http/config"})
         assert core["country"] == CORE_CONFIG.country == "CN"
