@@ -3,7 +3,7 @@
 Home Assistant 2026.10 raises a repair for an `http:` section in YAML ("The HTTP YAML configuration is
 deprecated") and for a missing country; the demo sets both the way Home Assistant keeps them now (its HTTP
 storage, written before the start; the core settings through the config API) and ignores the one notice about
-running from a virtualenv. The last test runs the real demo (`hass` and the emulator, as `scripts/develop`).
+running from a virtualenv. `test_the_demo_starts_without_repairs` runs the real demo (`hass` and the emulator).
 """
 
 from __future__ import annotations
@@ -13,13 +13,27 @@ from pathlib import Path
 import re
 import socket
 import stat
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import pytest
 
-from scripts.py.demo_setup import CORE_CONFIG, INSTALL_METHOD_ISSUE, HomeAssistantApi
-from scripts.py.demo_stack import CHECKOUT_CONFIG, DemoPaths, Ports, prepare_config_dir, running_demo
+from scripts.py.demo import banner
+from scripts.py.demo_setup import (
+    CORE_CONFIG,
+    INSTALL_METHOD_ISSUE,
+    DemoSetup,
+    EmulatorEndpoints,
+    HomeAssistantApi,
+)
+from scripts.py.demo_stack import (
+    CHECKOUT_CONFIG,
+    DemoPaths,
+    Ports,
+    RunningDemo,
+    prepare_config_dir,
+    running_demo,
+)
 
 # A top-level key of configuration.yaml: a name at the start of a line, then a colon.
 _TOP_LEVEL_KEY = re.compile(r"^([a-z_]+):", re.MULTILINE)
@@ -114,3 +128,18 @@ async def test_the_demo_starts_without_repairs(socket_enabled: None, tmp_path: P
         assert http["pending"] is None
         assert http["stable"]["server_host"] == ["127.0.0.1"]
         assert http["stable"]["server_port"] == ports.ha
+
+
+def test_the_banner_points_to_the_console_page(tmp_path: Path) -> None:
+    """What `scripts/develop` prints sends a person to the console's page, where the task can be followed."""
+    endpoints = EmulatorEndpoints(
+        18830, 18883, "http://127.0.0.1:18080", "https://127.0.0.1:18443", tmp_path / "ca"
+    )
+    setup = DemoSetup(
+        "http://127.0.0.1:8123", "token", "entry", True, endpoints.http_url, {"LIGHTPID01/light1": "0.1"}
+    )
+    # The processes are not used to print the banner.
+    demo = RunningDemo(cast("Any", None), cast("Any", None), endpoints, setup)
+    text = banner(demo, DemoPaths(tmp_path / "config", tmp_path / "emulator"))
+    assert "Emulator console   http://127.0.0.1:18080/   (open it in a browser" in text
+    assert "each light's state and percent) in the emulator console" in text
