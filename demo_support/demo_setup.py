@@ -1,7 +1,8 @@
 """Sets up the demo in a running emulator and a running Home Assistant, idempotently.
 
 Everything goes through public interfaces, as a person would do it: the emulator's console API, Home
-Assistant's onboarding and auth REST API, and the integration's own config flow and sub-device subentry flow.
+Assistant's onboarding and auth REST API, its websocket API (the core settings, as onboarding sets them, and the
+repairs), and the integration's own config flow and sub-device subentry flow.
 A second run finds what the first one made (the user, the entry, the subentries) and adds only what is missing.
 """
 
@@ -28,6 +29,36 @@ SEED_VERSION: Final = "0.1"
 DEMO_USER: Final = ("Demo", "demo", "tencent-demo")
 LANGUAGE: Final = "en"
 ONBOARDING_STEPS: Final = frozenset({"user", "core_config", "analytics", "integration"})
+
+
+@dataclass(frozen=True, slots=True)
+class CoreConfig:
+    """Home Assistant's core settings for the demo, set as onboarding does (the config API), not in YAML."""
+
+    location_name: str = "Tencent IoT Gateway (demo)"
+    # The gateway speaks to Tencent's cloud, whose home is China: its country, time zone and currency.
+    country: str = "CN"
+    time_zone: str = "Asia/Shanghai"
+    currency: str = "CNY"
+    unit_system: str = "metric"
+    language: str = LANGUAGE
+
+    def to_json(self) -> dict[str, str]:
+        """The body of the websocket command `config/core/update`."""
+        return {
+            "location_name": self.location_name,
+            "country": self.country,
+            "time_zone": self.time_zone,
+            "currency": self.currency,
+            "unit_system": self.unit_system,
+            "language": self.language,
+        }
+
+
+CORE_CONFIG: Final = CoreConfig()
+# Home Assistant raises this repair wherever it runs from a virtualenv ("Home Assistant Core"), as the demo does
+# by design: it says nothing about the demo, so the set-up ignores it (Settings → Repairs → Show ignored).
+INSTALL_METHOD_ISSUE: Final = ("homeassistant", "deprecated_method")
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +204,16 @@ class HomeAssistantApi:
                 {"client_id": self.client_id, "redirect_uri": self.client_id},
             )
 
+    async def set_core_config(self, config: CoreConfig) -> None:
+        """Set the core settings (as onboarding's location step does) unless someone chose a country already.
+
+        Without a country Home Assistant raises the repair "The country has not been configured". A folder
+        that an older demo onboarded without one gets them too; settings a person chose are left alone.
+        """
+        if (await self.request("GET", "/api/config")).get("country") is not None:
+            return
+        await self.websocket({"type": "config/core/update", **config.to_json()})
+
     async def _login_code(self, username: str, password: str) -> str:
         flow = await self.request(
             "POST",
@@ -210,21 +251,47 @@ class HomeAssistantApi:
                 raise DemoError(f"{path} step {result.get('step_id')}: {result['errors']}")
         return result
 
-    async def confirm_http_config(self) -> None:
-        """Confirm the HTTP settings taken from configuration.yaml.
-
-        Since 2026.10 Home Assistant moves `http:` from YAML into its storage as a *pending* configuration
-        that must be confirmed within five minutes, or it reverts to the defaults and restarts: confirm it
-        (websocket `http/config/promote`; an error only says that nothing is pending).
-        """
+    async def websocket(self, *commands: Mapping[str, Any]) -> list[Any]:
+        """Send websocket commands in order, on one connection; their results (`DemoError` for an error)."""
+        results: list[Any] = []
         async with self.session.ws_connect(self.base_url + "/api/websocket") as socket:
             await socket.receive_json()  # auth_required
             await socket.send_json({"type": "auth", "access_token": self.access_token})
             answer = await socket.receive_json()
             if answer.get("type") != "auth_ok":
                 raise DemoError(f"the websocket refused the token: {answer}")
-            await socket.send_json({"id": 1, "type": "http/config/promote"})
-            await socket.receive_json()
+            for number, command in enumerate(commands, start=1):
+                await socket.send_json({"id": number, **command})
+                answer = await socket.receive_json()
+                if not answer.get("success"):
+                    raise DemoError(f"websocket {command.get('type')}: {answer.get('error')}")
+                results.append(answer.get("result"))
+        return results
+
+    async def repair_issues(self) -> list[dict[str, Any]]:
+        """The repair issues Home Assistant shows (and the ignored ones, marked `ignored`)."""
+        (answer,) = await self.websocket({"type": "repairs/list_issues"})
+        return list(answer["issues"])
+
+    async def remove_failed_onboarding_entries(self) -> None:
+        """Remove what onboarding added but cannot load here, so no integration shows "Failed to set up".
+
+        Onboarding's core step adds a few integrations of its own; the demo's environment has the packages
+        Home Assistant and this integration need, not theirs (Google Translate's text-to-speech needs gTTS),
+        and `hass --skip-pip` installs none.
+        """
+        for entry in await self.request("GET", "/api/config/config_entries/entry"):
+            if entry.get("source") == "onboarding" and entry.get("state") == "setup_error":
+                await self.request("DELETE", f"/api/config/config_entries/entry/{entry['entry_id']}")
+
+    async def ignore_install_method_issue(self) -> None:
+        """Ignore Home Assistant's repair about running from a virtualenv (`INSTALL_METHOD_ISSUE`), if raised."""
+        domain, issue_id = INSTALL_METHOD_ISSUE
+        for issue in await self.repair_issues():
+            if (issue["domain"], issue["issue_id"]) == INSTALL_METHOD_ISSUE and not issue["ignored"]:
+                await self.websocket(
+                    {"type": "repairs/ignore_issue", "domain": domain, "issue_id": issue_id, "ignore": True}
+                )
 
     async def states(self) -> list[dict[str, Any]]:
         """Every entity state."""
@@ -396,8 +463,8 @@ async def set_up(
     console = ConsoleClient(endpoints.http_url, session)
     api = HomeAssistantApi(session, ha_url)
     await api.onboard_and_log_in(await api.wait_until_answering(timeout_s))
-    await api.confirm_http_config()
     await api.wait_until_running(timeout_s)
+    await api.set_core_config(CORE_CONFIG)
     entry_id = await find_gateway_entry(api)
     created = entry_id is None
     secrets = await seed_emulator(console, secret_file, fresh_entry=created)
@@ -409,6 +476,9 @@ async def set_up(
     # version the gateway reports, so the next flash starts from the truth.
     for device, version in versions.items():
         await console.put_virtual_device(device.product_id, device.device_name, version)
+    # Both happen right after Home Assistant has started: by now (seconds later) they are there to clean up.
+    await api.remove_failed_onboarding_entries()
+    await api.ignore_install_method_issue()
     assert api.access_token is not None
     return DemoSetup(
         ha_url,

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Coroutine
 import contextlib
 import ctypes
 from dataclasses import dataclass
+from datetime import UTC, datetime
 import json
 import os
 from pathlib import Path
@@ -26,7 +27,9 @@ from .demo_setup import DemoError, DemoSetup, EmulatorEndpoints, set_up
 
 TOP: Final = Path(__file__).resolve().parents[1]
 CHECKOUT_CONFIG: Final = TOP / "config"
-HA_PORT_ENV: Final = "TENCENT_IOT_HA_PORT"  # read by config/configuration.yaml (`!env_var`)
+HA_PORT_ENV: Final = "TENCENT_IOT_HA_PORT"  # Home Assistant's port, for `develop` (scripts/py/demo.py)
+# Home Assistant listens on loopback only: the demo user's password is in the README.
+HA_HOST: Final = "127.0.0.1"
 _PR_SET_PDEATHSIG: Final = 1
 _STOP_TIMEOUT_S: Final = 30.0
 _EMULATOR_READY_TIMEOUT_S: Final = 60.0
@@ -81,8 +84,9 @@ class RunningDemo:
     setup: DemoSetup
 
 
-def prepare_config_dir(config_dir: Path) -> None:
-    """A Home Assistant config folder that loads this checkout's integration with the demo's configuration."""
+def prepare_config_dir(config_dir: Path, port: int) -> None:
+    """A Home Assistant config folder that loads this checkout's integration with the demo's configuration,
+    listening on 127.0.0.1:`port`."""
     config_dir.mkdir(parents=True, exist_ok=True)
     link = config_dir / "custom_components"
     target = TOP / "custom_components"
@@ -98,6 +102,73 @@ def prepare_config_dir(config_dir: Path) -> None:
     automations = config_dir / "automations.yaml"
     if not automations.exists():
         automations.write_text("[]\n", encoding="utf-8")
+    write_http_settings(config_dir, port)
+
+
+def write_http_settings(config_dir: Path, port: int) -> None:
+    """Home Assistant's stored HTTP settings: listen on 127.0.0.1:`port` (written while it is not running).
+
+    Since 2026.10 Home Assistant keeps its HTTP settings in its storage (`.storage/http`): an `http:` section in
+    configuration.yaml is migrated once, as a *pending* change that must be confirmed, and raises the repair
+    "The HTTP YAML configuration is deprecated". Its only other ways in are the settings page and its
+    websocket command, which need a running Home Assistant (bound to every interface on its first start) and
+    a restart. So the demo writes the stored settings before each start, as Home Assistant would after a
+    confirmed change: its own schema fills in the defaults, settings changed in the UI are kept, and nothing
+    is pending. An unchanged file is left alone.
+    """
+    # Imported here: Home Assistant's http package takes seconds to import, and only a start needs it.
+    from homeassistant.components.http import config as http_config  # noqa: PLC0415
+    from homeassistant.components.http.const import CONF_SERVER_HOST, CONF_SERVER_PORT  # noqa: PLC0415
+    import probatio  # noqa: PLC0415
+
+    wanted = {CONF_SERVER_HOST: [HA_HOST], CONF_SERVER_PORT: port}
+    path = config_dir / ".storage" / http_config.STORAGE_KEY
+    meta = (
+        http_config.HTTP_CONFIG_CREATED_AT,
+        http_config.HTTP_CONFIG_ERROR,
+        http_config.HTTP_CONFIG_ERROR_MESSAGE,
+    )
+    kept: dict[str, Any] = {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))["data"]
+        stable = data[http_config.KEY_STABLE]
+        if (
+            all(stable.get(key) == value for key, value in wanted.items())
+            and data[http_config.KEY_PENDING] is None
+            and data[http_config.KEY_YAML_MIGRATION_DONE] is True
+        ):
+            return
+        kept = {key: value for key, value in stable.items() if key not in meta}
+    except FileNotFoundError:
+        pass
+    except ValueError, KeyError, TypeError, AttributeError:
+        kept = {}  # not Home Assistant's format (any more): its defaults
+    try:
+        settings = http_config.HTTP_STORAGE_SCHEMA(kept | wanted)
+    except probatio.Invalid:
+        settings = http_config.HTTP_STORAGE_SCHEMA(wanted)  # e.g. a certificate file that is gone
+    stored = {
+        "version": http_config.STORAGE_VERSION,
+        "minor_version": http_config.STORAGE_MINOR_VERSION,
+        "key": http_config.STORAGE_KEY,
+        "data": {
+            http_config.KEY_STABLE: {
+                **settings,
+                http_config.HTTP_CONFIG_CREATED_AT: datetime.now(UTC).isoformat(),
+                http_config.HTTP_CONFIG_ERROR: None,
+                http_config.HTTP_CONFIG_ERROR_MESSAGE: None,
+            },
+            http_config.KEY_PENDING: None,
+            http_config.KEY_YAML_MIGRATION_DONE: True,
+        },
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".demo-tmp")
+    # Mode 0600, as Home Assistant keeps this file.
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(stored, handle, indent=2)
+    partial.replace(path)
 
 
 def _die_with_parent() -> None:
@@ -106,9 +177,7 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-async def _spawn(
-    args: list[str], log_file: Path, *, stdout_pipe: bool, env: dict[str, str] | None = None
-) -> asyncio.subprocess.Process:
+async def _spawn(args: list[str], log_file: Path, *, stdout_pipe: bool) -> asyncio.subprocess.Process:
     log_file.parent.mkdir(parents=True, exist_ok=True)
     log_fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
@@ -118,7 +187,6 @@ async def _spawn(
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE if stdout_pipe else log_fd,
             stderr=log_fd,
-            env=env,
             start_new_session=True,
             preexec_fn=_die_with_parent,
         )
@@ -163,15 +231,11 @@ async def start_emulator(
 
 async def start_home_assistant(paths: DemoPaths, port: int) -> asyncio.subprocess.Process:
     """Start `hass` on 127.0.0.1:`port` with `paths.config_dir` (prepared first)."""
-    prepare_config_dir(paths.config_dir)
+    prepare_config_dir(paths.config_dir, port)
     hass = Path(sys.executable).parent / "hass"
-    env = dict(os.environ) | {HA_PORT_ENV: str(port)}
     # --skip-pip: everything the integration and the configuration need is already installed.
     return await _spawn(
-        [str(hass), "--config", str(paths.config_dir), "--skip-pip"],
-        paths.ha_console_log,
-        stdout_pipe=False,
-        env=env,
+        [str(hass), "--config", str(paths.config_dir), "--skip-pip"], paths.ha_console_log, stdout_pipe=False
     )
 
 

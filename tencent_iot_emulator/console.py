@@ -1,4 +1,5 @@
-"""The console API (JSON under /api) and Tencent's dynamic registration endpoint (spec §1)."""
+"""The console: its page at `/` (console_page.py), its API (JSON under /api) and Tencent's dynamic registration
+endpoint (spec §1)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,14 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from .broker import Broker, BrokerLimits
 from .cloud import Cloud
+from .console_page import (
+    ConsoleSnapshot,
+    DeviceRow,
+    TaskDeviceRow,
+    TaskView,
+    content_security_policy,
+    render_page,
+)
 from .drops import DropError
 from .registry import (
     BindingConflictError,
@@ -54,7 +63,8 @@ class Console:
         self._broker = broker
 
     def register_routes(self, app: web.Application) -> None:
-        """Mount the console API and the dynamic registration endpoint on `app`."""
+        """Mount the console's page, its API and the dynamic registration endpoint on `app`."""
+        app.router.add_get("/", self._page)
         app.router.add_post("/api/products", self._post_product)
         app.router.add_post("/api/devices", self._post_device)
         app.router.add_post("/api/devices/batch", self._post_devices)
@@ -74,6 +84,60 @@ class Console:
         app.router.add_put("/api/drops", self._put_drops)
         app.router.add_delete("/api/drops", self._delete_drops)
         app.router.add_post(REGISTER_PATH, self._register)
+
+    # -- the page ----------------------------------------------------------------------------------------
+
+    async def _page(self, request: web.Request) -> web.Response:
+        nonce = secrets.token_urlsafe(16)
+        return web.Response(
+            text=render_page(self.snapshot(), nonce),
+            content_type="text/html",
+            charset="utf-8",
+            headers={
+                "Content-Security-Policy": content_security_policy(nonce),
+                "X-Content-Type-Options": "nosniff",
+                "Cache-Control": "no-store",
+            },
+        )
+
+    def snapshot(self) -> ConsoleSnapshot:
+        """What the page shows now: every device (by key) and every task (newest first)."""
+        devices = []
+        for device in sorted(self._registry.devices(), key=lambda d: d.key):
+            entry = self._cloud.tasks.latest_entry(device.key)
+            devices.append(
+                DeviceRow(
+                    device.key,
+                    self._cloud.is_online(device.key),
+                    self._cloud.version_of(device.key),
+                    self._registry.gateway_of(device.key),
+                    entry.task_id if entry is not None else None,
+                    str(entry.state) if entry is not None else None,
+                    entry.percent if entry is not None else None,
+                )
+            )
+        tasks = tuple(
+            TaskView(
+                task.task_id,
+                task.spec.product_id,
+                task.spec.version,
+                str(task.spec.mode),
+                task.spec.from_versions,
+                tuple(
+                    TaskDeviceRow(
+                        entry.key,
+                        str(entry.state),
+                        entry.percent,
+                        entry.result_code,
+                        entry.result_msg,
+                        tuple(entry.history),
+                    )
+                    for entry in task.devices.values()
+                ),
+            )
+            for task in reversed(self._cloud.tasks.all())
+        )
+        return ConsoleSnapshot(tuple(devices), tasks)
 
     # -- console -----------------------------------------------------------------------------------------
 

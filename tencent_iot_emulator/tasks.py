@@ -248,6 +248,10 @@ class TaskManager:
         """A task by id."""
         return self._tasks.get(task_id)
 
+    def all(self) -> list[Task]:
+        """Every task, oldest first (the console's page lists them)."""
+        return list(self._tasks.values())
+
     def latest_entry(self, key: str) -> TaskDevice | None:
         """The device's entry in the newest task that includes it."""
         for task in reversed(self._tasks.values()):
