@@ -20,14 +20,9 @@ import sys
 
 import aiohttp
 
-from demo_support.demo_push import (
-    DEFAULT_IMAGE_SIZE,
-    DEFAULT_THROTTLE_BPS,
-    next_version,
-    push_firmware,
-    push_report,
-)
-from demo_support.demo_setup import DEMO_USER, LIGHTS, DemoError
+from demo_support.demo_banner import banner, relative
+from demo_support.demo_push import DEFAULT_IMAGE_SIZE, DEFAULT_THROTTLE_BPS, push_firmware, push_report
+from demo_support.demo_setup import DemoError
 from demo_support.demo_stack import HA_PORT_ENV, TOP, DemoPaths, Ports, RunningDemo, running_demo
 from tencent_iot_emulator.console_client import ConsoleClient, ConsoleError
 
@@ -60,43 +55,6 @@ def ports_from_env(environ: Mapping[str, str]) -> Ports:
     )
 
 
-def _relative(path: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
-
-
-def banner(demo: RunningDemo, paths: DemoPaths) -> str:
-    """What `develop` prints once everything runs."""
-    setup = demo.setup
-    endpoints = demo.endpoints
-    name, username, password = DEMO_USER
-    versions = ", ".join(f"{key} {version}" for key, version in sorted(setup.versions.items()))
-    lines = [
-        "",
-        "The Tencent IoT Gateway demo is running." + ("" if setup.created_entry else " (state reused)"),
-        "",
-        f"  Home Assistant     {setup.ha_url}   user: {username}   password: {password}   ({name})",
-        f"  Emulator console   {endpoints.http_url}/   (open it in a browser: devices, versions, tasks)",
-        f"  Emulator broker    mqtts://127.0.0.1:{endpoints.mqtts_port}  (CA {_relative(endpoints.ca_file)})",
-        f"  Sub-devices        {versions}",
-        "",
-        "Push a firmware upgrade to the three lights (then press Update in a light's firmware dialog):",
-        "",
-        f"  scripts/demo-push {next_version(v for key, v in setup.versions.items() if _is_light(key))}",
-        "",
-        "Follow the cloud's side of the task (each light's state and percent) in the emulator console,",
-        f"  {endpoints.http_url}/  (it refreshes itself), or as a table in the terminal:",
-        f"  scripts/run python -m tencent_iot_emulator status --console {endpoints.http_url}",
-        "",
-        f"Logs: {_relative(paths.config_dir / 'home-assistant.log')}, {_relative(paths.emulator_log)}.",
-        "Ctrl-C stops everything.",
-        "",
-    ]
-    return "\n".join(lines)
-
-
 async def develop(paths: DemoPaths, ports: Ports) -> int:
     """Run the demo until SIGINT or SIGTERM (or until one of its processes exits)."""
     loop = asyncio.get_running_loop()
@@ -114,8 +72,8 @@ async def develop(paths: DemoPaths, ports: Ports) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop)
     sys.stderr.write(
-        f"Starting the emulator (state: {_relative(paths.state_dir)}) and Home Assistant "
-        f"(config: {_relative(paths.config_dir)}) on http://127.0.0.1:{ports.ha} ...\n"
+        f"Starting the emulator (state: {relative(paths.state_dir)}) and Home Assistant "
+        f"(config: {relative(paths.config_dir)}) on http://127.0.0.1:{ports.ha} ...\n"
     )
     async with aiohttp.ClientSession() as session:
         try:
@@ -160,10 +118,6 @@ async def push(console_url: str, version: str, size: int, throttle_bps: int | No
             return 1
     sys.stdout.write(push_report(pushed, console_url))
     return 0
-
-
-def _is_light(key: str) -> bool:
-    return any(light.key == key for light in LIGHTS)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -18,15 +18,15 @@ from typing import Any, cast
 import aiohttp
 import pytest
 
-from scripts.py.demo import banner
-from scripts.py.demo_setup import (
+from demo_support.demo_banner import banner
+from demo_support.demo_setup import (
     CORE_CONFIG,
     INSTALL_METHOD_ISSUE,
     DemoSetup,
     EmulatorEndpoints,
     HomeAssistantApi,
 )
-from scripts.py.demo_stack import (
+from demo_support.demo_stack import (
     CHECKOUT_CONFIG,
     DemoPaths,
     Ports,
