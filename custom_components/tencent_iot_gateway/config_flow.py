@@ -25,7 +25,6 @@ from homeassistant.core import callback
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.selector import (
     BooleanSelector,
-    NumberSelector,
     NumberSelectorConfig,
     NumberSelectorMode,
     SelectSelector,
@@ -81,15 +80,15 @@ from .engine import (
     AuthenticationError,
     CannotConnectError,
     ClockSkewError,
+    FieldProblem,
     InvalidFieldError,
-    InvalidFirmwareError,
     NotAGatewayError,
     Region,
     RegistrationError,
     RegistrationUnreachableError,
     check_login,
+    check_version,
     register_device,
-    validate_version,
 )
 from .entry_config import (
     check_ca_pem,
@@ -98,6 +97,7 @@ from .entry_config import (
     endpoint_from,
     registration_url_for,
 )
+from .form_errors import RangeNumberSelector, field_error, range_error
 from .subentry_flow import SubDeviceSubentryFlow
 
 _LOGGER = logging.getLogger(__name__)
@@ -134,7 +134,7 @@ REGION_SCHEMA = vol.Schema({vol.Required(CONF_REGION): _REGION})
 def _custom_schema(*, with_registration: bool) -> vol.Schema:
     fields: dict[vol.Marker, Any] = {
         vol.Required(CONF_HOST): _TEXT,
-        vol.Required(CONF_PORT, default=MQTT_TLS_PORT): NumberSelector(
+        vol.Required(CONF_PORT, default=MQTT_TLS_PORT): RangeNumberSelector(
             NumberSelectorConfig(min=1, max=65535, step=1, mode=NumberSelectorMode.BOX)
         ),
         vol.Required(CONF_TLS, default=True): BooleanSelector(),
@@ -156,11 +156,9 @@ class FlowError(Exception):
 
 
 def _field_error(err: InvalidFieldError) -> FlowError:
-    """`invalid_<field>` on that field, with the engine's reason (it never quotes a secret)."""
-    field = err.field if err.field in _KNOWN_FIELDS else "base"
-    return FlowError(
-        field, f"invalid_{err.field}" if field != "base" else "invalid_field", {"reason": err.reason}
-    )
+    """The problem's key on that field, with its placeholders (they never hold a secret)."""
+    error = field_error(err, _KNOWN_FIELDS)
+    return FlowError(error.field, error.key, dict(error.placeholders))
 
 
 def _clock_error(err: ClockSkewError) -> tuple[str, dict[str, str]]:
@@ -208,7 +206,11 @@ def _pick_secret(user_input: Mapping[str, Any]) -> tuple[str | None, str | None]
     if device_secret is not None:
         check_device_secret(device_secret)
     elif product_secret is not None and (len(product_secret) < 16 or not product_secret.isascii()):
-        raise InvalidFieldError(CONF_PRODUCT_SECRET, "must be at least 16 ASCII characters")
+        raise InvalidFieldError(
+            CONF_PRODUCT_SECRET,
+            FieldProblem.NOT_ASCII if not product_secret.isascii() else FieldProblem.TOO_SHORT,
+            min=16,
+        )
     return device_secret, product_secret
 
 
@@ -484,8 +486,10 @@ class TencentIotConfigFlow(ConfigFlow, domain=DOMAIN):
         )
 
 
-def _count_selector(minimum: int, maximum: int) -> NumberSelector:
-    return NumberSelector(NumberSelectorConfig(min=minimum, max=maximum, step=1, mode=NumberSelectorMode.BOX))
+def _count_selector(minimum: int, maximum: int) -> RangeNumberSelector:
+    return RangeNumberSelector(
+        NumberSelectorConfig(min=minimum, max=maximum, step=1, mode=NumberSelectorMode.BOX)
+    )
 
 
 class GatewayOptionsFlow(OptionsFlow):
@@ -494,6 +498,8 @@ class GatewayOptionsFlow(OptionsFlow):
     Not `OptionsFlowWithReload`: the entry's update listener already reloads when the options change (it
     also applies sub-device changes without a reload, which that class forbids).
     """
+
+    _shown: vol.Schema | None = None
 
     async def async_step_init(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """One form."""
@@ -519,10 +525,11 @@ class GatewayOptionsFlow(OptionsFlow):
             version = str(user_input.get(CONF_GATEWAY_VERSION) or "").strip()
             try:
                 if version:
-                    data[CONF_GATEWAY_VERSION] = validate_version(version)
-            except InvalidFirmwareError as err:
-                errors[CONF_GATEWAY_VERSION] = "invalid_gateway_version"
-                description_placeholders["reason"] = str(err)
+                    data[CONF_GATEWAY_VERSION] = check_version(version, CONF_GATEWAY_VERSION)
+            except InvalidFieldError as err:
+                field_error(err).add_to(errors, description_placeholders)
+            if self._shown is not None and (out_of_range := range_error(self._shown, user_input)):
+                out_of_range.add_to(errors, description_placeholders)
             if not errors:
                 return self.async_create_entry(data=data)
         options = self.config_entry.options
@@ -540,18 +547,18 @@ class GatewayOptionsFlow(OptionsFlow):
                 ),
                 vol.Required(
                     CONF_MAX_DOWNLOADS, default=options.get(CONF_MAX_DOWNLOADS, DEFAULT_MAX_DOWNLOADS)
-                ): NumberSelector(
+                ): RangeNumberSelector(
                     NumberSelectorConfig(min=1, max=MAX_PARALLEL, step=1, mode=NumberSelectorMode.BOX)
                 ),
                 vol.Required(
                     CONF_MAX_FLASHES, default=options.get(CONF_MAX_FLASHES, DEFAULT_MAX_FLASHES)
-                ): NumberSelector(
+                ): RangeNumberSelector(
                     NumberSelectorConfig(min=1, max=MAX_PARALLEL, step=1, mode=NumberSelectorMode.BOX)
                 ),
                 vol.Required(
                     CONF_MAX_FIRMWARE_SIZE_MIB,
                     default=options.get(CONF_MAX_FIRMWARE_SIZE_MIB, DEFAULT_MAX_FIRMWARE_SIZE_MIB),
-                ): NumberSelector(
+                ): RangeNumberSelector(
                     NumberSelectorConfig(
                         min=1,
                         max=MAX_FIRMWARE_SIZE_MIB_LIMIT,
@@ -570,14 +577,14 @@ class GatewayOptionsFlow(OptionsFlow):
                 ): _count_selector(1, MAX_ROLLOUT_COUNT),
                 vol.Required(
                     CONF_CANARY_PERCENT, default=options.get(CONF_CANARY_PERCENT, 0)
-                ): NumberSelector(
+                ): RangeNumberSelector(
                     NumberSelectorConfig(
                         min=0, max=100, step=1, unit_of_measurement="%", mode=NumberSelectorMode.BOX
                     )
                 ),
                 vol.Required(
                     CONF_SOAK_MIN, default=options.get(CONF_SOAK_MIN, DEFAULT_SOAK_MIN)
-                ): NumberSelector(
+                ): RangeNumberSelector(
                     NumberSelectorConfig(
                         min=0,
                         max=MAX_SOAK_MIN,
@@ -592,7 +599,7 @@ class GatewayOptionsFlow(OptionsFlow):
                 vol.Required(
                     CONF_ROLLBACK_BUDGET_MIB,
                     default=options.get(CONF_ROLLBACK_BUDGET_MIB, DEFAULT_ROLLBACK_BUDGET_MIB),
-                ): NumberSelector(
+                ): RangeNumberSelector(
                     NumberSelectorConfig(
                         min=0,
                         max=MAX_FIRMWARE_SIZE_MIB_LIMIT,
@@ -603,6 +610,7 @@ class GatewayOptionsFlow(OptionsFlow):
                 ),
             }
         )
+        self._shown = schema  # its number fields' ranges are checked on submit
         suggested = {CONF_GATEWAY_VERSION: options.get(CONF_GATEWAY_VERSION, "")}
         if user_input is not None:
             suggested = user_input

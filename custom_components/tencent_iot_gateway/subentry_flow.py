@@ -15,7 +15,6 @@ from typing import Any
 from homeassistant.config_entries import ConfigSubentryFlow, SubentryFlowResult
 from homeassistant.helpers.selector import (
     BooleanSelector,
-    NumberSelector,
     NumberSelectorConfig,
     NumberSelectorMode,
     SelectSelector,
@@ -52,8 +51,9 @@ from .const import (
     FLASHER_NONE,
     MAX_PREFLIGHT_TIMEOUT_MIN,
 )
-from .engine import PLACEHOLDERS, DeviceId, InvalidFieldError, InvalidFirmwareError, validate_version
+from .engine import PLACEHOLDERS, DeviceId, InvalidFieldError, check_version
 from .entry_config import check_device_secret
+from .form_errors import RangeNumberSelector, field_error
 from .ota.flasher_forms import (
     FORMS,
     FlasherFieldError,
@@ -96,7 +96,7 @@ def _common_fields(*, version_known: bool = True) -> dict[vol.Marker, Any]:
         vol.Optional(CONF_PREFLIGHT_CONDITION): TemplateSelector(),
         vol.Optional(CONF_MAINTENANCE_START): TimeSelector(),
         vol.Optional(CONF_MAINTENANCE_END): TimeSelector(),
-        vol.Optional(CONF_PREFLIGHT_TIMEOUT_MIN): NumberSelector(
+        vol.Optional(CONF_PREFLIGHT_TIMEOUT_MIN): RangeNumberSelector(
             NumberSelectorConfig(
                 min=1,
                 max=MAX_PREFLIGHT_TIMEOUT_MIN,
@@ -107,7 +107,7 @@ def _common_fields(*, version_known: bool = True) -> dict[vol.Marker, Any]:
         ),
         vol.Optional(CONF_HEALTH_TEMPLATE): TemplateSelector(),
         vol.Optional(CONF_HEALTH_VERSION_CHECK, default=False): BooleanSelector(),
-        vol.Optional(CONF_HEALTH_TIMEOUT_MIN): NumberSelector(
+        vol.Optional(CONF_HEALTH_TIMEOUT_MIN): RangeNumberSelector(
             NumberSelectorConfig(
                 min=1,
                 max=MAX_PREFLIGHT_TIMEOUT_MIN,
@@ -135,11 +135,8 @@ def _check_common(user_input: dict[str, Any]) -> dict[str, Any]:
     if secret:
         data[CONF_DEVICE_SECRET] = check_device_secret(secret)
     version = str(user_input.get(CONF_INSTALLED_VERSION) or "").strip()
-    try:
-        if version:
-            data[CONF_INSTALLED_VERSION] = validate_version(version)
-    except InvalidFirmwareError as err:
-        raise InvalidFieldError(CONF_INSTALLED_VERSION, str(err)) from None
+    if version:
+        data[CONF_INSTALLED_VERSION] = check_version(version, CONF_INSTALLED_VERSION)
     data[CONF_UNBIND_ON_REMOVE] = bool(user_input.get(CONF_UNBIND_ON_REMOVE, False))
     for key in (CONF_NAME, CONF_MODEL, CONF_MANUFACTURER):
         if text := str(user_input.get(key) or "").strip():
@@ -192,8 +189,7 @@ class SubDeviceSubentryFlow(ConfigSubentryFlow):
                 )
                 common = _check_common(user_input)
             except InvalidFieldError as err:
-                errors[err.field] = f"invalid_{err.field}"
-                placeholders["reason"] = err.reason
+                field_error(err).add_to(errors, placeholders)
             else:
                 entry = self._get_entry()
                 gateway_key = f"{entry.data[CONF_PRODUCT_ID]}/{entry.data[CONF_DEVICE_NAME]}"
@@ -224,8 +220,7 @@ class SubDeviceSubentryFlow(ConfigSubentryFlow):
             try:
                 common = _check_common(user_input)
             except InvalidFieldError as err:
-                errors[err.field] = f"invalid_{err.field}"
-                placeholders["reason"] = err.reason
+                field_error(err).add_to(errors, placeholders)
             else:
                 keep_secret = CONF_DEVICE_SECRET not in common and CONF_DEVICE_SECRET in subentry.data
                 self._data = {
@@ -284,7 +279,6 @@ class SubDeviceSubentryFlow(ConfigSubentryFlow):
         errors: dict[str, str] = {}
         placeholders: dict[str, str] = {
             "device": self._data.get(CONF_NAME) or self._data[CONF_DEVICE_NAME],
-            "reason": "",
             # Braces cannot be written in a translation (they are its own placeholders): passed as a value.
             "placeholders": ", ".join(f"{{{name}}}" for name in sorted(PLACEHOLDERS)),
         }
@@ -295,8 +289,7 @@ class SubDeviceSubentryFlow(ConfigSubentryFlow):
                     self.hass, self._kind, user_input, stored
                 )
             except FlasherFieldError as err:
-                errors[err.field] = err.key
-                placeholders["reason"] = err.reason
+                err.error.add_to(errors, placeholders)
             else:
                 return self._async_done()
         suggested = dict(user_input) if user_input is not None else suggested_values(stored, self._kind)
