@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from custom_components.tencent_iot_gateway.engine.errors import DownloadTimeoutError
+from custom_components.tencent_iot_gateway.engine.errors import DownloadTimeoutError, FailureReason
 from custom_components.tencent_iot_gateway.engine.ota.download import DownloadProgress, ResumeState
 from custom_components.tencent_iot_gateway.engine.ota.firmware_cache import FirmwareCache, image_file_stem
 
@@ -36,9 +36,11 @@ async def test_unexpected_client_error_status_fails_at_once(rig: FirmwareRig) ->
     """HTTP 400 is neither retryable nor an expired URL: one request, an error quoting the status."""
     firmware = await rig.upload(image(1000))
     rig.set_faults({"status": 400})
-    with pytest.raises(DownloadTimeoutError, match="failed: HTTP 400") as failure:
+    with pytest.raises(DownloadTimeoutError, match="refused the download with HTTP 400") as failure:
         await rig.downloader(max_attempts=3).fetch(rig.spec(firmware), _ignore)
     assert failure.value.code == -1
+    assert failure.value.failure.reason is FailureReason.DOWNLOAD_REFUSED
+    assert failure.value.http_status == 400
     assert len(rig.downloads()) == 1
     assert "sign=" not in str(failure.value)
 
@@ -54,8 +56,9 @@ async def test_refused_range_starts_again_from_zero(rig: FirmwareRig) -> None:
     rig.set_faults({"status": 416})
     progress: list[DownloadProgress] = []
 
-    with pytest.raises(DownloadTimeoutError, match="HTTP 416"):
+    with pytest.raises(DownloadTimeoutError) as failure:
         await rig.downloader(max_attempts=2).fetch(spec, progress.append)
+    assert failure.value.failure.reason is FailureReason.DOWNLOAD_INTERRUPTED
 
     ranges = [seen.headers.get("Range") for seen in rig.downloads()[1:]]
     assert ranges == [f"bytes=30000-{SIZE - 1}", None]

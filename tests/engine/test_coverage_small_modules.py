@@ -8,7 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from custom_components.tencent_iot_gateway.engine.errors import FlashError, InvalidFieldError
+from custom_components.tencent_iot_gateway.engine.errors import (
+    FailureReason,
+    FieldProblem,
+    FlashError,
+    InvalidFieldError,
+)
 from custom_components.tencent_iot_gateway.engine.gateway.identity import DeviceId
 from custom_components.tencent_iot_gateway.engine.mqtt.endpoints import (
     BrokerEndpoint,
@@ -24,9 +29,11 @@ TARGET = DeviceId("LIGHTPID01", "light1")
 
 @pytest.mark.parametrize("port", [0, 65536, -1])
 def test_endpoint_refuses_a_port_outside_tcp(port: int) -> None:
-    """A port that cannot exist names the port field and the value."""
-    with pytest.raises(InvalidFieldError, match=rf"port.*{port} is not a TCP port"):
+    """A port that cannot exist names the port field and the range a port has."""
+    with pytest.raises(InvalidFieldError, match=r"port.*from 1 to 65535") as failure:
         BrokerEndpoint("127.0.0.1", port)
+    assert failure.value.problem is FieldProblem.OUT_OF_RANGE
+    assert failure.value.placeholders == {"min": "1", "max": "65535"}
 
 
 def test_endpoint_repr_hides_the_ca_and_says_which_trust() -> None:
@@ -87,8 +94,9 @@ async def test_file_flash_onto_a_directory_in_the_way_leaves_no_partial_file(tmp
     (in_the_way / "child").mkdir(parents=True)
     flasher = FileFlasher(FileFlasherConfig(directory=str(out)))
 
-    with pytest.raises(FlashError, match=r"cannot write .*LIGHTPID01_light1_2\.0\.bin"):
+    with pytest.raises(FlashError, match=r"writing into .*drop failed: Is a directory") as failure:
         await flasher.flash(image, TARGET, _firmware(image.read_bytes()), lambda _p: None)
+    assert failure.value.failure.reason is FailureReason.FILE_WRITE_FAILED
 
     assert sorted(p.name for p in out.iterdir()) == ["LIGHTPID01_light1_2.0.bin"]
     assert in_the_way.is_dir()
@@ -136,7 +144,7 @@ async def test_file_flash_that_cannot_create_its_temporary_closes_the_image(tmp_
     flasher = FileFlasher(FileFlasherConfig(directory=str(directory)))
     before = _open_descriptors()
 
-    with pytest.raises(FlashError, match=r"cannot write .*File name too long"):
+    with pytest.raises(FlashError, match=r"writing into .* failed: File name too long"):
         await flasher.flash(image, TARGET, _firmware(image.read_bytes()), lambda _p: None)
 
     assert _open_descriptors() == before
