@@ -369,7 +369,7 @@ class TencentIotConfigFlow(ConfigFlow, domain=DOMAIN):
             raise _field_error(err) from None
         except RegistrationUnreachableError as err:
             field = CONF_REGISTRATION_URL if custom else "base"
-            raise FlowError(field, "registration_unreachable", {"reason": str(err)}) from None
+            raise FlowError(field, f"registration_unreachable_{err.cause}", {"host": err.host}) from None
         except ClockSkewError as err:
             raise FlowError("base", *_clock_error(err)) from None
         except RegistrationError as err:

@@ -141,19 +141,19 @@ async def test_add_unbound_without_secret_stays_unavailable(
 @pytest.mark.parametrize(
     ("user_input", "field", "error"),
     [
-        ({CONF_PRODUCT_ID: "bad id!"}, CONF_PRODUCT_ID, "invalid_product_id"),
-        ({CONF_PRODUCT_ID: ""}, CONF_PRODUCT_ID, "invalid_product_id"),
-        ({CONF_DEVICE_NAME: "bad name!"}, CONF_DEVICE_NAME, "invalid_device_name"),
-        ({CONF_DEVICE_SECRET: "not base64 !!"}, CONF_DEVICE_SECRET, "invalid_device_secret"),
-        ({CONF_INSTALLED_VERSION: "v" * 33}, CONF_INSTALLED_VERSION, "invalid_installed_version"),
-        ({CONF_INSTALLED_VERSION: "a\tb"}, CONF_INSTALLED_VERSION, "invalid_installed_version"),
+        ({CONF_PRODUCT_ID: "bad id!"}, CONF_PRODUCT_ID, "product_id_characters"),
+        ({CONF_PRODUCT_ID: ""}, CONF_PRODUCT_ID, "required"),
+        ({CONF_DEVICE_NAME: "bad name!"}, CONF_DEVICE_NAME, "device_name_characters"),
+        ({CONF_DEVICE_SECRET: "not base64 !!"}, CONF_DEVICE_SECRET, "not_base64"),
+        ({CONF_INSTALLED_VERSION: "v" * 33}, CONF_INSTALLED_VERSION, "too_long"),
+        ({CONF_INSTALLED_VERSION: "a\tb"}, CONF_INSTALLED_VERSION, "control_character"),
         ({CONF_PRODUCT_ID: "GWPROD0001", CONF_DEVICE_NAME: "gw01"}, "base", "sub_device_is_gateway"),
     ],
 )
 async def test_add_field_errors(
     hass: HomeAssistant, gateway: Gateway, user_input: dict[str, Any], field: str, error: str
 ) -> None:
-    """Each bad field is named on the form, with the reason; a correction then succeeds."""
+    """Each bad field is named on the form with its problem's key (and its values); a correction succeeds."""
     entry = await add_entry(hass, gateway.entry_data)
     flow_id = await _start_add(hass, entry)
     result = await hass.config_entries.subentries.async_configure(
@@ -161,9 +161,10 @@ async def test_add_field_errors(
     )
     assert result["type"] is FlowResultType.FORM
     assert result["errors"] == {field: error}
-    if field != "base":
-        assert result["description_placeholders"] is not None
-        assert (result["description_placeholders"] or {})["reason"]
+    if error == "too_long":
+        assert (result["description_placeholders"] or {}) | {"length": "33", "max": "32"} == (
+            result["description_placeholders"] or {}
+        )
     result = await hass.config_entries.subentries.async_configure(flow_id, _device_input("light1"))
     assert result["type"] is FlowResultType.CREATE_ENTRY
 
@@ -241,8 +242,7 @@ async def test_http_flasher_form_stores_the_settings(hass: HomeAssistant, gatewa
         "version_timeout_s": 60,
     }
     result = await hass.config_entries.subentries.async_configure(flow_id, entered)
-    assert result["errors"] == {"url": "invalid_setting"}
-    assert "http" in (result["description_placeholders"] or {})["reason"]
+    assert result["errors"] == {"url": "url_scheme"}
     assert suggested(result) == entered
     result = await hass.config_entries.subentries.async_configure(
         flow_id, entered | {"url": "http://192.168.1.50/ota/{device_name}"}
@@ -276,7 +276,7 @@ async def test_command_flasher_form_checks_the_program(
     result = await hass.config_entries.subentries.async_configure(
         flow_id, {"program": "true", "args": ["{unknown}"], "timeout_s": 30}
     )
-    assert result["errors"] == {"args": "invalid_setting"}
+    assert result["errors"] == {"args": "unknown_placeholder"}
     not_executable.chmod(0o755)
     result = await hass.config_entries.subentries.async_configure(
         flow_id,
@@ -302,7 +302,7 @@ async def test_file_flasher_form_checks_the_directory(
     for directory, error in (
         (str(tmp_path / "missing"), "directory_not_found"),
         (str(a_file), "not_a_directory"),
-        ("relative/dir", "invalid_setting"),
+        ("relative/dir", "absolute_path"),
     ):
         result = await hass.config_entries.subentries.async_configure(flow_id, {"directory": directory})
         assert result["errors"] == {"directory": error}, directory
@@ -388,11 +388,14 @@ async def test_edit_version_and_flasher_live(hass: HomeAssistant, gateway: Gatew
 async def test_edit_errors(hass: HomeAssistant, gateway: Gateway) -> None:
     """A bad version or secret on the edit form is named; the subentry is unchanged."""
     entry = await add_entry(hass, gateway.entry_data, subentries=[sub("light1")])
-    for field, value in ((CONF_INSTALLED_VERSION, "x" * 33), (CONF_DEVICE_SECRET, "%%%")):
+    for field, value, error in (
+        (CONF_INSTALLED_VERSION, "x" * 33, "too_long"),
+        (CONF_DEVICE_SECRET, "%%%", "not_base64"),
+    ):
         user_input = {CONF_INSTALLED_VERSION: "1.0", CONF_FLASHER_KIND: "none", field: value}
         result = await _reconfigure(hass, entry, "light1", user_input)
         assert result["type"] is FlowResultType.FORM
-        assert result["errors"] == {field: f"invalid_{field}"}
+        assert result["errors"] == {field: error}
     assert entry.subentries[_subentry_id(entry, "light1")].data[CONF_INSTALLED_VERSION] == "0.1"
 
 

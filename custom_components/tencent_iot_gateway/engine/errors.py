@@ -527,4 +527,16 @@ class ClockSkewError(RegistrationError):
 
 
 class RegistrationUnreachableError(TencentIotError):
-    """The registration endpoint could not be reached or did not answer with JSON."""
+    """The registration endpoint could not be reached, or did not answer like one.
+
+    `host`: where it was asked; `cause`: why, one of `REGISTRATION_CAUSES` (a form's error names it).
+    """
+
+    def __init__(self, host: str, cause: str) -> None:
+        super().__init__(f"the registration service {host} cannot be used: {cause.replace('_', ' ')}")
+        self.host = host
+        self.cause = cause
+
+
+REGISTRATION_NOT_A_SERVER: Final = "not_a_server"
+"""The cause of a registration answer that is not Tencent's format (a proxy's page, another service)."""

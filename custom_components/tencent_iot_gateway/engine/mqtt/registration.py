@@ -20,6 +20,7 @@ import aiohttp
 from aiohttp import hdrs
 
 from custom_components.tencent_iot_gateway.engine.errors import (
+    REGISTRATION_NOT_A_SERVER,
     ClockSkewError,
     FieldProblem,
     InvalidFieldError,
@@ -31,6 +32,7 @@ from custom_components.tencent_iot_gateway.engine.mqtt.auth import (
     decrypt_registration_payload,
     registration_request,
 )
+from custom_components.tencent_iot_gateway.engine.net_causes import net_cause
 
 REGISTRATION_TIMEOUT_S = 15.0
 # A registration's signed timestamp must be near the server's time. Tencent does not document the tolerance;
@@ -83,14 +85,15 @@ async def register_device(
                 text = await response.text()
                 skew_s = _clock_skew(now, response.headers.get(hdrs.DATE))
     except (TimeoutError, aiohttp.ClientError, ssl.SSLError) as err:
-        raise RegistrationUnreachableError(f"cannot reach {host}: {type(err).__name__}") from None
+        _LOGGER.debug("Registration request to %s failed: %r", host, err)
+        raise RegistrationUnreachableError(host, net_cause(err).value) from None
     try:
         document = json.loads(text)
         answer = document["Response"]
     except ValueError, KeyError, TypeError:
-        raise RegistrationUnreachableError(f"{host} did not answer like a registration server") from None
+        raise RegistrationUnreachableError(host, REGISTRATION_NOT_A_SERVER) from None
     if not isinstance(answer, dict):
-        raise RegistrationUnreachableError(f"{host} did not answer like a registration server")
+        raise RegistrationUnreachableError(host, REGISTRATION_NOT_A_SERVER)
     error = answer.get("Error")
     if isinstance(error, dict):
         message = f"{error.get('Code', 'error')}: {error.get('Message', '')}".strip()

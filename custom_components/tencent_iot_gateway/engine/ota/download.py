@@ -35,6 +35,7 @@ from custom_components.tencent_iot_gateway.engine.errors import (
     OtaError,
     UrlExpiredError,
 )
+from custom_components.tencent_iot_gateway.engine.net_causes import Endpoint, NetCause, net_cause
 from custom_components.tencent_iot_gateway.engine.ota.firmware import FirmwareSpec
 from custom_components.tencent_iot_gateway.engine.ota.firmware_cache import (
     FirmwareCache,
@@ -42,7 +43,6 @@ from custom_components.tencent_iot_gateway.engine.ota.firmware_cache import (
     image_file_stem,
     image_key_of,
 )
-from custom_components.tencent_iot_gateway.engine.ota.net_causes import Endpoint, NetCause, net_cause
 from custom_components.tencent_iot_gateway.engine.stores.storage import StateStore
 
 _LOGGER = logging.getLogger(__name__)

@@ -27,6 +27,7 @@ from custom_components.tencent_iot_gateway.engine.errors import (
     InvalidFieldError,
 )
 from custom_components.tencent_iot_gateway.engine.gateway.identity import DeviceId
+from custom_components.tencent_iot_gateway.engine.net_causes import Endpoint, NetCause, net_cause
 from custom_components.tencent_iot_gateway.engine.ota.firmware import FirmwareSpec, url_without_query
 from custom_components.tencent_iot_gateway.engine.ota.flashers.base import (
     check_kind,
@@ -37,7 +38,6 @@ from custom_components.tencent_iot_gateway.engine.ota.flashers.base import (
     template_values,
     validate_template,
 )
-from custom_components.tencent_iot_gateway.engine.ota.net_causes import Endpoint, NetCause, net_cause
 
 _LOGGER = logging.getLogger(__name__)
 
