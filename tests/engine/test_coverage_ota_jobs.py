@@ -55,9 +55,9 @@ async def test_install_refuses_what_cannot_start(
 
         await _push(cloud, "V2")
         await _reach(gateway, JobState.AVAILABLE, "V2")
-        with pytest.raises(FlashError, match="the sub-device has no flasher") as failure:
+        with pytest.raises(FlashError, match="the sub-device has no flasher") as no_flasher:
             await ota.install(LIGHT)
-        assert failure.value.failure.reason is FailureReason.NO_FLASHER
+        assert no_flasher.value.failure.reason is FailureReason.NO_FLASHER
         assert ota.snapshot(LIGHT).state is JobState.AVAILABLE
         assert ota.snapshot(LIGHT).installed_version == "0.1"
 

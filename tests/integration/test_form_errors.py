@@ -7,6 +7,7 @@ fields "Value -5.0 is too small" (voluptuous' English, without the range).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 import json
 from pathlib import Path
 from typing import Any
@@ -34,13 +35,13 @@ from custom_components.tencent_iot_gateway.const import (
 )
 from custom_components.tencent_iot_gateway.ota import failures
 
-from .conftest import Gateway
-from .helpers import LIGHT_PRODUCT, add_entry
+from .conftest import Gateway, add_entry
+from .helpers import LIGHT_PRODUCT
 
 BASE = Path(failures.__file__).parent.parent
 
 
-def _text(language: str, section: str, key: str, placeholders: dict[str, str]) -> str:
+def _text(language: str, section: str, key: str, placeholders: Mapping[str, str]) -> str:
     """An error as the frontend shows it: the language's text with the step's placeholders."""
     strings = json.loads((BASE / f"translations/{language}.json").read_text(encoding="utf-8"))
     tree = strings["config_subentries"]["sub_device"] if section == "sub_device" else strings[section]

@@ -162,9 +162,8 @@ async def test_add_field_errors(
     assert result["type"] is FlowResultType.FORM
     assert result["errors"] == {field: error}
     if error == "too_long":
-        assert (result["description_placeholders"] or {}) | {"length": "33", "max": "32"} == (
-            result["description_placeholders"] or {}
-        )
+        placeholders = dict(result["description_placeholders"] or {})
+        assert (placeholders["length"], placeholders["max"]) == ("33", "32")
     result = await hass.config_entries.subentries.async_configure(flow_id, _device_input("light1"))
     assert result["type"] is FlowResultType.CREATE_ENTRY
 
