@@ -26,7 +26,6 @@ from homeassistant.core import callback
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.selector import (
     BooleanSelector,
-    NumberSelector,
     NumberSelectorConfig,
     NumberSelectorMode,
     SelectSelector,
@@ -86,15 +85,15 @@ from .engine import (
     CannotConnectError,
     ClockSkewError,
     DeviceId,
+    FieldProblem,
     InvalidFieldError,
-    InvalidFirmwareError,
     NotAGatewayError,
     Region,
     RegistrationError,
     RegistrationUnreachableError,
     check_login,
+    check_version,
     register_device,
-    validate_version,
 )
 from .entry_config import (
     check_ca_pem,
@@ -104,6 +103,7 @@ from .entry_config import (
     is_tencent_product_id,
     registration_url_for,
 )
+from .form_errors import RangeNumberSelector, field_error, range_error
 from .subentry_flow import SubDeviceSubentryFlow
 
 _LOGGER = logging.getLogger(__name__)
@@ -140,7 +140,7 @@ REGION_SCHEMA = vol.Schema({vol.Required(CONF_REGION): _REGION})
 def _custom_schema(*, with_registration: bool) -> vol.Schema:
     fields: dict[vol.Marker, Any] = {
         vol.Required(CONF_HOST): _TEXT,
-        vol.Required(CONF_PORT, default=MQTT_TLS_PORT): NumberSelector(
+        vol.Required(CONF_PORT, default=MQTT_TLS_PORT): RangeNumberSelector(
             NumberSelectorConfig(min=1, max=65535, step=1, mode=NumberSelectorMode.BOX)
         ),
         vol.Required(CONF_TLS, default=True): BooleanSelector(),
@@ -162,11 +162,9 @@ class FlowError(Exception):
 
 
 def _field_error(err: InvalidFieldError) -> FlowError:
-    """`invalid_<field>` on that field, with the engine's reason (it never quotes a secret)."""
-    field = err.field if err.field in _KNOWN_FIELDS else "base"
-    return FlowError(
-        field, f"invalid_{err.field}" if field != "base" else "invalid_field", {"reason": err.reason}
-    )
+    """The problem's key on that field, with its placeholders (they never hold a secret)."""
+    error = field_error(err, _KNOWN_FIELDS)
+    return FlowError(error.field, error.key, dict(error.placeholders))
 
 
 def _clock_error(err: ClockSkewError) -> tuple[str, dict[str, str]]:
@@ -222,7 +220,11 @@ def _pick_secret(user_input: Mapping[str, Any]) -> tuple[str | None, str | None]
     if device_secret is not None:
         check_device_secret(device_secret)
     elif product_secret is not None and (len(product_secret) < 16 or not product_secret.isascii()):
-        raise InvalidFieldError(CONF_PRODUCT_SECRET, "must be at least 16 ASCII characters")
+        raise InvalidFieldError(
+            CONF_PRODUCT_SECRET,
+            FieldProblem.NOT_ASCII if not product_secret.isascii() else FieldProblem.TOO_SHORT,
+            min=16,
+        )
     return device_secret, product_secret
 
 
@@ -381,7 +383,7 @@ class TencentIotConfigFlow(ConfigFlow, domain=DOMAIN):
             raise _field_error(err) from None
         except RegistrationUnreachableError as err:
             field = CONF_REGISTRATION_URL if custom else "base"
-            raise FlowError(field, "registration_unreachable", {"reason": str(err)}) from None
+            raise FlowError(field, f"registration_unreachable_{err.cause}", {"host": err.host}) from None
         except ClockSkewError as err:
             raise FlowError("base", *_clock_error(err)) from None
         except RegistrationError as err:
@@ -498,12 +500,14 @@ class TencentIotConfigFlow(ConfigFlow, domain=DOMAIN):
         )
 
 
-def _count_selector(minimum: int, maximum: int) -> NumberSelector:
-    return NumberSelector(NumberSelectorConfig(min=minimum, max=maximum, step=1, mode=NumberSelectorMode.BOX))
+def _count_selector(minimum: int, maximum: int) -> RangeNumberSelector:
+    return RangeNumberSelector(
+        NumberSelectorConfig(min=minimum, max=maximum, step=1, mode=NumberSelectorMode.BOX)
+    )
 
 
-def _mib_selector(minimum: int) -> NumberSelector:
-    return NumberSelector(
+def _mib_selector(minimum: int) -> RangeNumberSelector:
+    return RangeNumberSelector(
         NumberSelectorConfig(
             min=minimum,
             max=MAX_FIRMWARE_SIZE_MIB_LIMIT,
@@ -534,6 +538,9 @@ class GatewayOptionsFlow(OptionsFlow):
     def __init__(self) -> None:
         """Nothing entered yet."""
         self._options: dict[str, Any] = {}
+        self._shown: vol.Schema | None = (
+            None  # the form on screen: its number fields' ranges are checked on submit
+        )
 
     async def async_step_init(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """Everything but the staged rollout's settings."""
@@ -556,10 +563,11 @@ class GatewayOptionsFlow(OptionsFlow):
             version = str(user_input.get(CONF_GATEWAY_VERSION) or "").strip()
             try:
                 if version:
-                    data[CONF_GATEWAY_VERSION] = validate_version(version)
-            except InvalidFirmwareError as err:
-                errors[CONF_GATEWAY_VERSION] = "invalid_gateway_version"
-                description_placeholders["reason"] = str(err)
+                    data[CONF_GATEWAY_VERSION] = check_version(version, CONF_GATEWAY_VERSION)
+            except InvalidFieldError as err:
+                field_error(err).add_to(errors, description_placeholders)
+            if self._shown is not None and (out_of_range := range_error(self._shown, user_input)):
+                out_of_range.add_to(errors, description_placeholders)
             if not errors:
                 if not user_input.get(CONF_ROLLOUT):
                     return self.async_create_entry(data=data)
@@ -599,6 +607,7 @@ class GatewayOptionsFlow(OptionsFlow):
                 vol.Required(CONF_ROLLOUT, default=bool(options.get(CONF_ROLLOUT, False))): BooleanSelector(),
             }
         )
+        self._shown = schema
         suggested = {CONF_GATEWAY_VERSION: options.get(CONF_GATEWAY_VERSION, "")}
         if user_input is not None:
             suggested = user_input
@@ -612,9 +621,12 @@ class GatewayOptionsFlow(OptionsFlow):
     async def async_step_rollout(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """The staged rollout: the canary group's size (a number of devices or a share), soak time, failures."""
         errors: dict[str, str] = {}
+        description_placeholders: dict[str, str] = {}
         if user_input is not None:
             size, unit = int(user_input[CONF_CANARY_SIZE]), CanaryUnit(user_input[CONF_CANARY_UNIT])
-            if unit is CanaryUnit.PERCENT and size > 100:
+            if self._shown is not None and (out_of_range := range_error(self._shown, user_input)):
+                out_of_range.add_to(errors, description_placeholders)
+            elif unit is CanaryUnit.PERCENT and size > 100:
                 errors[CONF_CANARY_SIZE] = "canary_share_too_large"
             else:
                 # Exactly one of the two stored keys says how the group is sized.
@@ -641,7 +653,7 @@ class GatewayOptionsFlow(OptionsFlow):
                 ),
                 vol.Required(
                     CONF_SOAK_MIN, default=options.get(CONF_SOAK_MIN, DEFAULT_SOAK_MIN)
-                ): NumberSelector(
+                ): RangeNumberSelector(
                     NumberSelectorConfig(
                         min=0,
                         max=MAX_SOAK_MIN,
@@ -655,8 +667,10 @@ class GatewayOptionsFlow(OptionsFlow):
                 ): _count_selector(1, MAX_ROLLOUT_COUNT),
             }
         )
+        self._shown = schema
         return self.async_show_form(
             step_id="rollout",
             data_schema=self.add_suggested_values_to_schema(schema, user_input or {}),
             errors=errors,
+            description_placeholders=description_placeholders,
         )

@@ -58,6 +58,7 @@ from .const import (
 from .engine import (
     BrokerEndpoint,
     DeviceId,
+    FieldProblem,
     InvalidFieldError,
     OtaSettings,
     Region,
@@ -100,9 +101,7 @@ def check_ca_pem(text: str | None) -> str | None:
         # Raises ValueError for text holding no certificate too, so a success means at least one.
         x509.load_pem_x509_certificates(text.strip().encode())
     except ValueError:
-        raise InvalidFieldError(
-            CONF_CA_CERT, "is not PEM certificate text (-----BEGIN CERTIFICATE-----)"
-        ) from None
+        raise InvalidFieldError(CONF_CA_CERT, FieldProblem.NOT_PEM) from None
     return text.strip() + "\n"
 
 
@@ -129,18 +128,13 @@ def registration_url_for(data: Mapping[str, Any]) -> str:
     if region is not Region.CUSTOM:
         host = registration_host(region)
         if host is None:
-            raise InvalidFieldError(
-                CONF_REGION,
-                "Tencent documents no dynamic registration in this region; enter the device secret",
-            )
+            raise InvalidFieldError(CONF_REGION, FieldProblem.NO_REGISTRATION_IN_REGION)
         return f"https://{host}"
     given = str(data.get(CONF_REGISTRATION_URL) or "").strip()
     url = given or f"https://{str(data[CONF_HOST]).strip()}"
     parts = urlsplit(url)
     if parts.scheme != "https" or not parts.hostname or parts.path not in {"", "/"} or parts.query:
-        raise InvalidFieldError(
-            CONF_REGISTRATION_URL, "must be an https:// base URL with no path, e.g. https://host:8443"
-        )
+        raise InvalidFieldError(CONF_REGISTRATION_URL, FieldProblem.HTTPS_BASE_URL)
     return f"https://{parts.netloc}"
 
 

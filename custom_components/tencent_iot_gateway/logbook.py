@@ -22,7 +22,17 @@ from homeassistant.const import ATTR_ENTITY_ID
 from homeassistant.core import HomeAssistant, callback
 
 from .const import DOMAIN, EVENT_CLOUD, EVENT_OTA, EVENT_ROLLOUT
-from .engine import DeviceId, FirmwareSpec, HoldKind, JobHold, JobPhase, JobSnapshot, JobState
+from .engine import (
+    DeviceId,
+    Failure,
+    FailureReason,
+    FirmwareSpec,
+    HoldKind,
+    JobHold,
+    JobPhase,
+    JobSnapshot,
+    JobState,
+)
 from .ota import failures, phase_texts
 from .ota.job_events import (
     ATTR_ACTION,
@@ -30,11 +40,11 @@ from .ota.job_events import (
     ATTR_DEVICES,
     ATTR_FAILED,
     ATTR_FAILURE_KEY,
+    ATTR_FAILURE_VALUES,
     ATTR_GATEWAY,
     ATTR_HALTED,
     ATTR_HOLD,
     ATTR_HOLD_ENDED,
-    ATTR_HTTP_STATUS,
     ATTR_INSTALLED_VERSION,
     ATTR_MESSAGE,
     ATTR_PHASE,
@@ -155,8 +165,7 @@ def _failure(hass: HomeAssistant, data: Mapping[str, Any]) -> str:
         target,
         result_code=data.get(ATTR_RESULT_CODE),
         message=str(data.get(ATTR_MESSAGE) or ""),
-        failure_key=data.get(ATTR_FAILURE_KEY),
-        http_status=data.get(ATTR_HTTP_STATUS),
+        failure=_failure_of(data),
     )
     name = str(data.get(ATTR_DEVICE_NAME) or "?")
     return failures.text(
@@ -192,3 +201,13 @@ def cloud_message(hass: HomeAssistant, data: Mapping[str, Any]) -> str:
     devices = ", ".join(str(name) for name in data.get(ATTR_DEVICES) or ())
     key = "logbook_cloud_bound" if action == CloudAction.BOUND.value else "logbook_cloud_unbound"
     return failures.text(hass, key, {"devices": devices})
+
+
+def _failure_of(data: Mapping[str, Any]) -> Failure | None:
+    """The failure an event carries as values, or None (an event from before failures had values)."""
+    try:
+        reason = FailureReason(str(data.get(ATTR_FAILURE_KEY)))
+    except ValueError:
+        return None
+    values = data.get(ATTR_FAILURE_VALUES)
+    return Failure.of(reason, **values) if isinstance(values, dict) else Failure.of(reason)

@@ -25,7 +25,7 @@ from .const import (
     SERVICE_RESUME_ROLLOUT,
     SERVICE_SET_INSTALLED_VERSION,
 )
-from .engine import DeviceId, FlashError, InvalidFirmwareError, TencentIotError, validate_version
+from .engine import DeviceId, FlashError, InvalidFieldError, TencentIotError, check_version
 from .ota.automation_flasher import FlashOutcome, flash_requests
 from .runtime import GatewayRuntime, TencentIotConfigEntry
 
@@ -95,12 +95,12 @@ def _runtime(entry: TencentIotConfigEntry) -> GatewayRuntime:
 def _version(value: str) -> str:
     """A valid firmware version; raises `ServiceValidationError` saying what is wrong."""
     try:
-        return validate_version(value)
-    except InvalidFirmwareError as err:
+        return check_version(value, ATTR_VERSION)
+    except InvalidFieldError as err:
         raise ServiceValidationError(
             translation_domain=DOMAIN,
-            translation_key="invalid_version",
-            translation_placeholders={"version": value, "reason": str(err)},
+            translation_key=f"invalid_version_{err.problem.value}",
+            translation_placeholders={"version": value, **err.placeholders},
         ) from None
 
 

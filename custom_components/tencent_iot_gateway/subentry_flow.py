@@ -24,7 +24,6 @@ from homeassistant.config_entries import ConfigEntryState, ConfigSubentryFlow, S
 from homeassistant.data_entry_flow import section
 from homeassistant.helpers.selector import (
     BooleanSelector,
-    NumberSelector,
     NumberSelectorConfig,
     NumberSelectorMode,
     SelectSelector,
@@ -60,8 +59,9 @@ from .const import (
     FLASHER_NONE,
     MAX_PREFLIGHT_TIMEOUT_MIN,
 )
-from .engine import PLACEHOLDERS, DeviceId, InvalidFieldError, InvalidFirmwareError, validate_version
+from .engine import PLACEHOLDERS, DeviceId, InvalidFieldError, check_version
 from .entry_config import check_device_secret, is_tencent_product_id
+from .form_errors import FormError, RangeNumberSelector, field_error
 from .ota.flasher_forms import (
     FORMS,
     FlasherFieldError,
@@ -113,8 +113,9 @@ def _kind_selector() -> SelectSelector:
     )
 
 
-def _minutes() -> NumberSelector:
-    return NumberSelector(
+def _minutes() -> RangeNumberSelector:
+    # Its range is checked by the pre-flight and health parsers, in the user's language (form_errors.py).
+    return RangeNumberSelector(
         NumberSelectorConfig(
             min=1,
             max=MAX_PREFLIGHT_TIMEOUT_MIN,
@@ -195,10 +196,11 @@ def _sections_in_use(flat: Mapping[str, Any]) -> set[Section]:
     return {part for part, fields in SECTION_FIELDS.items() if any(flat.get(f) not in _UNSET for f in fields)}
 
 
-def _field_error(err: InvalidFieldError) -> tuple[dict[str, str], dict[str, str]]:
-    """The form error of a bad field, and its placeholders. A field inside a section has its error on the
-    section: HA's frontend shows a section's error above it (a field's own, inside, is not shown)."""
-    return {_SECTION_OF.get(err.field, err.field): f"invalid_{err.field}"}, {"reason": err.reason}
+def _field_error(error: FormError, errors: dict[str, str], placeholders: dict[str, str]) -> None:
+    """Show a bad field's error. A field inside a section has its error on the section: HA's frontend shows
+    a section's error above it (a field's own, inside, is not shown)."""
+    errors[_SECTION_OF.get(error.field, error.field)] = error.key
+    placeholders.update(error.placeholders)
 
 
 def _check_common(user_input: Mapping[str, Any]) -> dict[str, Any]:
@@ -209,11 +211,8 @@ def _check_common(user_input: Mapping[str, Any]) -> dict[str, Any]:
     if secret:
         data[CONF_DEVICE_SECRET] = check_device_secret(secret)
     version = str(user_input.get(CONF_INSTALLED_VERSION) or "").strip()
-    try:
-        if version:
-            data[CONF_INSTALLED_VERSION] = validate_version(version)
-    except InvalidFirmwareError as err:
-        raise InvalidFieldError(CONF_INSTALLED_VERSION, str(err)) from None
+    if version:
+        data[CONF_INSTALLED_VERSION] = check_version(version, CONF_INSTALLED_VERSION)
     data[CONF_UNBIND_ON_REMOVE] = bool(user_input.get(CONF_UNBIND_ON_REMOVE, False))
     for key in (CONF_NAME, CONF_MODEL, CONF_MANUFACTURER):
         if text := str(user_input.get(key) or "").strip():
@@ -272,7 +271,7 @@ class SubDeviceSubentryFlow(ConfigSubentryFlow):
                 try:
                     device = DeviceId(product_id, str(user_input[CONF_DEVICE_NAME]).strip())
                 except InvalidFieldError as err:
-                    errors, placeholders = _field_error(err)
+                    _field_error(field_error(err), errors, placeholders)
                 else:
                     entry = self._get_entry()
                     existing = next((s for s in entry.subentries.values() if s.unique_id == device.key), None)
@@ -301,8 +300,7 @@ class SubDeviceSubentryFlow(ConfigSubentryFlow):
             try:
                 common = _check_common(flat)
             except InvalidFieldError as err:
-                errors, reason = _field_error(err)
-                placeholders |= reason
+                _field_error(field_error(err), errors, placeholders)
             else:
                 self._data = {
                     CONF_PRODUCT_ID: self._device.product_id,
@@ -341,8 +339,7 @@ class SubDeviceSubentryFlow(ConfigSubentryFlow):
         try:
             common = _check_common(flat)
         except InvalidFieldError as err:
-            errors, reason = _field_error(err)
-            placeholders |= reason
+            _field_error(field_error(err), errors, placeholders)
             return self._show_reconfigure(
                 flat, _sections_in_use(flat) | {p for p in Section if p in errors}, errors, placeholders
             )
@@ -422,7 +419,6 @@ class SubDeviceSubentryFlow(ConfigSubentryFlow):
         errors: dict[str, str] = {}
         placeholders: dict[str, str] = {
             "device": self._data.get(CONF_NAME) or self._data[CONF_DEVICE_NAME],
-            "reason": "",
             # Braces cannot be written in a translation (they are its own placeholders): passed as a value.
             "placeholders": ", ".join(f"{{{name}}}" for name in sorted(PLACEHOLDERS)),
         }
@@ -434,8 +430,7 @@ class SubDeviceSubentryFlow(ConfigSubentryFlow):
                     self.hass, self._kind, settings, stored
                 )
             except FlasherFieldError as err:
-                errors[err.field] = err.key
-                placeholders["reason"] = err.reason
+                err.error.add_to(errors, placeholders)
             else:
                 return self._async_done()
         suggested = dict(user_input) if user_input is not None else suggested_values(stored, self._kind)

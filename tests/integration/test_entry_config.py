@@ -12,6 +12,7 @@ import json
 import ssl
 from typing import Any
 from unittest.mock import AsyncMock
+from urllib.parse import urlsplit
 
 from aiohttp import web
 from homeassistant.config_entries import SOURCE_USER
@@ -113,8 +114,9 @@ async def test_a_server_that_is_not_a_registration_service(
     result = await _register(hass, gateway, gateway.custom | {CONF_REGISTRATION_URL: registration.url})
     assert registration.requests, "the flow posted to the URL it was given"
     assert result["step_id"] == "custom"
-    assert result["errors"] == {CONF_REGISTRATION_URL: "registration_unreachable"}
-    assert reason in result["description_placeholders"]["reason"]
+    assert result["errors"] == {CONF_REGISTRATION_URL: "registration_unreachable_not_a_server"}
+    assert result["description_placeholders"] == {"host": urlsplit(registration.url).netloc}
+    assert reason  # the case, as the test's id says
     assert PRODUCT_SECRET not in json.dumps(result["description_placeholders"])
     mock_setup_entry.assert_not_called()
 
@@ -122,8 +124,8 @@ async def test_a_server_that_is_not_a_registration_service(
 @pytest.mark.parametrize(
     ("reply", "reason"),
     [
-        (_json({"Response": {"RequestId": "r1"}}), "the reply carries no payload"),
-        (_json({"Response": {"Payload": "bm90IGVuY3J5cHRlZA=="}}), "the reply cannot be used"),
+        (_json({"Response": {"RequestId": "r1"}}), "registration_unreadable"),
+        (_json({"Response": {"Payload": "bm90IGVuY3J5cHRlZA=="}}), "registration_unreadable"),
     ],
     ids=["no-payload", "payload-not-ours"],
 )
@@ -140,8 +142,7 @@ async def test_a_registration_reply_without_a_usable_secret(
     result = await _register(hass, gateway, gateway.custom | {CONF_REGISTRATION_URL: registration.url})
     assert result["type"] is FlowResultType.FORM
     assert result["step_id"] == "user"
-    assert result["errors"] == {"base": "registration_failed"}
-    assert reason in result["description_placeholders"]["reason"]
+    assert result["errors"] == {"base": reason}  # our words ("is the product secret right?"), translated
     assert PRODUCT_SECRET not in json.dumps(result["description_placeholders"])
     mock_setup_entry.assert_not_called()
 
@@ -158,8 +159,8 @@ async def test_registration_without_the_ca_does_not_trust_the_deployment(
     url = f"https://127.0.0.1:{gateway.emulator.mqtts_port}"
     result = await _register(hass, gateway, custom | {CONF_REGISTRATION_URL: url})
     assert result["step_id"] == "custom"
-    assert result["errors"] == {CONF_REGISTRATION_URL: "registration_unreachable"}
-    assert "Certificate" in result["description_placeholders"]["reason"]
+    assert result["errors"] == {CONF_REGISTRATION_URL: "registration_unreachable_tls"}
+    assert "Error" not in json.dumps(result["description_placeholders"])  # no library class name
     mock_setup_entry.assert_not_called()
 
 
@@ -174,10 +175,8 @@ async def test_a_ca_that_openssl_refuses_is_a_field_error(
         gateway.custom | {CONF_CA_CERT: glued, CONF_REGISTRATION_URL: gateway.emulator.https_url},
     )
     assert result["step_id"] == "custom"
-    assert result["errors"] == {CONF_CA_CERT: "invalid_ca_cert"}
-    reason = result["description_placeholders"]["reason"]
-    assert "cannot be used as a trust anchor" in reason
-    assert "None" not in reason
+    assert result["errors"] == {CONF_CA_CERT: "ca_unusable"}
+    assert "None" not in json.dumps(result["description_placeholders"])
     mock_setup_entry.assert_not_called()
 
 

@@ -99,10 +99,10 @@ async def test_a_failing_canary_halts_the_rollout_raises_a_repair_and_resume_con
 
     ended = await eventually(cloud_states, within=15.0)
     (canary,) = requests
-    assert ended[canary] == ("fail", "bricked on boot")
+    assert ended[canary] == ("fail", "the flashing automation reported a failure: bricked on boot")
     others = [name for name in NAMES if name != canary]
     for name in others:
-        assert ended[name] == ("fail", "rollout halted after 1 of 3 failed: bricked on boot")
+        assert ended[name] == ("fail", "the rollout halted after 1 of 3 devices failed")
         entity = state(hass, f"update.{name}_firmware")
         assert entity.state == "on"  # still offered
         assert entity.attributes[ATTR_INSTALLED_VERSION] == "0.1"
@@ -114,7 +114,9 @@ async def test_a_failing_canary_halts_the_rollout_raises_a_repair_and_resume_con
     assert placeholders["failed"] == "1"
     assert placeholders["total"] == "3"
     assert placeholders["halted"] == "2"
-    assert placeholders["failures"] == f"- {canary}: bricked on boot"
+    assert (
+        placeholders["failures"] == f"- {canary}: the flashing automation reported a failure: bricked on boot"
+    )
 
     registry = dr.async_get(hass)
     gateway_device = registry.async_get_device_by_identifier((DOMAIN, gateway.key), entry.entry_id)

@@ -275,7 +275,8 @@ async def test_set_installed_version_refuses_an_invalid_version(
             {"device_id": _device_id(hass, entry, light_key("light1")), "version": "1." + "0" * 32},
         )
     assert caught.value.translation_domain == DOMAIN
-    assert caught.value.translation_key == "invalid_version"
+    assert caught.value.translation_key == "invalid_version_too_long"
+    assert caught.value.translation_placeholders == {"version": "1." + "0" * 32, "length": "34", "max": "32"}
     assert state(hass, ENTITY).attributes[ATTR_INSTALLED_VERSION] == "0.1"
 
 
@@ -305,7 +306,7 @@ async def test_complete_flash_invalid_version(hass: HomeAssistant, gateway: Gate
     job_id = events[0].data["job_id"]
     with pytest.raises(ServiceValidationError) as caught:
         await _call(hass, "complete_flash", {"job_id": job_id, "success": True, "version": "not\nvalid"})
-    assert caught.value.translation_key == "invalid_version"
+    assert caught.value.translation_key == "invalid_version_control_character"
     await _call(hass, "complete_flash", {"job_id": job_id, "success": True})
     await install
     assert state(hass, ENTITY).attributes[ATTR_INSTALLED_VERSION] == VERSION

@@ -160,7 +160,7 @@ async def test_add_unbound_without_secret_stays_unavailable(
         ({CONF_PRODUCT_ID: "lightpid"}, CONF_PRODUCT_ID, "product_id_format"),
         ({CONF_PRODUCT_ID: "lightprod1"}, CONF_PRODUCT_ID, "product_id_format"),
         ({CONF_PRODUCT_ID: "LIGHTPROD12"}, CONF_PRODUCT_ID, "product_id_format"),
-        ({CONF_DEVICE_NAME: "bad name!"}, CONF_DEVICE_NAME, "invalid_device_name"),
+        ({CONF_DEVICE_NAME: "bad name!"}, CONF_DEVICE_NAME, "device_name_characters"),
         ({CONF_PRODUCT_ID: "GWPROD0001", CONF_DEVICE_NAME: "gw01"}, "base", "sub_device_is_gateway"),
     ],
 )
@@ -177,8 +177,6 @@ async def test_bad_ids_are_refused_on_the_first_step(
     assert result["type"] is FlowResultType.FORM
     assert result["step_id"] == "user"
     assert result["errors"] == {field: error}
-    if error.startswith("invalid_"):
-        assert (result["description_placeholders"] or {})["reason"]
     result = await hass.config_entries.subentries.async_configure(
         flow_id, {CONF_PRODUCT_ID: LIGHT_PRODUCT, CONF_DEVICE_NAME: "light1"}
     )
@@ -189,15 +187,15 @@ async def test_bad_ids_are_refused_on_the_first_step(
 @pytest.mark.parametrize(
     ("user_input", "field", "error"),
     [
-        ({CONF_DEVICE_SECRET: "not base64 !!"}, CONF_DEVICE_SECRET, "invalid_device_secret"),
-        ({CONF_INSTALLED_VERSION: "v" * 33}, CONF_INSTALLED_VERSION, "invalid_installed_version"),
-        ({CONF_INSTALLED_VERSION: "a\tb"}, CONF_INSTALLED_VERSION, "invalid_installed_version"),
+        ({CONF_DEVICE_SECRET: "not base64 !!"}, CONF_DEVICE_SECRET, "not_base64"),
+        ({CONF_INSTALLED_VERSION: "v" * 33}, CONF_INSTALLED_VERSION, "too_long"),
+        ({CONF_INSTALLED_VERSION: "a\tb"}, CONF_INSTALLED_VERSION, "control_character"),
     ],
 )
 async def test_add_field_errors(
     hass: HomeAssistant, gateway: Gateway, user_input: dict[str, Any], field: str, error: str
 ) -> None:
-    """Each bad field of the second form is named, with the reason; a correction then succeeds."""
+    """Each bad field is named on the form with its problem's key (and its values); a correction succeeds."""
     entry = await add_entry(hass, gateway.entry_data)
     flow_id = await _to_settings_form(hass, entry, "light1")
     entered = _device_input("light1", **user_input)
@@ -206,7 +204,9 @@ async def test_add_field_errors(
     assert result["type"] is FlowResultType.FORM
     assert result["step_id"] == "device"
     assert result["errors"] == {field: error}
-    assert (result["description_placeholders"] or {})["reason"]
+    if error == "too_long":
+        placeholders = dict(result["description_placeholders"] or {})
+        assert (placeholders["length"], placeholders["max"]) == ("33", "32")
     result = await hass.config_entries.subentries.async_configure(
         flow_id, nest(entered | {CONF_DEVICE_SECRET: "", CONF_INSTALLED_VERSION: "1.0.0"})
     )
@@ -317,8 +317,7 @@ async def test_http_flasher_form_stores_the_settings(hass: HomeAssistant, gatewa
         "version_timeout_s": 60,
     }
     result = await hass.config_entries.subentries.async_configure(flow_id, entered)
-    assert result["errors"] == {"url": "invalid_setting"}
-    assert "http" in (result["description_placeholders"] or {})["reason"]
+    assert result["errors"] == {"url": "url_scheme"}
     assert suggested(result) == entered | {CONF_FLASHER_KIND: "http"}
     # An address without its scheme: a plain hint of the form's own, on the field.
     for field in ("url", "version_url"):
@@ -360,7 +359,7 @@ async def test_command_flasher_form_checks_the_program(
     result = await hass.config_entries.subentries.async_configure(
         flow_id, {"program": "true", "args": ["{unknown}"], "timeout_s": 30}
     )
-    assert result["errors"] == {"args": "invalid_setting"}
+    assert result["errors"] == {"args": "unknown_placeholder"}
     not_executable.chmod(0o755)
     result = await hass.config_entries.subentries.async_configure(
         flow_id,
@@ -386,7 +385,7 @@ async def test_file_flasher_form_checks_the_directory(
     for directory, error in (
         (str(tmp_path / "missing"), "directory_not_found"),
         (str(a_file), "not_a_directory"),
-        ("relative/dir", "invalid_setting"),
+        ("relative/dir", "absolute_path"),
     ):
         result = await hass.config_entries.subentries.async_configure(flow_id, {"directory": directory})
         assert result["errors"] == {"directory": error}, directory
@@ -472,11 +471,14 @@ async def test_edit_version_and_flasher_live(hass: HomeAssistant, gateway: Gatew
 async def test_edit_errors(hass: HomeAssistant, gateway: Gateway) -> None:
     """A bad version or secret on the edit form is named; the subentry is unchanged."""
     entry = await add_entry(hass, gateway.entry_data, subentries=[sub("light1")])
-    for field, value in ((CONF_INSTALLED_VERSION, "x" * 33), (CONF_DEVICE_SECRET, "%%%")):
+    for field, value, error in (
+        (CONF_INSTALLED_VERSION, "x" * 33, "too_long"),
+        (CONF_DEVICE_SECRET, "%%%", "not_base64"),
+    ):
         user_input = {CONF_INSTALLED_VERSION: "1.0", CONF_FLASHER_KIND: "none", field: value}
         result = await _reconfigure(hass, entry, "light1", user_input)
         assert result["type"] is FlowResultType.FORM
-        assert result["errors"] == {field: f"invalid_{field}"}
+        assert result["errors"] == {field: error}
     assert entry.subentries[_subentry_id(entry, "light1")].data[CONF_INSTALLED_VERSION] == "0.1"
 
 

@@ -110,7 +110,8 @@ async def test_release_notes_show_no_signed_query(
 async def test_failed_flash_raises_translated_error(
     hass: HomeAssistant, gateway: Gateway, tmp_path: Path
 ) -> None:
-    """The flasher cannot write: the install raises a translated error with Tencent's code -5."""
+    """The flasher cannot write: the install raises a translated error with Tencent's code -5, the cause
+    (a file where the directory should be) and the advice."""
     await register_lights(gateway, "light1")
     blocker = tmp_path / "not-a-directory"
     blocker.write_bytes(b"")
@@ -121,9 +122,12 @@ async def test_failed_flash_raises_translated_error(
         await hass.services.async_call(
             "update", "install", {ATTR_ENTITY_ID: "update.light1_firmware"}, blocking=True
         )
-    assert caught.value.translation_key == "failure_flash_failed"
+    assert caught.value.translation_key == "failure_file_not_a_directory"
     assert caught.value.translation_placeholders is not None
     assert caught.value.translation_placeholders["code"] == "-5"
+    assert caught.value.translation_placeholders["path"] == str(blocker)
+    assert "is a file, not a directory" in str(caught.value)
+    assert "flasher settings" in str(caught.value)  # the advice
     assert caught.value.translation_placeholders["device"] == "light1"
     assert "Tencent code -5" in str(caught.value)
     sensor = state_of(hass, "sensor.light1_firmware_update_state")

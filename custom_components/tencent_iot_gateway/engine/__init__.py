@@ -31,6 +31,10 @@ from .errors import (
     CannotConnectError,
     ClockSkewError,
     DataTemplateRefusedError,
+    Failure,
+    FailureReason,
+    FailureValue,
+    FieldProblem,
     FlashError,
     InvalidFieldError,
     InvalidFirmwareError,
@@ -60,7 +64,7 @@ from .mqtt.endpoints import MQTT_TLS_PORT, BrokerEndpoint, Region, registration_
 from .mqtt.login_check import check_login
 from .mqtt.registration import register_device
 from .ota.download import Downloader
-from .ota.firmware import FirmwareSpec, url_without_query, validate_version
+from .ota.firmware import FirmwareSpec, check_version, url_without_query, validate_version
 from .ota.firmware_cache import FirmwareCache
 from .ota.flashers import (
     PLACEHOLDERS,
@@ -111,6 +115,10 @@ __all__ = [
     "EngineDevices",
     "EngineEvent",
     "EngineStorage",
+    "Failure",
+    "FailureReason",
+    "FailureValue",
+    "FieldProblem",
     "FileFlasherConfig",
     "FirmwareCache",
     "FirmwareSpec",
@@ -160,6 +168,7 @@ __all__ = [
     "check_kind",
     "check_login",
     "check_seconds",
+    "check_version",
     "decode_device_secret",
     "flasher_config_from_dict",
     "flasher_kinds",

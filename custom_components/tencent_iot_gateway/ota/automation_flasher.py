@@ -26,6 +26,8 @@ from homeassistant.util.hass_dict import HassKey
 from custom_components.tencent_iot_gateway.const import DOMAIN, EVENT_FLASH_REQUEST
 from custom_components.tencent_iot_gateway.engine import (
     DeviceId,
+    Failure,
+    FailureReason,
     FirmwareSpec,
     FlashError,
     check_kind,
@@ -143,12 +145,14 @@ class AutomationFlasher:
             async with asyncio.timeout(self._config.timeout_s):
                 outcome = await future
         except TimeoutError:
+            _LOGGER.warning("No complete_flash for job %s of %s in time", job_id, target)
             raise FlashError(
-                f"no complete_flash for job {job_id} within {self._config.timeout_s:g} s"
+                Failure.of(FailureReason.AUTOMATION_TIMEOUT, seconds=f"{self._config.timeout_s:g}")
             ) from None
         finally:
             requests.pending.pop(job_id, None)
         if not outcome.success:
-            raise FlashError(outcome.message or "the automation reported that flashing failed")
+            # The automation's own words (the user's), quoted as they were sent.
+            raise FlashError(Failure.of(FailureReason.AUTOMATION_FAILED, remote=outcome.message or "-"))
         progress(100)
         return outcome.version or firmware.version

@@ -1,9 +1,11 @@
 """What a user reads about an update: its release notes and summary, and each failure, in their language.
 
-Every `OtaError` subclass names its failure (`translation_key`); the words live in the translations
-(`exceptions.failure_<key>` for the install call and the release summary, `issues.install_failed_<key>` for
-the repair issue of an unattended install), with one fixed set of placeholders, so any key can be worded with
-any of them. Texts the backend composes (release notes and summary) use the server's language, the one HA
+Every failure the engine reports names its reason (`FailureReason`) and carries its values (host, port, path,
+HTTP status, exit code, seconds...); the words, a plain reason with advice, live in the translations
+(`exceptions.failure_<reason>` for the install call and the release summary, `issues.install_failed_<reason>`
+for the repair issue of an unattended install), with one fixed set of placeholders, so any key can be worded
+with any of them. Only `remote` (what a device, a program, an automation or the OS said) is not ours: the
+texts quote it as received. Texts the backend composes (release notes and summary) use the server's language, the one HA
 uses for every backend-made text; the install error and the repair issue are worded by the frontend in each
 user's own language.
 
@@ -14,7 +16,6 @@ next successful install of that sub-device clears it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Final
 
 from homeassistant.core import HomeAssistant, callback
@@ -24,6 +25,9 @@ from homeassistant.helpers.translation import async_get_cached_translations
 from custom_components.tencent_iot_gateway.const import DOMAIN, MIB
 from custom_components.tencent_iot_gateway.engine import (
     DeviceId,
+    Failure,
+    FailureReason,
+    FailureValue,
     FirmwareSpec,
     JobSnapshot,
     JobState,
@@ -36,14 +40,12 @@ RELEASE_SUMMARY_MAX: Final = 255  # HA refuses a longer release_summary
 _CATEGORY: Final = "exceptions"
 
 
-def _ota_error_classes(base: type[OtaError] = OtaError) -> Iterator[type[OtaError]]:
-    yield base
-    for subclass in base.__subclasses__():
-        yield from _ota_error_classes(subclass)
-
-
-FAILURE_KEYS: Final = tuple(sorted({cls.translation_key for cls in _ota_error_classes()}))
+FAILURE_KEYS: Final = tuple(sorted(reason.value for reason in FailureReason))
 """Every failure the engine can name (each has an exception text and a repair-issue text)."""
+NOT_GIVEN: Final = "?"
+"""A placeholder the failure has no value for (no text of that failure uses it)."""
+NO_TEXT: Final = "—"
+"""What a quoted remote text reads when the other side said nothing."""
 
 
 def human_size(size: int) -> str:
@@ -53,39 +55,55 @@ def human_size(size: int) -> str:
     return f"{max(1, round(size / KIB))} KiB"
 
 
+def _failure_of(snapshot: JobSnapshot) -> Failure:
+    """The snapshot's failure; one the engine did not name (a record of an older version) is generic and
+    quotes its message."""
+    if snapshot.failure is not None:
+        return snapshot.failure
+    return Failure.of(FailureReason.UPGRADE_FAILED, remote=snapshot.message or None)
+
+
 def failure_key(snapshot: JobSnapshot) -> str:
-    """The failure's key; a failure the engine did not name (restored from an older store) is generic."""
-    key = snapshot.failure_key or OtaError.translation_key
-    return key if key in FAILURE_KEYS else OtaError.translation_key
+    """The failure's key in the translations."""
+    return _failure_of(snapshot).reason.value
+
+
+def _placeholders(
+    name: str, version: str, code: int, target: FirmwareSpec | None, failure: Failure
+) -> dict[str, str]:
+    placeholders = dict.fromkeys((value.value for value in FailureValue), NOT_GIVEN)
+    placeholders.update(failure.placeholders)
+    needed = failure.get(FailureValue.NEEDED)
+    if needed is not None and needed.isdigit():
+        placeholders[FailureValue.NEEDED.value] = human_size(int(needed))
+    if not placeholders[FailureValue.REMOTE.value].strip():
+        placeholders[FailureValue.REMOTE.value] = NO_TEXT
+    return placeholders | {
+        "device": name,
+        "version": version,
+        "code": str(code),
+        "size": human_size(target.size) if target is not None else NOT_GIVEN,
+    }
 
 
 def failure_placeholders(name: str, snapshot: JobSnapshot, version: str | None = None) -> dict[str, str]:
-    """The one placeholder set of every failure text."""
+    """The one placeholder set of every failure text: the job's (device, version, code, size) and the
+    failure's own values (`FailureValue`), each present."""
     target = snapshot.target
-    return {
-        "device": name,
-        "version": version or (target.version if target is not None else snapshot.latest_version) or "?",
-        "code": str(
-            snapshot.result_code if snapshot.result_code is not None else OtaResultCode.UPGRADE_FAILED
-        ),
-        "size": human_size(target.size) if target is not None else "?",
-        "detail": snapshot.message or "-",
-        "http_status": str(snapshot.http_status) if snapshot.http_status is not None else "?",
-    }
+    return _placeholders(
+        name,
+        version or (target.version if target is not None else snapshot.latest_version) or NOT_GIVEN,
+        snapshot.result_code if snapshot.result_code is not None else OtaResultCode.UPGRADE_FAILED,
+        target,
+        _failure_of(snapshot),
+    )
 
 
 def error_placeholders(
     name: str, version: str, error: OtaError, target: FirmwareSpec | None
 ) -> dict[str, str]:
     """The same set for an error caught from an install call."""
-    return {
-        "device": name,
-        "version": version,
-        "code": str(int(error.code)),
-        "size": human_size(target.size) if target is not None else "?",
-        "detail": str(error) or "-",
-        "http_status": str(error.http_status) if error.http_status is not None else "?",
-    }
+    return _placeholders(name, version, int(error.code), target, error.failure)
 
 
 @callback

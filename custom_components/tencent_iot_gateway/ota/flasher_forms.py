@@ -13,7 +13,7 @@ field). The fields a kind needs are checked here instead, each named with its ow
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 import os
 from pathlib import Path
 import re
@@ -22,7 +22,6 @@ from typing import Any, Final, Literal
 
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.selector import (
-    NumberSelector,
     NumberSelectorConfig,
     NumberSelectorMode,
     SelectSelector,
@@ -41,6 +40,12 @@ from custom_components.tencent_iot_gateway.engine import (
     HttpMethod,
     InvalidFieldError,
 )
+from custom_components.tencent_iot_gateway.form_errors import (
+    FormError,
+    RangeNumberSelector,
+    field_error,
+    range_error,
+)
 
 from .automation_flasher import DEFAULT_TIMEOUT_S as AUTOMATION_TIMEOUT_S, KIND as AUTOMATION_KIND
 from .flasher_settings import parse_flasher_settings
@@ -56,17 +61,25 @@ _INDEXED_FIELD = re.compile(r"(\w+)\[\d+\]")
 
 
 class FlasherFieldError(Exception):
-    """A form error on `field` with a translation key (`reason` for the engine's own words)."""
+    """A form error of a flasher's form (a field or `base`, its translation key and placeholders)."""
 
-    def __init__(self, field: str, key: str, reason: str = "") -> None:
-        super().__init__(key)
-        self.field = field
-        self.key = key
-        self.reason = reason
+    def __init__(self, error: FormError) -> None:
+        super().__init__(error.key)
+        self.error = error
+
+    @property
+    def field(self) -> str:
+        """Where the error shows."""
+        return self.error.field
+
+    @property
+    def key(self) -> str:
+        """The error's translation key."""
+        return self.error.key
 
 
-def _seconds(maximum: float, *, step: float | Literal["any"] = 1) -> NumberSelector:
-    return NumberSelector(
+def _seconds(maximum: float, *, step: float | Literal["any"] = 1) -> RangeNumberSelector:
+    return RangeNumberSelector(
         NumberSelectorConfig(
             min=1 if step == 1 else 0.1,
             max=maximum,
@@ -183,6 +196,8 @@ async def async_settings_from_form(
     An empty token keeps the stored one (the form never shows it), as the device secret does.
     """
     form = FORMS[kind]
+    if (out_of_range := range_error(form.schema(), user_input)) is not None:
+        raise FlasherFieldError(out_of_range)
     settings: dict[str, Any] = {KIND: kind}
     for key, entered in user_input.items():
         value = entered.strip() if isinstance(entered, str) else entered
@@ -193,10 +208,10 @@ async def async_settings_from_form(
         settings[key] = value
     for key in form.required:
         if not settings.get(key):
-            raise FlasherFieldError(key, "required_setting")
+            raise FlasherFieldError(FormError(key, "required_setting"))
     for key in _URL_FIELDS:
         if isinstance(settings.get(key), str) and "://" not in settings[key]:
-            raise FlasherFieldError(key, "url_without_scheme")
+            raise FlasherFieldError(FormError(key, "url_without_scheme"))
     if BEARER not in settings and stored is not None and stored.get(KIND) == kind and stored.get(BEARER):
         settings[BEARER] = stored[BEARER]
     try:
@@ -205,9 +220,10 @@ async def async_settings_from_form(
         match = _INDEXED_FIELD.fullmatch(err.field)
         field = match[1] if match else err.field
         fields = {str(marker) for marker in form.schema().schema}
-        raise FlasherFieldError(field if field in fields else "base", "invalid_setting", err.reason) from None
+        error = field_error(err, fields)
+        raise FlasherFieldError(replace(error, field=field) if field in fields else error) from None
     if form.check is not None and form.checked_field is not None:
         problem = await hass.async_add_executor_job(form.check, parsed[form.checked_field])
         if problem is not None:
-            raise FlasherFieldError(form.checked_field, problem)
+            raise FlasherFieldError(FormError(form.checked_field, problem))
     return parsed

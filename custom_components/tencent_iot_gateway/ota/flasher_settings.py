@@ -14,6 +14,7 @@ import aiohttp
 from homeassistant.core import HomeAssistant
 
 from custom_components.tencent_iot_gateway.engine import (
+    FieldProblem,
     Flasher,
     InvalidFieldError,
     build_flasher,
@@ -49,8 +50,8 @@ def flasher_from_settings(
 
 def _kind_of(settings: Mapping[str, Any]) -> object:
     if not isinstance(settings, Mapping):
-        raise InvalidFieldError("flasher", "must be an object")
+        raise InvalidFieldError("flasher", FieldProblem.INVALID)
     kind = settings.get("kind")
     if kind not in available_flasher_kinds():
-        raise InvalidFieldError("kind", f"must be one of: {', '.join(available_flasher_kinds())}")
+        raise InvalidFieldError("kind", FieldProblem.CHOICE, allowed=", ".join(available_flasher_kinds()))
     return kind

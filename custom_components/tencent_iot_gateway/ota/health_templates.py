@@ -20,10 +20,12 @@ from custom_components.tencent_iot_gateway.const import (
     CONF_HEALTH_TIMEOUT_MIN,
     CONF_HEALTH_VERSION_CHECK,
     CONF_ROLLBACK,
+    MAX_PREFLIGHT_TIMEOUT_MIN,
 )
 from custom_components.tencent_iot_gateway.engine import (
     DEFAULT_HEALTH_TIMEOUT_S,
     DeviceId,
+    FieldProblem,
     FirmwareSpec,
     HealthCheck,
     InvalidFieldError,
@@ -56,15 +58,15 @@ class HealthConfig:
         """Parse a subentry's data (raises `InvalidFieldError` naming the field)."""
         template = str(data.get(CONF_HEALTH_TEMPLATE) or "").strip() or None
         minutes = data.get(CONF_HEALTH_TIMEOUT_MIN)
+        if minutes and not 1 <= float(minutes) <= MAX_PREFLIGHT_TIMEOUT_MIN:
+            raise InvalidFieldError(
+                CONF_HEALTH_TIMEOUT_MIN, FieldProblem.OUT_OF_RANGE, min=1, max=MAX_PREFLIGHT_TIMEOUT_MIN
+            )
         timeout_s = float(minutes) * 60 if minutes else DEFAULT_HEALTH_TIMEOUT_S
-        if timeout_s <= 0:
-            raise InvalidFieldError(CONF_HEALTH_TIMEOUT_MIN, "must be positive")
         version_check = bool(data.get(CONF_HEALTH_VERSION_CHECK, False))
         rollback = bool(data.get(CONF_ROLLBACK, False))
         if rollback and not (template or version_check):
-            raise InvalidFieldError(
-                CONF_ROLLBACK, "a rollback needs a health check (a template or the version check)"
-            )
+            raise InvalidFieldError(CONF_ROLLBACK, FieldProblem.ROLLBACK_NEEDS_CHECK)
         return cls(template, version_check, timeout_s, rollback)
 
 

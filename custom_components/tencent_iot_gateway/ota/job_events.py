@@ -41,7 +41,7 @@ ATTR_REASON: Final = "reason"
 ATTR_HOLD: Final = "hold"
 ATTR_HOLD_ENDED: Final = "hold_ended"
 ATTR_FAILURE_KEY: Final = "failure_key"
-ATTR_HTTP_STATUS: Final = "http_status"
+ATTR_FAILURE_VALUES: Final = "failure_values"
 ATTR_SIZE: Final = "size"
 ATTR_URL: Final = "url"
 ATTR_ACTION: Final = "action"
@@ -99,8 +99,9 @@ def ota_event_data(
         ATTR_PERCENT: snapshot.percent,
         ATTR_RESULT_CODE: snapshot.result_code,
         ATTR_MESSAGE: snapshot.message,
-        ATTR_FAILURE_KEY: snapshot.failure_key,
-        ATTR_HTTP_STATUS: snapshot.http_status,
+        # The failure as values (its reason and placeholders), so the logbook can word it in the user's language.
+        ATTR_FAILURE_KEY: snapshot.failure.reason.value if snapshot.failure is not None else None,
+        ATTR_FAILURE_VALUES: snapshot.failure.placeholders if snapshot.failure is not None else None,
         # The offered image's size and URL without its signed query (a credential): a failure's text names them.
         ATTR_SIZE: target.size if target is not None else None,
         ATTR_URL: target.public_url if target is not None else None,

@@ -22,10 +22,12 @@ from custom_components.tencent_iot_gateway.const import (
     CONF_MAINTENANCE_START,
     CONF_PREFLIGHT_CONDITION,
     CONF_PREFLIGHT_TIMEOUT_MIN,
+    MAX_PREFLIGHT_TIMEOUT_MIN,
 )
 from custom_components.tencent_iot_gateway.engine import (
     DEFAULT_PREFLIGHT_TIMEOUT_S,
     DeviceId,
+    FieldProblem,
     GatePoint,
     InvalidFieldError,
     Preflight,
@@ -61,14 +63,16 @@ class PreflightConfig:
         if start or end:
             if not (start and end):
                 field = CONF_MAINTENANCE_END if start else CONF_MAINTENANCE_START
-                raise InvalidFieldError(field, "a maintenance window needs both a start and an end")
+                raise InvalidFieldError(field, FieldProblem.WINDOW_INCOMPLETE)
             window = (_time(start, CONF_MAINTENANCE_START), _time(end, CONF_MAINTENANCE_END))
             if window[0] == window[1]:
-                raise InvalidFieldError(CONF_MAINTENANCE_END, "the window must not end when it starts")
+                raise InvalidFieldError(CONF_MAINTENANCE_END, FieldProblem.WINDOW_EMPTY)
         minutes = data.get(CONF_PREFLIGHT_TIMEOUT_MIN)
+        if minutes and not 1 <= float(minutes) <= MAX_PREFLIGHT_TIMEOUT_MIN:
+            raise InvalidFieldError(
+                CONF_PREFLIGHT_TIMEOUT_MIN, FieldProblem.OUT_OF_RANGE, min=1, max=MAX_PREFLIGHT_TIMEOUT_MIN
+            )
         timeout_s = float(minutes) * 60 if minutes else DEFAULT_PREFLIGHT_TIMEOUT_S
-        if timeout_s <= 0:
-            raise InvalidFieldError(CONF_PREFLIGHT_TIMEOUT_MIN, "must be positive")
         return cls(condition, window, timeout_s)
 
 
@@ -79,7 +83,7 @@ def _time(value: object, field: str) -> time:
     try:
         return time.fromisoformat(str(value))
     except ValueError:
-        raise InvalidFieldError(field, "not a time of day (HH:MM)") from None
+        raise InvalidFieldError(field, FieldProblem.TIME_OF_DAY) from None
 
 
 def in_window(now: time, window: tuple[time, time]) -> bool:

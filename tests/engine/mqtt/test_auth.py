@@ -6,7 +6,7 @@ import base64
 
 import pytest
 
-from custom_components.tencent_iot_gateway.engine.errors import InvalidFieldError
+from custom_components.tencent_iot_gateway.engine.errors import FieldProblem, InvalidFieldError
 from custom_components.tencent_iot_gateway.engine.gateway.identity import DeviceId, decode_device_secret
 from custom_components.tencent_iot_gateway.engine.mqtt.auth import (
     SDK_APP_ID,
@@ -217,8 +217,8 @@ def test_registration_needs_a_host() -> None:
 @pytest.mark.parametrize(
     ("payload", "product_secret", "reason"),
     [
-        ("%%%", PRODUCT_SECRET, "base64"),
-        (base64.b64encode(b"short").decode(), PRODUCT_SECRET, "AES blocks"),
+        ("%%%", PRODUCT_SECRET, "product secret"),
+        (base64.b64encode(b"short").decode(), PRODUCT_SECRET, "product secret"),
         (REG_PAYLOAD, "ZYXWVUTSRQPONMLKJIHGFEDC", "product secret"),
     ],
 )
@@ -227,6 +227,7 @@ def test_bad_registration_payload(payload: str, product_secret: str, reason: str
     with pytest.raises(InvalidFieldError) as excinfo:
         decrypt_registration_payload(payload, product_secret)
     _assert_field_error(excinfo, "payload")
+    assert excinfo.value.problem is FieldProblem.REGISTRATION_UNREADABLE
     assert reason in excinfo.value.reason
 
 

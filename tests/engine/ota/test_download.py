@@ -20,6 +20,7 @@ import pytest
 from custom_components.tencent_iot_gateway.engine.errors import (
     DownloadRefusedError,
     DownloadTimeoutError,
+    FailureReason,
     FirmwareNotFoundError,
     InsufficientSpaceError,
     Md5MismatchError,
@@ -403,7 +404,8 @@ async def test_server_errors_are_retried_then_timeout(
         await rig.downloader(max_attempts=3).fetch(rig.spec(firmware), Recorder())
 
     assert failure.value.code == -1
-    assert "3 attempts" in str(failure.value)
+    assert failure.value.failure.reason is FailureReason.DOWNLOAD_SERVER_ERROR
+    assert failure.value.failure.placeholders == {"host": "127.0.0.1", "http_status": "503"}
     assert "503" in str(failure.value)
     assert len(rig.downloads()) == 3
     retries = [r for r in caplog.records if r.levelno == logging.WARNING and "retrying" in r.getMessage()]
@@ -423,8 +425,10 @@ async def test_unreachable_server_times_out_after_retries(socket_enabled: None, 
             max_attempts=3,
             backoff_s=0.001,
         )
-        with pytest.raises(DownloadTimeoutError, match="after 3 attempts"):
+        with pytest.raises(DownloadTimeoutError, match="refused the connection") as failure:
             await downloader.fetch(spec, Recorder())
+    assert failure.value.failure.reason is FailureReason.DOWNLOAD_CONNECTION_REFUSED
+    assert "Error" not in str(failure.value)  # no library class name
 
 
 def test_downloader_refuses_settings_that_cannot_work(rig: FirmwareRig) -> None:
@@ -449,8 +453,9 @@ async def test_insufficient_space_fails_before_any_request(rig: FirmwareRig) -> 
         await rig.downloader(cache=cache).fetch(rig.spec(firmware), Recorder())
 
     assert seen_paths == [rig.cache_dir]
-    assert str(rig.cache_dir) in str(failure.value)
-    assert f"{SIZE} bytes needed" in str(failure.value)
+    assert failure.value.failure.reason is FailureReason.INSUFFICIENT_SPACE
+    assert failure.value.failure.placeholders["path"] == str(rig.cache_dir)
+    assert failure.value.failure.placeholders["needed"] == "1"  # one more byte of free space
     assert rig.downloads() == []
 
 
@@ -485,9 +490,11 @@ async def test_disk_full_while_writing_is_insufficient_space(
     with pytest.raises(InsufficientSpaceError) as failure:
         await rig.downloader(cache=cache).fetch(spec, Recorder())
 
-    message = str(failure.value)
-    assert str(cache.partial_path_for(spec)) in message
-    assert f"{SIZE} more bytes" in message
+    assert failure.value.failure.reason is FailureReason.INSUFFICIENT_SPACE
+    assert failure.value.failure.placeholders == {
+        "path": str(cache.partial_path_for(spec).parent),
+        "needed": str(SIZE),
+    }
 
 
 @pytest.mark.parametrize("field", ["md5", "url", "version"])
@@ -630,10 +637,11 @@ async def test_https_without_the_ca_is_refused(tls_rig: FirmwareRig) -> None:
     # Left in place to the end of the test (the loop is the test's own): the server may notice late.
     loop.set_exception_handler(ignore_refused_handshakes)
     async with aiohttp.ClientSession() as untrusting:
-        with pytest.raises(DownloadTimeoutError, match="Certificate"):
+        with pytest.raises(DownloadTimeoutError, match="certificate") as failure:
             await tls_rig.downloader(session=untrusting, max_attempts=2).fetch(
                 tls_rig.spec(firmware), Recorder()
             )
+    assert failure.value.failure.reason is FailureReason.DOWNLOAD_TLS
     assert tls_rig.downloads() == []
 
 

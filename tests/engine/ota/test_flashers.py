@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+import errno
 import json
 import os
 from pathlib import Path
@@ -15,7 +16,12 @@ from typing import Any
 import aiohttp
 import pytest
 
-from custom_components.tencent_iot_gateway.engine.errors import FlashError, InvalidFieldError, OtaResultCode
+from custom_components.tencent_iot_gateway.engine.errors import (
+    FailureReason,
+    FlashError,
+    InvalidFieldError,
+    OtaResultCode,
+)
 from custom_components.tencent_iot_gateway.engine.gateway.identity import DeviceId
 from custom_components.tencent_iot_gateway.engine.ota.firmware import FirmwareSpec
 from custom_components.tencent_iot_gateway.engine.ota.flashers import (
@@ -28,6 +34,7 @@ from custom_components.tencent_iot_gateway.engine.ota.flashers import (
     HttpFlasherConfig,
     HttpMethod,
     build_flasher,
+    file as file_flasher,
     flasher_config_from_dict,
     flasher_kinds,
     image_file_name,
@@ -190,7 +197,10 @@ async def test_command_failure_quotes_the_stderr_tail(tmp_path: Path, script: Pa
 
     message = str(failure.value)
     assert failure.value.code is OtaResultCode.UPGRADE_FAILED
-    assert "exited with status 3" in message
+    assert failure.value.failure.reason is FailureReason.COMMAND_EXIT
+    assert failure.value.failure.placeholders["exit_code"] == "3"
+    assert failure.value.failure.placeholders["program"] == "python"
+    assert "exited with code 3" in message
     assert "stderr line 11" in message
     assert "stderr line 7" in message
     assert "stderr line 6" not in message
@@ -223,8 +233,9 @@ async def test_command_timeout_kills_the_program_and_its_children(
     flasher = command(script, "hang", record, timeout_s=1.0)
     seen: list[int] = []
 
-    with pytest.raises(FlashError, match=r"did not finish within 1 s and was killed"):
+    with pytest.raises(FlashError, match=r"ran longer than 1 s and was stopped") as failure:
         await flasher.flash(image_file, TARGET, firmware_for(DATA), seen.append)
+    assert failure.value.failure.reason is FailureReason.COMMAND_TIMEOUT
 
     info = json.loads(record.read_text())
     assert seen == [5]
@@ -260,8 +271,20 @@ async def test_command_cancelled_mid_flash_kills_the_program(tmp_path: Path, ima
 async def test_command_missing_program_is_a_flash_error(tmp_path: Path, image_file: Path) -> None:
     flasher = CommandFlasher(CommandFlasherConfig(program=str(tmp_path / "no-such-tool")))
 
-    with pytest.raises(FlashError, match="cannot run"):
+    with pytest.raises(FlashError, match="was not found") as failure:
         await flasher.flash(image_file, TARGET, firmware_for(DATA), lambda _p: None)
+    assert failure.value.failure.reason is FailureReason.COMMAND_NOT_FOUND
+    assert failure.value.failure.placeholders["program"] == str(tmp_path / "no-such-tool")
+
+
+async def test_command_that_may_not_be_run_says_so(tmp_path: Path, image_file: Path) -> None:
+    program = tmp_path / "not-executable"
+    program.write_text("#!/bin/sh\nexit 0\n")
+    flasher = CommandFlasher(CommandFlasherConfig(program=str(program)))
+
+    with pytest.raises(FlashError) as failure:
+        await flasher.flash(image_file, TARGET, firmware_for(DATA), lambda _p: None)
+    assert failure.value.failure.reason is FailureReason.COMMAND_NOT_EXECUTABLE
 
 
 @pytest.mark.parametrize(
@@ -443,8 +466,11 @@ async def test_http_flash_without_version_url_returns_after_upload(
 async def test_http_rejected_image_is_a_flash_error(rig: FirmwareRig, image_file: Path) -> None:
     rig.devices.set_fault(PRODUCT, "light1", DeviceFault.REJECT)
 
-    with pytest.raises(FlashError, match=r"refused the firmware: HTTP 422.*reject fault"):
+    with pytest.raises(FlashError, match=r"refused the image with HTTP 422.*reject fault") as failure:
         await http_flasher(rig).flash(image_file, TARGET, firmware_for(DATA), lambda _p: None)
+    assert failure.value.failure.reason is FailureReason.DEVICE_HTTP_STATUS
+    assert failure.value.failure.placeholders["http_status"] == "422"
+    assert "reject fault" in failure.value.failure.placeholders["remote"]  # the device's own words, quoted
 
 
 async def test_http_wrong_md5_is_refused_by_the_device(rig: FirmwareRig, image_file: Path) -> None:
@@ -457,17 +483,21 @@ async def test_http_wrong_md5_is_refused_by_the_device(rig: FirmwareRig, image_f
 async def test_http_hanging_device_times_out(rig: FirmwareRig, image_file: Path) -> None:
     rig.devices.set_fault(PRODUCT, "light1", DeviceFault.HANG)
 
-    with pytest.raises(FlashError, match=r"did not complete within 0.5 s"):
+    with pytest.raises(FlashError, match=r"did not finish within 0.5 s") as failure:
         await http_flasher(rig, timeout_s=0.5).flash(image_file, TARGET, firmware_for(DATA), lambda _p: None)
+    assert failure.value.failure.reason is FailureReason.DEVICE_TIMEOUT
+    assert failure.value.failure.placeholders == {"host": "127.0.0.1", "seconds": "0.5"}
 
 
 async def test_http_device_that_never_runs_the_version_times_out(rig: FirmwareRig, image_file: Path) -> None:
     rig.devices.set_fault(PRODUCT, "light1", DeviceFault.NO_REBOOT)
 
-    with pytest.raises(FlashError, match=r"reported version '0.1' instead of 'V100R0001' within 0.3 s"):
+    with pytest.raises(FlashError, match=r"reported version 0.1, not the new one, 0.3 s after") as failure:
         await http_flasher(rig, version_timeout_s=0.3).flash(
             image_file, TARGET, firmware_for(DATA), lambda _p: None
         )
+    assert failure.value.failure.reason is FailureReason.VERSION_NOT_REACHED
+    assert failure.value.failure.placeholders == {"seen": "0.1", "seconds": "0.3"}
 
 
 async def test_http_bearer_token(token_rig: FirmwareRig, image_file: Path) -> None:
@@ -486,9 +516,14 @@ async def test_http_unreachable_device_is_a_flash_error(
 ) -> None:
     config = HttpFlasherConfig(url="http://127.0.0.1:9/fw?key=hidden", timeout_s=5.0)
     async with aiohttp.ClientSession() as session:
-        with pytest.raises(FlashError, match=r"uploading to http://127\.0\.0\.1:9/fw failed") as failure:
+        with pytest.raises(
+            FlashError, match=r"the sub-device at 127\.0\.0\.1:9 refused the connection"
+        ) as failure:
             await HttpFlasher(config, session).flash(image_file, TARGET, firmware_for(DATA), lambda _p: None)
     assert "hidden" not in str(failure.value)
+    assert "Error" not in str(failure.value)  # no library class name (ClientConnectorError)
+    assert failure.value.failure.reason is FailureReason.DEVICE_CONNECTION_REFUSED
+    assert failure.value.failure.placeholders == {"host": "127.0.0.1", "port": "9"}
 
 
 # --- file --------------------------------------------------------------------------------------------------
@@ -565,8 +600,9 @@ async def test_file_flash_refuses_unsafe_versions(tmp_path: Path, image_file: Pa
     out = tmp_path / "drop"
     flasher = FileFlasher(FileFlasherConfig(directory=str(out)))
 
-    with pytest.raises(FlashError, match="refusing"):
+    with pytest.raises(FlashError, match="not safe to write") as failure:
         await flasher.flash(image_file, TARGET, firmware_for(DATA, version=version), lambda _p: None)
+    assert failure.value.failure.reason is FailureReason.UNSAFE_FILE_NAME
 
     assert not out.exists() or list(out.iterdir()) == []
     assert not (tmp_path / "etc").exists()
@@ -584,8 +620,39 @@ async def test_file_flash_into_an_unwritable_place_is_a_flash_error(tmp_path: Pa
     blocker.write_text("not a directory")
     flasher = FileFlasher(FileFlasherConfig(directory=str(blocker / "sub")))
 
-    with pytest.raises(FlashError, match="cannot write"):
+    with pytest.raises(FlashError, match="is a file, not a directory") as failure:
         await flasher.flash(image_file, TARGET, firmware_for(DATA), lambda _p: None)
+    assert failure.value.failure.reason is FailureReason.FILE_NOT_A_DIRECTORY
+
+
+@pytest.mark.parametrize(
+    ("number", "reason"),
+    [
+        (errno.ENOSPC, FailureReason.FILE_DISK_FULL),
+        (errno.EACCES, FailureReason.FILE_NOT_WRITABLE),
+        (errno.EROFS, FailureReason.FILE_NOT_WRITABLE),
+        (errno.ENOENT, FailureReason.FILE_PATH_MISSING),
+        (errno.EIO, FailureReason.FILE_WRITE_FAILED),
+    ],
+)
+async def test_file_flash_names_why_the_directory_cannot_be_written(
+    tmp_path: Path, image_file: Path, monkeypatch: pytest.MonkeyPatch, number: int, reason: FailureReason
+) -> None:
+    """The OS's error becomes a cause with advice (the tests run as root: a read-only directory is simulated)."""
+    out = tmp_path / "drop"
+
+    def refuse(*_args: object) -> None:
+        raise OSError(number, os.strerror(number))
+
+    monkeypatch.setattr(file_flasher, "_open_pair", refuse)
+    with pytest.raises(FlashError) as failure:
+        await FileFlasher(FileFlasherConfig(directory=str(out))).flash(
+            image_file, TARGET, firmware_for(DATA), lambda _p: None
+        )
+    assert failure.value.failure.reason is reason
+    assert failure.value.failure.placeholders["path"] == str(out)
+    if reason is FailureReason.FILE_WRITE_FAILED:
+        assert failure.value.failure.placeholders["remote"] == os.strerror(number)  # the OS's words, quoted
 
 
 @pytest.mark.parametrize("directory", ["relative/dir", "", None, 5])
@@ -606,7 +673,8 @@ async def test_file_flash_onto_a_file_in_place_of_the_directory_says_so(
     with pytest.raises(FlashError) as failure:
         await flasher.flash(image_file, TARGET, firmware_for(DATA), lambda _p: None)
     assert "File exists" not in str(failure.value)
-    assert f"{blocker} is not a directory" in str(failure.value)
+    assert failure.value.failure.reason is FailureReason.FILE_NOT_A_DIRECTORY
+    assert failure.value.failure.placeholders == {"path": str(blocker)}
     assert blocker.read_text() == "not a directory"
 
 
@@ -619,7 +687,7 @@ async def test_file_flash_under_a_file_says_which_part_is_not_a_directory(
 
     with pytest.raises(FlashError) as failure:
         await flasher.flash(image_file, TARGET, firmware_for(DATA), lambda _p: None)
-    assert f"{blocker} is not a directory" in str(failure.value)
+    assert failure.value.failure.placeholders == {"path": str(blocker)}
 
 
 async def test_file_flash_onto_a_directory_in_the_way_leaves_no_partial_file(tmp_path: Path) -> None:

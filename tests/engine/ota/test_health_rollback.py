@@ -7,6 +7,7 @@ from pathlib import Path
 
 import aiohttp
 
+from custom_components.tencent_iot_gateway.engine.errors import FailureReason
 from custom_components.tencent_iot_gateway.engine.gateway.identity import DeviceId
 from custom_components.tencent_iot_gateway.engine.gateway_engine import SubDevice
 from custom_components.tencent_iot_gateway.engine.ota.firmware import FirmwareSpec
@@ -73,11 +74,13 @@ async def test_a_failing_health_check_reports_fail_and_rolls_back(
         second = await cloud.console.create_task(PID, "V3", "list", devices=[LIGHT.device_name])
         state, code, message = await _task_end(cloud, second)
         assert (state, code) == ("fail", -5)
-        assert message == "health check failed: lamp stays unavailable; rolled back to V2"
+        assert message == "the sub-device was not healthy after the flash and was rolled back to V2"
         await _cloud_version(cloud, "V2")
         snapshot = gateway.engine.ota.snapshot(LIGHT)
         assert snapshot.state is JobState.FAILED
-        assert snapshot.failure_key == "health_check_failed"
+        assert snapshot.failure is not None
+        assert snapshot.failure.reason is FailureReason.HEALTH_ROLLED_BACK
+        assert snapshot.failure.placeholders["actual"] == "V2"
         assert snapshot.installed_version == "V2"
         kept = tmp_path / "rollback" / "LIGHTPID01__light1.bin"
         assert kept.read_bytes() == GOOD
@@ -107,7 +110,7 @@ async def test_without_an_earlier_image_the_device_keeps_the_new_one_and_fails(
         assert await _task_end(cloud, task) == (
             "fail",
             -5,
-            "health check failed: no heartbeat; no earlier image to roll back to",
+            "the sub-device was not healthy after the flash, and no earlier image was kept to roll back to",
         )
         await _cloud_version(cloud, "V2")
         assert gateway.engine.ota.snapshot(LIGHT).installed_version == "V2"

@@ -8,7 +8,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from custom_components.tencent_iot_gateway.engine.errors import TaskEndedError
+from custom_components.tencent_iot_gateway.engine.errors import FailureReason, TaskEndedError
 from custom_components.tencent_iot_gateway.engine.gateway_engine import SubDevice
 from custom_components.tencent_iot_gateway.engine.ota.jobs import JobState, OtaSettings
 from tencent_iot_emulator.emulator import Emulator
@@ -46,8 +46,11 @@ async def test_an_install_after_the_task_ended_says_a_new_task_is_needed(
         with pytest.raises(TaskEndedError) as failure:
             await ota.install(light)
         assert failure.value.code == -3
-        assert "upgrade task has ended" in str(failure.value)
-        assert ota.snapshot(light).http_status == 403  # what the server answered, for the texts
+        assert "the upgrade task ended" in str(failure.value)
+        assert failure.value.failure.reason is FailureReason.TASK_ENDED
+        failed = ota.snapshot(light).failure
+        assert failed is not None
+        assert failed.placeholders["http_status"] == "403"  # what the server answered, for the texts
         assert "sign=" not in str(failure.value)
         snapshot = ota.snapshot(light)
         assert snapshot.state is JobState.FAILED

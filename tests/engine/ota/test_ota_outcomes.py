@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from custom_components.tencent_iot_gateway.engine.errors import OtaError
+from custom_components.tencent_iot_gateway.engine.errors import FailureReason, OtaError
 from custom_components.tencent_iot_gateway.engine.gateway_engine import SubDevice
 from custom_components.tencent_iot_gateway.engine.mqtt.endpoints import BrokerEndpoint
 from custom_components.tencent_iot_gateway.engine.ota.jobs import JobState, OtaManager, OtaSettings
@@ -179,7 +179,10 @@ async def test_a_flash_interrupted_by_a_stop_is_reported_failed_and_not_repeated
         assert device.result_code == -5
         snapshot = gateway.engine.ota.snapshot(LIGHT)
         assert snapshot.state is JobState.FAILED
-        assert snapshot.message == "interrupted by shutdown"
+        assert snapshot.message == "the flash was interrupted by a shutdown"
+        assert device.result_msg == snapshot.message
+        assert snapshot.failure is not None
+        assert snapshot.failure.reason is FailureReason.FLASH_INTERRUPTED
         assert JobState.FLASHING not in gateway.states(LIGHT)
 
 

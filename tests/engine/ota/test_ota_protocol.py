@@ -97,7 +97,7 @@ def test_valid_push_is_parsed() -> None:
         ({"file_size": True}, "file_size is missing or not an integer"),
         ({"file_size": 0}, "not positive"),
         ({"file_size": 2**40}, "exceeds the configured maximum"),
-        ({"version": ""}, "version is missing"),
+        ({"version": ""}, "version: must not be empty"),
         ({"version": "V1\n2"}, "control character"),
         ({"version": "v" * 33}, "at most 32"),
     ],

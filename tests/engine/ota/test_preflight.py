@@ -7,6 +7,7 @@ from pathlib import Path
 
 import aiohttp
 
+from custom_components.tencent_iot_gateway.engine.errors import FailureReason
 from custom_components.tencent_iot_gateway.engine.gateway.identity import DeviceId
 from custom_components.tencent_iot_gateway.engine.gateway_engine import SubDevice
 from custom_components.tencent_iot_gateway.engine.ota.jobs import JobState, OtaSettings
@@ -135,9 +136,11 @@ async def test_a_condition_that_stays_false_fails_the_job_clearly(
         task = (await cloud.console.get_task(task_id)).devices[LIGHT.key]
         snapshot = gateway.engine.ota.snapshot(LIGHT)
     assert task.result_code == -5
-    assert task.result_msg == "pre-flight condition not met within 0.3 s: battery at 12 %"
+    assert task.result_msg == "the pre-flight condition was still not met after 0.3 s"
     assert snapshot.state is JobState.FAILED
-    assert snapshot.failure_key == "preflight_timeout"
+    assert snapshot.failure is not None
+    assert snapshot.failure.reason is FailureReason.PREFLIGHT_TIMEOUT
+    assert snapshot.failure.placeholders == {"seconds": "0.3"}
     assert snapshot.hold_reason == ""
     assert JobState.DOWNLOADING not in gateway.states(LIGHT)
     virtual = await cloud.console.get_virtual_device(LIGHT.product_id, LIGHT.device_name)

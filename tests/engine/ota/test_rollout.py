@@ -10,6 +10,7 @@ from pathlib import Path
 
 import aiohttp
 
+from custom_components.tencent_iot_gateway.engine.errors import FailureReason
 from custom_components.tencent_iot_gateway.engine.gateway.identity import DeviceId
 from custom_components.tencent_iot_gateway.engine.gateway_engine import SubDevice
 from custom_components.tencent_iot_gateway.engine.ota.jobs import JobSnapshot, JobState, OtaSettings
@@ -90,13 +91,15 @@ async def test_a_failing_canary_halts_the_rest_and_resume_continues(
         others = [d for d in LIGHTS if d != canary]
         assert set(halt.halted) == set(others)
         assert halt.total == 3
-        canary_state, canary_code, canary_reason = ended[canary.key]
+        canary_state, canary_code, _canary_reason = ended[canary.key]
         assert (canary_state, canary_code) == ("fail", -5)
         for other in others:
-            assert ended[other.key] == ("fail", -5, f"rollout halted after 1 of 3 failed: {canary_reason}")
+            assert ended[other.key] == ("fail", -5, "the rollout halted after 1 of 3 devices failed")
             snapshot = gateway.engine.ota.snapshot(other)
             assert snapshot.state is JobState.FAILED
-            assert snapshot.failure_key == "rollout_halted"
+            assert snapshot.failure is not None
+            assert snapshot.failure.reason is FailureReason.ROLLOUT_HALTED
+            assert snapshot.failure.placeholders == {"failed": "1", "total": "3"}
             assert snapshot.target is not None  # still offered
             assert JobState.FLASHING not in gateway.states(other)
             # They waited for the canary, and said so.

@@ -129,16 +129,21 @@ async def test_failure_reported_by_the_automation(hass: HomeAssistant, gateway: 
     hass.bus.async_listen(EVENT_FLASH_REQUEST, answer)
     with pytest.raises(HomeAssistantError) as caught:
         await install_update(hass, ENTITY)
-    assert caught.value.translation_key == "failure_flash_failed"
+    assert caught.value.translation_key == "failure_automation_failed"
     placeholders = caught.value.translation_placeholders or {}
     assert placeholders["code"] == "-5"
-    assert placeholders["detail"] == "the device did not reboot"
+    assert placeholders["remote"] == "the device did not reboot"  # the automation's own words, quoted
+    assert "“the device did not reboot”" in str(caught.value)
     assert state(hass, ENTITY).attributes[ATTR_INSTALLED_VERSION] == "0.1"
 
     async def failed_in_cloud() -> bool:
         status = await gateway.emulator.console.get_device(LIGHT_PRODUCT, "light1")
         task = status.task
-        return task is not None and task.state == "fail" and task.result_msg == "the device did not reboot"
+        return (
+            task is not None
+            and task.state == "fail"
+            and task.result_msg == "the flashing automation reported a failure: the device did not reboot"
+        )
 
     await eventually(failed_in_cloud)
 
@@ -154,7 +159,9 @@ async def test_no_answer_times_out(hass: HomeAssistant, gateway: Gateway) -> Non
     assert asyncio.get_running_loop().time() - started < 3
     placeholders = caught.value.translation_placeholders or {}
     assert placeholders["code"] == "-5"
-    assert "no complete_flash" in placeholders["detail"]
+    assert caught.value.translation_key == "failure_automation_timeout"
+    assert placeholders["seconds"] == "0.3"
+    assert "complete_flash" in str(caught.value)  # the advice names the action to call
     assert state(hass, "sensor.light1_firmware_update_state").state == "failed"
     assert len(job_ids) == 1
     await cloud_task_ended(gateway, "light1", "fail")

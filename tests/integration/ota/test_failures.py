@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from hashlib import md5
 import json
 import logging
 from pathlib import Path
@@ -51,12 +52,12 @@ async def _light(hass: HomeAssistant, gateway: Gateway, tmp_path: Path, **option
 
 
 def test_every_engine_failure_has_texts_in_every_language() -> None:
-    """Each OtaError subclass names a failure; each failure has its install text and repair-issue text."""
+    """Each failure reason has its install text and repair-issue text; every error class's own reason too."""
     base = Path(failures.__file__).parent.parent  # the integration folder
-    assert len(failures.FAILURE_KEYS) == 13
-    assert errors.PreflightTimeoutError.translation_key in failures.FAILURE_KEYS
-    assert errors.TaskEndedError.translation_key == "task_ended"
-    assert errors.Md5MismatchError.translation_key == "md5_mismatch"
+    assert set(failures.FAILURE_KEYS) == {reason.value for reason in errors.FailureReason}
+    assert errors.PreflightTimeoutError().translation_key in failures.FAILURE_KEYS
+    assert errors.TaskEndedError().translation_key == "task_ended"
+    assert errors.Md5MismatchError().translation_key == "md5_mismatch"
     for name in ("strings.json", "translations/en.json", "translations/zh-Hans.json"):
         strings = json.loads((base / name).read_text(encoding="utf-8"))
         for key in failures.FAILURE_KEYS:
@@ -93,14 +94,15 @@ async def test_md5_failure_is_translated_shown_and_logged_once(
         await install_update(hass, ENTITY, context=Context(user_id=hass_admin_user.id))
     error = caught.value
     assert error.translation_key == "failure_md5_mismatch"
-    assert error.translation_placeholders == {
+    placeholders = error.translation_placeholders or {}
+    assert {k: placeholders[k] for k in ("device", "version", "code", "size", "http_status")} == {
         "device": "light1",
         "version": VERSION,
         "code": "-4",
         "size": "100 KiB",
-        "detail": (error.translation_placeholders or {})["detail"],
         "http_status": "?",  # not a failure of the server's answer
     }
+    assert placeholders["expected"] == md5(FIRMWARE).hexdigest()  # what the cloud announced
     assert str(error).startswith(f"The downloaded image of {VERSION} (100 KiB) for light1 does not match")
     summary = state(hass, ENTITY).attributes["release_summary"]
     assert summary.startswith(f"The downloaded image of {VERSION} (100 KiB) for light1 does not match")

@@ -82,9 +82,10 @@ async def test_a_failing_health_check_reports_fail_and_rolls_back(
     await wait_for(hass, lambda: state(hass, ENTITY).attributes.get("latest_version") == "V300")
     with pytest.raises(HomeAssistantError) as caught:
         await install_update(hass, ENTITY)
-    assert caught.value.translation_key == "failure_health_check_failed"
-    detail = (caught.value.translation_placeholders or {})["detail"]
-    assert detail == "health check failed: the health condition of light1 is false; rolled back to V200"
+    assert caught.value.translation_key == "failure_health_rolled_back"
+    assert (caught.value.translation_placeholders or {})["actual"] == "V200"
+    assert "rolled back to V200" in str(caught.value)
+    detail = "the sub-device was not healthy after the flash and was rolled back to V200"
 
     assert [(r["version"], r["bytes"]) for r in requests] == [("V200", GOOD), ("V300", BAD), ("V200", GOOD)]
     assert state(hass, ENTITY).attributes[ATTR_INSTALLED_VERSION] == "V200"

@@ -16,7 +16,11 @@ import math
 from types import MappingProxyType
 from typing import Any
 
-from custom_components.tencent_iot_gateway.engine.errors import InvalidFieldError, MalformedDownlinkError
+from custom_components.tencent_iot_gateway.engine.errors import (
+    FieldProblem,
+    InvalidFieldError,
+    MalformedDownlinkError,
+)
 
 # A property's value as JSON carries it: Tencent's bool is the integer 0 or 1, a struct an object.
 type PropertyValue = bool | int | float | str | list[PropertyValue] | dict[str, PropertyValue]
@@ -174,9 +178,10 @@ def check_properties(params: Mapping[str, object]) -> None:
     """Refuse what cannot go up as properties (`InvalidFieldError` naming the property)."""
     for name, value in params.items():
         if not isinstance(name, str) or not name:
-            raise InvalidFieldError("params", "a property needs a non-empty identifier")
+            raise InvalidFieldError("params", FieldProblem.REQUIRED)
         if not is_property_value(value):
-            raise InvalidFieldError(name, "a property's value is a bool, number, string, list or object")
+            # Only a bool, number, string, list or object can go up (the bridge's mapping chose the value).
+            raise InvalidFieldError(name, FieldProblem.INVALID)
 
 
 def _message(method: Method, token: str, **fields: Any) -> str:

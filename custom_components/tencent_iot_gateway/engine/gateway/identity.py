@@ -7,7 +7,7 @@ import binascii
 from dataclasses import dataclass
 import re
 
-from custom_components.tencent_iot_gateway.engine.errors import InvalidFieldError
+from custom_components.tencent_iot_gateway.engine.errors import FieldProblem, InvalidFieldError
 
 PRODUCT_ID_MAX = 10
 DEVICE_NAME_MAX = 48
@@ -20,44 +20,38 @@ _DEVICE_NAME_RE = re.compile(r"[A-Za-z0-9_\-.:@]+")
 def validate_product_id(value: str, field: str = "product_id") -> str:
     """Return the product id, or raise naming `field` when it cannot be one."""
     if not value:
-        raise InvalidFieldError(field, "must not be empty")
+        raise InvalidFieldError(field, FieldProblem.REQUIRED)
     if len(value) > PRODUCT_ID_MAX:
-        raise InvalidFieldError(
-            field, f"is {len(value)} characters long; at most {PRODUCT_ID_MAX} are allowed"
-        )
+        raise InvalidFieldError(field, FieldProblem.TOO_LONG, length=len(value), max=PRODUCT_ID_MAX)
     if not _PRODUCT_ID_RE.fullmatch(value):
-        raise InvalidFieldError(field, "may hold only letters and digits")
+        raise InvalidFieldError(field, FieldProblem.PRODUCT_ID_CHARACTERS)
     return value
 
 
 def validate_device_name(value: str, field: str = "device_name") -> str:
     """Return the device name, or raise naming `field` when it cannot be one."""
     if not value:
-        raise InvalidFieldError(field, "must not be empty")
+        raise InvalidFieldError(field, FieldProblem.REQUIRED)
     if len(value) > DEVICE_NAME_MAX:
-        raise InvalidFieldError(
-            field, f"is {len(value)} characters long; at most {DEVICE_NAME_MAX} are allowed"
-        )
+        raise InvalidFieldError(field, FieldProblem.TOO_LONG, length=len(value), max=DEVICE_NAME_MAX)
     if not _DEVICE_NAME_RE.fullmatch(value):
-        raise InvalidFieldError(field, "may hold only letters, digits and _ - . : @")
+        raise InvalidFieldError(field, FieldProblem.DEVICE_NAME_CHARACTERS)
     return value
 
 
 def decode_device_secret(value: str, field: str = "device_secret") -> bytes:
     """Return the HMAC key that a base64 device secret stands for, or raise naming `field`."""
     if not value:
-        raise InvalidFieldError(field, "must not be empty")
+        raise InvalidFieldError(field, FieldProblem.REQUIRED)
     if len(value) > DEVICE_SECRET_MAX:
-        raise InvalidFieldError(
-            field, f"is {len(value)} characters long; at most {DEVICE_SECRET_MAX} are allowed"
-        )
+        raise InvalidFieldError(field, FieldProblem.TOO_LONG, length=len(value), max=DEVICE_SECRET_MAX)
     try:
         key = base64.b64decode(value, validate=True)
     except binascii.Error, ValueError:
         # The message never repeats the value: it is a secret.
-        raise InvalidFieldError(field, "is not valid base64 (copy it again from the console)") from None
+        raise InvalidFieldError(field, FieldProblem.NOT_BASE64) from None
     if not key:
-        raise InvalidFieldError(field, "decodes to nothing")
+        raise InvalidFieldError(field, FieldProblem.SECRET_EMPTY)
     return key
 
 
@@ -88,7 +82,7 @@ class DeviceId:
         """Build from the `PID/DN` form."""
         product_id, sep, device_name = key.partition("/")
         if not sep:
-            raise InvalidFieldError("device", f"{key!r} is not of the form PRODUCT_ID/DEVICE_NAME")
+            raise InvalidFieldError("device", FieldProblem.DEVICE_KEY)
         return cls(product_id, device_name)
 
     def __str__(self) -> str:

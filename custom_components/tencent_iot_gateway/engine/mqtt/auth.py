@@ -18,7 +18,7 @@ import string
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from custom_components.tencent_iot_gateway.engine.errors import InvalidFieldError
+from custom_components.tencent_iot_gateway.engine.errors import FieldProblem, InvalidFieldError
 from custom_components.tencent_iot_gateway.engine.gateway.identity import DeviceId, decode_device_secret
 
 SDK_APP_ID = "12010126"
@@ -95,7 +95,7 @@ def bind_signature(
 ) -> str:
     """Signature a gateway sends to bind `device`: keyed with the secret's ASCII text, not its decoded bytes."""
     if not device_secret:
-        raise InvalidFieldError("device_secret", "must not be empty")
+        raise InvalidFieldError("device_secret", FieldProblem.REQUIRED)
     message = f"{device.product_id}{device.device_name};{random};{timestamp}"
     digest = hmac.new(device_secret.encode(), message.encode(), method.digest).digest()
     return base64.b64encode(digest).decode()
@@ -117,12 +117,12 @@ class RegistrationRequest:
 
 def _validate_product_secret(product_secret: str) -> bytes:
     if not product_secret:
-        raise InvalidFieldError("product_secret", "must not be empty")
+        raise InvalidFieldError("product_secret", FieldProblem.REQUIRED)
     if not product_secret.isascii():
-        raise InvalidFieldError("product_secret", "may hold only ASCII characters")
+        raise InvalidFieldError("product_secret", FieldProblem.NOT_ASCII)
     key = product_secret.encode()
     if len(key) < _AES_BLOCK:
-        raise InvalidFieldError("product_secret", f"is shorter than {_AES_BLOCK} characters")
+        raise InvalidFieldError("product_secret", FieldProblem.TOO_SHORT, min=_AES_BLOCK)
     return key
 
 
@@ -132,7 +132,7 @@ def registration_request(
     """Sign a request that trades the product secret for `device`'s own secret."""
     key = _validate_product_secret(product_secret)
     if not host:
-        raise InvalidFieldError("host", "must not be empty")
+        raise InvalidFieldError("host", FieldProblem.REQUIRED)
     body = json.dumps(
         {"ProductId": device.product_id, "DeviceName": device.device_name}, separators=(",", ":")
     ).encode()
@@ -169,24 +169,22 @@ def decrypt_registration_payload(payload: str, product_secret: str) -> str:
     try:
         ciphertext = base64.b64decode(payload, validate=True)
     except binascii.Error, ValueError:
-        raise InvalidFieldError("payload", "is not valid base64") from None
+        raise InvalidFieldError("payload", FieldProblem.REGISTRATION_UNREADABLE) from None
     if not ciphertext or len(ciphertext) % _AES_BLOCK:
-        raise InvalidFieldError("payload", f"is not a whole number of {_AES_BLOCK}-byte AES blocks")
+        raise InvalidFieldError("payload", FieldProblem.REGISTRATION_UNREADABLE)
     decryptor = Cipher(algorithms.AES128(key), modes.CBC(_AES_IV)).decryptor()
     plaintext = (decryptor.update(ciphertext) + decryptor.finalize()).rstrip(b"\0")
     try:
         document = json.loads(plaintext)
     except UnicodeDecodeError, ValueError:
-        raise InvalidFieldError("payload", "does not decrypt to JSON: is the product secret right?") from None
+        raise InvalidFieldError("payload", FieldProblem.REGISTRATION_UNREADABLE) from None
     if not isinstance(document, dict):
-        raise InvalidFieldError("payload", "does not decrypt to a JSON object")
+        raise InvalidFieldError("payload", FieldProblem.REGISTRATION_UNREADABLE)
     if document.get("encryptionType") != 2:
-        raise InvalidFieldError(
-            "payload", "is a certificate registration; only key (PSK) devices are supported"
-        )
+        raise InvalidFieldError("payload", FieldProblem.CERTIFICATE_DEVICE)
     psk = document.get("psk")
     if not isinstance(psk, str) or not psk:
-        raise InvalidFieldError("payload", "carries no device secret")
+        raise InvalidFieldError("payload", FieldProblem.REGISTRATION_UNREADABLE)
     return psk
 
 

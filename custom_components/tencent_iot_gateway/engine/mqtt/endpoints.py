@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from custom_components.tencent_iot_gateway.engine.errors import InvalidFieldError
+from custom_components.tencent_iot_gateway.engine.errors import FieldProblem, InvalidFieldError
 
 MQTT_TLS_PORT = 8883
 
@@ -49,9 +49,9 @@ class BrokerEndpoint:
     def __post_init__(self) -> None:
         """Refuse addresses that cannot work, naming the field."""
         if not self.host or any(c.isspace() or c in "/?#" for c in self.host):
-            raise InvalidFieldError("host", "is not a host name or IP address")
+            raise InvalidFieldError("host", FieldProblem.HOST_NAME)
         if not 0 < self.port < 65536:
-            raise InvalidFieldError("port", f"{self.port} is not a TCP port")
+            raise InvalidFieldError("port", FieldProblem.OUT_OF_RANGE, min=1, max=65535)
 
     def __repr__(self) -> str:
         """The CA is long and says nothing useful in a log line."""
@@ -62,7 +62,7 @@ class BrokerEndpoint:
     def for_region(cls, region: Region, product_id: str) -> BrokerEndpoint:
         """The TLS endpoint of a Tencent region for a product."""
         if region is Region.CUSTOM:
-            raise InvalidFieldError("region", "a custom region needs an explicit host")
+            raise InvalidFieldError("region", FieldProblem.CUSTOM_REGION_NEEDS_HOST)
         return cls(_REGION_HOSTS[region].format(product_id=product_id))
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from email.utils import parsedate_to_datetime
 import json
+import logging
 import secrets
 import ssl
 import time
@@ -19,7 +20,9 @@ import aiohttp
 from aiohttp import hdrs
 
 from custom_components.tencent_iot_gateway.engine.errors import (
+    REGISTRATION_NOT_A_SERVER,
     ClockSkewError,
+    FieldProblem,
     InvalidFieldError,
     RegistrationError,
     RegistrationUnreachableError,
@@ -29,12 +32,15 @@ from custom_components.tencent_iot_gateway.engine.mqtt.auth import (
     decrypt_registration_payload,
     registration_request,
 )
+from custom_components.tencent_iot_gateway.engine.net_causes import net_cause
 
 REGISTRATION_TIMEOUT_S = 15.0
 # A registration's signed timestamp must be near the server's time. Tencent does not document the tolerance;
 # past this much, the host's clock is named as the cause of a refusal.
 CLOCK_SKEW_TOLERANCE_S = 300.0
 _SIGNATURE_EXPIRED_CODE = "AuthFailure.SignatureExpire"
+
+_LOGGER = logging.getLogger(__name__)
 
 
 async def trust_for(ca_pem: str | None) -> ssl.SSLContext | bool:
@@ -48,9 +54,9 @@ async def trust_for(ca_pem: str | None) -> ssl.SSLContext | bool:
     try:
         return await asyncio.get_running_loop().run_in_executor(None, build)
     except ssl.SSLError as err:
-        # OpenSSL names no reason for some refusals (text glued after an END line): say so plainly.
-        reason = err.reason or "OpenSSL refused the text"
-        raise InvalidFieldError("ca_cert", f"cannot be used as a trust anchor ({reason})") from None
+        # OpenSSL's reason (its own words, when it has any) is the log's detail.
+        _LOGGER.debug("The CA certificate cannot be used: %s", err.reason or err)
+        raise InvalidFieldError("ca_cert", FieldProblem.CA_UNUSABLE) from None
 
 
 async def register_device(
@@ -61,7 +67,11 @@ async def register_device(
     *,
     ca_pem: str | None = None,
 ) -> str:
-    """Trade the product secret for the device's secret (Tencent's dynamic registration, spec §1)."""
+    """Trade the product secret for the device's secret (Tencent's dynamic registration, spec §1).
+
+    Raises `InvalidFieldError` on the field `payload` when the answer cannot be used (a wrong product secret
+    decrypts it to nothing useful), `RegistrationError` with the cloud's own words when it refuses.
+    """
     host = urlsplit(base_url).netloc
     now = time.time()
     request = registration_request(
@@ -75,14 +85,15 @@ async def register_device(
                 text = await response.text()
                 skew_s = _clock_skew(now, response.headers.get(hdrs.DATE))
     except (TimeoutError, aiohttp.ClientError, ssl.SSLError) as err:
-        raise RegistrationUnreachableError(f"cannot reach {host}: {type(err).__name__}") from None
+        _LOGGER.debug("Registration request to %s failed: %r", host, err)
+        raise RegistrationUnreachableError(host, net_cause(err).value) from None
     try:
         document = json.loads(text)
         answer = document["Response"]
     except ValueError, KeyError, TypeError:
-        raise RegistrationUnreachableError(f"{host} did not answer like a registration server") from None
+        raise RegistrationUnreachableError(host, REGISTRATION_NOT_A_SERVER) from None
     if not isinstance(answer, dict):
-        raise RegistrationUnreachableError(f"{host} did not answer like a registration server")
+        raise RegistrationUnreachableError(host, REGISTRATION_NOT_A_SERVER)
     error = answer.get("Error")
     if isinstance(error, dict):
         message = f"{error.get('Code', 'error')}: {error.get('Message', '')}".strip()
@@ -92,12 +103,12 @@ async def register_device(
         raise RegistrationError(message)
     payload = answer.get("Payload")
     if not isinstance(payload, str):
-        raise RegistrationError("the reply carries no payload")
+        raise InvalidFieldError("payload", FieldProblem.REGISTRATION_UNREADABLE)
+    secret = decrypt_registration_payload(payload, product_secret)
     try:
-        secret = decrypt_registration_payload(payload, product_secret)
         decode_device_secret(secret, "device_secret")
-    except InvalidFieldError as err:
-        raise RegistrationError(f"the reply cannot be used: {err.reason}") from None
+    except InvalidFieldError:
+        raise InvalidFieldError("payload", FieldProblem.REGISTRATION_UNREADABLE) from None
     return secret
 
 

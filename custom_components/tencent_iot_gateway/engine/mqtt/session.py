@@ -24,6 +24,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from custom_components.tencent_iot_gateway.engine.errors import (
     AuthenticationError,
     CannotConnectError,
+    FieldProblem,
     InvalidFieldError,
     NotConnectedError,
     OperationTimeoutError,
@@ -156,7 +157,7 @@ class MqttSession:
         """
         if not KEEPALIVE_MIN_S <= keepalive_s <= KEEPALIVE_MAX_S:
             raise InvalidFieldError(
-                "keepalive_s", f"Tencent accepts {KEEPALIVE_MIN_S}-{KEEPALIVE_MAX_S} s, not {keepalive_s}"
+                "keepalive_s", FieldProblem.OUT_OF_RANGE, min=KEEPALIVE_MIN_S, max=KEEPALIVE_MAX_S
             )
         self._endpoint = endpoint
         self._device = device

@@ -13,9 +13,15 @@ from collections.abc import Callable, Iterable
 import contextlib
 from dataclasses import dataclass, field, replace
 import logging
-from typing import Any
+from typing import Any, Final
 
-from custom_components.tencent_iot_gateway.engine.errors import InvalidFirmwareError, OtaError, OtaResultCode
+from custom_components.tencent_iot_gateway.engine.errors import (
+    Failure,
+    FailureReason,
+    InvalidFirmwareError,
+    OtaError,
+    OtaResultCode,
+)
 from custom_components.tencent_iot_gateway.engine.gateway.identity import DeviceId
 from custom_components.tencent_iot_gateway.engine.ota.firmware import FirmwareSpec, validate_version
 from custom_components.tencent_iot_gateway.engine.ota.job_model import (
@@ -34,7 +40,7 @@ from custom_components.tencent_iot_gateway.engine.stores.storage import StateSto
 
 _LOGGER = logging.getLogger(__name__)
 
-INTERRUPTED_MESSAGE = "interrupted by shutdown"
+INTERRUPTED: Final = Failure.of(FailureReason.FLASH_INTERRUPTED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +121,7 @@ class DeviceStates:
         """The device's entry; a device not tracked is refused as not belonging to this gateway."""
         entry = self._entries.get(device)
         if entry is None:
-            raise InvalidFirmwareError(f"{device} is not a sub-device of this gateway")
+            raise InvalidFirmwareError(Failure.of(FailureReason.NOT_A_SUB_DEVICE))
         return entry
 
     def add(
@@ -206,12 +212,13 @@ def _restore_interrupted(entry: DeviceEntry, flashing: str) -> None:
         OutcomeState.FAIL,
         flashing,
         int(OtaResultCode.UPGRADE_FAILED),
-        INTERRUPTED_MESSAGE,
+        INTERRUPTED.english,
         target.echo if target is not None and target.version == flashing else (),
     )
     entry.snapshot = replace(
         entry.snapshot,
         state=JobState.FAILED,
         result_code=int(OtaResultCode.UPGRADE_FAILED),
-        message=INTERRUPTED_MESSAGE,
+        message=INTERRUPTED.english,
+        failure=INTERRUPTED,
     )

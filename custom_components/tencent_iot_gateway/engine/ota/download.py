@@ -27,12 +27,15 @@ import aiohttp
 from custom_components.tencent_iot_gateway.engine.errors import (
     DownloadRefusedError,
     DownloadTimeoutError,
+    Failure,
+    FailureReason,
     FirmwareNotFoundError,
     InsufficientSpaceError,
     Md5MismatchError,
     OtaError,
     UrlExpiredError,
 )
+from custom_components.tencent_iot_gateway.engine.net_causes import Endpoint, NetCause, net_cause
 from custom_components.tencent_iot_gateway.engine.ota.firmware import FirmwareSpec
 from custom_components.tencent_iot_gateway.engine.ota.firmware_cache import (
     FirmwareCache,
@@ -129,13 +132,23 @@ def redact(text: str) -> str:
     return _QUERY_RE.sub("?<redacted>", text)
 
 
-def _describe(err: BaseException) -> str:
-    detail = redact(str(err))
-    return f"{type(err).__name__}: {detail}" if detail else type(err).__name__
+_NET_REASONS: Final = {
+    NetCause.REFUSED: FailureReason.DOWNLOAD_CONNECTION_REFUSED,
+    NetCause.UNREACHABLE: FailureReason.DOWNLOAD_HOST_UNREACHABLE,
+    NetCause.TIMEOUT: FailureReason.DOWNLOAD_TIMEOUT,
+    NetCause.TLS: FailureReason.DOWNLOAD_TLS,
+    NetCause.DISCONNECTED: FailureReason.DOWNLOAD_INTERRUPTED,
+}
+# What the OS says of a path the gateway may not write (a read-only or foreign directory).
+_NOT_WRITABLE: Final = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
 
 
 class _RetryableError(Exception):
-    """One attempt failed in a way another attempt may fix; the message is already free of secrets."""
+    """One attempt failed in a way another attempt may fix; `failure` is what the job reports if none does."""
+
+    def __init__(self, failure: Failure) -> None:
+        super().__init__(failure.english)
+        self.failure = failure
 
 
 class _PartialFile:
@@ -382,8 +395,7 @@ class Downloader:
         free = await self._cache.free_space()
         if free < needed:
             raise InsufficientSpaceError(
-                f"not enough free disk space in {self._cache.directory} for firmware {spec.version}: "
-                f"{needed} bytes needed, {free} available"
+                Failure.of(FailureReason.INSUFFICIENT_SPACE, path=self._cache.directory, needed=needed - free)
             )
         if offset:
             _LOGGER.info(
@@ -509,8 +521,13 @@ def _kept_bytes(spec: FirmwareSpec, state: ResumeState | None, length: int) -> i
 def _check_md5(spec: FirmwareSpec, digest: str) -> None:
     if digest != spec.md5.lower():
         raise Md5MismatchError(
-            f"md5 mismatch for firmware {spec.version}: expected {spec.md5.lower()}, got {digest}"
+            Failure.of(FailureReason.MD5_MISMATCH, expected=spec.md5.lower(), actual=digest)
         )
+
+
+def _size_mismatch(spec: FirmwareSpec, actual: int) -> Md5MismatchError:
+    """The server's image is not of the announced size (reported as Tencent's MD5 failure: a wrong image)."""
+    return Md5MismatchError(Failure.of(FailureReason.SIZE_MISMATCH, expected=spec.size, actual=actual))
 
 
 @dataclass(frozen=True, slots=True)
@@ -531,13 +548,18 @@ class _Settings:
 
 
 def _write_error(spec: FirmwareSpec, part: _PartialFile, err: OSError) -> OtaError:
+    directory = part.path.parent
     if err.errno == errno.ENOSPC:
         needed = spec.size - part.downloaded
         return InsufficientSpaceError(
-            f"disk full while writing {part.path}: {needed} more bytes are needed for firmware "
-            f"{spec.version}; free some space and retry"
+            Failure.of(FailureReason.INSUFFICIENT_SPACE, path=directory, needed=needed)
         )
-    return OtaError(f"cannot write firmware file {part.path}: {err.strerror or _describe(err)}")
+    if err.errno in _NOT_WRITABLE:
+        return OtaError(Failure.of(FailureReason.CACHE_NOT_WRITABLE, path=directory))
+    # The OS's own words, quoted as received.
+    return OtaError(
+        Failure.of(FailureReason.CACHE_WRITE_FAILED, path=directory, remote=err.strerror or redact(str(err)))
+    )
 
 
 class _Run:
@@ -576,31 +598,44 @@ class _Run:
             try:
                 await self._attempt()
             except _RetryableError as err:
-                reason = str(err)
+                failure = err.failure
             except (aiohttp.ClientError, TimeoutError) as err:
-                reason = _describe(err)
+                failure = self._network_failure(err)
             else:
                 self._progress(part.downloaded, force=True)
                 break
             await part.drain()
             failures = 1 if part.downloaded > before else failures + 1
             if failures >= self._settings.max_attempts:
-                raise DownloadTimeoutError(
-                    f"download of firmware {spec.version} from {spec.public_url} failed after "
-                    f"{failures} attempts: {reason}"
-                ) from None
+                raise DownloadTimeoutError(failure) from None
             delay = self._settings.backoff_delay(failures)
             _LOGGER.warning(
                 "Download of firmware %s from %s stopped at byte %d (%s); retrying in %.1f s",
                 spec.version,
                 spec.public_url,
                 part.downloaded,
-                reason,
+                failure.english,
                 delay,
             )
             await self._remember(spec, part.downloaded)
             self._last_save = self._settings.clock()
             await asyncio.sleep(delay)
+
+    def _network_failure(self, err: BaseException) -> Failure:
+        """What a failed request means, for the user: the server's host and port, never the URL's query."""
+        _LOGGER.debug("Download request failed: %s", redact(repr(err)))
+        cause = net_cause(err)
+        endpoint = Endpoint.of(self._spec.url)
+        timeout = self._settings.timeout.sock_read
+        return Failure.of(
+            _NET_REASONS[cause],
+            host=endpoint.host,
+            port=endpoint.port if cause is NetCause.REFUSED else None,
+            seconds=f"{timeout:g}" if cause is NetCause.TIMEOUT and timeout is not None else None,
+        )
+
+    def _failure(self, reason: FailureReason, **values: object) -> Failure:
+        return Failure.of(reason, host=Endpoint.of(self._spec.url).host, **values)
 
     async def _attempt(self) -> None:
         spec, part = self._spec, self._part
@@ -618,33 +653,26 @@ class _Run:
             await self._check_status(response, offset)
             await self._read_body(response)
         if part.downloaded < spec.size:
-            raise _RetryableError(f"the connection closed after {part.downloaded} of {spec.size} bytes")
+            raise _RetryableError(self._failure(FailureReason.DOWNLOAD_INTERRUPTED))
 
     async def _check_status(self, response: aiohttp.ClientResponse, offset: int) -> None:
         spec, part = self._spec, self._part
         status = response.status
         if status == 404:
-            raise FirmwareNotFoundError(
-                f"firmware {spec.version} not found at {spec.public_url} (HTTP 404)", http_status=status
-            )
+            raise FirmwareNotFoundError(self._failure(FailureReason.FIRMWARE_NOT_FOUND, http_status=status))
         if status in {401, 403}:
-            raise UrlExpiredError(
-                f"the download URL of firmware {spec.version} was refused (HTTP {status}): "
-                "the signature has probably expired; a fresh URL is needed",
-                http_status=status,
-            )
+            # The signature has probably expired: a fresh URL is needed.
+            raise UrlExpiredError(Failure.of(FailureReason.URL_EXPIRED, http_status=status))
         if status == 416:
+            _LOGGER.info("Server refused the range for firmware %s: starting again from byte 0", spec.version)
             await part.restart()
             self._restarted()
-            raise _RetryableError("the server refused the range (HTTP 416); starting again from 0")
+            raise _RetryableError(self._failure(FailureReason.DOWNLOAD_INTERRUPTED))
         if status >= 500 or status in {408, 429}:
-            raise _RetryableError(f"the server answered HTTP {status}")
+            raise _RetryableError(self._failure(FailureReason.DOWNLOAD_SERVER_ERROR, http_status=status))
         if status == 200:
             if response.content_length is not None and response.content_length != spec.size:
-                raise Md5MismatchError(
-                    f"the server's file for firmware {spec.version} is {response.content_length} bytes, "
-                    f"not the announced {spec.size}"
-                )
+                raise _size_mismatch(spec, response.content_length)
             if offset > 0:
                 _LOGGER.info(
                     "Server ignored the range for firmware %s: starting again from byte 0", spec.version
@@ -659,16 +687,14 @@ class _Run:
                 or int(match[2]) != spec.size - 1
                 or match[3] not in {"*", str(spec.size)}
             ):
+                _LOGGER.info(
+                    "Server answered a range not asked for, firmware %s: starting again from 0", spec.version
+                )
                 await part.restart()
                 self._restarted()
-                raise _RetryableError(
-                    "the server answered a range that was not asked for; starting again from 0"
-                )
+                raise _RetryableError(self._failure(FailureReason.DOWNLOAD_INTERRUPTED))
             return
-        raise DownloadRefusedError(
-            f"download of firmware {spec.version} from {spec.public_url} failed: HTTP {status}",
-            http_status=status,
-        )
+        raise DownloadRefusedError(self._failure(FailureReason.DOWNLOAD_REFUSED, http_status=status))
 
     def _restarted(self) -> None:
         self._resumed_from = 0
@@ -701,9 +727,7 @@ class _Run:
         spec, part = self._spec, self._part
         await self._account()
         if part.downloaded + len(data) > spec.size:
-            raise Md5MismatchError(
-                f"the server sent more than the announced {spec.size} bytes of firmware {spec.version}"
-            )
+            raise _size_mismatch(spec, part.downloaded + len(data))
         part.submit(data)
 
     async def _account(self) -> None:

@@ -8,7 +8,13 @@ import re
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from custom_components.tencent_iot_gateway.engine.errors import InvalidFirmwareError
+from custom_components.tencent_iot_gateway.engine.errors import (
+    Failure,
+    FailureReason,
+    FieldProblem,
+    InvalidFieldError,
+    InvalidFirmwareError,
+)
 
 VERSION_MAX = 32
 DEFAULT_MAX_FIRMWARE_SIZE = 512 * 1024 * 1024
@@ -29,14 +35,20 @@ def validate_version(value: object) -> str:
     control characters are refused, as they cannot be shown or logged. Where a version becomes part of a
     file name it is encoded there (`flashers.file.image_file_name`), never refused.
     """
+    try:
+        return check_version(value, "version")
+    except InvalidFieldError as err:
+        raise InvalidFirmwareError(Failure.of(FailureReason.INVALID_FIRMWARE, remote=str(err))) from None
+
+
+def check_version(value: object, field: str) -> str:
+    """`validate_version` for a value a user entered: raises `InvalidFieldError` naming `field`."""
     if not isinstance(value, str) or not value:
-        raise InvalidFirmwareError("version is missing or not a string")
+        raise InvalidFieldError(field, FieldProblem.REQUIRED)
     if not VERSION_MIN <= len(value) <= VERSION_MAX:
-        raise InvalidFirmwareError(
-            f"version is {len(value)} characters long; at most {VERSION_MAX} are allowed"
-        )
+        raise InvalidFieldError(field, FieldProblem.TOO_LONG, length=len(value), max=VERSION_MAX)
     if not value.isprintable():
-        raise InvalidFirmwareError("version holds a control character")
+        raise InvalidFieldError(field, FieldProblem.CONTROL_CHARACTER)
     return value
 
 

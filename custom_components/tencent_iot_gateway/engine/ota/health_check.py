@@ -10,13 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+import logging
 import time
 
-from custom_components.tencent_iot_gateway.engine.errors import HealthCheckError
+from custom_components.tencent_iot_gateway.engine.errors import Failure, FailureReason, HealthCheckError
 from custom_components.tencent_iot_gateway.engine.gateway.identity import DeviceId
 from custom_components.tencent_iot_gateway.engine.ota.firmware import FirmwareSpec
 from custom_components.tencent_iot_gateway.engine.ota.flashers.base import VersionReader
 from custom_components.tencent_iot_gateway.engine.ota.waiting import Changed, wait_until_clear
+
+_LOGGER = logging.getLogger(__name__)
 
 DEFAULT_HEALTH_TIMEOUT_S = 300.0
 DEFAULT_HEALTH_POLL_S = 5.0
@@ -49,16 +52,18 @@ class HealthCheck:
 
 async def unhealthy_reason(
     health: HealthCheck, device: DeviceId, firmware: FirmwareSpec, reader: object
-) -> str | None:
-    """Why the device is not healthy now, or None when it is."""
+) -> Failure | None:
+    """Why the device is not healthy now (the failure it is if that lasts), or None when it is."""
+    seconds = f"{health.timeout_s:g}"
     if health.read_version:
         if not isinstance(reader, VersionReader):
-            return "its flasher cannot read the version the device runs"
+            return Failure.of(FailureReason.HEALTH_NO_VERSION_READER)
         running = await reader.read_version(device, firmware)
         if running != firmware.version:
-            return f"the device reports version {running!r}, not {firmware.version!r}"
-    if health.condition is not None:
-        return await health.condition(device, firmware)
+            return Failure.of(FailureReason.HEALTH_VERSION, seen=running or "-", seconds=seconds)
+    if health.condition is not None and (why := await health.condition(device, firmware)) is not None:
+        _LOGGER.debug("%s is not healthy yet: %s", device, why)
+        return Failure.of(FailureReason.HEALTH_CHECK_FAILED, seconds=seconds)
     return None
 
 
@@ -71,8 +76,12 @@ async def wait_healthy(
 ) -> None:
     """Return once the device is healthy; raise `HealthCheckError` with the last reason after the timeout."""
 
+    last: Failure | None = None
+
     async def ask() -> str | None:
-        return await unhealthy_reason(health, device, firmware, reader)
+        nonlocal last
+        last = await unhealthy_reason(health, device, firmware, reader)
+        return last.english if last is not None else None
 
     _held, reason = await wait_until_clear(
         ask,
@@ -81,5 +90,5 @@ async def wait_healthy(
         changed=None if health.read_version else health.changed,
         clock=clock,
     )
-    if reason is not None:
-        raise HealthCheckError(f"health check failed: {reason}")
+    if reason is not None and last is not None:
+        raise HealthCheckError(last)

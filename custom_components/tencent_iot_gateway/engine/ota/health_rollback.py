@@ -9,7 +9,13 @@ import logging
 from pathlib import Path
 import time
 
-from custom_components.tencent_iot_gateway.engine.errors import HealthCheckError, TencentIotError
+from custom_components.tencent_iot_gateway.engine.errors import (
+    Failure,
+    FailureReason,
+    FailureValue,
+    HealthCheckError,
+    TencentIotError,
+)
 from custom_components.tencent_iot_gateway.engine.ota.device_states import DeviceEntry, DeviceStates
 from custom_components.tencent_iot_gateway.engine.ota.firmware import FirmwareSpec
 from custom_components.tencent_iot_gateway.engine.ota.health_check import wait_healthy
@@ -60,8 +66,9 @@ class HealthRollback:
         """Flash the device's last good image back; the error then says what it runs."""
         kept = await self._images.get(entry.device) if self._images is not None else None
         flasher = self._hooks.flasher_for(entry.device)
+        seconds = error.failure.get(FailureValue.SECONDS)
         if kept is None or kept.version == target.version or flasher is None:
-            return HealthCheckError(f"{error}; no earlier image to roll back to")
+            return HealthCheckError(Failure.of(FailureReason.HEALTH_NO_ROLLBACK_IMAGE, seconds=seconds))
         _LOGGER.warning(
             "%s is unhealthy after %s (%s); rolling back to %s",
             entry.device,
@@ -73,6 +80,10 @@ class HealthRollback:
         try:
             version = await flasher.flash(kept.path, entry.device, kept.spec(), lambda _percent: None)
         except (OSError, TencentIotError) as rollback_error:
-            return HealthCheckError(f"{error}; rolling back to {kept.version} failed: {rollback_error}")
+            # Why the rollback failed is the log's detail; the user reads that the device is left unhealthy.
+            _LOGGER.warning("Rolling %s back to %s failed: %s", entry.device, kept.version, rollback_error)
+            return HealthCheckError(
+                Failure.of(FailureReason.HEALTH_ROLLBACK_FAILED, seen=kept.version, seconds=seconds)
+            )
         self._states.update(entry, installed_version=version, phase=JobPhase.ROLLED_BACK)
-        return HealthCheckError(f"{error}; rolled back to {version}")
+        return HealthCheckError(Failure.of(FailureReason.HEALTH_ROLLED_BACK, actual=version, seconds=seconds))

@@ -13,6 +13,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Protocol
 
+from custom_components.tencent_iot_gateway.engine.errors import Failure
 from custom_components.tencent_iot_gateway.engine.gateway.identity import DeviceId
 from custom_components.tencent_iot_gateway.engine.mqtt.uplink import DEFAULT_UPLINK_RATE, Publish
 from custom_components.tencent_iot_gateway.engine.ota.download import DownloadProgress
@@ -76,10 +77,9 @@ class JobSnapshot:
     eta_s: float | None = None
     result_code: int | None = None
     message: str = ""
-    failure_key: str | None = None
-    """The `translation_key` of the last failure (meaningful while `state` is failed)."""
-    http_status: int | None = None
-    """What the firmware server answered, when that was the last failure."""
+    """The last failure in plain English (the cloud's `result_msg`), empty when none."""
+    failure: Failure | None = None
+    """The last failure, for the UI to word (meaningful while `state` is failed)."""
     phase: JobPhase | None = None
     """The step a running job is at (None when no job runs)."""
     hold: JobHold | None = None

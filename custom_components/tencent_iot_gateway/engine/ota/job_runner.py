@@ -19,6 +19,8 @@ from pathlib import Path
 import time
 
 from custom_components.tencent_iot_gateway.engine.errors import (
+    Failure,
+    FailureReason,
     FlashError,
     InvalidFirmwareError,
     JobSuspendedError,
@@ -98,9 +100,9 @@ class JobRunner:
                     f"the gateway is stopping; the update of {entry.device} cannot start now"
                 )
             if entry.snapshot.target is None:
-                raise InvalidFirmwareError(f"no firmware update is pending for {entry.device}")
+                raise InvalidFirmwareError(Failure.of(FailureReason.NO_UPDATE_PENDING))
             if self._hooks.flasher_for(entry.device) is None:
-                raise FlashError(f"{entry.device} has no flasher configured")
+                raise FlashError(Failure.of(FailureReason.NO_FLASHER))
             self.start(entry)
         return await self.wait_for(entry)
 
@@ -261,7 +263,7 @@ class JobRunner:
     async def _flash(self, entry: DeviceEntry, target: FirmwareSpec, image: Path) -> str:
         flasher = self._hooks.flasher_for(entry.device)
         if flasher is None:
-            raise FlashError(f"{entry.device} has no flasher configured")
+            raise FlashError(Failure.of(FailureReason.NO_FLASHER))
         self._states.update(entry, state=JobState.FLASHING, phase=JobPhase.FLASHING, percent=DOWNLOAD_SHARE)
         entry.flashing = target.version
         # A stop from here on is reported as an interrupted flash. The record is written at once but not
@@ -284,9 +286,12 @@ class JobRunner:
         except OtaError:
             raise
         except (OSError, TencentIotError) as err:
-            raise FlashError(f"flashing failed: {err}") from err
+            # A flasher that did not name its failure: what it said is all there is (a plugged-in flasher's
+            # words are not ours), quoted.
+            _LOGGER.debug("The flasher of %s raised %r", entry.device, err)
+            raise FlashError(str(err)) from err
         if version != target.version:
-            raise FlashError(f"the sub-device runs {version!r} after flashing, not {target.version!r}")
+            raise FlashError(Failure.of(FailureReason.VERSION_MISMATCH, seen=version))
         return version
 
     async def _finish(self, entry: DeviceEntry, target: FirmwareSpec, result: str | OtaError) -> None:
@@ -310,8 +315,7 @@ class JobRunner:
                 percent=None,
                 result_code=int(result.code),
                 message=str(result),
-                failure_key=result.translation_key,
-                http_status=result.http_status,
+                failure=result.failure,
             )
         else:
             entry.outcome = Outcome(OutcomeState.DONE, target.version, echo=target.echo)

@@ -12,11 +12,14 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
+import logging
 import time
 
-from custom_components.tencent_iot_gateway.engine.errors import PreflightTimeoutError
+from custom_components.tencent_iot_gateway.engine.errors import Failure, FailureReason, PreflightTimeoutError
 from custom_components.tencent_iot_gateway.engine.gateway.identity import DeviceId
 from custom_components.tencent_iot_gateway.engine.ota.waiting import Changed, wait_until_clear
+
+_LOGGER = logging.getLogger(__name__)
 
 DEFAULT_PREFLIGHT_TIMEOUT_S = 3600.0
 DEFAULT_PREFLIGHT_POLL_S = 15.0
@@ -74,7 +77,9 @@ async def wait_until_open(
         clock=clock,
     )
     if reason is not None:
+        # The last reason was on show while the job waited (and is in the log); the failure needs only the time.
+        _LOGGER.info("Pre-flight gate of %s still closed after %g s: %s", device, preflight.timeout_s, reason)
         raise PreflightTimeoutError(
-            f"pre-flight condition not met within {preflight.timeout_s:g} s: {reason}"
+            Failure.of(FailureReason.PREFLIGHT_TIMEOUT, seconds=f"{preflight.timeout_s:g}")
         )
     return held

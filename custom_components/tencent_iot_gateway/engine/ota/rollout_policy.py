@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import math
 import time
 
-from custom_components.tencent_iot_gateway.engine.errors import RolloutHaltedError
+from custom_components.tencent_iot_gateway.engine.errors import Failure, FailureReason, RolloutHaltedError
 from custom_components.tencent_iot_gateway.engine.gateway.identity import DeviceId
 from custom_components.tencent_iot_gateway.engine.ota.firmware import FirmwareSpec
 from custom_components.tencent_iot_gateway.engine.ota.job_phases import JobHold
@@ -67,14 +67,9 @@ class RolloutHalted:
     image_key: tuple[str, int] = ("", 0)  # the image's (MD5, size): which jobs a resumed rollout takes
 
     @property
-    def message(self) -> str:
-        """The result message the held-back devices report to the cloud."""
-        return halt_message(len(self.failed), self.total, self.failed[0][1] if self.failed else "")
-
-
-def halt_message(failed: int, total: int, first_reason: str) -> str:
-    """The one wording of a halt (Tencent's `result_msg` of the held-back devices)."""
-    return f"rollout halted after {failed} of {total} failed: {first_reason}"
+    def failure(self) -> Failure:
+        """The failure of the held-back devices (their `result_msg` to the cloud, their text in the UI)."""
+        return Failure.of(FailureReason.ROLLOUT_HALTED, failed=len(self.failed), total=self.total)
 
 
 @dataclass
@@ -197,7 +192,7 @@ class RolloutPolicy:
         last: JobHold | None = None
         while True:
             if rollout.halted is not None:
-                raise RolloutHaltedError(rollout.halted.message)
+                raise RolloutHaltedError(rollout.halted.failure)
             hold, wait_s = self._verdict(rollout, device)
             if hold is None:
                 rollout.released.add(device)

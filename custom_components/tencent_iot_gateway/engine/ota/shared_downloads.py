@@ -15,6 +15,9 @@ import logging
 from pathlib import Path
 
 from custom_components.tencent_iot_gateway.engine.errors import (
+    Failure,
+    FailureReason,
+    FailureValue,
     NotConnectedError,
     OperationTimeoutError,
     TaskEndedError,
@@ -101,8 +104,7 @@ class SharedDownloads:
                 try:
                     target = await self._fresh_url(entry, target)
                 except UrlExpiredError as err:
-                    err.http_status = err.http_status or expired.http_status  # what made a fresh URL needed
-                    raise
+                    raise type(err)(_with_status(err.failure, expired.http_status)) from None
 
     async def async_stop(self) -> None:
         """Stop every download (the jobs have stopped); what is on disk stays for a later resume."""
@@ -118,9 +120,7 @@ class SharedDownloads:
         """Re-report the running version: the cloud answers by pushing the pending firmware with a new URL."""
         if entry.snapshot.installed_version is None:
             # The cloud re-sends a push after a `report_version`, which needs the version the device runs.
-            raise UrlExpiredError(
-                "the firmware URL expired; set the installed version of the sub-device to get a fresh one"
-            )
+            raise UrlExpiredError(Failure.of(FailureReason.URL_EXPIRED_VERSION_UNKNOWN))
         _LOGGER.info("The firmware URL for %s has expired; asking the cloud for a fresh one", entry.device)
         waiting: asyncio.Future[FirmwareSpec] = asyncio.get_running_loop().create_future()
         self._fresh_urls[entry.device] = waiting
@@ -132,12 +132,12 @@ class SharedDownloads:
             # The cloud re-pushes a pending task after a report_version (spec §3): silence means it has none.
             raise TaskEndedError from None
         except NotConnectedError, OperationTimeoutError:
-            raise UrlExpiredError("the firmware URL expired and no fresh one could be asked for") from None
+            raise UrlExpiredError(Failure.of(FailureReason.URL_EXPIRED_OFFLINE)) from None
         finally:
             if self._fresh_urls.get(entry.device) is waiting:
                 del self._fresh_urls[entry.device]
         if fresh.image_key != target.image_key:
-            raise UrlExpiredError("the firmware URL expired and the cloud now offers a different image")
+            raise UrlExpiredError(Failure.of(FailureReason.URL_EXPIRED_OTHER_IMAGE))
         return fresh
 
     async def _join(self, entry: DeviceEntry, target: FirmwareSpec) -> Path:
@@ -212,3 +212,10 @@ class SharedDownloads:
         if progress.fresh:
             self._reports.progress.downloading(entry.device, 0, urgent=True)
         self._reports.progress.downloading(entry.device, int(fraction * 100), urgent=finished)
+
+
+def _with_status(failure: Failure, status: int | None) -> Failure:
+    """`failure` with the HTTP status that made a fresh URL needed, unless it names one already."""
+    if status is None or failure.get(FailureValue.HTTP_STATUS) is not None:
+        return failure
+    return Failure.of(failure.reason, **failure.placeholders, http_status=status)

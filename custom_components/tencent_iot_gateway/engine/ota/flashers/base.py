@@ -14,11 +14,11 @@ from dataclasses import dataclass
 import math
 from pathlib import Path
 import string
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Final, Protocol, runtime_checkable
 
 import aiohttp
 
-from custom_components.tencent_iot_gateway.engine.errors import InvalidFieldError
+from custom_components.tencent_iot_gateway.engine.errors import FieldProblem, InvalidFieldError
 from custom_components.tencent_iot_gateway.engine.gateway.identity import DeviceId
 from custom_components.tencent_iot_gateway.engine.ota.firmware import FirmwareSpec
 
@@ -89,11 +89,11 @@ def flasher_kinds() -> list[str]:
 def flasher_config_from_dict(data: Mapping[str, Any]) -> FlasherConfig:
     """Parse stored flasher settings of any registered kind."""
     if not isinstance(data, Mapping):
-        raise InvalidFieldError("flasher", "must be an object")
+        raise InvalidFieldError("flasher", FieldProblem.INVALID)
     kind = data.get("kind")
     registered = _KINDS.get(kind) if isinstance(kind, str) else None
     if registered is None:
-        raise InvalidFieldError("kind", f"must be one of: {', '.join(flasher_kinds())}")
+        raise InvalidFieldError("kind", FieldProblem.CHOICE, allowed=", ".join(flasher_kinds()))
     return registered.parse(data)
 
 
@@ -101,7 +101,7 @@ def build_flasher(config: FlasherConfig, session: aiohttp.ClientSession) -> Flas
     """The flasher for `config`; `session` is used by the kinds that speak HTTP (its TLS settings apply)."""
     registered = _KINDS.get(config.kind)
     if registered is None or not isinstance(config, registered.config_type):
-        raise InvalidFieldError("kind", f"no flasher is registered for {config.kind!r}")
+        raise InvalidFieldError("kind", FieldProblem.CHOICE, allowed=", ".join(flasher_kinds()))
     return registered.build(config, session)
 
 
@@ -111,21 +111,21 @@ def build_flasher(config: FlasherConfig, session: aiohttp.ClientSession) -> Flas
 def validate_template(template: object, field: str) -> str:
     """Return `template` if it only uses known `{placeholders}` (no attribute access, no format spec)."""
     if not isinstance(template, str):
-        raise InvalidFieldError(field, "must be a string")
+        raise InvalidFieldError(field, FieldProblem.INVALID)
     if "\x00" in template:
-        raise InvalidFieldError(field, "must not contain a NUL character")
+        raise InvalidFieldError(field, FieldProblem.CONTROL_CHARACTER)
     try:
         parsed = list(string.Formatter().parse(template))
-    except ValueError as err:
-        raise InvalidFieldError(
-            field, f"is not a valid template ({err}); write {{{{ for a literal {{"
-        ) from None
+    except ValueError:
+        raise InvalidFieldError(field, FieldProblem.TEMPLATE_BRACES, open="{{", close="}}") from None
     allowed = ", ".join(f"{{{name}}}" for name in sorted(PLACEHOLDERS))
     for _literal, name, spec, conversion in parsed:
         if name is None:
             continue
         if name not in PLACEHOLDERS or spec or conversion:
-            raise InvalidFieldError(field, f"unknown placeholder {{{name}}}; allowed: {allowed}")
+            raise InvalidFieldError(
+                field, FieldProblem.UNKNOWN_PLACEHOLDER, name=f"{{{name}}}", allowed=allowed
+            )
     return template
 
 
@@ -157,12 +157,18 @@ def template_values(image: Path, target: DeviceId, firmware: FirmwareSpec) -> di
 # --- field validation shared by the config dataclasses --------------------------------------------------
 
 
-def check_seconds(value: object, field: str, *, maximum: float = 86_400.0) -> float:
-    """A positive, finite number of seconds up to `maximum`."""
+SECONDS_MIN: Final = 0.01
+"""The shortest time a flasher setting takes (forms ask for more: their fields have their own minimum)."""
+
+
+def check_seconds(
+    value: object, field: str, *, minimum: float = SECONDS_MIN, maximum: float = 86_400.0
+) -> float:
+    """A finite number of seconds from `minimum` to `maximum`."""
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidFieldError(field, "must be a number of seconds")
-    if not math.isfinite(value) or value <= 0 or value > maximum:
-        raise InvalidFieldError(field, f"must be more than 0 and at most {maximum:g} seconds")
+        raise InvalidFieldError(field, FieldProblem.NOT_A_NUMBER)
+    if not math.isfinite(value) or value < minimum or value > maximum:
+        raise InvalidFieldError(field, FieldProblem.OUT_OF_RANGE, min=f"{minimum:g}", max=f"{maximum:g}")
     return float(value)
 
 
@@ -174,13 +180,13 @@ def optional_text(value: object, field: str) -> str | None:
 def check_text(value: object, field: str) -> str:
     """A non-empty single-line string."""
     if not isinstance(value, str) or not value:
-        raise InvalidFieldError(field, "must be a non-empty string")
+        raise InvalidFieldError(field, FieldProblem.REQUIRED)
     if any(ch in value for ch in "\x00\r\n"):
-        raise InvalidFieldError(field, "must be a single line without control characters")
+        raise InvalidFieldError(field, FieldProblem.SINGLE_LINE)
     return value
 
 
 def check_kind(data: Mapping[str, Any], kind: str) -> None:
     """Refuse data stored for another kind."""
     if data.get("kind", kind) != kind:
-        raise InvalidFieldError("kind", f"expected {kind!r}")
+        raise InvalidFieldError("kind", FieldProblem.CHOICE, allowed=kind)

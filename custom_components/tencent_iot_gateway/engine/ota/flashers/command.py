@@ -15,6 +15,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
 import contextlib
 from dataclasses import dataclass
+import errno
 import logging
 import os
 from pathlib import Path
@@ -22,7 +23,13 @@ import re
 import signal
 from typing import Any, ClassVar
 
-from custom_components.tencent_iot_gateway.engine.errors import FlashError, InvalidFieldError
+from custom_components.tencent_iot_gateway.engine.errors import (
+    Failure,
+    FailureReason,
+    FieldProblem,
+    FlashError,
+    InvalidFieldError,
+)
 from custom_components.tencent_iot_gateway.engine.gateway.identity import DeviceId
 from custom_components.tencent_iot_gateway.engine.ota.firmware import FirmwareSpec
 from custom_components.tencent_iot_gateway.engine.ota.flashers.base import (
@@ -58,7 +65,7 @@ class CommandFlasherConfig:
         """Validate every field, naming the bad one."""
         check_text(self.program, "program")
         if not isinstance(self.args, tuple) or len(self.args) > MAX_ARGS:
-            raise InvalidFieldError("args", f"must be a list of at most {MAX_ARGS} strings")
+            raise InvalidFieldError("args", FieldProblem.TOO_MANY, max=MAX_ARGS)
         for index, arg in enumerate(self.args):
             validate_template(arg, f"args[{index}]")
         check_seconds(self.timeout_s, "timeout_s")
@@ -78,7 +85,7 @@ class CommandFlasherConfig:
         check_kind(data, cls.kind)
         args = data.get("args", [])
         if not isinstance(args, list | tuple):
-            raise InvalidFieldError("args", "must be a list of strings")
+            raise InvalidFieldError("args", FieldProblem.INVALID)
         return cls(
             program=check_text(data.get("program"), "program"),
             args=tuple(args),
@@ -112,7 +119,7 @@ class CommandFlasher:
                 start_new_session=True,
             )
         except OSError as err:
-            raise FlashError(f"cannot run {config.program}: {err.strerror or err}") from None
+            raise FlashError(_start_failure(config.program, err)) from None
         assert process.stdout is not None
         assert process.stderr is not None
         tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
@@ -125,12 +132,24 @@ class CommandFlasher:
                 status = await process.wait()
         except TimeoutError:
             await _kill(process)
-            raise FlashError(f"{name} did not finish within {config.timeout_s:g} s and was killed") from None
+            raise FlashError(
+                Failure.of(FailureReason.COMMAND_TIMEOUT, program=name, seconds=f"{config.timeout_s:g}")
+            ) from None
         except BaseException:
             await _kill(process)
             raise
+        if status < 0:
+            # Ended by a signal (asyncio's negative return code), not by the program's own exit.
+            raise FlashError(
+                Failure.of(FailureReason.COMMAND_KILLED, program=name, signal=_signal_name(-status))
+            )
         if status != 0:
-            raise FlashError(f"{name} exited with status {status}: {_tail_text(tail)}")
+            # The program's own words on stderr, quoted as received.
+            raise FlashError(
+                Failure.of(
+                    FailureReason.COMMAND_EXIT, program=name, exit_code=status, remote=_tail_text(tail)
+                )
+            )
         _LOGGER.info("Flashed %s to version %s", target, firmware.version)
         return firmware.version
 
@@ -146,10 +165,8 @@ def _render_arguments(templates: tuple[str, ...], values: Mapping[str, str], tar
     for template in templates:
         argument = render_template(template, values)
         if not options_ended and argument.startswith("-") and not template.startswith("-"):
-            raise FlashError(
-                f"refusing to run the flasher for {target}: argument {argument!r} would be read as an option; "
-                "put a '--' argument before it or make it part of an option (e.g. --name={device_name})"
-            )
+            _LOGGER.debug("Refusing to run the flasher for %s: %r would be an option", target, argument)
+            raise FlashError(Failure.of(FailureReason.COMMAND_OPTION_ARGUMENT, argument=argument))
         options_ended = options_ended or template == "--"
         rendered.append(argument)
     return rendered
@@ -185,9 +202,25 @@ async def _keep_tail(stream: asyncio.StreamReader, tail: deque[str]) -> None:
             tail.append(line.strip())
 
 
+def _start_failure(program: str, err: OSError) -> Failure:
+    if err.errno in {errno.ENOENT, errno.ENOTDIR}:
+        return Failure.of(FailureReason.COMMAND_NOT_FOUND, program=program)
+    if err.errno in {errno.EACCES, errno.EPERM}:
+        return Failure.of(FailureReason.COMMAND_NOT_EXECUTABLE, program=program)
+    # The OS's own words, quoted as received.
+    return Failure.of(FailureReason.COMMAND_START_FAILED, program=program, remote=err.strerror or str(err))
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return str(number)
+
+
 def _tail_text(tail: deque[str]) -> str:
     if not tail:
-        return "(nothing on stderr)"
+        return "-"
     text = " | ".join(tail)
     return text if len(text) <= STDERR_TAIL_CHARS else "…" + text[-(STDERR_TAIL_CHARS - 1) :]
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+import errno
 import logging
 import os
 from pathlib import Path
@@ -19,6 +20,9 @@ from typing import IO, Any, ClassVar
 from urllib.parse import quote
 
 from custom_components.tencent_iot_gateway.engine.errors import (
+    Failure,
+    FailureReason,
+    FieldProblem,
     FlashError,
     InvalidFieldError,
     InvalidFirmwareError,
@@ -46,7 +50,7 @@ class FileFlasherConfig:
         """Validate the directory, naming the field."""
         check_text(self.directory, "directory")
         if not Path(self.directory).is_absolute():
-            raise InvalidFieldError("directory", "must be an absolute path")
+            raise InvalidFieldError("directory", FieldProblem.ABSOLUTE_PATH)
 
     def to_dict(self) -> dict[str, Any]:
         """The stored form."""
@@ -67,13 +71,13 @@ def image_file_name(target: DeviceId, version: str) -> str:
     """
     try:
         validate_version(version)
-    except InvalidFirmwareError as err:
-        raise FlashError(f"refusing to write the image under version {version!r}: {err}") from None
+    except InvalidFirmwareError:
+        raise FlashError(Failure.of(FailureReason.UNSAFE_FILE_NAME, path=repr(version))) from None
     device_part = _UNSAFE_NAME_CHARS.sub("_", target.device_name)
     product_part = _UNSAFE_NAME_CHARS.sub("_", target.product_id)
     name = f"{product_part}_{device_part}_{quote(version, safe='+')}.bin"
     if name.startswith(".") or "/" in name or "\\" in name:
-        raise FlashError(f"refusing the unsafe file name {name!r}")
+        raise FlashError(Failure.of(FailureReason.UNSAFE_FILE_NAME, path=name))
     return name
 
 
@@ -91,18 +95,18 @@ class FileFlasher:
         name = image_file_name(target, firmware.version)
         final = self._directory / name
         if final.parent != self._directory:
-            raise FlashError(f"refusing the unsafe file name {name!r}")
+            raise FlashError(Failure.of(FailureReason.UNSAFE_FILE_NAME, path=name))
         temporary = self._directory / f".{name}.{secrets.token_hex(4)}.tmp"
         loop = asyncio.get_running_loop()
         try:
             source, sink = await loop.run_in_executor(None, _open_pair, image, temporary)
+        except _ImageUnreadableError:
+            raise FlashError(Failure.of(FailureReason.IMAGE_UNREADABLE, path=image)) from None
         except FileExistsError, NotADirectoryError:
             blocker = await loop.run_in_executor(None, _first_non_directory, self._directory)
-            raise FlashError(
-                f"cannot write into {self._directory}: {blocker} is not a directory (a file is in its place)"
-            ) from None
+            raise FlashError(Failure.of(FailureReason.FILE_NOT_A_DIRECTORY, path=blocker)) from None
         except OSError as err:
-            raise FlashError(f"cannot write {temporary}: {err.strerror or err}") from None
+            raise FlashError(_write_failure(self._directory, err)) from None
         try:
             total = await loop.run_in_executor(None, _size_of, source)
             copied = 0
@@ -113,7 +117,7 @@ class FileFlasher:
             await loop.run_in_executor(None, _finish, sink, temporary, final)
         except OSError as err:
             await loop.run_in_executor(None, _discard, sink, temporary)
-            raise FlashError(f"cannot write {final}: {err.strerror or err}") from None
+            raise FlashError(_write_failure(self._directory, err)) from None
         except BaseException:
             await loop.run_in_executor(None, _discard, sink, temporary)
             raise
@@ -124,9 +128,27 @@ class FileFlasher:
         return firmware.version
 
 
+def _write_failure(directory: Path, err: OSError) -> Failure:
+    """What a failed write into `directory` means for the user (the OS's words only when none fits)."""
+    if err.errno == errno.ENOSPC:
+        return Failure.of(FailureReason.FILE_DISK_FULL, path=directory)
+    if err.errno in {errno.EACCES, errno.EPERM, errno.EROFS}:
+        return Failure.of(FailureReason.FILE_NOT_WRITABLE, path=directory)
+    if err.errno == errno.ENOENT:
+        return Failure.of(FailureReason.FILE_PATH_MISSING, path=directory)
+    return Failure.of(FailureReason.FILE_WRITE_FAILED, path=directory, remote=err.strerror or str(err))
+
+
+class _ImageUnreadableError(Exception):
+    """The downloaded image (the source) cannot be opened: not a problem of the target directory."""
+
+
 def _open_pair(image: Path, temporary: Path) -> tuple[IO[bytes], IO[bytes]]:
     temporary.parent.mkdir(parents=True, exist_ok=True)
-    source = image.open("rb")
+    try:
+        source = image.open("rb")
+    except OSError as err:
+        raise _ImageUnreadableError from err
     try:
         sink = temporary.open("xb")
     except BaseException:

@@ -19,8 +19,15 @@ from urllib.parse import quote, urlsplit
 
 import aiohttp
 
-from custom_components.tencent_iot_gateway.engine.errors import FlashError, InvalidFieldError
+from custom_components.tencent_iot_gateway.engine.errors import (
+    Failure,
+    FailureReason,
+    FieldProblem,
+    FlashError,
+    InvalidFieldError,
+)
 from custom_components.tencent_iot_gateway.engine.gateway.identity import DeviceId
+from custom_components.tencent_iot_gateway.engine.net_causes import Endpoint, NetCause, net_cause
 from custom_components.tencent_iot_gateway.engine.ota.firmware import FirmwareSpec, url_without_query
 from custom_components.tencent_iot_gateway.engine.ota.flashers.base import (
     check_kind,
@@ -36,6 +43,13 @@ _LOGGER = logging.getLogger(__name__)
 
 UPLOAD_CHUNK = 256 * 1024
 _ERROR_BODY_CHARS = 300
+_NET_REASONS = {
+    NetCause.REFUSED: FailureReason.DEVICE_CONNECTION_REFUSED,
+    NetCause.UNREACHABLE: FailureReason.DEVICE_HOST_UNREACHABLE,
+    NetCause.TIMEOUT: FailureReason.DEVICE_TIMEOUT,
+    NetCause.TLS: FailureReason.DEVICE_TLS,
+    NetCause.DISCONNECTED: FailureReason.DEVICE_DISCONNECTED,
+}
 
 
 class HttpMethod(StrEnum):
@@ -49,7 +63,7 @@ def _check_url_template(value: object, field_name: str) -> str:
     template = validate_template(check_text(value, field_name), field_name)
     parts = urlsplit(template)
     if parts.scheme not in {"http", "https"} or not parts.netloc:
-        raise InvalidFieldError(field_name, "must be an http:// or https:// URL")
+        raise InvalidFieldError(field_name, FieldProblem.URL_SCHEME)
     return template
 
 
@@ -71,7 +85,7 @@ class HttpFlasherConfig:
         """Validate every field, naming the bad one."""
         _check_url_template(self.url, "url")
         if not isinstance(self.method, HttpMethod):
-            raise InvalidFieldError("method", "must be PUT or POST")
+            raise InvalidFieldError("method", FieldProblem.CHOICE, allowed="PUT, POST")
         optional_text(self.token, "token")
         if self.version_url is not None:
             _check_url_template(self.version_url, "version_url")
@@ -98,7 +112,7 @@ class HttpFlasherConfig:
         check_kind(data, cls.kind)
         method = data.get("method", "PUT")
         if not isinstance(method, str) or method.upper() not in HttpMethod.__members__:
-            raise InvalidFieldError("method", "must be PUT or POST")
+            raise InvalidFieldError("method", FieldProblem.CHOICE, allowed="PUT, POST")
         return cls(
             url=check_text(data.get("url"), "url"),
             method=HttpMethod(method.upper()),
@@ -189,8 +203,8 @@ class HttpFlasher:
         loop = asyncio.get_running_loop()
         try:
             handle = await loop.run_in_executor(None, image.open, "rb")
-        except OSError as err:
-            raise FlashError(f"cannot read the firmware image {image}: {err.strerror or err}") from None
+        except OSError:
+            raise FlashError(Failure.of(FailureReason.IMAGE_UNREADABLE, path=image)) from None
         try:
             size = await loop.run_in_executor(None, _size_of, handle)
             async with (
@@ -204,16 +218,28 @@ class HttpFlasher:
                 ) as response,
             ):
                 if response.status >= 300:
+                    # The device's own words, quoted as received.
                     detail = (await response.content.read(_ERROR_BODY_CHARS)).decode("utf-8", "replace")
                     raise FlashError(
-                        f"the sub-device refused the firmware: HTTP {response.status} {detail.strip()}".rstrip()
+                        Failure.of(
+                            FailureReason.DEVICE_HTTP_STATUS,
+                            host=Endpoint.of(url).host,
+                            http_status=response.status,
+                            remote=" ".join(detail.split()),
+                        )
                     )
-        except TimeoutError:
+        except (aiohttp.ClientError, TimeoutError) as err:
+            _LOGGER.debug("Uploading to %s failed: %r", shown, err)
+            cause = net_cause(err)
+            endpoint = Endpoint.of(url)
             raise FlashError(
-                f"uploading to {shown} did not complete within {self._config.timeout_s:g} s"
+                Failure.of(
+                    _NET_REASONS[cause],
+                    host=endpoint.host,
+                    port=endpoint.port if cause is NetCause.REFUSED else None,
+                    seconds=f"{self._config.timeout_s:g}" if cause is NetCause.TIMEOUT else None,
+                )
             ) from None
-        except aiohttp.ClientError as err:
-            raise FlashError(f"uploading to {shown} failed: {type(err).__name__}") from None
         finally:
             await loop.run_in_executor(None, handle.close)
         progress(100)
@@ -241,10 +267,12 @@ class HttpFlasher:
                         return wanted
                     await asyncio.sleep(config.poll_interval_s)
         except TimeoutError:
-            shown = f"version {last!r}" if isinstance(last, str) else "no version"
             raise FlashError(
-                f"{target} reported {shown} instead of {wanted!r} within {config.version_timeout_s:g} s "
-                "after the upload"
+                Failure.of(
+                    FailureReason.VERSION_NOT_REACHED,
+                    seen=last if isinstance(last, str) else "-",
+                    seconds=f"{config.version_timeout_s:g}",
+                )
             ) from None
 
 
