@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from custom_components.tencent_iot_gateway.engine.errors import InvalidFieldError
+from custom_components.tencent_iot_gateway.engine.errors import FieldProblem, InvalidFieldError
 from custom_components.tencent_iot_gateway.engine.gateway.identity import DeviceId
 from custom_components.tencent_iot_gateway.engine.mqtt.endpoints import (
     BrokerEndpoint,
@@ -18,9 +18,11 @@ TARGET = DeviceId("LIGHTPID01", "light1")
 
 @pytest.mark.parametrize("port", [0, 65536, -1])
 def test_endpoint_refuses_a_port_outside_tcp(port: int) -> None:
-    """A port that cannot exist names the port field and the value."""
-    with pytest.raises(InvalidFieldError, match=rf"port.*{port} is not a TCP port"):
+    """A port that cannot exist names the port field and the range a port has."""
+    with pytest.raises(InvalidFieldError, match=r"port.*from 1 to 65535") as failure:
         BrokerEndpoint("127.0.0.1", port)
+    assert failure.value.problem is FieldProblem.OUT_OF_RANGE
+    assert failure.value.placeholders == {"min": "1", "max": "65535"}
 
 
 def test_endpoint_repr_hides_the_ca_and_says_which_trust() -> None:

@@ -296,8 +296,9 @@ async def test_http_416_on_a_resume_throws_the_partial_away(rig: FirmwareRig) ->
     rig.set_faults({"status": 416})
     progress: list[DownloadProgress] = []
 
-    with pytest.raises(DownloadTimeoutError, match="HTTP 416"):
+    with pytest.raises(DownloadTimeoutError) as failure:
         await rig.downloader(max_attempts=2).fetch(spec, progress.append)
+    assert failure.value.failure.reason is FailureReason.DOWNLOAD_INTERRUPTED
 
     ranges = [seen.headers.get("Range") for seen in rig.downloads()[1:]]
     assert ranges == [f"bytes=30000-{SIZE - 1}", None]
@@ -321,8 +322,10 @@ async def test_http_400_fails_at_once_and_keeps_the_signed_query_out(rig: Firmwa
     """HTTP 400 is neither retryable nor an expired URL: one request, an error quoting the status."""
     firmware = await rig.upload(image(1000))
     rig.set_faults({"status": 400})
-    with pytest.raises(DownloadTimeoutError, match="failed: HTTP 400") as failure:
+    with pytest.raises(DownloadTimeoutError, match="refused the download with HTTP 400") as failure:
         await rig.downloader(max_attempts=3).fetch(rig.spec(firmware), Recorder())
+    assert failure.value.failure.reason is FailureReason.DOWNLOAD_REFUSED
+    assert failure.value.http_status == 400
     assert failure.value.code == -1
     assert len(rig.downloads()) == 1
     assert "sign=" not in str(failure.value)

@@ -12,7 +12,12 @@ from typing import Any
 import aiohttp
 import pytest
 
-from custom_components.tencent_iot_gateway.engine.errors import FlashError, InvalidFirmwareError, OtaError
+from custom_components.tencent_iot_gateway.engine.errors import (
+    FailureReason,
+    FlashError,
+    InvalidFirmwareError,
+    OtaError,
+)
 from custom_components.tencent_iot_gateway.engine.gateway.identity import DeviceId
 from custom_components.tencent_iot_gateway.engine.gateway_engine import SubDevice
 from custom_components.tencent_iot_gateway.engine.ota.jobs import JobState, OtaSettings
@@ -360,17 +365,18 @@ async def test_an_install_that_cannot_start_is_refused_and_changes_nothing(
     cloud = await seed_cloud(emulator, http)
     async with running_gateway(cloud, tmp_path, flasher_for=lambda _d: None, auto_install=False) as gateway:
         ota = gateway.engine.ota
-        with pytest.raises(InvalidFirmwareError, match="no firmware update is pending for LIGHTPID01/light1"):
+        with pytest.raises(InvalidFirmwareError, match="no firmware update is pending") as failure:
             await ota.install(LIGHT)
-        with pytest.raises(
-            InvalidFirmwareError, match="LIGHTPID01/ghost is not a sub-device of this gateway"
-        ):
+        assert failure.value.failure.reason is FailureReason.NO_UPDATE_PENDING
+        with pytest.raises(InvalidFirmwareError, match="not a sub-device of this gateway") as failure:
             await ota.install(DeviceId(LIGHT.product_id, "ghost"))
+        assert failure.value.failure.reason is FailureReason.NOT_A_SUB_DEVICE
 
         await _push(cloud, "V2")
         await _reach(gateway, JobState.AVAILABLE, "V2")
-        with pytest.raises(FlashError, match="LIGHTPID01/light1 has no flasher configured"):
+        with pytest.raises(FlashError, match="the sub-device has no flasher") as no_flasher:
             await ota.install(LIGHT)
+        assert no_flasher.value.failure.reason is FailureReason.NO_FLASHER
         assert ota.snapshot(LIGHT).state is JobState.AVAILABLE
         assert ota.snapshot(LIGHT).installed_version == "0.1"
 
