@@ -655,8 +655,7 @@ async def test_an_error_inside_a_section_is_said_on_it_and_opens_it(
     entered = {CONF_FLASHER_KIND: "none", CONF_MAINTENANCE_START: "02:00:00"}
     result = await hass.config_entries.subentries.async_configure(flow_id, nest(entered))
     assert result["step_id"] == "device"
-    assert result["errors"] == {Section.PREFLIGHT: "invalid_maintenance_end"}
-    assert (result["description_placeholders"] or {})["reason"]
+    assert result["errors"] == {Section.PREFLIGHT: "window_incomplete"}
     assert {name: part["expanded"] for name, part in _sections(result).items()} == {
         Section.DETAILS: False,
         Section.PREFLIGHT: True,
