@@ -129,17 +129,13 @@ def release_notes(hass: HomeAssistant, name: str, target: FirmwareSpec) -> str:
 
 @callback
 def release_summary(hass: HomeAssistant, name: str, snapshot: JobSnapshot) -> str | None:
-    """The phase of a running job, the last failure of the offered version, or what is on offer."""
+    """The last failure of the offered version, or what is on offer (a running job's phase leads the summary
+    through `phase_texts.release_summary`)."""
     target = snapshot.target
     if target is None:
         # Adopted from the cloud with no version known: the dialog says how to set it.
         return text(hass, "version_unknown", {"device": name}) if snapshot.installed_version is None else None
-    if snapshot.state.running and snapshot.hold_reason:
-        summary = text(hass, "phase_held", {"reason": snapshot.hold_reason})
-    elif snapshot.state.running:
-        percent = snapshot.percent if snapshot.percent is not None else 0
-        summary = text(hass, f"phase_{snapshot.state.value}", {"percent": str(percent)})
-    elif snapshot.state is JobState.FAILED:
+    if snapshot.state is JobState.FAILED:
         summary = text(hass, f"failure_{failure_key(snapshot)}", failure_placeholders(name, snapshot))
     else:
         summary = text(hass, "release_summary", {"size": human_size(target.size), "host": target.host})
