@@ -45,8 +45,8 @@ async def async_setup_entry(hass: HomeAssistant, entry: TencentIotConfigEntry) -
     except CannotConnectError as err:
         raise ConfigEntryNotReady(
             translation_domain=DOMAIN,
-            translation_key="cannot_connect",
-            translation_placeholders={"error": str(err)},
+            translation_key=f"cannot_connect_{err.cause}",
+            translation_placeholders=err.placeholders,
         ) from err
     except NotAGatewayError as err:
         # The console can change the product; HA retries the setup with its own backoff meanwhile.

@@ -394,7 +394,9 @@ class TencentIotConfigFlow(ConfigFlow, domain=DOMAIN):
             raise FlowError("base", "not_gateway") from None
         except CannotConnectError as err:
             _LOGGER.debug("Cannot connect to the broker: %s", err)
-            raise FlowError("custom" if custom else "base", "cannot_connect", {"reason": str(err)}) from None
+            raise FlowError(
+                "custom" if custom else "base", f"cannot_connect_{err.cause}", err.placeholders
+            ) from None
 
     def _async_save_and_abort(
         self, entry: ConfigEntry, data: dict[str, Any], reason: str

@@ -25,7 +25,7 @@ from .const import (
     SERVICE_RESUME_ROLLOUT,
     SERVICE_SET_INSTALLED_VERSION,
 )
-from .engine import DeviceId, FlashError, InvalidFieldError, TencentIotError, check_version
+from .engine import DeviceId, FlashError, InvalidFieldError, NotConnectedError, TencentIotError, check_version
 from .ota.automation_flasher import FlashOutcome, flash_requests
 from .runtime import GatewayRuntime, TencentIotConfigEntry
 
@@ -114,8 +114,8 @@ async def _async_set_installed_version(call: ServiceCall) -> None:
         # Recorded already; the next connection reports it.
         raise HomeAssistantError(
             translation_domain=DOMAIN,
-            translation_key="report_failed",
-            translation_placeholders={"device": target.device.key, "reason": str(err)},
+            translation_key=_report_failed_key(err),
+            translation_placeholders={"device": target.device.key},
         ) from err
 
 
@@ -140,8 +140,8 @@ async def _async_check_for_update(call: ServiceCall) -> None:
     except TencentIotError as err:
         raise HomeAssistantError(
             translation_domain=DOMAIN,
-            translation_key="report_failed",
-            translation_placeholders={"device": target.device.key, "reason": str(err)},
+            translation_key=_report_failed_key(err),
+            translation_placeholders={"device": target.device.key},
         ) from err
 
 
@@ -176,3 +176,8 @@ async def _async_complete_flash(call: ServiceCall) -> None:
             translation_key="unknown_job",
             translation_placeholders={"job_id": job_id},
         )
+
+
+def _report_failed_key(err: TencentIotError) -> str:
+    """Why a version report failed, as its translation key: the gateway is offline, or the cloud was silent."""
+    return "report_failed_offline" if isinstance(err, NotConnectedError) else "report_failed_no_answer"

@@ -38,7 +38,7 @@ from custom_components.tencent_iot_gateway.const import (
     CONF_TLS,
     DOMAIN,
 )
-from custom_components.tencent_iot_gateway.engine.errors import CannotConnectError
+from custom_components.tencent_iot_gateway.engine.errors import CannotConnectError, ConnectCause
 from custom_components.tencent_iot_gateway.engine.mqtt import registration
 from custom_components.tencent_iot_gateway.entry_config import rollout_settings
 
@@ -164,11 +164,13 @@ async def test_unreachable_broker_is_cannot_connect(
     """Nothing listens on the port: cannot_connect on the custom form, which can fix the port."""
     flow_id = await _start(hass)
     await _configure(hass, flow_id, _user_input(gateway))
-    result = await _configure(hass, flow_id, gateway.custom | {CONF_PORT: _free_port()})
+    port = _free_port()
+    result = await _configure(hass, flow_id, gateway.custom | {CONF_PORT: port})
     assert result["type"] is FlowResultType.FORM
     assert result["step_id"] == "custom"
-    assert result["errors"] == {"base": "cannot_connect"}
-    assert "reason" in result["description_placeholders"]
+    assert result["errors"] == {"base": "cannot_connect_refused"}
+    placeholders = result["description_placeholders"] or {}
+    assert (placeholders["host"], placeholders["port"]) == ("127.0.0.1", str(port))
     result = await _configure(hass, flow_id, gateway.custom)
     assert result["type"] is FlowResultType.CREATE_ENTRY
 
@@ -181,7 +183,7 @@ async def test_untrusted_broker_is_cannot_connect(
     await _configure(hass, flow_id, _user_input(gateway))
     custom = {key: value for key, value in gateway.custom.items() if key != CONF_CA_CERT}
     result = await _configure(hass, flow_id, custom)
-    assert result["errors"] == {"base": "cannot_connect"}
+    assert result["errors"] == {"base": "cannot_connect_tls"}
 
 
 async def test_bad_pem_is_a_field_error(
@@ -414,7 +416,7 @@ async def test_reconfigure_the_custom_broker(
     result = await _configure(hass, result["flow_id"], {CONF_REGION: "custom"})
     assert result["step_id"] == "reconfigure_custom"
     result = await _configure(hass, result["flow_id"], gateway.custom | {CONF_PORT: _free_port()})
-    assert result["errors"] == {"base": "cannot_connect"}
+    assert result["errors"] == {"base": "cannot_connect_refused"}
     result = await _configure(hass, result["flow_id"], gateway.custom | {CONF_CA_CERT: "-----BEGIN nonsense"})
     assert result["errors"] == {CONF_CA_CERT: "not_pem"}
     result = await _configure(hass, result["flow_id"], gateway.custom)
@@ -431,10 +433,11 @@ async def test_reconfigure_to_a_tencent_region(
     """Moving to a region drops the custom keys; an unreachable region host keeps the entry as it was."""
     entry = await add_entry(hass, gateway.entry_data)
     result = await _reconfigure(hass, entry)
-    login = AsyncMock(side_effect=[CannotConnectError("no route"), None])
+    unreachable = CannotConnectError(ConnectCause.UNREACHABLE, "iotcloud.example", 8883, "No route to host")
+    login = AsyncMock(side_effect=[unreachable, None])
     with patch("custom_components.tencent_iot_gateway.config_flow.check_login", login):
         result = await _configure(hass, result["flow_id"], {CONF_REGION: "ap-guangzhou"})
-        assert result["errors"] == {"base": "cannot_connect"}
+        assert result["errors"] == {"base": "cannot_connect_unreachable"}
         assert entry.data[CONF_REGION] == "custom"
         result = await _configure(hass, result["flow_id"], {CONF_REGION: "ap-guangzhou"})
     assert result["reason"] == "reconfigure_successful"
@@ -649,5 +652,6 @@ async def test_reconfigure_keeps_the_entered_broker_on_an_error(
     result = await _configure(hass, result["flow_id"], {CONF_REGION: "custom"})
     entered = gateway.custom | {CONF_PORT: _free_port(), CONF_TLS: False}
     result = await _configure(hass, result["flow_id"], entered)
-    assert result["errors"] == {"base": "cannot_connect"}
+    assert result["errors"] == {"base": "cannot_connect_refused"}
+    assert (result["description_placeholders"] or {})["port"] == str(entered[CONF_PORT])
     assert suggested(result) == entered

@@ -38,11 +38,10 @@ async def test_set_installed_version_while_disconnected(hass: HomeAssistant, gat
         )
     assert not isinstance(caught.value, ServiceValidationError), "not the user's mistake"
     assert caught.value.translation_domain == DOMAIN
-    assert caught.value.translation_key == "report_failed"
+    assert caught.value.translation_key == "report_failed_offline"
     placeholders = caught.value.translation_placeholders
     assert placeholders is not None
     assert placeholders["device"] == light_key("light1")
-    assert placeholders["reason"]
     # The entity is unavailable while disconnected; what it shows once back comes from the runtime.
     assert entry.runtime_data.snapshot(LIGHT1).installed_version == "2.0"
     device = dr.async_get(hass).async_get_device_by_identifier((DOMAIN, light_key("light1")), entry.entry_id)
@@ -57,10 +56,9 @@ async def test_check_for_update_while_disconnected(hass: HomeAssistant, gateway:
     with pytest.raises(HomeAssistantError) as caught:
         await hass.services.async_call(DOMAIN, "check_for_update", {"device_id": device_id}, blocking=True)
     assert not isinstance(caught.value, ServiceValidationError), "not the user's mistake"
-    assert caught.value.translation_key == "report_failed"
+    assert caught.value.translation_key == "report_failed_offline"
     placeholders = caught.value.translation_placeholders
     assert placeholders is not None
     assert placeholders["device"] == light_key("light1")
-    assert placeholders["reason"]
     assert entry.runtime_data.snapshot(LIGHT1).installed_version == "1.0"
     assert await hass.config_entries.async_unload(entry.entry_id)

@@ -448,8 +448,45 @@ class AuthenticationError(TencentIotError):
     """The broker refused the gateway's credentials (CONNACK 4 or 5): a new secret is needed."""
 
 
+class ConnectCause(StrEnum):
+    """Why the broker could not be reached; the HA layer words each (`cannot_connect_<cause>`) with advice."""
+
+    CA_UNUSABLE = "ca_unusable"  # the CA certificate to verify the broker with cannot be loaded
+    REFUSED = "refused"  # nothing listens at host:port
+    UNREACHABLE = "unreachable"  # the name does not resolve, or no route to the host
+    TLS = "tls"  # the broker's certificate is not trusted, or the handshake failed
+    CLOSED = "closed"  # the connection was closed before the broker answered
+    NO_ANSWER = "no_answer"  # connected, but no CONNACK in time
+    BROKER_REFUSED = "broker_refused"  # the CONNACK refused the connection: `detail` is the broker's reason
+
+
+_CONNECT_ENGLISH: Final[Mapping[ConnectCause, str]] = {
+    ConnectCause.CA_UNUSABLE: "the CA certificate cannot be loaded",
+    ConnectCause.REFUSED: "{host}:{port} refused the connection",
+    ConnectCause.UNREACHABLE: "{host}:{port} cannot be reached",
+    ConnectCause.TLS: "the TLS handshake with {host}:{port} failed (is its certificate trusted?)",
+    ConnectCause.CLOSED: "{host}:{port} closed the connection before answering",
+    ConnectCause.NO_ANSWER: "{host}:{port} did not answer the MQTT CONNECT",
+    ConnectCause.BROKER_REFUSED: "the broker at {host}:{port} refused the connection",
+}
+
+
 class CannotConnectError(TencentIotError):
-    """The broker could not be reached, or the TLS handshake failed."""
+    """The broker could not be reached, or the TLS handshake failed: `cause` says which, with `host`, `port`
+    and, where the other side or the system said more, `detail` (their words, for the log and quoted)."""
+
+    def __init__(self, cause: ConnectCause, host: str, port: int, detail: str = "") -> None:
+        english = _CONNECT_ENGLISH[cause].format(host=host, port=port)
+        super().__init__(f"{english}: {detail}" if detail else english)
+        self.cause = cause
+        self.host = host
+        self.port = port
+        self.detail = detail
+
+    @property
+    def placeholders(self) -> dict[str, str]:
+        """What the words of `cause` need: host, port and the quoted detail."""
+        return {"host": self.host, "port": str(self.port), "detail": self.detail or "-"}
 
 
 class NotConnectedError(TencentIotError):

@@ -17,6 +17,7 @@ import pytest
 from custom_components.tencent_iot_gateway.engine.errors import (
     AuthenticationError,
     CannotConnectError,
+    ConnectCause,
     NotConnectedError,
     OperationTimeoutError,
     SubscriptionRefusedError,
@@ -102,16 +103,18 @@ async def test_untrusted_certificate_is_refused(emulator: Emulator, http: aiohtt
     """Tencent's root CA does not sign the emulator's certificate: the handshake must fail, never be skipped."""
     cloud = await seed_cloud(emulator, http)
     session = _session(BrokerEndpoint("127.0.0.1", emulator.mqtts_port), cloud.gateway_secret)
-    with pytest.raises(CannotConnectError, match="certificate verify failed"):
+    with pytest.raises(CannotConnectError, match="certificate verify failed") as failure:
         await session.start()
+    assert failure.value.cause is ConnectCause.TLS
 
 
 async def test_unreachable_broker(emulator: Emulator, http: aiohttp.ClientSession) -> None:
     """Nothing listening: a connection error naming the address."""
     cloud = await seed_cloud(emulator, http)
     session = _session(BrokerEndpoint("127.0.0.1", 1, tls=False), cloud.gateway_secret)
-    with pytest.raises(CannotConnectError, match=r"127\.0\.0\.1:1"):
+    with pytest.raises(CannotConnectError, match=r"127\.0\.0\.1:1") as failure:
         await session.start()
+    assert failure.value.cause is ConnectCause.REFUSED
 
 
 def _gateway_ops(messages: list[Any]) -> list[dict[str, Any]]:
@@ -269,8 +272,9 @@ async def test_a_silent_broker_is_a_connect_timeout(socket_enabled: None) -> Non
         session = _scripted_session(broker.port, connect_timeout_s=0.2)
         with pytest.raises(
             CannotConnectError, match=rf"127\.0\.0\.1:{broker.port} did not answer the MQTT CONNECT"
-        ):
+        ) as failure:
             await session.start()
+        assert failure.value.cause is ConnectCause.NO_ANSWER
         assert not session.connected
         await session.stop()
 
@@ -279,8 +283,11 @@ async def test_a_broker_hanging_up_on_connect_is_a_connection_error(socket_enabl
     """The broker closes the connection instead of answering CONNECT."""
     async with scripted_broker(ScriptedBroker([HANG_UP])) as broker:
         session = _scripted_session(broker.port)
-        with pytest.raises(CannotConnectError, match=rf"127\.0\.0\.1:{broker.port} closed the connection"):
+        with pytest.raises(
+            CannotConnectError, match=rf"127\.0\.0\.1:{broker.port} closed the connection"
+        ) as failure:
             await session.start()
+        assert failure.value.cause is ConnectCause.CLOSED
         assert not session.connected
 
 
@@ -288,9 +295,11 @@ async def test_server_unavailable_is_not_an_authentication_error(socket_enabled:
     """CONNACK 3 (server unavailable) is a connection problem: retrying may help, new credentials would not."""
     async with scripted_broker(ScriptedBroker([3])) as broker:
         session = _scripted_session(broker.port)
-        with pytest.raises(CannotConnectError, match="the broker refused the connection") as failure:
+        with pytest.raises(CannotConnectError, match=r"the broker at .* refused the connection") as failure:
             await session.start()
         assert not isinstance(failure.value, AuthenticationError)
+        assert failure.value.cause is ConnectCause.BROKER_REFUSED
+        assert failure.value.placeholders["host"] == "127.0.0.1"
 
 
 async def test_a_publish_without_puback_times_out_naming_the_topic(socket_enabled: None) -> None:

@@ -11,8 +11,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+import errno
 import logging
 import secrets
+import socket
 import ssl
 import time
 from typing import Any
@@ -24,6 +26,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from custom_components.tencent_iot_gateway.engine.errors import (
     AuthenticationError,
     CannotConnectError,
+    ConnectCause,
     FieldProblem,
     InvalidFieldError,
     NotConnectedError,
@@ -61,6 +64,23 @@ CONNECT_TIMEOUT_S = 15.0
 ACK_TIMEOUT_S = 20.0
 # CONNACK codes 4 and 5 of MQTT 3.1.1, as paho maps them to reason codes.
 _AUTH_REFUSED = {134, 135}
+_REFUSED_ERRNOS = frozenset({errno.ECONNREFUSED})
+_UNREACHABLE_ERRNOS = frozenset({errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN, errno.ENETDOWN})
+
+
+def _connect_cause(err: OSError) -> ConnectCause:
+    """What a failed TCP or TLS connect means for the user (ssl.SSLError is an OSError)."""
+    if isinstance(err, ssl.SSLError):
+        return ConnectCause.TLS
+    if isinstance(err, socket.gaierror) or err.errno in _UNREACHABLE_ERRNOS:
+        return ConnectCause.UNREACHABLE
+    if err.errno in _REFUSED_ERRNOS:
+        return ConnectCause.REFUSED
+    if isinstance(err, TimeoutError):
+        return ConnectCause.NO_ANSWER
+    return ConnectCause.CLOSED
+
+
 _JITTER = secrets.SystemRandom()
 _last_connect: dict[str, float] = {}  # client id -> monotonic end of its last connect attempt
 
@@ -212,7 +232,9 @@ class MqttSession:
             try:
                 self._ssl_context = await self._loop.run_in_executor(None, _load_ssl_context, self._endpoint)
             except (OSError, ssl.SSLError, ValueError) as err:
-                raise CannotConnectError(f"the CA certificate cannot be loaded: {err}") from None
+                raise CannotConnectError(
+                    ConnectCause.CA_UNUSABLE, self._endpoint.host, self._endpoint.port, str(err)
+                ) from None
         if not await self._connect_and_announce():
             self._lost.set()  # connected but not announced: the supervisor tries again, with backoff
         self._supervisor = self._loop.create_task(self._supervise(), name=f"mqtt session {self._device}")
@@ -342,16 +364,16 @@ class MqttSession:
                 await self._loop.run_in_executor(None, client.connect, host, port, self._keepalive_s)
             except (OSError, ssl.SSLError) as err:
                 self._driver.teardown()
-                raise CannotConnectError(f"cannot connect to {host}:{port}: {err}") from None
+                raise CannotConnectError(_connect_cause(err), host, port, err.strerror or str(err)) from None
             try:
                 async with asyncio.timeout(self._connect_timeout_s):
                     reason = await connack
             except TimeoutError:
                 self._driver.teardown()
-                raise CannotConnectError(f"{host}:{port} did not answer the MQTT CONNECT") from None
+                raise CannotConnectError(ConnectCause.NO_ANSWER, host, port) from None
             except NotConnectedError as err:
                 self._driver.teardown()
-                raise CannotConnectError(f"{host}:{port} closed the connection: {err}") from None
+                raise CannotConnectError(ConnectCause.CLOSED, host, port, str(err)) from None
         finally:
             # Nobody waits for this CONNACK any more: an exception set on it later would never be retrieved.
             self._connack = None
@@ -363,7 +385,7 @@ class MqttSession:
                     f"the broker refused the credentials of {self._device} ({reason}): "
                     "check the device secret"
                 )
-            raise CannotConnectError(f"the broker refused the connection: {reason}")
+            raise CannotConnectError(ConnectCause.BROKER_REFUSED, host, port, str(reason))
         self._connected = True
 
     def _new_client(self) -> mqtt.Client:
