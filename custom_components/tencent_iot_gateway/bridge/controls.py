@@ -18,9 +18,7 @@ from typing import Any
 
 from homeassistant.const import ATTR_ENTITY_ID
 from homeassistant.core import Context, HomeAssistant
-from homeassistant.exceptions import HomeAssistantError
 from homeassistant.util import dt as dt_util
-import probatio as vol
 
 from custom_components.tencent_iot_gateway.const import CONF_DEVICE_NAME, CONF_PRODUCT_ID
 from custom_components.tencent_iot_gateway.engine import Control, Properties, TencentIotError
@@ -111,7 +109,8 @@ class ControlRunner:
                     blocking=True,
                     context=context,
                 )
-            except (HomeAssistantError, vol.Invalid) as err:
+            except Exception as err:  # noqa: BLE001
+                # Any integration's action may raise anything; the cloud gets an answer whatever it is.
                 status = f"{Refusal.FAILED}: {err}"
                 _LOGGER.warning(
                     "A control of %s from Tencent Cloud failed in %s.%s: %s",

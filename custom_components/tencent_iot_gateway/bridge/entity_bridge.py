@@ -260,6 +260,8 @@ class EntityBridge:
         if client is None:
             return
         try:
+            # A control arriving live while this is in flight is also among the pending ones, so it may run
+            # twice: every mapped property sets a value (none toggles), so the second run changes nothing.
             status = await client.get_status(StatusType.CONTROL)
             if status.control:
                 code, reason = await self._controls.run(entity, status.control, pending=True)

@@ -129,7 +129,7 @@ def _entities_schema(
             fields[vol.Optional(CONF_REGISTRATION_URL)] = TextSelector()
     roles = CATEGORIES[category].mapping.roles
     fields[vol.Required(CONF_PROPERTIES)] = section(
-        vol.Schema({vol.Required(role.value): TextSelector() for role in roles}), {"collapsed": True}
+        vol.Schema({vol.Optional(role.value): TextSelector() for role in roles}), {"collapsed": True}
     )
     return vol.Schema(fields)
 
