@@ -7,13 +7,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from homeassistant.components.light import ColorMode, LightEntity
+from homeassistant.components.light import LightEntity
+from homeassistant.components.light.const import ColorMode
 from homeassistant.config_entries import SOURCE_USER, ConfigEntry
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.helpers.entity_platform import AddEntitiesCallback
 from homeassistant.setup import async_setup_component
-from pytest_homeassistant_custom_component.common import (
+from pytest_homeassistant_custom_component.common import (  # type: ignore[import-untyped]
     MockModule,
     MockPlatform,
     mock_integration,
@@ -49,7 +50,6 @@ DEVICE_NAME = "light_desk"
 class TestLight(LightEntity):
     """A dimmable, colour-temperature light whose availability a test switches."""
 
-    _attr_supported_color_modes = {ColorMode.COLOR_TEMP}
     _attr_color_mode = ColorMode.COLOR_TEMP
     _attr_min_color_temp_kelvin = 2700
     _attr_max_color_temp_kelvin = 6500
@@ -58,6 +58,7 @@ class TestLight(LightEntity):
     def __init__(self, name: str) -> None:
         """Off, at half brightness and 4000 K."""
         self._attr_name = name
+        self._attr_supported_color_modes = {ColorMode.COLOR_TEMP}
         self._attr_unique_id = f"bridge-test-{name}"
         self._attr_is_on = False
         self._attr_brightness = 128
@@ -128,7 +129,8 @@ async def add_bridge(
     result = await hass.config_entries.subentries.async_init(
         (entry.entry_id, SUBENTRY_BRIDGE), context={"source": SOURCE_USER}
     )
-    assert result["type"] is FlowResultType.FORM and result["step_id"] == "user"
+    assert result["type"] is FlowResultType.FORM
+    assert result["step_id"] == "user"
     result = await hass.config_entries.subentries.async_configure(
         result["flow_id"],
         {

@@ -61,7 +61,8 @@ async def test_bridged_light_is_registered_bound_online_and_reported(
     await reported(gateway, {"power_switch": 0})
     props = await properties(gateway)
     assert "brightness" not in props.reported  # Home Assistant has no brightness for a light that is off
-    assert props.info is not None and props.info["device_label"] == {"entity_id": LIGHT}
+    assert props.info is not None
+    assert props.info["device_label"] == {"entity_id": LIGHT}
     assert props.refused_reports == 0
     # No `$ota/update` topic for a bridged device (the broker's per-client subscription limit).
     subscribed = [
@@ -79,7 +80,7 @@ async def test_bridged_light_is_registered_bound_online_and_reported(
 def device_secret_of(hass: HomeAssistant, entry: ConfigEntry) -> str:
     pairing = entry.runtime_data.bridge._pairings.get(LIGHT, BRIDGE_PRODUCT)
     assert pairing is not None
-    return pairing.secret
+    return str(pairing.secret)
 
 
 async def test_state_changes_are_reported(hass: HomeAssistant, gateway: Gateway) -> None:
@@ -189,7 +190,8 @@ async def test_a_flood_of_controls_is_answered_whole(hass: HomeAssistant, gatewa
     done = [r for r in replies if r[0] == 0]
     busy = [r for r in replies if r[0] != 0]
     assert len(replies) == count
-    assert busy and all(r[1] == "too many controls waiting; try again" for r in busy)
+    assert busy
+    assert all(r[1] == "too many controls waiting; try again" for r in busy)
     assert len(lights["desk"].calls) == len(done)
     assert not (await properties(gateway)).pending_control
 

@@ -12,7 +12,7 @@ logbook then names Tencent Cloud as what changed the entity (logbook.py).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine
 import logging
 from typing import Any
 
@@ -21,11 +21,11 @@ from homeassistant.core import Context, HomeAssistant
 from homeassistant.util import dt as dt_util
 
 from custom_components.tencent_iot_gateway.const import CONF_DEVICE_NAME, CONF_PRODUCT_ID
-from custom_components.tencent_iot_gateway.engine import Control, Properties, TencentIotError
+from custom_components.tencent_iot_gateway.engine import Control, Properties, PropertyValue, TencentIotError
 
 from .bridged_entity import BridgedEntity, usable
 from .const import EVENT_CLOUD_CONTROL, MAX_WAITING_CONTROLS
-from .mapping import ControlRefusedError, Refusal, ReplyCode, Role
+from .mapping import ControlRefusedError, Refusal, ReplyCode, Role, ServiceCall
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ class ControlRunner:
         `pending`: a control the cloud kept while the device was offline (from `get_status`), not answered.
         """
         try:
-            calls, values = self._plan(entity, params)
+            calls = self._plan(entity, params)
         except ControlRefusedError as err:
             status = self._status(entity, err)
             _LOGGER.info("Refused a control of %s from Tencent Cloud: %s", entity.entity_id, status)
@@ -95,7 +95,7 @@ class ControlRunner:
                 ATTR_ENTITY_ID: entity.entity_id,
                 CONF_PRODUCT_ID: entity.device.product_id,
                 CONF_DEVICE_NAME: entity.device.device_name,
-                ATTR_PARAMS: {role.value: value for role, value in values.items()},
+                ATTR_PARAMS: dict(params),
                 ATTR_PENDING: pending,
             },
             context=context,
@@ -125,7 +125,7 @@ class ControlRunner:
         self._record(entity, params, ReplyCode.OK, "")
         return ReplyCode.OK, ""
 
-    def _plan(self, entity: BridgedEntity, params: Properties) -> tuple[list[Any], Mapping[Role, Any]]:
+    def _plan(self, entity: BridgedEntity, params: Properties) -> list[ServiceCall]:
         config = entity.config
         if not self._is_bridged(entity):
             raise ControlRefusedError(Refusal.NOT_BRIDGED)
@@ -134,7 +134,7 @@ class ControlRunner:
         state = self._hass.states.get(entity.entity_id)
         if state is None or not usable(state):
             raise ControlRefusedError(Refusal.UNAVAILABLE)
-        values = {}
+        values: dict[Role, PropertyValue] = {}
         for identifier, value in params.items():
             role = config.role_of(identifier)
             if role is None:
@@ -142,7 +142,7 @@ class ControlRunner:
             if role not in config.mapping.writable:
                 raise ControlRefusedError(Refusal.NOT_WRITABLE, identifier)
             values[role] = value
-        return config.mapping.control(values, state), values
+        return config.mapping.control(values, state)
 
     @staticmethod
     def _status(entity: BridgedEntity, err: ControlRefusedError) -> str:
