@@ -193,3 +193,23 @@ async def _logbook(
     response = await client.receive_json()
     assert response["success"], response
     return list(response["result"])
+
+
+async def test_control_for_an_entity_no_longer_bridged_runs_nothing(
+    hass: HomeAssistant, gateway: Gateway
+) -> None:
+    """A control that reaches the bridge after its entity left it (in flight when the subentry changed) is
+    answered 'no longer bridged' and the light is not touched."""
+    lights = await setup_lights(hass, "desk", "lamp")
+    await bridge_product(gateway)
+    entry = await bridged_gateway(hass, gateway, [LIGHT, "light.lamp"], unbind_on_remove=False)
+    bridge = entry.runtime_data.bridge
+    runner, [desk] = bridge._controls, [e for e in bridge._entities.values() if e.entity_id == LIGHT]
+    [subentry] = [s for s in entry.subentries.values() if s.subentry_type == SUBENTRY_BRIDGE]
+    hass.config_entries.async_update_subentry(
+        entry, subentry, data={**subentry.data, CONF_ENTITIES: ["light.lamp"]}
+    )
+    await eventually(lambda: _not(_online(gateway)))
+    code, status = await runner.run(desk, {"power_switch": 1})
+    assert (code, status) == (-1, "the entity is no longer bridged")
+    assert lights["desk"].calls == []
