@@ -6,6 +6,7 @@ from __future__ import annotations
 from homeassistant.config_entries import SOURCE_RECONFIGURE, SOURCE_USER
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
+from homeassistant.helpers import issue_registry as ir
 
 from custom_components.tencent_iot_gateway.bridge.const import (
     CONF_CATEGORY,
@@ -24,6 +25,7 @@ from custom_components.tencent_iot_gateway.const import (
     CONF_PRODUCT_SECRET,
     CONF_REGISTRATION_URL,
     CONF_UNBIND_ON_REMOVE,
+    DOMAIN,
 )
 
 from .bridge_rig import (
@@ -37,7 +39,7 @@ from .bridge_rig import (
     wait_settled,
 )
 from .conftest import Gateway, add_entry
-from .helpers import frontend_fields
+from .helpers import frontend_fields, wait_for
 
 
 def _user(product_id: str = BRIDGE_PRODUCT, creation: str = "register") -> dict[str, object]:
@@ -180,3 +182,35 @@ async def test_reconfigure_adds_an_entity_and_changes_an_identifier(
     await wait_settled(gateway, "light_lamp")
     await reported(gateway, {"switch_on": 0}, name="light_lamp")
     await reported(gateway, {"switch_on": 0}, name="light_desk")
+
+
+async def test_a_device_the_cloud_does_not_bind_raises_an_issue(
+    hass: HomeAssistant, gateway: Gateway
+) -> None:
+    """A device given with a secret that is not its own: the cloud refuses the signed bind, the device stays
+    offline and a repair issue names the entity, the device and the product."""
+    await setup_lights(hass, "desk")
+    await gateway.emulator.console.add_product(BRIDGE_PRODUCT)
+    await gateway.emulator.console.set_template(BRIDGE_PRODUCT, "light")
+    await gateway.emulator.console.add_device(BRIDGE_PRODUCT, "bulb7")
+    entry = await add_entry(hass, gateway.entry_data)
+    result = await hass.config_entries.subentries.async_init(
+        (entry.entry_id, SUBENTRY_BRIDGE), context={"source": SOURCE_USER}
+    )
+    result = await hass.config_entries.subentries.async_configure(result["flow_id"], _user(creation="given"))
+    result = await hass.config_entries.subentries.async_configure(
+        result["flow_id"], {CONF_ENTITIES: [LIGHT], CONF_PROPERTIES: {}}
+    )
+    result = await hass.config_entries.subentries.async_configure(
+        result["flow_id"], {CONF_DEVICE_NAME: "bulb7", CONF_DEVICE_SECRET: "V1JPTkctU0VDUkVULVdST05H"}
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    registry = ir.async_get(hass)
+    issue_id = f"bridge_not_bound_{entry.entry_id}_{BRIDGE_PRODUCT}/bulb7"
+    await wait_for(hass, lambda: registry.async_get_issue(DOMAIN, issue_id) is not None)
+    issue = registry.async_get_issue(DOMAIN, issue_id)
+    assert issue is not None
+    assert issue.translation_placeholders is not None
+    assert issue.translation_placeholders["entity_id"] == LIGHT
+    assert issue.translation_placeholders["device"] == "bulb7"
+    assert not (await gateway.emulator.console.get_device(BRIDGE_PRODUCT, "bulb7")).online
