@@ -11,6 +11,7 @@ from homeassistant.exceptions import ConfigEntryAuthFailed, ConfigEntryNotReady
 from homeassistant.helpers import config_validation as cv, device_registry as dr
 from homeassistant.helpers.typing import ConfigType
 
+from .bridge.pairings import async_remove_pairings
 from .const import CONF_PRODUCT_ID, DOMAIN, MANUFACTURER, RELOAD_FLASH_WAIT_S, SHUTDOWN_FLASH_WAIT_S
 from .engine import AuthenticationError, CannotConnectError, NotAGatewayError
 from .entry_config import cache_directory
@@ -101,5 +102,6 @@ async def async_unload_entry(hass: HomeAssistant, entry: TencentIotConfigEntry) 
 async def async_remove_entry(hass: HomeAssistant, entry: TencentIotConfigEntry) -> None:
     """Delete the entry's stores and cached firmware."""
     await EntryStores.of(hass, entry.entry_id).async_remove()
+    await async_remove_pairings(hass, entry.entry_id)
     directory = cache_directory(hass, entry.entry_id).parent
     await hass.async_add_executor_job(shutil.rmtree, directory, True)

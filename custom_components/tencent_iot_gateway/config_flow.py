@@ -37,6 +37,8 @@ from homeassistant.helpers.selector import (
 )
 import probatio as vol
 
+from .bridge.const import SUBENTRY_BRIDGE
+from .bridge.subentry_flow import BridgeSubentryFlow
 from .const import (
     CONF_CA_CERT,
     CONF_CANARY_COUNT,
@@ -253,7 +255,7 @@ class TencentIotConfigFlow(ConfigFlow, domain=DOMAIN):
         cls, config_entry: ConfigEntry
     ) -> dict[str, type[ConfigSubentryFlow]]:
         """Sub-devices are subentries of their gateway."""
-        return {SUBENTRY_SUB_DEVICE: SubDeviceSubentryFlow}
+        return {SUBENTRY_SUB_DEVICE: SubDeviceSubentryFlow, SUBENTRY_BRIDGE: BridgeSubentryFlow}
 
     # -- adding a gateway ---------------------------------------------------------------------------------
 

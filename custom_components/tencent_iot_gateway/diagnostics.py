@@ -72,6 +72,8 @@ async def _engine_state(runtime: GatewayRuntime) -> dict[str, Any]:
         # Ignored, not reported: a report without a valid version could land on another task's record.
         "pushes_without_a_valid_version": runtime.pushes_without_version,
         "sub_devices": [await _sub_device_state(runtime, device) for device in devices],
+        # Bridged entities: their device, last report and control, errors; their secrets are never in it.
+        "bridged_entities": runtime.bridge.diagnostics(),
     }
 
 

@@ -21,6 +21,8 @@ from homeassistant.components.logbook.models import LazyEventPartialState
 from homeassistant.const import ATTR_ENTITY_ID
 from homeassistant.core import HomeAssistant, callback
 
+from .bridge.const import EVENT_CLOUD_CONTROL
+from .bridge.controls import ATTR_PARAMS, ATTR_PENDING
 from .const import DOMAIN, EVENT_CLOUD, EVENT_OTA, EVENT_ROLLOUT
 from .engine import (
     DeviceId,
@@ -100,7 +102,20 @@ def async_describe_events(hass: HomeAssistant, async_describe_event: Describe) -
             LOGBOOK_ENTRY_MESSAGE: cloud_message(hass, event.data),
         }
 
+    @callback
+    def describe_cloud_control(event: LazyEventPartialState) -> dict[str, Any]:
+        # The cloud's control is the context of the entity's changes: the logbook shows them "triggered by"
+        # this line, named Tencent Cloud.
+        described = {
+            LOGBOOK_ENTRY_NAME: failures.text(hass, "logbook_cloud_name", {}),
+            LOGBOOK_ENTRY_MESSAGE: cloud_control_message(hass, event.data),
+        }
+        if entity_id := event.data.get(ATTR_ENTITY_ID):
+            described[LOGBOOK_ENTRY_ENTITY_ID] = entity_id
+        return described
+
     async_describe_event(DOMAIN, EVENT_OTA, describe_ota)
+    async_describe_event(DOMAIN, EVENT_CLOUD_CONTROL, describe_cloud_control)
     async_describe_event(DOMAIN, EVENT_ROLLOUT, describe_rollout)
     async_describe_event(DOMAIN, EVENT_CLOUD, describe_cloud)
 
@@ -211,3 +226,12 @@ def _failure_of(data: Mapping[str, Any]) -> Failure | None:
         return None
     values = data.get(ATTR_FAILURE_VALUES)
     return Failure.of(reason, **values) if isinstance(values, dict) else Failure.of(reason)
+
+
+@callback
+def cloud_control_message(hass: HomeAssistant, data: Mapping[str, Any]) -> str:
+    """What a control from Tencent Cloud set (kept while offline, or sent now)."""
+    params = data.get(ATTR_PARAMS)
+    values = ", ".join(f"{k} = {v}" for k, v in params.items()) if isinstance(params, Mapping) else ""
+    key = "logbook_cloud_control_pending" if data.get(ATTR_PENDING) else "logbook_cloud_control"
+    return failures.text(hass, key, {"values": values})

@@ -14,7 +14,7 @@ registry), `entity_states` (what the entities show).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 import logging
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
 from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 
+from .bridge.entity_bridge import EntityBridge
 from .const import (
     CONF_DEVICE_SECRET,
     CONF_GATEWAY_UPDATES,
@@ -144,6 +145,7 @@ class GatewayRuntime:
             rollout=rollout_settings(entry.options),
         )
         self.issues = RepairIssues(hass, entry, self.gateway, self.display_name)
+        self.bridge = EntityBridge(hass, entry, self.engine, self._set_ignored)
 
     # -- life cycle ---------------------------------------------------------------------------------------
 
@@ -151,6 +153,7 @@ class GatewayRuntime:
         """Connect; raises the engine's `AuthenticationError` / `CannotConnectError`."""
         await self.adoption.async_load()
         subs = [SubDevice(c.device, c.installed_version, c.secret) for c in self.configs.values()]
+        subs += await self.bridge.async_start()
         own = await async_own_firmware(self.options, self.stores.gateway) if self.gateway_updates else None
         await self.engine.start(subs, own)
 
@@ -239,6 +242,7 @@ class GatewayRuntime:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
         self.states.stopping = True
+        await self.bridge.async_stop()
         await self.engine.stop()
         self._set_connected(False)
         # The next start raises them again from the saved halts, if rollouts are still on.
@@ -284,6 +288,7 @@ class GatewayRuntime:
     async def _async_sync_in_order(self) -> None:
         async with self._sync_lock:
             await self.async_sync_sub_devices()
+            await self.bridge.async_sync()
 
     async def async_sync_sub_devices(self) -> None:
         """Apply added, edited and removed subentries to the running engine."""
@@ -404,6 +409,8 @@ class GatewayRuntime:
                 self._set_connected(connected)
                 if connected:
                     self._run_in_background(self._async_adopt_bound_devices(), "describe sub-devices")
+            case SubDeviceStatus(device) if self.bridge.owns(device):
+                self.bridge.on_status(event)
             case SubDeviceStatus(device, online, result):
                 state = self.states.state(device)
                 state.online, state.result = online, result
@@ -423,8 +430,9 @@ class GatewayRuntime:
                 self._set_connected(False)
                 self.entry.async_start_reauth(self.hass)
             case SubDevicesChanged(bound=True, devices=devices):
-                # Bound again in the console on purpose: a device the user had removed comes back.
-                self.adoption.adopt(devices, include_ignored=True)
+                # Bound again in the console on purpose: a device the user had removed comes back (a bridged
+                # entity's device is the bridge's, not a sub-device).
+                self.adoption.adopt(self._not_bridged(devices), include_ignored=True)
                 self._fire_cloud_event(CloudAction.BOUND, devices)
             case SubDevicesChanged(bound=False, devices=devices):
                 self._mark_unbound(devices)
@@ -455,12 +463,18 @@ class GatewayRuntime:
         except TencentIotError as err:
             _LOGGER.warning("Could not list the sub-devices bound to %s: %s", self.gateway, err)
             return
-        self.adoption.adopt(tuple(bound))
+        self.adoption.adopt(self._not_bridged(bound))
         listed = set(bound)
         # The announce already bound those it could (with their secret); one online now is bound, whatever
         # the list said a moment ago.
         missing = tuple(d for d in self.configs if d not in listed and not self.engine.is_online(d))
         self._mark_unbound(missing)
+
+    def _not_bridged(self, devices: Iterable[DeviceId]) -> tuple[DeviceId, ...]:
+        return tuple(device for device in devices if not self.bridge.owns(device))
+
+    async def _set_ignored(self, device: DeviceId, ignored: bool) -> None:
+        await self.adoption.async_set_ignored(device, ignored=ignored)
 
     @callback
     def _mark_unbound(self, devices: tuple[DeviceId, ...]) -> None:

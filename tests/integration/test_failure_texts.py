@@ -98,6 +98,7 @@ def _field_error_texts(language: str) -> Iterator[tuple[str, str]]:
         "config": strings["config"],
         "options": strings["options"],
         "sub_device": strings["config_subentries"]["sub_device"],
+        "bridge": strings["config_subentries"]["bridge"],
     }
     for section, texts in sections.items():
         for problem in FieldProblem:
@@ -159,7 +160,12 @@ def test_every_form_error_key_exists_in_every_flow_with_the_problems_placeholder
     source = _load("strings.json")
     for language in ("en", "zh-Hans"):
         strings = _load(f"translations/{language}.json")
-        for section in (strings["config"], strings["options"], strings["config_subentries"]["sub_device"]):
+        for section in (
+            strings["config"],
+            strings["options"],
+            strings["config_subentries"]["sub_device"],
+            strings["config_subentries"]["bridge"],
+        ):
             for problem in FieldProblem:
                 assert problem.value in section["error"], (language, problem)
         for problem in FieldProblem:

@@ -50,6 +50,8 @@ class FieldProblem(StrEnum):
     DEVICE_KEY = "device_key"
     REGISTRATION_UNREADABLE = "registration_unreadable"
     CERTIFICATE_DEVICE = "certificate_device"
+    PROPERTY_IDENTIFIER = "property_identifier"  # {name}: not of a data-template identifier's shape
+    DUPLICATE_PROPERTY = "duplicate_property"  # {name}: two roles of a bridge name the same property
     INVALID = "invalid"  # stored data of the wrong type: no form produces it
 
 
@@ -86,6 +88,8 @@ _FIELD_ENGLISH: Final[Mapping[FieldProblem, str]] = {
     FieldProblem.DEVICE_KEY: "is not of the form PRODUCT_ID/DEVICE_NAME",
     FieldProblem.REGISTRATION_UNREADABLE: "the registration answer cannot be read: is the product secret right?",
     FieldProblem.CERTIFICATE_DEVICE: "is a certificate device; only key (PSK) devices are supported",
+    FieldProblem.PROPERTY_IDENTIFIER: "{name} is not a property identifier (letters, digits and _, at most 32)",
+    FieldProblem.DUPLICATE_PROPERTY: "{name} is named for two properties",
     FieldProblem.INVALID: "has the wrong type",
 }
 

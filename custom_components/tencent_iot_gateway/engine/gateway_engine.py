@@ -75,6 +75,9 @@ class SubDevice:
     device: DeviceId
     installed_version: str | None  # None: unknown (adopted from the cloud); never reported until known
     secret: str | None = None
+    # False: a device without firmware of ours (a bridged entity): no OTA state, no `$ota/update` topic (the
+    # broker may limit subscriptions per client), no version report.
+    ota: bool = True
 
     def __repr__(self) -> str:
         """The secret stays out of logs."""
@@ -297,7 +300,8 @@ class GatewayEngine:
             )
         for sub in sub_devices:
             self._sub_devices[sub.device] = sub
-            self._on_event(self._ota.add_device(sub.device, sub.installed_version))
+            if sub.ota:
+                self._on_event(self._ota.add_device(sub.device, sub.installed_version))
         await self._session.start()
 
     async def wait_versions_reported(self) -> None:
@@ -340,7 +344,8 @@ class GatewayEngine:
     async def add_sub_device(self, sub: SubDevice) -> None:
         """Start handling a sub-device now (bound if needed, online, version reported)."""
         self._sub_devices[sub.device] = sub
-        self._on_event(self._ota.add_device(sub.device, sub.installed_version))
+        if sub.ota:
+            self._on_event(self._ota.add_device(sub.device, sub.installed_version))
         if self._session.connected:
             self._retries.schedule(await self._bring_online([sub.device]))
 
@@ -470,9 +475,10 @@ class GatewayEngine:
             self._set_online(device, False, None)
         retry.update(outcome.unanswered)
         online = [d for d, code in outcome.results.items() if code == 0 and d in self._sub_devices]
-        retry.update(await self._update_topics.subscribe(online))
+        with_ota = [d for d in online if self._sub_devices[d].ota]
+        retry.update(await self._update_topics.subscribe(with_ota))
         retry.update(await self._data_templates.subscribe([d for d in online if d not in retry]))
-        reportable = [d for d in online if d not in retry]
+        reportable = [d for d in with_ota if d not in retry]
         if versions_later:
             self._version_reports.spawn(self._report_versions_later(reportable))
         else:

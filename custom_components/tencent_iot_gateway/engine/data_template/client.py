@@ -88,10 +88,12 @@ class PropertyRefused:
 
 @dataclass(frozen=True, slots=True)
 class DataTemplateHandlers:
-    """What the layer above hears: controls to carry out (then `control_reply`), and refused properties."""
+    """What the layer above hears: controls to carry out (then `control_reply`), refused properties, and that
+    the device's down topic is subscribed (after every online: the time for `get_status` and a full report)."""
 
     on_control: Callable[[DeviceId, Control], None]
     on_refused: Callable[[PropertyRefused], None] = lambda _refused: None
+    on_subscribed: Callable[[DeviceId], None] = lambda _device: None
 
 
 class DataTemplateClient:
@@ -150,6 +152,7 @@ class DataTemplateClient:
         """Subscribe the down topic through the gateway's session; then send what waited for the connection."""
         await self._subscribe([self.down_topic])
         self._ensure_flusher()
+        self._handlers.on_subscribed(self._device)
 
     # -- reports --------------------------------------------------------------------------------------------
 
