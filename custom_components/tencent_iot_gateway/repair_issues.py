@@ -13,6 +13,7 @@ from homeassistant.helpers import issue_registry as ir
 
 from .const import DOMAIN
 from .engine import DeviceId, RolloutHalted
+from .ota.failures import device_failure_text
 
 ROLLOUT_HALTED_ISSUE: Final = "rollout_halted_"
 ATTR_ENTRY_ID: Final = "entry_id"
@@ -71,7 +72,13 @@ class RepairIssues:
     def rollout_halted(self, halted: RolloutHalted) -> None:
         """What happened, with the failing devices and their reasons, and how to go on."""
         issue_id = self._rollout_issue_id(halted)
-        failures = "\n".join(f"- {self._display_name(device)}: {reason}" for device, reason in halted.failed)
+        failures = "\n".join(
+            "- "
+            + device_failure_text(
+                self._hass, self._display_name(failed.device), halted.version, failed.failure, failed.code
+            )
+            for failed in halted.failed
+        )
         ir.async_create_issue(
             self._hass,
             DOMAIN,

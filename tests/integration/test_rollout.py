@@ -114,8 +114,10 @@ async def test_a_failing_canary_halts_the_rollout_raises_a_repair_and_resume_con
     assert placeholders["failed"] == "1"
     assert placeholders["total"] == "3"
     assert placeholders["halted"] == "2"
-    assert (
-        placeholders["failures"] == f"- {canary}: the flashing automation reported a failure: bricked on boot"
+    # Each failure as the install call words it, in the server's language (not the cloud's English).
+    assert placeholders["failures"] == (
+        f"- The automation that flashes {canary} reported a failure for {VERSION} (Tencent code -5): "
+        "“bricked on boot”. Check that automation and its device."
     )
 
     registry = dr.async_get(hass)
@@ -167,7 +169,7 @@ async def test_the_repair_fix_flow_resumes_the_halted_rollout(hass: HomeAssistan
     result = await manager.async_init(DOMAIN, context={"issue_id": issue_id})
     assert result["type"] is FlowResultType.FORM
     assert result["step_id"] == "confirm"
-    assert (result.get("description_placeholders") or {})["failures"].endswith(": bricked on boot")
+    assert "“bricked on boot”" in (result.get("description_placeholders") or {})["failures"]
     result = await manager.async_configure(result["flow_id"], {})
     assert result["type"] is FlowResultType.CREATE_ENTRY
     assert ir.async_get(hass).async_get_issue(DOMAIN, issue_id) is None

@@ -107,6 +107,13 @@ def error_placeholders(
 
 
 @callback
+def device_failure_text(hass: HomeAssistant, name: str, version: str, failure: Failure, code: int) -> str:
+    """One device's failure as its install call words it, in the server's language (a halted rollout's list
+    of failures is text the backend composes)."""
+    return text(hass, f"failure_{failure.reason.value}", _placeholders(name, version, code, None, failure))
+
+
+@callback
 def text(hass: HomeAssistant, key: str, placeholders: dict[str, str]) -> str:
     """`exceptions.<key>` worded in the server's language (English if that has no such text)."""
     full_key = f"component.{DOMAIN}.{_CATEGORY}.{key}.message"

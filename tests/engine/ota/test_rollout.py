@@ -87,7 +87,7 @@ async def test_a_failing_canary_halts_the_rest_and_resume_continues(
     cloud = await seed_cloud(emulator, http)
     async with halted_rollout(cloud, tmp_path) as halted:
         gateway, halt, ended = halted.gateway, halted.halt, halted.ended
-        (canary,) = [device for device, _reason in halt.failed]
+        (canary,) = [failed.device for failed in halt.failed]
         others = [d for d in LIGHTS if d != canary]
         assert set(halt.halted) == set(others)
         assert halt.total == 3

@@ -43,6 +43,7 @@ from custom_components.tencent_iot_gateway.engine.ota.job_model import (
 from custom_components.tencent_iot_gateway.engine.ota.job_phases import JobPhase
 from custom_components.tencent_iot_gateway.engine.ota.outcome_reports import OutcomeReports, TerminalReport
 from custom_components.tencent_iot_gateway.engine.ota.preflight import GatePoint
+from custom_components.tencent_iot_gateway.engine.ota.rollout_policy import DeviceFailure
 from custom_components.tencent_iot_gateway.engine.ota.shared_downloads import SharedDownloads
 from custom_components.tencent_iot_gateway.engine.ota.shutdown import Shutdown
 from custom_components.tencent_iot_gateway.engine.stores.job_store import Outcome, OutcomeState
@@ -299,7 +300,11 @@ class JobRunner:
         entry.install_requested = False
         entry.flashing = None
         if self._hooks.rollout is not None:
-            failure = str(result) if isinstance(result, OtaError) else None
+            failure = (
+                DeviceFailure(entry.device, result.failure, int(result.code))
+                if isinstance(result, OtaError)
+                else None
+            )
             self._hooks.rollout.ended(entry.device, failure, halted=isinstance(result, RolloutHaltedError))
         if isinstance(result, OtaError):
             # Expected (a bad image, a refusing device): once, as a warning; the UI shows it translated.

@@ -57,11 +57,20 @@ class RolloutSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class DeviceFailure:
+    """Why one device of a rollout failed: the failure as values (the UI words it) and Tencent's code."""
+
+    device: DeviceId
+    failure: Failure
+    code: int
+
+
+@dataclass(frozen=True, slots=True)
 class RolloutHalted:
-    """A rollout stopped: who failed (with the first reason), who was held back, out of how many."""
+    """A rollout stopped: who failed (and why), who was held back, out of how many."""
 
     version: str
-    failed: tuple[tuple[DeviceId, str], ...]
+    failed: tuple[DeviceFailure, ...]
     halted: tuple[DeviceId, ...]
     total: int
     image_key: tuple[str, int] = ("", 0)  # the image's (MD5, size): which jobs a resumed rollout takes
@@ -76,12 +85,12 @@ class RolloutHalted:
 class _Rollout:
     version: str
     members: list[DeviceId] = field(default_factory=list)
-    ended: dict[DeviceId, str | None] = field(default_factory=dict)  # None: done, else why it failed
+    ended: set[DeviceId] = field(default_factory=set)  # done, failed or held back by the halt
     released: set[DeviceId] = field(default_factory=set)
     canary: set[DeviceId] | None = None
     soak_until: float | None = None
     batch: set[DeviceId] = field(default_factory=set)
-    failures: list[tuple[DeviceId, str]] = field(default_factory=list)
+    failures: list[DeviceFailure] = field(default_factory=list)
     halted: RolloutHalted | None = None
     resumed: bool = False
     wake: asyncio.Event = field(default_factory=asyncio.Event)
@@ -126,15 +135,13 @@ class RolloutPolicy:
             if halt.image_key in self._rollouts:
                 continue
             rollout = _Rollout(halt.version, failures=list(halt.failed), halted=halt)
-            for device, reason in halt.failed:
-                rollout.ended[device] = reason
-            for device in [*(device for device, _ in halt.failed), *halt.halted]:
+            rollout.ended.update(failed.device for failed in halt.failed)
+            for device in [*(failed.device for failed in halt.failed), *halt.halted]:
                 if device in self._member_of:
                     continue  # already in a rollout of this run
                 rollout.members.append(device)
                 self._member_of[device] = halt.image_key
-            for device in halt.halted:
-                rollout.ended.setdefault(device, "halted")
+            rollout.ended.update(halt.halted)
             self._rollouts[halt.image_key] = rollout
             self._on_halted(halt)
 
@@ -150,7 +157,7 @@ class RolloutPolicy:
         self._member_of[device] = target.image_key
         if device not in rollout.members:
             rollout.members.append(device)
-        rollout.ended.pop(device, None)
+        rollout.ended.discard(device)
         rollout.released.discard(device)
 
     def leave(self, device: DeviceId) -> None:
@@ -161,7 +168,7 @@ class RolloutPolicy:
             return
         if device in rollout.members:
             rollout.members.remove(device)
-        rollout.ended.pop(device, None)
+        rollout.ended.discard(device)
         rollout.released.discard(device)
         rollout.batch.discard(device)
         if rollout.canary is not None:
@@ -169,15 +176,15 @@ class RolloutPolicy:
         rollout.notify()
         self._forget_if_over(key, rollout)
 
-    def ended(self, device: DeviceId, failure: str | None, *, halted: bool = False) -> None:
+    def ended(self, device: DeviceId, failure: DeviceFailure | None, *, halted: bool = False) -> None:
         """The device's job ended: done (`failure` None), failed, or held back by a halt (`halted`)."""
         key = self._member_of.get(device)
         rollout = self._rollouts.get(key) if key is not None else None
         if key is None or rollout is None:
             return
-        rollout.ended[device] = failure
+        rollout.ended.add(device)
         if failure is not None and not halted:
-            rollout.failures.append((device, failure))
+            rollout.failures.append(failure)
             if len(rollout.failures) >= self._settings.max_failures and rollout.halted is None:
                 self._halt(key, rollout)
         rollout.notify()
@@ -219,7 +226,7 @@ class RolloutPolicy:
             held_back = [d for d in rollout.halted.halted if d in rollout.members]
             restart.extend(held_back)
             for device in held_back:
-                rollout.ended.pop(device, None)  # they run again in this rollout
+                rollout.ended.discard(device)  # they run again in this rollout
             rollout.halted = None
             rollout.failures.clear()
             rollout.resumed = True

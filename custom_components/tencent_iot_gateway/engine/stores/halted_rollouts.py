@@ -11,13 +11,14 @@ import logging
 from typing import Any
 
 from custom_components.tencent_iot_gateway.engine.background import BackgroundTasks
+from custom_components.tencent_iot_gateway.engine.errors import Failure, FailureReason, OtaResultCode
 from custom_components.tencent_iot_gateway.engine.gateway.identity import DeviceId
-from custom_components.tencent_iot_gateway.engine.ota.rollout_policy import RolloutHalted
+from custom_components.tencent_iot_gateway.engine.ota.rollout_policy import DeviceFailure, RolloutHalted
 from custom_components.tencent_iot_gateway.engine.stores.storage import StateStore
 
 _LOGGER = logging.getLogger(__name__)
 
-_VERSION = 1
+_VERSION = 2  # 2: each failure as its reason, values and code (1 kept an English sentence)
 
 
 class HaltedRollouts:
@@ -33,7 +34,8 @@ class HaltedRollouts:
         """The halts saved last; an entry that cannot be read is dropped with a warning, not a failed start."""
         document = await self._store.async_load() or {}
         halts: list[RolloutHalted] = []
-        for raw in document.get("halted", []) if document.get("version") == _VERSION else []:
+        version = document.get("version")
+        for raw in document.get("halted", []) if version in (1, _VERSION) else []:
             try:
                 halts.append(_from_dict(raw))
             except (KeyError, TypeError, ValueError) as err:
@@ -64,7 +66,15 @@ def _to_dict(halt: RolloutHalted) -> dict[str, Any]:
         "version": halt.version,
         "md5": md5,
         "size": size,
-        "failed": [[device.key, reason] for device, reason in halt.failed],
+        "failed": [
+            {
+                "device": f.device.key,
+                "reason": f.failure.reason.value,
+                "values": f.failure.placeholders,
+                "code": f.code,
+            }
+            for f in halt.failed
+        ],
         "halted": [device.key for device in halt.halted],
         "total": halt.total,
     }
@@ -73,8 +83,18 @@ def _to_dict(halt: RolloutHalted) -> dict[str, Any]:
 def _from_dict(raw: Any) -> RolloutHalted:
     if not isinstance(raw, dict):
         raise TypeError("not an object")
-    failed = tuple((DeviceId.parse(str(key)), str(reason)) for key, reason in raw["failed"])
+    failed = tuple(_failed_from(item) for item in raw["failed"])
     halted = tuple(DeviceId.parse(str(key)) for key in raw["halted"])
     return RolloutHalted(
         str(raw["version"]), failed, halted, int(raw["total"]), image_key=(str(raw["md5"]), int(raw["size"]))
     )
+
+
+def _failed_from(raw: Any) -> DeviceFailure:
+    if isinstance(raw, list):  # version 1: [device, English reason]: kept as the generic failure quoting it
+        key, reason = raw
+        failure = Failure.of(FailureReason.UPGRADE_FAILED, remote=str(reason))
+        return DeviceFailure(DeviceId.parse(str(key)), failure, int(OtaResultCode.UPGRADE_FAILED))
+    values = raw.get("values") or {}
+    failure = Failure.of(FailureReason(str(raw["reason"])), **{str(k): str(v) for k, v in values.items()})
+    return DeviceFailure(DeviceId.parse(str(raw["device"])), failure, int(raw["code"]))
