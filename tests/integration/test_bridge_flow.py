@@ -188,7 +188,7 @@ async def test_a_device_the_cloud_does_not_bind_raises_an_issue(
     hass: HomeAssistant, gateway: Gateway
 ) -> None:
     """A device given with a secret that is not its own: the cloud refuses the signed bind, the device stays
-    offline and a repair issue names the entity, the device and the product."""
+    offline and a repair issue names the entity, the device and the product, and says why (the secret)."""
     await setup_lights(hass, "desk")
     await gateway.emulator.console.add_product(BRIDGE_PRODUCT)
     await gateway.emulator.console.set_template(BRIDGE_PRODUCT, "light")
@@ -213,4 +213,7 @@ async def test_a_device_the_cloud_does_not_bind_raises_an_issue(
     assert issue.translation_placeholders is not None
     assert issue.translation_placeholders["entity_id"] == LIGHT
     assert issue.translation_placeholders["device"] == "bulb7"
+    # The cloud's answer to the signed bind (803: the signature is wrong) picks the words: the secret.
+    assert issue.translation_key == "bridge_bind_refused_secret"
+    assert issue.translation_placeholders["code"] == "803"
     assert not (await gateway.emulator.console.get_device(BRIDGE_PRODUCT, "bulb7")).online

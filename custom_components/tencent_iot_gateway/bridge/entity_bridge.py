@@ -137,8 +137,11 @@ class EntityBridge:
         if event.online:
             self._issues.not_bound(entity, raised=False)
         elif event.result == RESULT_NOT_BOUND and entity.in_engine:
-            entity.error("the cloud did not bind the device to the gateway")
-            self._issues.not_bound(entity, raised=True)
+            entity.error(
+                "the cloud did not bind the device to the gateway"
+                + (f" (code {event.bind_refused})" if event.bind_refused is not None else "")
+            )
+            self._issues.not_bound(entity, raised=True, code=event.bind_refused)
 
     def diagnostics(self) -> list[dict[str, Any]]:
         """Each bridged entity's device, last report, last control and errors (no secret)."""

@@ -11,6 +11,13 @@ from .bridged_entity import BridgedEntity
 
 PROPERTY_REFUSED = "bridge_property_refused"
 NOT_BOUND = "bridge_not_bound"
+# Why the cloud refused the gateway's `bind` (its result code, spec §2), as the issue's translation key.
+_BIND_REFUSED: dict[int, str] = {
+    803: "bridge_bind_refused_secret",
+    805: "bridge_bind_refused_clock",
+    802: "bridge_bind_refused_no_device",
+    806: "bridge_bind_refused_other_gateway",
+}
 
 
 class BridgeIssues:
@@ -32,11 +39,13 @@ class BridgeIssues:
             {"property": identifier},
         )
 
-    def not_bound(self, entity: BridgedEntity, *, raised: bool) -> None:
-        """The cloud did not bind the entity's device to the gateway (or it is bound again)."""
+    def not_bound(self, entity: BridgedEntity, *, raised: bool, code: int | None = None) -> None:
+        """The cloud did not bind the entity's device to the gateway (or it is bound again); `code`: the
+        cloud's answer to the refused `bind`, which says why."""
         issue_id = f"{NOT_BOUND}_{self._entry_id}_{entity.device.key}"
         if raised:
-            self._create(entity, issue_id, NOT_BOUND, {"gateway": self._gateway})
+            key = _BIND_REFUSED.get(abs(code), NOT_BOUND) if code is not None else NOT_BOUND
+            self._create(entity, issue_id, key, {"gateway": self._gateway, "code": str(code or "-")})
         elif issue_id in self._raised.get(entity.entity_id, set()):
             self._raised[entity.entity_id].discard(issue_id)
             ir.async_delete_issue(self._hass, DOMAIN, issue_id)

@@ -100,11 +100,13 @@ class AuthenticationFailed:
 
 @dataclass(frozen=True, slots=True)
 class SubDeviceStatus:
-    """The cloud's answer to `online`/`offline` for one sub-device; `result` -1 means not bound here."""
+    """The cloud's answer to `online`/`offline` for one sub-device; `result` -1 means not bound here, and
+    `bind_refused` is the cloud's code when the gateway's `bind` of it was refused just before (spec §2)."""
 
     device: DeviceId
     online: bool
     result: int | None
+    bind_refused: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -450,6 +452,7 @@ class GatewayEngine:
             if d in self._sub_devices and self._sub_devices[d].secret and d not in self._unbound
         ]
         bound_now: list[DeviceId] = []
+        refused: dict[DeviceId, int] = {}
         for device in bindable:
             secret = self._sub_devices[device].secret
             assert secret is not None
@@ -458,6 +461,7 @@ class GatewayEngine:
                 bound_now.append(device)
             except GatewayOperationError as err:
                 _LOGGER.error("Could not bind %s to the gateway: %s", device, err)
+                refused[device] = err.code
             except OperationTimeoutError as err:
                 _LOGGER.warning("Binding %s got no answer (%s); trying again", device, err)
                 retry.add(device)
@@ -470,7 +474,7 @@ class GatewayEngine:
                 outcome.results.update(again.results)
                 retry.update(again.unanswered)
         for device, code in outcome.results.items():
-            self._set_online(device, code == 0, code)
+            self._set_online(device, code == 0, code, bind_refused=refused.get(device))
         for device in outcome.unanswered:
             self._set_online(device, False, None)
         retry.update(outcome.unanswered)
@@ -505,7 +509,9 @@ class GatewayEngine:
         if self._session.connected:
             self._retries.schedule(retry)
 
-    def _set_online(self, device: DeviceId, online: bool, result: int | None) -> None:
+    def _set_online(
+        self, device: DeviceId, online: bool, result: int | None, *, bind_refused: int | None = None
+    ) -> None:
         if not online and result == RESULT_NOT_BOUND:
             _LOGGER.warning(
                 "%s is not bound to gateway %s; give it a secret or bind it in the console",
@@ -513,7 +519,7 @@ class GatewayEngine:
                 self._gateway,
             )
         self._online[device] = online
-        self._on_event(SubDeviceStatus(device, online, result))
+        self._on_event(SubDeviceStatus(device, online, result, bind_refused))
 
     def _on_connection_lost(self) -> None:
         self._version_reports.cancel()
