@@ -8,7 +8,7 @@ own. A scenario times:
 - push: a task in mode `all` with a 4 MiB image until the console shows every device's task entry terminal
   (`done`, `fail` or `timeout`), with `auto_install` on for all of them;
 - over start and push: the event loop's longest lateness (a 5 ms sleeper; the heap from before the run is
-  frozen, see `bench.Monitor`, and its full collection is printed as `frozen_heap_full_gc_ms`), this
+  frozen, see `bench_support.monitor.Monitor`, and its full collection is printed as `frozen_heap_full_gc_ms`), this
   process's RSS growth (peak over the RSS before the engine existed), and how many bodies of the image the
   emulator served;
 - the uplink messages of the connection during the push and the rate violations from start to the end of the
@@ -40,6 +40,7 @@ from typing import Any
 
 import aiohttp
 
+from bench_support.monitor import MIB, Monitor
 from custom_components.tencent_iot_gateway.engine.engine_config import (
     ConnectionSettings,
     EngineDevices,
@@ -59,10 +60,8 @@ from tencent_iot_emulator.console_client import ConsoleClient
 from tencent_iot_emulator.process import EmulatorProcess, Endpoints
 
 from .bench import (
-    MIB,
     TOP,
     BenchError,
-    Monitor,
     _ignore_event,
     _in_executor,
     _machine,
