@@ -353,23 +353,31 @@ async def _wait_pushed(console: ConsoleClient, scenario: Scenario, task_id: str)
 
 async def ha_setup_seconds(n: int, work: Path) -> float:
     """Run the in-process HA setup bench in a child pytest; its figure comes back in a file."""
-    out = work / "ha_setup.json"
-    log = work / "ha_setup.log"
     print(f"\n== Home Assistant: one entry with {n} sub-devices ==", flush=True)
-    env = os.environ | {HA_OUT_ENV: str(out), HA_N_ENV: str(n)}
+    figures = await child_pytest(HA_BENCH, {HA_N_ENV: str(n)}, HA_OUT_ENV, work / "ha_setup", HA_TIMEOUT_S)
+    print(f"  entry added -> {n} update entities available: {figures['seconds']:.2f} s", flush=True)
+    return float(figures["seconds"])
+
+
+async def child_pytest(
+    test_file: str, env: dict[str, str], out_env: str, stem: Path, timeout_s: float
+) -> dict[str, Any]:
+    """Run a Home Assistant bench file in a child pytest (for the harness's in-process `hass`) with `env`;
+    the JSON it writes to the file named by `out_env` (`stem`.json; its output goes to `stem`.log)."""
+    out, log = stem.with_suffix(".json"), stem.with_suffix(".log")
     handle = await _in_executor(log.open, "wb")
     try:
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
             "pytest",
-            HA_BENCH,
+            test_file,
             "-q",
             "-p",
             "no:randomly",
-            f"--timeout={HA_TIMEOUT_S:g}",
+            f"--timeout={timeout_s:g}",
             cwd=TOP,
-            env=env,
+            env=os.environ | env | {out_env: str(out)},
             stdin=asyncio.subprocess.DEVNULL,
             stdout=handle,
             stderr=handle,
@@ -385,10 +393,8 @@ async def ha_setup_seconds(n: int, work: Path) -> float:
         await _in_executor(handle.close)
     if process.returncode != 0 or not out.exists():
         tail = "\n".join((await _in_executor(log.read_text)).splitlines()[-30:])
-        raise BenchError(f"the Home Assistant setup bench failed:\n{tail}")
-    figures = json.loads(await _in_executor(out.read_text))
-    print(f"  entry added -> {n} update entities available: {figures['seconds']:.2f} s", flush=True)
-    return float(figures["seconds"])
+        raise BenchError(f"the Home Assistant bench {test_file} failed:\n{tail}")
+    return dict(json.loads(await _in_executor(out.read_text)))
 
 
 # --- the report -----------------------------------------------------------------------------------------
