@@ -7,6 +7,7 @@ pytest, `tests/integration/bridge_bench.py`) share it, so their stall and RSS fi
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 import gc
 import os
 from pathlib import Path
@@ -17,6 +18,19 @@ from typing import Self
 MIB = 1024 * 1024
 STALL_TICK_S = 0.005
 RSS_TICK_S = 0.010
+# Stalls at least this long are kept with when they happened and the CPU the loop's thread used meanwhile:
+# a stall the thread spent computing is our code's; one it spent descheduled (a loaded machine) or waiting
+# for the GIL (an executor thread) is not, and the figure alone cannot tell them apart.
+STALL_KEPT_MS = 50.0
+
+
+@dataclass(frozen=True, slots=True)
+class Stall:
+    """One long lateness of the loop: when it ended (`time.time()`), how long, the loop thread's CPU in it."""
+
+    at: float
+    late_ms: float
+    cpu_ms: float
 
 
 def _rss_bytes() -> int:
@@ -47,6 +61,7 @@ class Monitor:
         """Nothing is sampled before `async with`."""
         self.baseline_gc_ms = 0.0
         self.max_stall_ms = 0.0
+        self.stalls: list[Stall] = []
         self.rss_before = 0
         self.rss_peak = 0
         self._tasks: list[asyncio.Task[None]] = []
@@ -78,10 +93,12 @@ class Monitor:
 
     async def _watch_loop(self) -> None:
         while True:
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.thread_time()
             await asyncio.sleep(STALL_TICK_S)
             late_ms = (time.perf_counter() - started - STALL_TICK_S) * 1000
             self.max_stall_ms = max(self.max_stall_ms, late_ms)
+            if late_ms >= STALL_KEPT_MS:
+                self.stalls.append(Stall(time.time(), late_ms, (time.thread_time() - cpu) * 1000))
 
     async def _watch_rss(self) -> None:
         while True:

@@ -29,6 +29,7 @@ from pathlib import Path
 import sys
 
 from bench_support.bridge_figures import CONTROLS_ENV, N_ENV, OTA_ENV, OUT_ENV, WINDOW_ENV, Figure, figures_of
+from bench_support.monitor import STALL_KEPT_MS
 
 from .bench import _machine, run_benchmark
 from .bench_scale import child_pytest
@@ -81,6 +82,8 @@ async def bench(args: argparse.Namespace, work: Path) -> dict[str, Figure]:
         CONTROLS_ENV: str(args.controls),
     }
     raw = await child_pytest(BRIDGE_BENCH, env, OUT_ENV, work / "bridge", TIMEOUT_S)
+    print(f"  OTA messages' waits for the budget: {raw.get('ota')}", flush=True)
+    print(f"  loop stalls of {STALL_KEPT_MS:g} ms and more: {raw.get('stalls')}", flush=True)
     figures = figures_of(raw)
     report(figures)
     print(f"  ({_machine()} at the end)")

@@ -78,7 +78,7 @@ def test_figures_of_reads_what_the_home_assistant_side_wrote() -> None:
     raw = {
         "staleness": {"p99_s": 10.9, "p50_s": 5.2, "max_s": 11.4, "missing": 0},
         "staleness_during_ota": {"changes": 0, "missing": 0},
-        "ota": {"extra_wait_max_s": 0.04},
+        "ota": {"max_wait_delay_s": 0.04, "paired_extra_max_s": 2.5},
         "control": {"p95_ms": 61.5},
         "rate_violations": 0,
         "max_loop_stall_ms": True,
@@ -88,6 +88,7 @@ def test_figures_of_reads_what_the_home_assistant_side_wrote() -> None:
     assert figures["bridge_staleness_p99_s"] == 10.9
     assert figures["bridge_staleness_p99_s_during_ota"] == "n/a"
     assert figures["ota_marker_delay_max_s"] == 0.04
+    assert figures["ota_paired_extra_wait_max_s"] == 2.5
     assert figures["control_latency_p95_ms"] == 61.5
     assert figures["rate_violations"] == 0
     assert figures["bridge_changes_missing"] == 0
