@@ -202,6 +202,7 @@ class ControlRecord:
     pending: bool
     reply_code: int | None
     reply_status: str | None
+    sent_at: float = 0.0  # when the cloud sent it (the emulator's `time.time()`)
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> ControlRecord:
@@ -215,7 +216,22 @@ class ControlRecord:
             pending=bool(raw.get("pending")),
             reply_code=_optional_int(reply.get("code")) if isinstance(reply, Mapping) else None,
             reply_status=str(reply.get("status")) if isinstance(reply, Mapping) else None,
+            sent_at=float(raw.get("sent_at") or 0.0),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class ReportArrival:
+    """An accepted report as the cloud received it: its arrival time (the emulator's `time.time()`)."""
+
+    time: float
+    params: Mapping[str, Any]
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> ReportArrival:
+        """Parse one report of `GET /api/devices/{pid}/{dn}/properties`."""
+        params = raw.get("params")
+        return cls(float(raw.get("time", 0.0)), params if isinstance(params, Mapping) else {})
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,6 +244,8 @@ class DeviceProperties:
     refused_reports: int
     info: Mapping[str, Any] | None
     raw: Mapping[str, Any] = field(repr=False, compare=False)
+    # The newest accepted reports, oldest first (the emulator keeps `things.REPORT_HISTORY` of them).
+    reports: tuple[ReportArrival, ...] = ()
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> DeviceProperties:
@@ -241,6 +259,9 @@ class DeviceProperties:
             refused_reports=_optional_int(raw.get("refused_reports")) or 0,
             info=info if isinstance(info, Mapping) else None,
             raw=raw,
+            reports=tuple(
+                ReportArrival.from_json(r) for r in raw.get("reports") or () if isinstance(r, Mapping)
+            ),
         )
 
     def control(self, client_token: str) -> ControlRecord | None:

@@ -4,7 +4,8 @@ What it models (docs/data-template-protocol.md has the sources):
 - `report` is checked against the product's template: one unknown property, wrong type or out-of-range value
   refuses the whole report with `report_reply` code 406 and Tencent's status text; the reason is recorded as a
   `template` violation (the real cloud's status does not name the property, so a device cannot rely on it).
-  An accepted report updates the device's reported state.
+  An accepted report updates the device's reported state, and its arrival is kept (the newest
+  `REPORT_HISTORY`, with the time it arrived): how long a value took to reach the cloud is measured there.
 - `control` is sent by the console (the stand-in for Tencent's app and APIs) and stays pending until the
   device answers it with `control_reply` echoing its `clientToken`, or sends `clear_control`;
   `get_status` type `control` returns the pending ones (merged, latest wins), type `report` the reported state.
@@ -16,6 +17,7 @@ What it models (docs/data-template-protocol.md has the sources):
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 import itertools
@@ -35,6 +37,9 @@ CODE_OK = 0
 CODE_CHECK_FAILED = 406
 STATUS_CHECK_FAILED = "checkReportData fail"
 CONTROL_HISTORY = 50
+# Accepted reports kept per device with their arrival time, for the console (`scripts/bench --bridge` reads
+# them after each of its phases, which is a few reports a device).
+REPORT_HISTORY = 100
 
 type Publish = Callable[[str, dict[str, Any]], Awaitable[None]]
 type Violation = Callable[[str, str, str, str], None]
@@ -76,10 +81,23 @@ class ControlRecord:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class ReportArrival:
+    """An accepted report: when it arrived (the emulator's clock, `time.time()`) and its params."""
+
+    time: float
+    params: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        """The console's view."""
+        return {"time": self.time, "params": self.params}
+
+
 @dataclass(slots=True)
 class _DeviceState:
     reported: dict[str, Any] = field(default_factory=dict)
     reported_at: float | None = None
+    reports: deque[ReportArrival] = field(default_factory=lambda: deque(maxlen=REPORT_HISTORY))
     info: dict[str, Any] | None = None
     controls: list[ControlRecord] = field(default_factory=list)
     refused_reports: int = 0
@@ -149,6 +167,7 @@ class ThingCloud:
             "pending_control": _merged(state.controls),
             "controls": [c.to_json() for c in state.controls],
             "refused_reports": state.refused_reports,
+            "reports": [r.to_json() for r in state.reports],
         }
 
     async def send_control(self, key: str, params: dict[str, Any], *, check: bool = True) -> ControlRecord:
@@ -238,6 +257,7 @@ class ThingCloud:
         assert isinstance(params, dict)
         state.reported.update(params)
         state.reported_at = time.time()
+        state.reports.append(ReportArrival(state.reported_at, dict(params)))
         await self._reply(key, "report_reply", token, CODE_OK)
 
     async def _on_get_status(self, key: str, topic: str, token: str, data: dict[str, Any]) -> None:

@@ -25,7 +25,6 @@ import argparse
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-import gc
 import hashlib
 import json
 import logging
@@ -38,11 +37,11 @@ import statistics
 import sys
 import tempfile
 import time
-from types import TracebackType
-from typing import IO, Any, Self
+from typing import IO, Any
 
 import aiohttp
 
+from bench_support.monitor import MIB, Monitor
 from custom_components.tencent_iot_gateway.engine.engine_config import (
     EngineDevices,
     EngineStorage,
@@ -60,7 +59,6 @@ from custom_components.tencent_iot_gateway.engine.stores.storage import JsonFile
 from tencent_iot_emulator.console_client import ConsoleClient
 from tencent_iot_emulator.process import EmulatorProcess, EmulatorStartError, Endpoints
 
-MIB = 1024 * 1024
 TOP = Path(__file__).resolve().parents[2]
 
 GATEWAY = DeviceId("BENCHGW001", "gateway1")
@@ -89,8 +87,6 @@ class BigImage:
 
 BASELINE_CHUNK = 256 * 1024
 RANDOM_BLOCK = MIB
-STALL_TICK_S = 0.005
-RSS_TICK_S = 0.010
 ENGINE_TIMEOUT_S = 120.0
 
 # The targets: issue 4, tightened by issue 18 once shared downloads had a room of their own.
@@ -103,79 +99,6 @@ BODY_DOWNLOADS = 1
 
 class BenchError(Exception):
     """Something the benchmark needs did not work: the run is void."""
-
-
-# --- what is measured while a download runs ---------------------------------------------------------------
-
-
-def _rss_bytes() -> int:
-    """This process's resident set size now (the second field of /proc/self/statm is in pages)."""
-    with Path("/proc/self/statm").open(encoding="ascii") as statm:
-        resident_pages = int(statm.read().split()[1])
-    return resident_pages * os.sysconf("SC_PAGE_SIZE")
-
-
-def _full_collection_ms() -> float:
-    """How long one full garbage collection of this process's heap takes now, in ms."""
-    started = time.perf_counter()
-    gc.collect()
-    return (time.perf_counter() - started) * 1000
-
-
-class Monitor:
-    """While active: the event loop's longest lateness (a 5 ms sleeper) and the peak RSS (sampled every 10 ms).
-
-    The heap as it is before the run is frozen for the run (`gc.freeze`): importing the engine imports its
-    package, and so Home Assistant, whose ~140,000 objects cost every full collection 40-90 ms here,
-    whichever code's allocations trigger it (every HA process pays that). What the run allocates is still
-    collected, so the engine's own garbage collection counts. `baseline_gc_ms` is that frozen heap's full
-    collection, timed just before.
-    """
-
-    def __init__(self) -> None:
-        """Nothing is sampled before `async with`."""
-        self.baseline_gc_ms = 0.0
-        self.max_stall_ms = 0.0
-        self.rss_before = 0
-        self.rss_peak = 0
-        self._tasks: list[asyncio.Task[None]] = []
-
-    @property
-    def rss_growth_mib(self) -> float:
-        """Peak RSS over the RSS at the start, in MiB."""
-        return max(0, self.rss_peak - self.rss_before) / MIB
-
-    async def __aenter__(self) -> Self:
-        """Freeze the heap, take the starting RSS and start both samplers."""
-        self.baseline_gc_ms = _full_collection_ms()
-        gc.freeze()
-        self.rss_before = self.rss_peak = _rss_bytes()
-        loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(self._watch_loop()), loop.create_task(self._watch_rss())]
-        await asyncio.sleep(0)
-        return self
-
-    async def __aexit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
-    ) -> None:
-        """Stop the samplers after a last RSS sample; unfreeze the heap."""
-        self.rss_peak = max(self.rss_peak, _rss_bytes())
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        gc.unfreeze()
-
-    async def _watch_loop(self) -> None:
-        while True:
-            started = time.perf_counter()
-            await asyncio.sleep(STALL_TICK_S)
-            late_ms = (time.perf_counter() - started - STALL_TICK_S) * 1000
-            self.max_stall_ms = max(self.max_stall_ms, late_ms)
-
-    async def _watch_rss(self) -> None:
-        while True:
-            self.rss_peak = max(self.rss_peak, _rss_bytes())
-            await asyncio.sleep(RSS_TICK_S)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,7 @@ own. A scenario times:
 - push: a task in mode `all` with a 4 MiB image until the console shows every device's task entry terminal
   (`done`, `fail` or `timeout`), with `auto_install` on for all of them;
 - over start and push: the event loop's longest lateness (a 5 ms sleeper; the heap from before the run is
-  frozen, see `bench.Monitor`, and its full collection is printed as `frozen_heap_full_gc_ms`), this
+  frozen, see `bench_support.monitor.Monitor`, and its full collection is printed as `frozen_heap_full_gc_ms`), this
   process's RSS growth (peak over the RSS before the engine existed), and how many bodies of the image the
   emulator served;
 - the uplink messages of the connection during the push and the rate violations from start to the end of the
@@ -40,6 +40,7 @@ from typing import Any
 
 import aiohttp
 
+from bench_support.monitor import MIB, Monitor
 from custom_components.tencent_iot_gateway.engine.engine_config import (
     ConnectionSettings,
     EngineDevices,
@@ -59,10 +60,8 @@ from tencent_iot_emulator.console_client import ConsoleClient
 from tencent_iot_emulator.process import EmulatorProcess, Endpoints
 
 from .bench import (
-    MIB,
     TOP,
     BenchError,
-    Monitor,
     _ignore_event,
     _in_executor,
     _machine,
@@ -354,23 +353,31 @@ async def _wait_pushed(console: ConsoleClient, scenario: Scenario, task_id: str)
 
 async def ha_setup_seconds(n: int, work: Path) -> float:
     """Run the in-process HA setup bench in a child pytest; its figure comes back in a file."""
-    out = work / "ha_setup.json"
-    log = work / "ha_setup.log"
     print(f"\n== Home Assistant: one entry with {n} sub-devices ==", flush=True)
-    env = os.environ | {HA_OUT_ENV: str(out), HA_N_ENV: str(n)}
+    figures = await child_pytest(HA_BENCH, {HA_N_ENV: str(n)}, HA_OUT_ENV, work / "ha_setup", HA_TIMEOUT_S)
+    print(f"  entry added -> {n} update entities available: {figures['seconds']:.2f} s", flush=True)
+    return float(figures["seconds"])
+
+
+async def child_pytest(
+    test_file: str, env: dict[str, str], out_env: str, stem: Path, timeout_s: float
+) -> dict[str, Any]:
+    """Run a Home Assistant bench file in a child pytest (for the harness's in-process `hass`) with `env`;
+    the JSON it writes to the file named by `out_env` (`stem`.json; its output goes to `stem`.log)."""
+    out, log = stem.with_suffix(".json"), stem.with_suffix(".log")
     handle = await _in_executor(log.open, "wb")
     try:
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
             "pytest",
-            HA_BENCH,
+            test_file,
             "-q",
             "-p",
             "no:randomly",
-            f"--timeout={HA_TIMEOUT_S:g}",
+            f"--timeout={timeout_s:g}",
             cwd=TOP,
-            env=env,
+            env=os.environ | env | {out_env: str(out)},
             stdin=asyncio.subprocess.DEVNULL,
             stdout=handle,
             stderr=handle,
@@ -386,10 +393,8 @@ async def ha_setup_seconds(n: int, work: Path) -> float:
         await _in_executor(handle.close)
     if process.returncode != 0 or not out.exists():
         tail = "\n".join((await _in_executor(log.read_text)).splitlines()[-30:])
-        raise BenchError(f"the Home Assistant setup bench failed:\n{tail}")
-    figures = json.loads(await _in_executor(out.read_text))
-    print(f"  entry added -> {n} update entities available: {figures['seconds']:.2f} s", flush=True)
-    return float(figures["seconds"])
+        raise BenchError(f"the Home Assistant bench {test_file} failed:\n{tail}")
+    return dict(json.loads(await _in_executor(out.read_text)))
 
 
 # --- the report -----------------------------------------------------------------------------------------

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 import contextlib
+import time
 from typing import Any
 
 import aiohttp
 import pytest
 
+from tencent_iot_emulator import things
 from tencent_iot_emulator.console_client import ConsoleClient, ConsoleError
 from tencent_iot_emulator.emulator import Emulator
 from tests.emulator.test_cloud_gateway import SUB, bind_entry, entry, gateway, operate
@@ -56,6 +58,39 @@ async def test_a_report_is_accepted_and_stored(emulator: Emulator, http: aiohttp
         assert status["code"] == 0
         assert status["type"] == "report"
         assert status["data"] == {"reported": {"power_switch": 1, "brightness": 40, "color_temp": 3000}}
+
+
+async def test_each_accepted_report_is_kept_with_its_arrival_time(
+    emulator: Emulator, http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The console lists accepted reports oldest first with the time each arrived (what the bridge benchmark
+    measures staleness from), leaves refused ones out, and keeps the newest `REPORT_HISTORY`; a control
+    shows when it was sent."""
+    monkeypatch.setattr(things, "REPORT_HISTORY", 3)
+    console = ConsoleClient(emulator.http_url, http)
+    async with lamp_online(emulator, http) as client:
+        before = time.time()
+        for brightness in (10, 20, 30, 40):
+            token = f"b{brightness}"
+            reply = await ask(
+                client, {"method": "report", "clientToken": token, "params": {"brightness": brightness}}
+            )
+            assert reply["code"] == 0
+        refused = await ask(client, {"method": "report", "clientToken": "bad", "params": {"brightness": 101}})
+        assert refused["code"] == 406
+        after = time.time()
+        shown = await console.device_properties(*SUB[:2])
+        assert [dict(r.params) for r in shown.reports] == [
+            {"brightness": 20},
+            {"brightness": 30},
+            {"brightness": 40},
+        ]
+        times = [r.time for r in shown.reports]
+        assert times == sorted(times)
+        assert before <= times[0]
+        assert times[-1] <= after
+        sent = await console.send_control(*SUB[:2], {"power_switch": 1})
+        assert after <= sent.sent_at <= time.time()
 
 
 @pytest.mark.parametrize(
