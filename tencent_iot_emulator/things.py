@@ -16,8 +16,8 @@ What it models (docs/data-template-protocol.md has the sources):
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field, replace
 import itertools
 import json
 import logging
@@ -76,10 +76,22 @@ class ControlRecord:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class DeviceData:
+    """A copy of what the cloud holds of one device's data, as the console page shows it."""
+
+    reported: Mapping[str, Any]
+    reported_times: Mapping[str, float]
+    last_control: ControlRecord | None
+    refused_reports: int
+
+
 @dataclass(slots=True)
 class _DeviceState:
     reported: dict[str, Any] = field(default_factory=dict)
     reported_at: float | None = None
+    # When each property was last reported (a report may carry a few of them): the console page shows it.
+    reported_times: dict[str, float] = field(default_factory=dict)
     info: dict[str, Any] | None = None
     controls: list[ControlRecord] = field(default_factory=list)
     refused_reports: int = 0
@@ -150,6 +162,16 @@ class ThingCloud:
             "controls": [c.to_json() for c in state.controls],
             "refused_reports": state.refused_reports,
         }
+
+    def data(self, key: str) -> DeviceData:
+        """The device's reported values, when each came, and its latest control (for the console page)."""
+        state = self._devices.get(key) or _DeviceState()
+        return DeviceData(
+            dict(state.reported),
+            dict(state.reported_times),
+            replace(state.controls[-1]) if state.controls else None,
+            state.refused_reports,
+        )
 
     async def send_control(self, key: str, params: dict[str, Any], *, check: bool = True) -> ControlRecord:
         """Send `control` (kept pending until answered); `check` False sends anything (a misbehaving cloud)."""
@@ -238,6 +260,7 @@ class ThingCloud:
         assert isinstance(params, dict)
         state.reported.update(params)
         state.reported_at = time.time()
+        state.reported_times.update(dict.fromkeys(params, state.reported_at))
         await self._reply(key, "report_reply", token, CODE_OK)
 
     async def _on_get_status(self, key: str, topic: str, token: str, data: dict[str, Any]) -> None:
