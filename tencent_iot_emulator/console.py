@@ -479,9 +479,14 @@ def _allowed(spec: PropertySpec) -> str:
             return ", ".join(f"{key} {name}" for key, name in sorted(spec.mapping.items()))
         case PropertyType.STRING:
             return f"text, at most {spec.max_length} characters"
-    low = "any" if spec.min is None else f"{spec.min:g}"
-    high = "any" if spec.max is None else f"{spec.max:g}"
-    return f"{low} to {high}"
+    return f"{_bound(spec.min)} to {_bound(spec.max)}"
+
+
+def _bound(value: float | None) -> str:
+    """A range's end as written in the template (16777215, not 1.67772e+07)."""
+    if value is None:
+        return "any"
+    return str(int(value)) if float(value).is_integer() else str(value)
 
 
 def _credentials(device: Device) -> dict[str, str]:
