@@ -135,10 +135,14 @@ def _console_value(console_page: Page, property_id: str) -> Locator:
 
 
 async def _send_from_console(console_page: Page, property_id: str, value: str) -> None:
-    """The console page's control form, as a person uses it."""
+    """The console page's control form, as a person uses it; what they entered outlives the page's refresh."""
     form = console_page.locator(f'article.thing[data-device="{DEVICE_KEY}"] form.control')
     await form.get_by_label("Property").select_option(property_id)
     await form.get_by_label("Value").fill(value)
+    updated = console_page.locator("main .meta").first
+    await expect(updated).not_to_have_text(await updated.inner_text(), timeout=UI_TIMEOUT_MS)
+    await expect(form.get_by_label("Property")).to_have_value(property_id)
+    await expect(form.get_by_label("Value")).to_have_value(value)
     await form.get_by_role("button", name="Send control").click()
     await expect(form.locator("output")).to_contain_text(
         f'Sent {{"{property_id}":{value}}}', timeout=UI_TIMEOUT_MS
