@@ -24,8 +24,10 @@ def banner(demo: RunningDemo, paths: DemoPaths) -> str:
         f"  Emulator console   {endpoints.http_url}/   (open it in a browser: devices, their data, tasks)",
         f"  Emulator broker    mqtts://127.0.0.1:{endpoints.mqtts_port}  (CA {relative(endpoints.ca_file)})",
         f"  Sub-devices        {versions}",
-        f"  Bridge product     {BRIDGE_PRODUCT} ({BRIDGE_CATEGORY}, dynamic registration on; its product secret is in "
-        f"{relative(paths.secret_file)}) for {BRIDGE_LIGHT}",
+        (
+            f"  Bridge product     {BRIDGE_PRODUCT} ({BRIDGE_CATEGORY}, dynamic registration on; its product secret "
+            f"is in {relative(paths.secret_file)}) for {BRIDGE_LIGHT}"
+        ),
         "",
         "Push a firmware upgrade to the three lights (then press Update in a light's firmware dialog):",
         "",
