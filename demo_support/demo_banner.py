@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from demo_support.demo_push import next_version
-from demo_support.demo_setup import DEMO_USER, LIGHTS
+from demo_support.demo_setup import BRIDGE_CATEGORY, BRIDGE_LIGHT, BRIDGE_PRODUCT, DEMO_USER, LIGHTS
 from demo_support.demo_stack import DemoPaths, RunningDemo
 
 
@@ -21,9 +21,13 @@ def banner(demo: RunningDemo, paths: DemoPaths) -> str:
         "The Tencent IoT Gateway demo is running." + ("" if setup.created_entry else " (state reused)"),
         "",
         f"  Home Assistant     {setup.ha_url}   user: {username}   password: {password}   ({name})",
-        f"  Emulator console   {endpoints.http_url}/   (open it in a browser: devices, versions, tasks)",
+        f"  Emulator console   {endpoints.http_url}/   (open it in a browser: devices, their data, tasks)",
         f"  Emulator broker    mqtts://127.0.0.1:{endpoints.mqtts_port}  (CA {relative(endpoints.ca_file)})",
         f"  Sub-devices        {versions}",
+        (
+            f"  Bridge product     {BRIDGE_PRODUCT} ({BRIDGE_CATEGORY}, dynamic registration on; its product secret "
+            f"is in {relative(paths.secret_file)}) for {BRIDGE_LIGHT}"
+        ),
         "",
         "Push a firmware upgrade to the three lights (then press Update in a light's firmware dialog):",
         "",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 import json
 import os
 from pathlib import Path
@@ -78,6 +78,12 @@ GATEWAY: Final = Device("GWPROD0001", "gateway1")
 LIGHTS: Final = tuple(Device("LIGHTPID01", f"light{i}") for i in (1, 2, 3))
 AIRCON: Final = Device("ACPROD0001", "airConditioner1")
 SUB_DEVICES: Final = (*LIGHTS, AIRCON)
+# A product for the bridge ("Bridge entities to Tencent"): the standard light data template and a product
+# secret, which is dynamic registration on (the bridge registers a device per entity with it). The light to
+# bridge is the demo configuration's `light.living_room_lamp`.
+BRIDGE_PRODUCT: Final = "BRLIGHTS01"
+BRIDGE_CATEGORY: Final = "light"
+BRIDGE_LIGHT: Final = "light.living_room_lamp"
 
 
 class DemoError(Exception):
@@ -113,6 +119,8 @@ class DemoSetup:
     console_url: str
     versions: Mapping[str, str]
     """The version each sub-device runs (by `PID/DN`), as the cloud sees it."""
+    bridge_product_secret: str = field(default="", repr=False)
+    """The product secret of `BRIDGE_PRODUCT` (for the bridge's form; also kept in the secret file)."""
 
 
 # -- Home Assistant's REST API ---------------------------------------------------------------------------
@@ -331,6 +339,17 @@ async def seed_emulator(console: ConsoleClient, secret_file: Path, *, fresh_entr
     return secrets
 
 
+async def seed_bridge_product(console: ConsoleClient, secret_file: Path) -> str:
+    """The bridge's light product with its template (dynamic registration on); its product secret, kept in
+    `secret_file` next to the devices' (the product keeps its secret when it exists already)."""
+    product = await console.add_product(BRIDGE_PRODUCT, gateway=False)
+    await console.set_template(BRIDGE_PRODUCT, BRIDGE_CATEGORY)
+    secrets = _read_secrets(secret_file)
+    if secrets.get(BRIDGE_PRODUCT) != product.product_secret:
+        _write_secrets(secret_file, secrets | {BRIDGE_PRODUCT: product.product_secret})
+    return product.product_secret
+
+
 async def _exists(console: ConsoleClient, device: Device) -> bool:
     try:
         await console.get_device(device.product_id, device.device_name)
@@ -468,6 +487,7 @@ async def set_up(
     entry_id = await find_gateway_entry(api)
     created = entry_id is None
     secrets = await seed_emulator(console, secret_file, fresh_entry=created)
+    bridge_secret = await seed_bridge_product(console, secret_file)
     if entry_id is None:
         entry_id = await add_gateway_entry(api, endpoints, secrets[GATEWAY.key])
     await add_sub_devices(api, entry_id, endpoints.http_url, secrets)
@@ -487,4 +507,5 @@ async def set_up(
         created,
         endpoints.http_url,
         {device.key: version for device, version in versions.items()},
+        bridge_secret,
     )

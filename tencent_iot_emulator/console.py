@@ -4,7 +4,7 @@ endpoint (spec §1)."""
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, fields, replace
 import hashlib
 import hmac
@@ -20,12 +20,17 @@ from .broker import Broker, BrokerLimits
 from .cloud import Cloud
 from .console_page import (
     ConsoleSnapshot,
+    ControlView,
     DeviceRow,
+    PropertyRow,
     TaskDeviceRow,
     TaskView,
+    ThingView,
     content_security_policy,
     render_page,
+    value_text,
 )
+from .data_templates import PropertyMode, PropertySpec, PropertyType
 from .drops import DropError
 from .registry import (
     BindingConflictError,
@@ -137,7 +142,41 @@ class Console:
             )
             for task in reversed(self._cloud.tasks.all())
         )
-        return ConsoleSnapshot(tuple(devices), tasks)
+        return ConsoleSnapshot(tuple(devices), tasks, self._things(devices))
+
+    def _things(self, devices: list[DeviceRow]) -> tuple[ThingView, ...]:
+        """The devices whose product has a data template, with what each reported and its latest control."""
+        things = self._cloud.things
+        views = []
+        for device in devices:
+            template = things.template(device.key.split("/", 1)[0])
+            if template is None:
+                continue
+            data = things.data(device.key)
+            control = data.last_control
+            views.append(
+                ThingView(
+                    device.key,
+                    device.online,
+                    template.category,
+                    tuple(
+                        _property_row(spec, data.reported, data.reported_times)
+                        for spec in template.properties
+                    ),
+                    None
+                    if control is None
+                    else ControlView(
+                        value_text(control.params),
+                        control.sent_at,
+                        control.delivered,
+                        control.reply_code,
+                        control.reply_status,
+                        control.cleared,
+                    ),
+                    data.refused_reports,
+                )
+            )
+        return tuple(views)
 
     # -- console -----------------------------------------------------------------------------------------
 
@@ -414,6 +453,40 @@ class Console:
             if hmac.compare_digest(expected, signature):
                 return product_id, device_name
         raise _RegistrationError("AuthFailure.SignatureFailure", "the X-TC-Signature does not match")
+
+
+def _property_row(spec: PropertySpec, reported: Mapping[str, Any], times: Mapping[str, float]) -> PropertyRow:
+    """A template's property and its reported value, for the page."""
+    value = reported.get(spec.id)
+    meaning = spec.mapping.get(value) if isinstance(value, int) and not isinstance(value, bool) else None
+    return PropertyRow(
+        spec.id,
+        str(spec.type),
+        spec.mode is PropertyMode.READ_WRITE,
+        _allowed(spec),
+        None if spec.id not in reported else value_text(value),
+        meaning,
+        times.get(spec.id),
+    )
+
+
+def _allowed(spec: PropertySpec) -> str:
+    """The values a property takes, in words."""
+    match spec.type:
+        case PropertyType.BOOL:
+            return "0 or 1"
+        case PropertyType.ENUM:
+            return ", ".join(f"{key} {name}" for key, name in sorted(spec.mapping.items()))
+        case PropertyType.STRING:
+            return f"text, at most {spec.max_length} characters"
+    return f"{_bound(spec.min)} to {_bound(spec.max)}"
+
+
+def _bound(value: float | None) -> str:
+    """A range's end as written in the template (16777215, not 1.67772e+07)."""
+    if value is None:
+        return "any"
+    return str(int(value)) if float(value).is_integer() else str(value)
 
 
 def _credentials(device: Device) -> dict[str, str]:

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field, replace
 import itertools
 import json
 import logging
@@ -93,11 +93,23 @@ class ReportArrival:
         return {"time": self.time, "params": self.params}
 
 
+@dataclass(frozen=True, slots=True)
+class DeviceData:
+    """A copy of what the cloud holds of one device's data, as the console page shows it."""
+
+    reported: Mapping[str, Any]
+    reported_times: Mapping[str, float]
+    last_control: ControlRecord | None
+    refused_reports: int
+
+
 @dataclass(slots=True)
 class _DeviceState:
     reported: dict[str, Any] = field(default_factory=dict)
     reported_at: float | None = None
     reports: deque[ReportArrival] = field(default_factory=lambda: deque(maxlen=REPORT_HISTORY))
+    # When each property was last reported (a report may carry a few of them): the console page shows it.
+    reported_times: dict[str, float] = field(default_factory=dict)
     info: dict[str, Any] | None = None
     controls: list[ControlRecord] = field(default_factory=list)
     refused_reports: int = 0
@@ -169,6 +181,16 @@ class ThingCloud:
             "refused_reports": state.refused_reports,
             "reports": [r.to_json() for r in state.reports],
         }
+
+    def data(self, key: str) -> DeviceData:
+        """The device's reported values, when each came, and its latest control (for the console page)."""
+        state = self._devices.get(key) or _DeviceState()
+        return DeviceData(
+            dict(state.reported),
+            dict(state.reported_times),
+            replace(state.controls[-1]) if state.controls else None,
+            state.refused_reports,
+        )
 
     async def send_control(self, key: str, params: dict[str, Any], *, check: bool = True) -> ControlRecord:
         """Send `control` (kept pending until answered); `check` False sends anything (a misbehaving cloud)."""
@@ -258,6 +280,7 @@ class ThingCloud:
         state.reported.update(params)
         state.reported_at = time.time()
         state.reports.append(ReportArrival(state.reported_at, dict(params)))
+        state.reported_times.update(dict.fromkeys(params, state.reported_at))
         await self._reply(key, "report_reply", token, CODE_OK)
 
     async def _on_get_status(self, key: str, topic: str, token: str, data: dict[str, Any]) -> None:

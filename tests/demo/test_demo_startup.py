@@ -143,3 +143,6 @@ def test_the_banner_points_to_the_console_page(tmp_path: Path) -> None:
     text = banner(demo, DemoPaths(tmp_path / "config", tmp_path / "emulator"))
     assert "Emulator console   http://127.0.0.1:18080/   (open it in a browser" in text
     assert "each light's state and percent) in the emulator console" in text
+    # The bridge's product, and where its product secret is (never the secret itself).
+    assert "Bridge product     BRLIGHTS01 (light, dynamic registration on" in text
+    assert "emulator/demo.json) for light.living_room_lamp" in text

@@ -8,8 +8,18 @@ from typing import Any
 
 import aiohttp
 
-from tencent_iot_emulator.console_page import ConsoleSnapshot, DeviceRow, TaskDeviceRow, TaskView, render_page
+from tencent_iot_emulator.console_page import (
+    ConsoleSnapshot,
+    ControlView,
+    DeviceRow,
+    PropertyRow,
+    TaskDeviceRow,
+    TaskView,
+    ThingView,
+    render_page,
+)
 from tencent_iot_emulator.emulator import Emulator
+from tests.emulator.test_data_templates import DOWN, LAMP, ask, lamp_online
 from tests.emulator_fixtures import MqttTestClient, console_call, eventually, mqtt_client, register_device
 
 PID = "PAGEPID001"
@@ -192,3 +202,121 @@ def test_a_device_name_with_markup_is_escaped() -> None:
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in page
     assert "code -5: &quot;&gt;&lt;img src=x onerror=alert(1)&gt;" in page
     assert 'title="Reported: fail -5 &quot;&lt;script&gt;' in page
+
+
+def _thing(page: str, key: str) -> str:
+    """The data section's article of device `key`."""
+    match = re.search(
+        rf'<article class="thing" data-device="{re.escape(key)}">.*?</article>', page, re.DOTALL
+    )
+    assert match is not None, f"no data of {key} in {page}"
+    return match[0]
+
+
+def _property(article: str, property_id: str) -> str:
+    match = re.search(rf"<tr><td><code>{re.escape(property_id)}</code>.*?</tr>", article)
+    assert match is not None, f"no row for {property_id} in {article}"
+    return match[0]
+
+
+async def test_the_page_shows_reported_properties_and_its_form_sends_a_control(
+    emulator: Emulator, http: aiohttp.ClientSession
+) -> None:
+    """A light's reported properties (value, when, what the template allows), and a control sent the way the
+    page's form sends it (its path, a property it offers, the value as a number) reaching the device, whose
+    answer the page then shows."""
+    async with lamp_online(emulator, http) as client:
+        page, _ = await _page(http, emulator)
+        lamp = _thing(page, LAMP)
+        assert "<h2>Device data (2)</h2>" in page  # lamp01 and lamp02, both of the light product
+        assert "● online" in lamp
+        assert "category light" in lamp
+        assert "none reported" in _property(lamp, "power_switch")
+        assert "No control sent yet." in lamp
+
+        reply = await ask(
+            client, {"method": "report", "clientToken": "r1", "params": {"power_switch": 1, "color": 2}}
+        )
+        assert reply["code"] == 0
+        lamp = _thing((await _page(http, emulator))[0], LAMP)
+        power = _property(lamp, "power_switch")
+        assert '<code class="value">1</code>' in power
+        assert re.search(r"<td>\d\d:\d\d:\d\d</td>", power), power
+        assert "bool: 0 or 1" in power
+        assert '<code class="value">2</code> <span class="muted">(blue)</span>' in _property(lamp, "color")
+        assert "none reported" in _property(lamp, "brightness")
+        assert "int: 0 to 100" in _property(lamp, "brightness")
+
+        # The form: the control API of this device, the light's writable properties, sent by its script.
+        form = re.search(r'<form class="control" data-control="([^"]+)">(.*?)</form>', lamp, re.DOTALL)
+        assert form is not None, lamp
+        path, fields = form[1], form[2]
+        assert path == f"/api/devices/{LAMP}/control"
+        offered = re.findall(r'<option value="([^"]+)" data-kind="([^"]+)">', fields)
+        assert offered == [
+            ("power_switch", "bool"),
+            ("brightness", "int"),
+            ("color_temp", "int"),
+            ("color", "enum"),
+            ("rgb_color", "int"),
+        ]
+        assert '<input name="value"' in fields
+        sent = await console_call(http, emulator, "POST", path, {"params": {"power_switch": 0}}, status=201)
+        control = await client.expect(DOWN, lambda p: p.get("method") == "control")
+        assert control["params"] == {"power_switch": 0}
+        assert control["clientToken"] == sent["clientToken"]
+
+        lamp = _thing((await _page(http, emulator))[0], LAMP)
+        assert "Last control <code>{&quot;power_switch&quot;:0}</code>" in lamp
+        assert "pending: no answer yet" in lamp
+        await client.publish(
+            f"$thing/up/property/{LAMP}",
+            {"method": "control_reply", "clientToken": control["clientToken"], "code": 0, "status": "ok"},
+        )
+
+        async def answered() -> str | None:
+            article = _thing((await _page(http, emulator))[0], LAMP)
+            return article if "answered code 0 (ok)" in article else None
+
+        await eventually(answered)
+
+        # What the form's script shows when the API refuses a value: the API's reason.
+        async with http.post(emulator.http_url + path, json={"params": {"power_switch": 2}}) as refused:
+            assert refused.status == 400
+            assert "takes 0 or 1" in (await refused.json())["error"]
+
+
+async def test_the_data_section_is_empty_without_templates(
+    emulator: Emulator, http: aiohttp.ClientSession
+) -> None:
+    """Devices of products without a data template are not listed in the data section."""
+    await register_device(http, emulator, PID, "lamp1", SECRETS["lamp1"])
+    page, _ = await _page(http, emulator)
+    assert "<h2>Device data (0)</h2>" in page
+    assert "No device of a product with a data template yet." in page
+    assert "<form" not in page
+
+
+def test_reported_values_and_controls_with_markup_are_escaped() -> None:
+    """A string property's reported value, a property id and a control's params are shown as text; a
+    read-only property gets no place in the form."""
+    hostile = '"><img src=x onerror=alert(1)><script>alert(2)</script>'
+    thing = ThingView(
+        "PID/lamp",
+        True,
+        "custom",
+        (
+            PropertyRow("label", "string", True, "text", f'"{hostile}"', None, 1.0),
+            PropertyRow(f"x{hostile}", "int", False, "0 to 1", "1", hostile, None),
+        ),
+        ControlView(f'{{"label":"{hostile}"}}', 2.0, True, 1, hostile, False),
+        3,
+    )
+    page = render_page(ConsoleSnapshot((), (), (thing,)), "n0nce")
+    assert page.count("<script") == 1
+    assert "<img" not in page
+    assert "&lt;img src=x onerror=alert(1)&gt;" in page
+    assert "3 report(s) refused" in page
+    assert "answered code 1 (&quot;&gt;&lt;img" in page
+    options = re.findall(r'<option value="([^"]*)"', page)
+    assert options == ["label"]  # the read-only property is not offered
