@@ -242,7 +242,6 @@ class BridgeSubentryFlow(ConfigSubentryFlow):
         errors: dict[str, str] = {}
         placeholders = {
             "product": self._data[CONF_PRODUCT_ID],
-            "category": self._category.value,
             "reason": "",
         }
         if user_input is not None:
