@@ -108,7 +108,7 @@ async def test_rollout_options_and_halted_rollout_repair(
         await dialog.get_by_role("button", name=words.submit).click()
         await expect(dialog.get_by_text(words.canary_size).first).to_be_visible(timeout=UI_TIMEOUT_MS)
         await expect(dialog.get_by_text(words.rollout, exact=True).first).to_be_visible()
-        await dialog.get_by_text(words.canary_size).first.scroll_into_view_if_needed()
+        await dialog.get_by_role("spinbutton", name=words.canary_size).scroll_into_view_if_needed()
         await screenshot(page, shots / f"rollout-options-{words.language}.png")
         await page.keyboard.press("Escape")
 
