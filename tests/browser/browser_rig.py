@@ -86,12 +86,45 @@ async def open_more_info(page: Page, entity_id: str) -> Locator:
     return content
 
 
-async def screenshot(page: Page, path: Path) -> None:
-    """A screenshot once the dialog's finite animations (opening, fading) have finished."""
+async def frontend_summary_says(page: Page, entity_id: str, text: str) -> None:
+    """Wait until the frontend's own copy of the entity's state has `text` in its release summary.
+
+    The update dialog fetches the release notes once, when it opens, if the entity offers them then: opened on
+    a state the frontend has not received yet (a job that has just ended), it would show neither the notes
+    nor the summary."""
     await page.wait_for_function(
-        """() => document.getAnimations().every(
-            (a) => a.playState !== 'running' || a.effect?.getComputedTiming().iterations === Infinity)""",
+        """([entityId, text]) => (document.querySelector('home-assistant').hass.states[entityId]
+            ?.attributes.release_summary ?? '').includes(text)""",
+        arg=[entity_id, text],
         timeout=UI_TIMEOUT_MS,
+    )
+
+
+async def reload_frontend(page: Page) -> None:
+    """Load the frontend again (what the backend names in the server's language, such as entity names, is
+    read at load) and wait for its websocket connection."""
+    await page.reload()
+    await page.wait_for_function(
+        "() => document.querySelector('home-assistant')?.hass?.connected === true", timeout=UI_TIMEOUT_MS
+    )
+    await page.wait_for_load_state("networkidle", timeout=UI_TIMEOUT_MS)
+
+
+async def screenshot(page: Page, path: Path) -> None:
+    """A screenshot once the dialog's finite animations (opening, fading) have finished: none may run for a few
+    frames in a row, since a dialog's opening transition starts a frame or two after its content is there."""
+    await page.evaluate(
+        """async (timeoutMs) => {
+            const deadline = performance.now() + timeoutMs;
+            const idle = () => document.getAnimations().every(
+                (a) => a.playState !== 'running' || a.effect?.getComputedTiming().iterations === Infinity);
+            for (let quiet = 0; quiet < 5; ) {
+                if (performance.now() > deadline) throw new Error('animations still running');
+                await new Promise((resolve) => requestAnimationFrame(resolve));
+                quiet = idle() ? quiet + 1 : 0;
+            }
+        }""",
+        UI_TIMEOUT_MS,
     )
     await page.screenshot(path=path)
 

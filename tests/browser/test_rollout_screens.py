@@ -42,15 +42,35 @@ class Words:
     locale: str
     language: str
     configure: str
+    submit: str
     rollout: str
+    canary_size: str
     halted: str
     reason: str
 
 
 ENGLISH = Words(
-    "en-US", "en", "Configure", "Staged rollout", f"Rollout of {VERSION} halted", "refused the firmware"
+    "en-US",
+    "en",
+    "Configure",
+    "Submit",
+    "Staged rollout",
+    "Canary group size",
+    f"Rollout of {VERSION} halted",
+    "refused the image with HTTP 422",
 )
-CHINESE = Words("zh-CN", "zh-Hans", "配置", "分阶段发布", f"{VERSION} 的发布已中止", "refused the firmware")
+CHINESE = Words(
+    "zh-CN",
+    "zh-Hans",
+    "配置",
+    "提交",
+    "分阶段发布",
+    "金丝雀组大小",
+    f"{VERSION} 的发布已中止",
+    # The failing device's reason is the engine's plain English (the cloud's `result_msg`) in every language
+    # for now: only the language-neutral part is asserted here.
+    "HTTP 422",
+)
 
 
 @pytest.mark.timeout(240)
@@ -79,9 +99,16 @@ async def test_rollout_options_and_halted_rollout_repair(
         await page.goto(ha_url + "/config/integrations/integration/tencent_iot_gateway")
         await page.get_by_role("button", name=words.configure).first.click()
         dialog = page.locator("dialog-data-entry-flow")
-        label = dialog.get_by_text(words.rollout, exact=True).first
-        await expect(label).to_be_visible(timeout=UI_TIMEOUT_MS)
-        await label.scroll_into_view_if_needed()
+        # The first page has only the switch; with it on, the rollout's own page asks its settings.
+        rollout = dialog.locator("ha-selector-boolean").filter(has_text=words.rollout).locator("ha-switch")
+        await expect(rollout).to_be_visible(timeout=UI_TIMEOUT_MS)
+        await expect(dialog.get_by_text(words.canary_size)).to_have_count(0)
+        await rollout.click()
+        await expect(rollout.get_by_role("switch")).to_be_checked()
+        await dialog.get_by_role("button", name=words.submit).click()
+        await expect(dialog.get_by_text(words.canary_size).first).to_be_visible(timeout=UI_TIMEOUT_MS)
+        await expect(dialog.get_by_text(words.rollout, exact=True).first).to_be_visible()
+        await dialog.get_by_role("spinbutton", name=words.canary_size).scroll_into_view_if_needed()
         await screenshot(page, shots / f"rollout-options-{words.language}.png")
         await page.keyboard.press("Escape")
 
@@ -96,11 +123,8 @@ async def test_rollout_options_and_halted_rollout_repair(
                     "max_flashes": 2,
                     "max_firmware_size_mib": 512,
                     "rollout": True,
-                    "canary_count": 1,
-                    "canary_percent": 0,
-                    "soak_min": 0,
-                    "max_failures": 1,
-                }
+                },
+                {"canary_size": 1, "canary_unit": "devices", "soak_min": 0, "max_failures": 1},
             ],
         )
 

@@ -27,6 +27,7 @@ from tests.browser.browser_rig import (
     log_in,
     open_more_info,
     screenshot,
+    screenshots_folder,
 )
 from tests.emulator_fixtures import eventually
 
@@ -35,6 +36,8 @@ NEW_VERSION = "V100R0001"
 # 1 MiB at 256 KiB/s: a download of about four seconds, so the bar has time to move.
 IMAGE_SIZE = 1024 * 1024
 THROTTLE_BPS = 256 * 1024
+# The line above the bar while the image downloads (the dialog shows the phase, not only "Installing").
+DOWNLOADING = "Downloading the image: "
 
 
 def _row_value(content: Locator, key: str) -> Locator:
@@ -67,7 +70,9 @@ async def _watch_progress(page: Page, content: Locator, installed: Locator, shot
 
 @pytest.mark.timeout(150)
 async def test_update_card_installs_a_pushed_firmware(socket_enabled: None, tmp_path: Path) -> None:
-    """Installed 0.1 → push → latest V100R0001 → Install → the bar moves → installed V100R0001, cloud `done`."""
+    """Installed 0.1 → push → latest V100R0001 → Install → the phase and a moving bar → installed V100R0001,
+    cloud `done`."""
+    shots = screenshots_folder(tmp_path)
     paths = DemoPaths(tmp_path / "config", tmp_path / "emulator")
     ports = Ports(ha=free_port(), mqtt=0, mqtts=0, http=0, https=0)
     light1 = LIGHTS[0]
@@ -104,13 +109,16 @@ async def test_update_card_installs_a_pushed_firmware(socket_enabled: None, tmp_
         latest = _row_value(content, "Latest version")
         await expect(latest).to_have_text(NEW_VERSION, timeout=UI_TIMEOUT_MS)
         await expect(content.locator("ha-markdown")).to_contain_text("1.0 MiB", timeout=UI_TIMEOUT_MS)
-        await screenshot(page, tmp_path / "1-before.png")
+        await screenshot(page, shots / "update-card-available.png")
 
         await content.get_by_role("button", name="Update").click()
-        values = await _watch_progress(page, content, installed, tmp_path / "2-during.png")
+        # While the job runs the dialog says what it does (release notes step aside for the summary).
+        await expect(content).to_contain_text(DOWNLOADING, timeout=UI_TIMEOUT_MS)
+        values = await _watch_progress(page, content, installed, shots / "update-card-installing.png")
         await expect(latest).to_have_text(NEW_VERSION)
         await expect(content.locator("ha-progress-bar")).to_have_count(0, timeout=UI_TIMEOUT_MS)
-        await screenshot(page, tmp_path / "3-after.png")
+        await expect(content).not_to_contain_text(DOWNLOADING)
+        await screenshot(page, shots / "update-card-installed.png")
 
         moving = [v for v in values if 0 < v < 100]
         assert len(set(moving)) >= 2, f"the bar did not move: {values}"
