@@ -57,7 +57,8 @@ ENGLISH = Words(
     "Staged rollout",
     "Canary group size",
     f"Rollout of {VERSION} halted",
-    "refused the image with HTTP 422",
+    # The failing device's reason as its install call words it (the server's language: English here).
+    "with HTTP 422 (Tencent code",
 )
 CHINESE = Words(
     "zh-CN",
@@ -67,8 +68,8 @@ CHINESE = Words(
     "分阶段发布",
     "金丝雀组大小",
     f"{VERSION} 的发布已中止",
-    # The failing device's reason is the engine's plain English (the cloud's `result_msg`) in every language
-    # for now: only the language-neutral part is asserted here.
+    # The failing device's reason is text the backend composes, in the server's language (English in the demo,
+    # whatever the user's): only the language-neutral part is asserted here.
     "HTTP 422",
 )
 
