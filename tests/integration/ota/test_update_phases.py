@@ -69,7 +69,7 @@ def _release_notes_offered(hass: HomeAssistant) -> bool:
     ("language", "held", "offer"),
     [
         ("en", "Waiting: the pre-flight condition of light1 is false", OFFER_EN),
-        ("zh-Hans", "等待中：light1 的预检条件为 false", OFFER_ZH),
+        ("zh-Hans", "等待中：light1 的预检条件未满足", OFFER_ZH),
     ],
 )
 async def test_a_held_install_shows_its_reason_where_the_dialog_shows_it(
