@@ -215,7 +215,7 @@ async def test_cancelled_download_resumes_in_a_new_downloader(rig: FirmwareRig) 
         await task
     saved = stored_states(rig)[image_file_stem(spec)]["downloaded"]
     partial = FirmwareCache(rig.cache_dir).partial_path_for(spec)
-    # Progress counts bytes as they arrive; what was still buffered (under a chunk) is fetched again.
+    # What arrived before the stop is on disk, and its length is the saved resume point.
     assert saved == partial.stat().st_size >= 2 * CHUNK
 
     rig.set_faults({})
@@ -226,6 +226,33 @@ async def test_cancelled_download_resumes_in_a_new_downloader(rig: FirmwareRig) 
     assert resumed.events[0].resumed_from == saved
     _requests, sent = rig.served(firmware)
     assert sent - SIZE <= CHUNK
+
+
+async def test_a_stopped_download_keeps_every_byte_that_arrived(rig: FirmwareRig) -> None:
+    """Cancelled before a chunk was full, the download still writes what arrived: the resume fetches none of
+    it again (old code: the bytes still buffered below a chunk were dropped, here all of them)."""
+    data = image(SIZE)
+    firmware = await rig.upload(data)
+    spec = rig.spec(firmware)
+    rig.set_faults({"throttle_bps": 400_000})
+    progress = Recorder(signal_at=SIZE // 3)
+    # One chunk is the whole image: nothing would be written before the end but for the stop.
+    downloader = rig.downloader(chunk_size=SIZE, progress_interval_s=0)
+    task = asyncio.create_task(downloader.fetch(spec, progress))
+    await asyncio.wait_for(progress.reached.wait(), timeout=5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    arrived = progress.events[-1].downloaded
+    saved = stored_states(rig)[image_file_stem(spec)]["downloaded"]
+    assert saved >= arrived >= SIZE // 3
+    assert FirmwareCache(rig.cache_dir).partial_path_for(spec).read_bytes() == data[:saved]
+
+    rig.set_faults({})
+    path = await rig.downloader(chunk_size=SIZE).fetch(spec, Recorder())
+
+    assert path.read_bytes() == data
+    assert rig.downloads()[-1].headers["Range"] == f"bytes={saved}-{SIZE - 1}"
 
 
 async def test_state_is_saved_at_most_once_per_interval(rig: FirmwareRig) -> None:

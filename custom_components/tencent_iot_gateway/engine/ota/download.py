@@ -1,7 +1,8 @@
 """Firmware download: streamed to disk, hashed on the way, resumable across cut connections and restarts.
 
 One `Downloader` serves every OTA job of a gateway. The bytes go to the cache's partial file in chunks written
-(and MD5-hashed) in the executor, so neither the event loop nor memory ever holds the image. Progress towards
+(and MD5-hashed) in the executor, in order, without the loop waiting for each; neither the event loop nor memory
+ever holds the image. Progress towards
 a resume is persisted through a `StateStore` that belongs to the Downloader alone; the signed URL's query is a
 credential and is never stored, logged or put in an exception message.
 """
@@ -11,6 +12,8 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable
+import concurrent.futures
+import contextlib
 from dataclasses import dataclass
 import errno
 import hashlib
@@ -19,6 +22,7 @@ import os
 from pathlib import Path
 import random
 import re
+import threading
 import time
 from typing import IO, Any, Final
 
@@ -47,7 +51,9 @@ _LOGGER = logging.getLogger(__name__)
 STATE_KEY: Final = "downloads"
 _REHASH_BLOCK = 1024 * 1024
 _SPEED_WINDOW_S = 5.0
-_MAX_BUFFERED_CHUNKS = 4
+# Chunks queued to the writer before the loop waits for it to catch up (to half of them: one wake-up
+# per `_MAX_QUEUED_CHUNKS // 2` chunks, not one per chunk).
+_MAX_QUEUED_CHUNKS = 8
 # Progress goes to the job at least this often while bytes arrive (HA's bar moves even at 2 KiB/s), and not
 # more often: writes commit in 256 KiB chunks, far too rarely on a slow link and far too often on a fast one.
 PROGRESS_INTERVAL_S = 0.5
@@ -138,21 +144,78 @@ class _RetryableError(Exception):
     """One attempt failed in a way another attempt may fix; the message is already free of secrets."""
 
 
+class _InOrder:
+    """Runs functions one after another, in the order they are given, in the loop's default executor.
+
+    One executor job works through the queue while it is not empty and then returns its thread to the pool:
+    no thread is held while nothing is queued, and the loop is neither woken nor awaited per function (a
+    caller that needs a result waits on its future).
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._lock = threading.Lock()
+        self._queue: deque[tuple[concurrent.futures.Future[Any], Callable[..., Any], tuple[Any, ...]]] = (
+            deque()
+        )
+        self._serving = False  # an executor job is working through the queue (guarded by `_lock`)
+
+    def submit[T](self, func: Callable[..., T], *args: Any) -> concurrent.futures.Future[T]:
+        """Queue `func(*args)` after everything queued before it."""
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        with self._lock:
+            self._queue.append((future, func, args))
+            if self._serving:
+                return future
+            self._serving = True
+        try:
+            self._loop.run_in_executor(None, self._serve).add_done_callback(_mark_seen)
+        except BaseException:
+            with self._lock:
+                self._serving = False
+            raise
+        return future
+
+    def _serve(self) -> None:
+        while True:
+            with self._lock:
+                if not self._queue:
+                    self._serving = False
+                    return
+                future, func, args = self._queue.popleft()
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                result = func(*args)
+            except BaseException as err:  # noqa: BLE001 - handed to whoever waits for it, as an executor does
+                future.set_exception(err)
+            else:
+                future.set_result(result)
+
+
 class _PartialFile:
-    """The partial file, its running MD5 and the one write in flight (writes overlap with network reads)."""
+    """The partial file, its running MD5, and the writes and hashes of its chunks, in order, off the loop.
+
+    Chunks are queued (`submit`) without waiting for the ones before: the loop waits for the writer only when
+    `_MAX_QUEUED_CHUNKS` are queued (`room`) and at the end. `downloaded` counts the bytes written and hashed,
+    the only ones a resume may keep.
+    """
 
     def __init__(self, path: Path, size: int) -> None:
         self.path = path
         self.size = size
         self.downloaded = 0
+        self.queued = 0  # bytes handed to the writer, not yet counted in `downloaded`
         self._handle: IO[bytes] | None = None
         self._digest = hashlib.md5(usedforsecurity=False)
-        self._pending: asyncio.Future[int] | None = None
-        self.queued = 0  # bytes of the write in flight, not yet counted in `downloaded`
+        self._writer: _InOrder | None = None
+        self._writes: deque[tuple[concurrent.futures.Future[int], int]] = deque()
+        self._failed = False  # set in the writer's thread: later chunks are then skipped, never written
 
     async def open(self, offset: int) -> None:
         """Open (creating) the file, keep its first `offset` bytes and hash them."""
-        self._handle, self._digest = await _run(self._open, offset)
+        self._writer = _InOrder(asyncio.get_running_loop())
+        self._handle, self._digest = await self._in_writer(self._open, offset)
         self.downloaded = offset
 
     def _open(self, offset: int) -> tuple[IO[bytes], Any]:
@@ -170,67 +233,105 @@ class _PartialFile:
 
     async def restart(self) -> None:
         """Throw away what is on disk: the next byte written is byte 0."""
-        await self.drain()
+        await self.room(0)
         handle = self._require_handle()
-        await _run(_truncate, handle)
+        await self._in_writer(_truncate, handle)
         self._digest = hashlib.md5(usedforsecurity=False)
         self.downloaded = 0
 
     @property
-    def busy(self) -> bool:
-        """Whether a write is still running in the executor."""
-        return self._pending is not None and not self._pending.done()
+    def pending_writes(self) -> int:
+        """Chunks queued to the writer and not yet counted."""
+        return len(self._writes)
 
-    def submit(self, data: bytearray) -> None:
-        """Start writing and hashing `data` in the executor (call `drain` first)."""
-        assert self._pending is None
-        handle = self._require_handle()
-        self.queued = len(data)
-        self._pending = asyncio.get_running_loop().run_in_executor(
-            None, _write_and_hash, handle, self._digest, data
-        )
+    def submit(self, pieces: list[bytes], length: int) -> None:
+        """Queue `pieces` (`length` bytes) to be written and hashed after the chunks before; does not wait."""
+        writer, handle = self._require_writer(), self._require_handle()
+        self._writes.append((writer.submit(self._write, handle, self._digest, pieces), length))
+        self.queued += length
 
-    async def drain(self) -> bool:
-        """Wait for the write in flight; True when there was one. A cancelled caller does not abandon it."""
-        pending = self._pending
-        if pending is None:
-            return False
+    def _write(self, handle: IO[bytes], digest: Any, pieces: list[bytes]) -> int:
+        # In the writer's thread. After a failed write the file's end is unknown: nothing more is appended.
+        if self._failed:
+            return 0
         try:
-            written = await asyncio.shield(pending)
+            return _write_and_hash(handle, digest, pieces)
+        except BaseException:
+            self._failed = True
+            raise
+
+    def collect(self) -> None:
+        """Count the chunks the writer has finished, without waiting; a failed write raises here."""
+        writes = self._writes
+        while writes and writes[0][0].done():
+            future, length = writes.popleft()
+            self.queued -= length
+            self.downloaded += future.result()
+
+    async def room(self, most: int) -> None:
+        """Wait until at most `most` chunks are still queued. A cancelled caller does not abandon them."""
+        self.collect()
+        if len(self._writes) <= most:
+            return
+        future, _length = self._writes[len(self._writes) - most - 1]
+        try:
+            # `wait`, unlike awaiting the future, neither raises its error (`collect` does, in order) nor
+            # cancels it when this task is cancelled.
+            await asyncio.wait([_awaitable(future)])
         except asyncio.CancelledError:
             await self.settle()
             raise
-        self._pending = None
-        self.queued = 0
-        self.downloaded += written
-        return True
+        self.collect()
 
     async def settle(self) -> None:
-        """Wait for a write in flight even after cancellation, so the file and the count agree."""
-        pending = self._pending
-        if pending is None:
+        """Wait for every queued chunk even after cancellation, so the file and the count agree."""
+        if not self._writes:
             return
-        await asyncio.wait([pending])
-        self._pending = None
-        self.queued = 0
-        if not pending.cancelled() and pending.exception() is None:
-            self.downloaded += pending.result()
+        # They are written in order: the last one done means all are.
+        await asyncio.wait([_awaitable(self._writes[-1][0])])
+        for future, length in self._writes:
+            self.queued -= length
+            if not future.cancelled() and future.exception() is None:
+                self.downloaded += future.result()
+        self._writes.clear()
 
     def hexdigest(self) -> str:
         """The MD5 of everything written so far."""
         return self._digest.hexdigest()
 
     async def close(self) -> None:
-        """Finish the write in flight and close the file."""
+        """Finish the queued writes and close the file."""
         await self.settle()
         if self._handle is not None:
             handle, self._handle = self._handle, None
-            await _run(handle.close)
+            await self._in_writer(handle.close)
+
+    async def _in_writer[T](self, func: Callable[..., T], *args: Any) -> T:
+        """`func(*args)` after the queued writes; its result."""
+        return await _awaitable(self._require_writer().submit(func, *args))
+
+    def _require_writer(self) -> _InOrder:
+        if self._writer is None:
+            raise RuntimeError("partial file is not open")
+        return self._writer
 
     def _require_handle(self) -> IO[bytes]:
         if self._handle is None:
             raise RuntimeError("partial file is not open")
         return self._handle
+
+
+def _awaitable[T](future: concurrent.futures.Future[T]) -> asyncio.Future[T]:
+    """`future` for the loop to wait on. Where its outcome is read from `future` itself (`collect`,
+    `settle`), an error is then not logged as never retrieved."""
+    waitable = asyncio.wrap_future(future)
+    waitable.add_done_callback(_mark_seen)
+    return waitable
+
+
+def _mark_seen(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 def _hash_prefix(handle: IO[bytes], length: int) -> Any:
@@ -247,8 +348,9 @@ def _hash_prefix(handle: IO[bytes], length: int) -> Any:
     return digest
 
 
-def _write_and_hash(handle: IO[bytes], digest: Any, data: bytearray) -> int:
+def _write_and_hash(handle: IO[bytes], digest: Any, pieces: list[bytes]) -> int:
     # hashlib releases the GIL on large buffers: hashing here runs beside the loop's network reads.
+    data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
     handle.write(data)
     digest.update(data)
     return len(data)
@@ -582,7 +684,7 @@ class _Run:
             else:
                 self._progress(part.downloaded, force=True)
                 break
-            await part.drain()
+            await part.room(0)
             failures = 1 if part.downloaded > before else failures + 1
             if failures >= self._settings.max_attempts:
                 raise DownloadTimeoutError(
@@ -676,45 +778,59 @@ class _Run:
         self._progress(0, force=True)
 
     async def _read_body(self, response: aiohttp.ClientResponse) -> None:
-        chunk_size = self._settings.chunk_size
-        # While a write is still in flight, keep reading into the buffer (up to a bound) instead of waiting:
-        # fewer, larger hand-offs to the executor when the worker thread is slow to get the GIL back.
-        most = _MAX_BUFFERED_CHUNKS * chunk_size
-        pending = bytearray()
+        chunk_size, part = self._settings.chunk_size, self._part
+        # The pieces as aiohttp hands them over, joined (if at all) by the writer: no copy on the loop.
+        pieces: list[bytes] = []
+        length = 0
         try:
             async for piece in response.content.iter_any():
-                pending += piece
-                self._progress(self._part.downloaded + self._part.queued + len(pending))
-                if len(pending) >= chunk_size and (not self._part.busy or len(pending) >= most):
-                    await self._commit(pending)
-                    pending = bytearray()
+                pieces.append(piece)
+                length += len(piece)
+                self._progress(part.downloaded + part.queued + length)
+                if length >= chunk_size:
+                    self._write(pieces, length)
+                    pieces, length = [], 0
+                    await self._keep_up()
         except aiohttp.ClientError, TimeoutError:
             # Keep what arrived before the cut: the retry then asks only for what is missing.
-            if pending:
-                await self._commit(pending)
+            self._write(pieces, length)
             raise
-        if pending:
-            await self._commit(pending)
-        await self._account()
+        except asyncio.CancelledError:
+            # Stopped (the job was cancelled, the engine stops): what arrived is kept for the resume too, unless
+            # it overruns the image (then the resume finds that out again).
+            with contextlib.suppress(Md5MismatchError):
+                self._write(pieces, length)
+            raise
+        self._write(pieces, length)
+        await part.room(0)
+        await self._save_when_due()
 
-    async def _commit(self, data: bytearray) -> None:
+    def _write(self, pieces: list[bytes], length: int) -> None:
+        """Queue `pieces` to the writer (nothing when empty)."""
         spec, part = self._spec, self._part
-        await self._account()
-        if part.downloaded + len(data) > spec.size:
+        if not length:
+            return
+        if part.downloaded + part.queued + length > spec.size:
             raise Md5MismatchError(
                 f"the server sent more than the announced {spec.size} bytes of firmware {spec.version}"
             )
-        part.submit(data)
+        part.submit(pieces, length)
 
-    async def _account(self) -> None:
-        """Settle the write in flight, then persist the resume point when due."""
+    async def _keep_up(self) -> None:
+        """Count what the writer finished; wait for it when too much is queued; save the resume point."""
         part = self._part
-        if not await part.drain():
-            return
+        if part.pending_writes >= _MAX_QUEUED_CHUNKS:
+            await part.room(_MAX_QUEUED_CHUNKS // 2)
+        else:
+            part.collect()
+        await self._save_when_due()
+
+    async def _save_when_due(self) -> None:
+        """Persist the resume point (what is written) when the save interval has passed."""
         now = self._settings.clock()
         if now - self._last_save >= self._settings.save_interval_s:
             self._last_save = now
-            await self._remember(self._spec, part.downloaded)
+            await self._remember(self._spec, self._part.downloaded)
 
     def _progress(self, received: int, *, force: bool = False) -> None:
         """Tell the job how many bytes arrived (written or still buffered), at most once per interval."""
