@@ -11,6 +11,7 @@ import logging
 from pathlib import Path
 import socket
 import ssl
+import time
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -288,6 +289,65 @@ async def test_state_is_saved_at_most_once_per_interval(rig: FirmwareRig) -> Non
     assert min(gaps) >= 1.0
     # The end is saved too: the finished download's state is gone from the store.
     assert store.saves[-1][1] == {"downloads": {}}
+
+
+async def test_a_slow_link_s_resume_point_keeps_up_without_a_full_chunk(rig: FirmwareRig) -> None:
+    """What arrived is written at least once per save interval, so the saved resume point moves on even while
+    a chunk is far from full (old code: nothing was written, so nothing saved, until a whole chunk arrived)."""
+    data = image(400_000)
+    firmware = await rig.upload(data)
+    rig.set_faults({"throttle_bps": 500_000})
+    clock = FakeClock(step=0.0)
+    store = CountingStore(rig.state_path, clock)
+    downloader = download_module.Downloader(
+        rig.session,
+        FirmwareCache(rig.cache_dir),
+        store,
+        chunk_size=len(data),  # one chunk: full only at the very end
+        save_interval_s=1.0,
+        progress_interval_s=0,
+        clock=clock,
+    )
+
+    def advance(_event: DownloadProgress) -> None:
+        clock.now += 0.4  # every piece takes 0.4 s of the downloader's time, as on a slow link
+
+    path = await downloader.fetch(rig.spec(firmware), advance)
+
+    assert path.read_bytes() == data
+    saved = [
+        entry["downloaded"] for _when, document in store.saves for entry in document["downloads"].values()
+    ]
+    assert len({n for n in saved if 0 < n < len(data)}) >= 2
+    assert saved == sorted(saved)
+
+
+async def test_a_writer_slower_than_the_read_timeout_is_not_a_stalled_server(
+    rig: FirmwareRig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While the reader waits for the disk (its queue of chunks full), the server's silence is not counted:
+    one request, no retry (a guard on the body's stall watch, which replaced aiohttp's per-piece timer)."""
+    data = image(SIZE)
+    firmware = await rig.upload(data)
+    write_and_hash = download_module._write_and_hash
+    slowed = False
+
+    def slow_once(handle: Any, digest: Any, pieces: list[bytes]) -> int:
+        nonlocal slowed
+        if not slowed:
+            slowed = True
+            time.sleep(0.8)  # in the writer's thread: the disk is busy for longer than the read timeout
+        return write_and_hash(handle, digest, pieces)
+
+    monkeypatch.setattr(download_module, "_write_and_hash", slow_once)
+
+    path = await rig.downloader(chunk_size=4096, read_timeout_s=0.2, max_attempts=1).fetch(
+        rig.spec(firmware), Recorder()
+    )
+
+    assert path.read_bytes() == data
+    assert slowed
+    assert rig.served(firmware) == (1, SIZE)
 
 
 async def test_200_answer_to_a_ranged_request_restarts_from_zero(rig: FirmwareRig) -> None:
