@@ -296,7 +296,8 @@ async def test_a_slow_link_s_resume_point_keeps_up_without_a_full_chunk(rig: Fir
     a chunk is far from full (old code: nothing was written, so nothing saved, until a whole chunk arrived)."""
     data = image(400_000)
     firmware = await rig.upload(data)
-    rig.set_faults({"throttle_bps": 500_000})
+    # About 40 kB every 0.1 s: ten pieces or so.
+    rig.set_faults({"throttle_bps": 400_000})
     clock = FakeClock(step=0.0)
     store = CountingStore(rig.state_path, clock)
     downloader = download_module.Downloader(
@@ -310,7 +311,9 @@ async def test_a_slow_link_s_resume_point_keeps_up_without_a_full_chunk(rig: Fir
     )
 
     def advance(_event: DownloadProgress) -> None:
-        clock.now += 0.4  # every piece takes 0.4 s of the downloader's time, as on a slow link
+        # Every piece takes 0.6 s of the downloader's time, as on a slow link: a write (and a save of what the
+        # writes before it wrote) every other piece.
+        clock.now += 0.6
 
     path = await downloader.fetch(rig.spec(firmware), advance)
 

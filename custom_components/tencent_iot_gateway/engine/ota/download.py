@@ -307,12 +307,18 @@ class _PartialFile:
         """The MD5 of everything written so far."""
         return self._digest.hexdigest()
 
-    async def close(self) -> None:
-        """Finish the queued writes and close the file."""
+    async def close(self, *, publish_as: Path | None = None) -> None:
+        """Finish the queued writes and close the file; then rename it to `publish_as` if given."""
         await self.settle()
         if self._handle is not None:
             handle, self._handle = self._handle, None
-            await self._in_writer(handle.close)
+            await self._in_writer(self._close, handle, publish_as)
+
+    def _close(self, handle: IO[bytes], publish_as: Path | None) -> None:
+        # One executor job for both: each job is a round trip through the loop (this one ends every download).
+        handle.close()
+        if publish_as is not None:
+            self.path.replace(publish_as)
 
     async def _in_writer[T](self, func: Callable[..., T], *args: Any) -> T:
         """`func(*args)` after the queued writes; its result."""
@@ -486,7 +492,6 @@ class Downloader:
             _LOGGER.debug("Firmware %s (md5 %s) is already in the cache", spec.version, spec.md5)
             on_progress(DownloadProgress(spec.size, spec.size, spec.size, 0.0, 0.0))
             return final
-        await self._cache.ensure_directory()
         part = _PartialFile(self._cache.partial_path_for(spec), spec.size)
         offset = await self._resume_offset(spec, part.path)
         needed = spec.size - offset
@@ -529,10 +534,9 @@ class Downloader:
         verified = False
         try:
             try:
-                await run.download()
-                await part.close()
+                await run.download()  # returns once every byte is written and hashed
                 _check_md5(spec, part.hexdigest())
-                await _run(part.path.replace, final)
+                await part.close(publish_as=final)
             except OSError as err:
                 # Network errors are handled inside the run: what arrives here is the local disk failing.
                 raise _write_error(spec, part, err) from None
@@ -845,9 +849,9 @@ class _Run:
                 # On a slow link a chunk takes long to fill: what arrived is written at least once per save
                 # interval, so the saved resume point keeps up with it.
                 if length >= chunk_size or now - self._last_write >= self._settings.save_interval_s:
+                    await self._keep_up()
                     self._write(pieces, length)
                     pieces, length = [], 0
-                    await self._keep_up()
         except aiohttp.ClientError, TimeoutError:
             # Keep what arrived before the cut: the retry then asks only for what is missing.
             self._write(pieces, length)
@@ -877,7 +881,8 @@ class _Run:
         self._last_write = self._settings.clock()
 
     async def _keep_up(self) -> None:
-        """Count what the writer finished; wait for it when too much is queued; save the resume point."""
+        """Before queuing a chunk: count what the writer finished, wait for it when its queue is full, and save
+        the resume point when due (what the chunks before this one wrote)."""
         part = self._part
         if part.pending_writes >= _MAX_QUEUED_CHUNKS:
             await part.room(_MAX_QUEUED_CHUNKS // 2)
