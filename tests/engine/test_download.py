@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 import errno
+import hashlib
 import itertools
 import json
 import logging
+import os
 from pathlib import Path
 import socket
 import ssl
@@ -685,6 +687,27 @@ async def test_signed_query_never_in_messages_or_logs(
         assert signature not in text
         assert query not in text
     assert spec.public_url in caplog.text
+
+
+def test_chunks_reach_the_file_whole_when_the_system_takes_a_write_in_part(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer hands a chunk's pieces to one `writev`; when the system writes only part of them (as near a
+    full disk), the rest follows, and the MD5 covers every byte once."""
+    pieces = [bytes([n % 256]) * 1000 for n in range(300)]  # more pieces than one writev takes
+    data = b"".join(pieces)
+    writev = os.writev
+
+    def partial_writev(fd: int, buffers: list[bytes]) -> int:
+        return writev(fd, [memoryview(buffers[0])[:123]])
+
+    monkeypatch.setattr(os, "writev", partial_writev)
+    digest = hashlib.md5(usedforsecurity=False)
+    with (tmp_path / "part").open("w+b", buffering=0) as handle:
+        assert download_module._write_and_hash(handle, digest, pieces) == len(data)
+        assert download_module._write_and_hash(handle, digest, pieces[:3]) == 3000
+    assert (tmp_path / "part").read_bytes() == data + data[:3000]
+    assert digest.hexdigest() == md5_hex(data + data[:3000])
 
 
 def test_redact_removes_query_strings() -> None:

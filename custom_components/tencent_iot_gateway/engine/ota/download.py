@@ -62,6 +62,8 @@ CHUNK_SIZE = 1024 * 1024
 # bounds the memory a download holds.
 _MAX_QUEUED_CHUNKS = 4
 _READ_BUFSIZE = 256 * 1024
+# Well under any system's IOV_MAX (1024 on Linux): more pieces than that in a chunk are joined first.
+_MAX_PIECES_PER_WRITE = 256
 # Progress goes to the job at least this often while bytes arrive (HA's bar moves even at 2 KiB/s), and not
 # more often: writes commit in 1 MiB chunks, far too rarely on a slow link and far too often on a fast one.
 PROGRESS_INTERVAL_S = 0.5
@@ -227,7 +229,10 @@ class _PartialFile:
         self.downloaded = offset
 
     def _open(self, offset: int) -> tuple[IO[bytes], Any]:
-        handle = self.path.open("r+b") if self.path.exists() else self.path.open("w+b")
+        # Unbuffered: the chunks go straight to the file descriptor (`_write_and_hash`), whose position then
+        # must be the file object's (a buffered reader would have read ahead while hashing the kept part).
+        mode = "r+b" if self.path.exists() else "w+b"
+        handle = self.path.open(mode, buffering=0)
         try:
             # Truncating a file (even an empty one) makes ext4 flush all of it to disk on close: only cut a
             # partial file that is really longer than what we keep.
@@ -363,11 +368,20 @@ def _hash_prefix(handle: IO[bytes], length: int) -> Any:
 
 
 def _write_and_hash(handle: IO[bytes], digest: Any, pieces: list[bytes]) -> int:
-    # hashlib releases the GIL on large buffers: hashing here runs beside the loop's network reads.
-    data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
-    handle.write(data)
-    digest.update(data)
-    return len(data)
+    # The pieces as they are, in one system call: joining them first would copy every byte once more (3-4 % of
+    # a download's CPU). hashlib releases the GIL on large buffers: hashing runs beside the loop's reads.
+    if len(pieces) > _MAX_PIECES_PER_WRITE:
+        pieces = [b"".join(pieces)]
+    length = sum(len(piece) for piece in pieces)
+    written = os.writev(handle.fileno(), pieces)
+    if written < length:
+        # A regular file takes it all unless the disk fills up: write the rest, to get the error (or finish).
+        rest = memoryview(b"".join(pieces))[written:]
+        while rest:
+            rest = rest[os.write(handle.fileno(), rest) :]
+    for piece in pieces:
+        digest.update(piece)
+    return length
 
 
 def _truncate(handle: IO[bytes]) -> None:
