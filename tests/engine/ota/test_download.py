@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 import errno
+import hashlib
 import itertools
 import json
 import logging
+import os
 from pathlib import Path
 import socket
 import ssl
+import time
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -215,7 +218,7 @@ async def test_cancelled_download_resumes_in_a_new_downloader(rig: FirmwareRig) 
         await task
     saved = stored_states(rig)[image_file_stem(spec)]["downloaded"]
     partial = FirmwareCache(rig.cache_dir).partial_path_for(spec)
-    # Progress counts bytes as they arrive; what was still buffered (under a chunk) is fetched again.
+    # What arrived before the stop is on disk, and its length is the saved resume point.
     assert saved == partial.stat().st_size >= 2 * CHUNK
 
     rig.set_faults({})
@@ -226,6 +229,33 @@ async def test_cancelled_download_resumes_in_a_new_downloader(rig: FirmwareRig) 
     assert resumed.events[0].resumed_from == saved
     _requests, sent = rig.served(firmware)
     assert sent - SIZE <= CHUNK
+
+
+async def test_a_stopped_download_keeps_every_byte_that_arrived(rig: FirmwareRig) -> None:
+    """Cancelled before a chunk was full, the download still writes what arrived: the resume fetches none of
+    it again (old code: the bytes still buffered below a chunk were dropped, here all of them)."""
+    data = image(SIZE)
+    firmware = await rig.upload(data)
+    spec = rig.spec(firmware)
+    rig.set_faults({"throttle_bps": 400_000})
+    progress = Recorder(signal_at=SIZE // 3)
+    # One chunk is the whole image: nothing would be written before the end but for the stop.
+    downloader = rig.downloader(chunk_size=SIZE, progress_interval_s=0)
+    task = asyncio.create_task(downloader.fetch(spec, progress))
+    await asyncio.wait_for(progress.reached.wait(), timeout=5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    arrived = progress.events[-1].downloaded
+    saved = stored_states(rig)[image_file_stem(spec)]["downloaded"]
+    assert saved >= arrived >= SIZE // 3
+    assert FirmwareCache(rig.cache_dir).partial_path_for(spec).read_bytes() == data[:saved]
+
+    rig.set_faults({})
+    path = await rig.downloader(chunk_size=SIZE).fetch(spec, Recorder())
+
+    assert path.read_bytes() == data
+    assert rig.downloads()[-1].headers["Range"] == f"bytes={saved}-{SIZE - 1}"
 
 
 async def test_state_is_saved_at_most_once_per_interval(rig: FirmwareRig) -> None:
@@ -261,6 +291,68 @@ async def test_state_is_saved_at_most_once_per_interval(rig: FirmwareRig) -> Non
     assert min(gaps) >= 1.0
     # The end is saved too: the finished download's state is gone from the store.
     assert store.saves[-1][1] == {"downloads": {}}
+
+
+async def test_a_slow_link_s_resume_point_keeps_up_without_a_full_chunk(rig: FirmwareRig) -> None:
+    """What arrived is written at least once per save interval, so the saved resume point moves on even while
+    a chunk is far from full (old code: nothing was written, so nothing saved, until a whole chunk arrived)."""
+    data = image(400_000)
+    firmware = await rig.upload(data)
+    # About 40 kB every 0.1 s: ten pieces or so.
+    rig.set_faults({"throttle_bps": 400_000})
+    clock = FakeClock(step=0.0)
+    store = CountingStore(rig.state_path, clock)
+    downloader = download_module.Downloader(
+        rig.session,
+        FirmwareCache(rig.cache_dir),
+        store,
+        chunk_size=len(data),  # one chunk: full only at the very end
+        save_interval_s=1.0,
+        progress_interval_s=0,
+        clock=clock,
+    )
+
+    def advance(_event: DownloadProgress) -> None:
+        # Every piece takes 0.6 s of the downloader's time, as on a slow link: a write (and a save of what the
+        # writes before it wrote) every other piece.
+        clock.now += 0.6
+
+    path = await downloader.fetch(rig.spec(firmware), advance)
+
+    assert path.read_bytes() == data
+    saved = [
+        entry["downloaded"] for _when, document in store.saves for entry in document["downloads"].values()
+    ]
+    assert len({n for n in saved if 0 < n < len(data)}) >= 2
+    assert saved == sorted(saved)
+
+
+async def test_a_writer_slower_than_the_read_timeout_is_not_a_stalled_server(
+    rig: FirmwareRig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While the reader waits for the disk (its queue of chunks full), the server's silence is not counted:
+    one request, no retry (a guard on the body's stall watch, which replaced aiohttp's per-piece timer)."""
+    data = image(SIZE)
+    firmware = await rig.upload(data)
+    write_and_hash = download_module._write_and_hash
+    slowed = False
+
+    def slow_once(handle: Any, digest: Any, pieces: list[bytes]) -> int:
+        nonlocal slowed
+        if not slowed:
+            slowed = True
+            time.sleep(0.8)  # in the writer's thread: the disk is busy for longer than the read timeout
+        return write_and_hash(handle, digest, pieces)
+
+    monkeypatch.setattr(download_module, "_write_and_hash", slow_once)
+
+    path = await rig.downloader(chunk_size=4096, read_timeout_s=0.2, max_attempts=1).fetch(
+        rig.spec(firmware), Recorder()
+    )
+
+    assert path.read_bytes() == data
+    assert slowed
+    assert rig.served(firmware) == (1, SIZE)
 
 
 async def test_200_answer_to_a_ranged_request_restarts_from_zero(rig: FirmwareRig) -> None:
@@ -676,6 +768,27 @@ async def test_signed_query_never_in_messages_or_logs(
         assert signature not in text
         assert query not in text
     assert spec.public_url in caplog.text
+
+
+def test_chunks_reach_the_file_whole_when_the_system_takes_a_write_in_part(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer hands a chunk's pieces to one `writev`; when the system writes only part of them (as near a
+    full disk), the rest follows, and the MD5 covers every byte once."""
+    pieces = [bytes([n % 256]) * 1000 for n in range(300)]  # more pieces than one writev takes
+    data = b"".join(pieces)
+    writev = os.writev
+
+    def partial_writev(fd: int, buffers: list[bytes]) -> int:
+        return writev(fd, [memoryview(buffers[0])[:123]])
+
+    monkeypatch.setattr(os, "writev", partial_writev)
+    digest = hashlib.md5(usedforsecurity=False)
+    with (tmp_path / "part").open("w+b", buffering=0) as handle:
+        assert download_module._write_and_hash(handle, digest, pieces) == len(data)
+        assert download_module._write_and_hash(handle, digest, pieces[:3]) == 3000
+    assert (tmp_path / "part").read_bytes() == data + data[:3000]
+    assert digest.hexdigest() == md5_hex(data + data[:3000])
 
 
 def test_redact_removes_query_strings() -> None:

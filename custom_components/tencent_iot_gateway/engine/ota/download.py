@@ -1,7 +1,8 @@
 """Firmware download: streamed to disk, hashed on the way, resumable across cut connections and restarts.
 
 One `Downloader` serves every OTA job of a gateway. The bytes go to the cache's partial file in chunks written
-(and MD5-hashed) in the executor, so neither the event loop nor memory ever holds the image. Progress towards
+(and MD5-hashed) in the executor, in order, without the loop waiting for each; neither the event loop nor memory
+ever holds the image. Progress towards
 a resume is persisted through a `StateStore` that belongs to the Downloader alone; the signed URL's query is a
 credential and is never stored, logged or put in an exception message.
 """
@@ -11,6 +12,8 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable
+import concurrent.futures
+import contextlib
 from dataclasses import dataclass
 import errno
 import hashlib
@@ -19,6 +22,7 @@ import os
 from pathlib import Path
 import random
 import re
+import threading
 import time
 from typing import IO, Any, Final
 
@@ -50,9 +54,21 @@ _LOGGER = logging.getLogger(__name__)
 STATE_KEY: Final = "downloads"
 _REHASH_BLOCK = 1024 * 1024
 _SPEED_WINDOW_S = 5.0
-_MAX_BUFFERED_CHUNKS = 4
+# Bytes handed to the writer at a time. Each hand-off costs the writer's thread two trips for the GIL (after the
+# write, after the hash), each a wait for the loop's thread to let go of it: writing and hashing 512 MiB off
+# the loop cost 17 % more CPU than on it at 256 KiB, 12 % at 1 MiB, no less at 4 MiB (this machine, issue 18).
+# What arrived is written anyway when the download stops, is cut, or has waited `save_interval_s`
+# (`_Run._read_body`), so a chunk's size does not decide what a resume keeps.
+CHUNK_SIZE = 1024 * 1024
+# Chunks queued to the writer before the loop waits for it to catch up (to half of them: one wake-up every
+# `_MAX_QUEUED_CHUNKS // 2` chunks, not one per chunk). With aiohttp's buffer (twice `_READ_BUFSIZE`), this
+# bounds the memory a download holds.
+_MAX_QUEUED_CHUNKS = 4
+_READ_BUFSIZE = 256 * 1024
+# Well under any system's IOV_MAX (1024 on Linux): more pieces than that in a chunk are joined first.
+_MAX_PIECES_PER_WRITE = 256
 # Progress goes to the job at least this often while bytes arrive (HA's bar moves even at 2 KiB/s), and not
-# more often: writes commit in 256 KiB chunks, far too rarely on a slow link and far too often on a fast one.
+# more often: writes commit in 1 MiB chunks, far too rarely on a slow link and far too often on a fast one.
 PROGRESS_INTERVAL_S = 0.5
 _CONTENT_RANGE_RE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
 # Anything that looks like a query string in a library's message: a signed URL's query is a credential.
@@ -151,25 +167,85 @@ class _RetryableError(Exception):
         self.failure = failure
 
 
+class _InOrder:
+    """Runs functions one after another, in the order they are given, in the loop's default executor.
+
+    One executor job works through the queue while it is not empty and then returns its thread to the pool:
+    no thread is held while nothing is queued, and the loop is neither woken nor awaited per function (a
+    caller that needs a result waits on its future).
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._lock = threading.Lock()
+        self._queue: deque[tuple[concurrent.futures.Future[Any], Callable[..., Any], tuple[Any, ...]]] = (
+            deque()
+        )
+        self._serving = False  # an executor job is working through the queue (guarded by `_lock`)
+
+    def submit[T](self, func: Callable[..., T], *args: Any) -> concurrent.futures.Future[T]:
+        """Queue `func(*args)` after everything queued before it."""
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        with self._lock:
+            self._queue.append((future, func, args))
+            if self._serving:
+                return future
+            self._serving = True
+        try:
+            self._loop.run_in_executor(None, self._serve).add_done_callback(_mark_seen)
+        except BaseException:
+            with self._lock:
+                self._serving = False
+            raise
+        return future
+
+    def _serve(self) -> None:
+        while True:
+            with self._lock:
+                if not self._queue:
+                    self._serving = False
+                    return
+                future, func, args = self._queue.popleft()
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                result = func(*args)
+            except BaseException as err:  # noqa: BLE001 - handed to whoever waits for it, as an executor does
+                future.set_exception(err)
+            else:
+                future.set_result(result)
+
+
 class _PartialFile:
-    """The partial file, its running MD5 and the one write in flight (writes overlap with network reads)."""
+    """The partial file, its running MD5, and the writes and hashes of its chunks, in order, off the loop.
+
+    Chunks are queued (`submit`) without waiting for the ones before: the loop waits for the writer only when
+    `_MAX_QUEUED_CHUNKS` are queued (`room`) and at the end. `downloaded` counts the bytes written and hashed,
+    the only ones a resume may keep.
+    """
 
     def __init__(self, path: Path, size: int) -> None:
         self.path = path
         self.size = size
         self.downloaded = 0
+        self.queued = 0  # bytes handed to the writer, not yet counted in `downloaded`
         self._handle: IO[bytes] | None = None
         self._digest = hashlib.md5(usedforsecurity=False)
-        self._pending: asyncio.Future[int] | None = None
-        self.queued = 0  # bytes of the write in flight, not yet counted in `downloaded`
+        self._writer: _InOrder | None = None
+        self._writes: deque[tuple[concurrent.futures.Future[int], int]] = deque()
+        self._failed = False  # set in the writer's thread: later chunks are then skipped, never written
 
     async def open(self, offset: int) -> None:
         """Open (creating) the file, keep its first `offset` bytes and hash them."""
-        self._handle, self._digest = await _run(self._open, offset)
+        self._writer = _InOrder(asyncio.get_running_loop())
+        self._handle, self._digest = await self._in_writer(self._open, offset)
         self.downloaded = offset
 
     def _open(self, offset: int) -> tuple[IO[bytes], Any]:
-        handle = self.path.open("r+b") if self.path.exists() else self.path.open("w+b")
+        # Unbuffered: the chunks go straight to the file descriptor (`_write_and_hash`), whose position then
+        # must be the file object's (a buffered reader would have read ahead while hashing the kept part).
+        mode = "r+b" if self.path.exists() else "w+b"
+        handle = self.path.open(mode, buffering=0)
         try:
             # Truncating a file (even an empty one) makes ext4 flush all of it to disk on close: only cut a
             # partial file that is really longer than what we keep.
@@ -183,67 +259,111 @@ class _PartialFile:
 
     async def restart(self) -> None:
         """Throw away what is on disk: the next byte written is byte 0."""
-        await self.drain()
+        await self.room(0)
         handle = self._require_handle()
-        await _run(_truncate, handle)
+        await self._in_writer(_truncate, handle)
         self._digest = hashlib.md5(usedforsecurity=False)
         self.downloaded = 0
 
     @property
-    def busy(self) -> bool:
-        """Whether a write is still running in the executor."""
-        return self._pending is not None and not self._pending.done()
+    def pending_writes(self) -> int:
+        """Chunks queued to the writer and not yet counted."""
+        return len(self._writes)
 
-    def submit(self, data: bytearray) -> None:
-        """Start writing and hashing `data` in the executor (call `drain` first)."""
-        assert self._pending is None
-        handle = self._require_handle()
-        self.queued = len(data)
-        self._pending = asyncio.get_running_loop().run_in_executor(
-            None, _write_and_hash, handle, self._digest, data
-        )
+    def submit(self, pieces: list[bytes], length: int) -> None:
+        """Queue `pieces` (`length` bytes) to be written and hashed after the chunks before; does not wait."""
+        writer, handle = self._require_writer(), self._require_handle()
+        self._writes.append((writer.submit(self._write, handle, self._digest, pieces), length))
+        self.queued += length
 
-    async def drain(self) -> bool:
-        """Wait for the write in flight; True when there was one. A cancelled caller does not abandon it."""
-        pending = self._pending
-        if pending is None:
-            return False
+    def _write(self, handle: IO[bytes], digest: Any, pieces: list[bytes]) -> int:
+        # In the writer's thread. After a failed write the file's end is unknown: nothing more is appended.
+        if self._failed:
+            return 0
         try:
-            written = await asyncio.shield(pending)
+            return _write_and_hash(handle, digest, pieces)
+        except BaseException:
+            self._failed = True
+            raise
+
+    def collect(self) -> None:
+        """Count the chunks the writer has finished, without waiting; a failed write raises here."""
+        writes = self._writes
+        while writes and writes[0][0].done():
+            future, length = writes.popleft()
+            self.queued -= length
+            self.downloaded += future.result()
+
+    async def room(self, most: int) -> None:
+        """Wait until at most `most` chunks are still queued. A cancelled caller does not abandon them."""
+        self.collect()
+        if len(self._writes) <= most:
+            return
+        future, _length = self._writes[len(self._writes) - most - 1]
+        try:
+            # `wait`, unlike awaiting the future, neither raises its error (`collect` does, in order) nor
+            # cancels it when this task is cancelled.
+            await asyncio.wait([_awaitable(future)])
         except asyncio.CancelledError:
             await self.settle()
             raise
-        self._pending = None
-        self.queued = 0
-        self.downloaded += written
-        return True
+        self.collect()
 
     async def settle(self) -> None:
-        """Wait for a write in flight even after cancellation, so the file and the count agree."""
-        pending = self._pending
-        if pending is None:
+        """Wait for every queued chunk even after cancellation, so the file and the count agree."""
+        if not self._writes:
             return
-        await asyncio.wait([pending])
-        self._pending = None
-        self.queued = 0
-        if not pending.cancelled() and pending.exception() is None:
-            self.downloaded += pending.result()
+        # They are written in order: the last one done means all are.
+        await asyncio.wait([_awaitable(self._writes[-1][0])])
+        for future, length in self._writes:
+            self.queued -= length
+            if not future.cancelled() and future.exception() is None:
+                self.downloaded += future.result()
+        self._writes.clear()
 
     def hexdigest(self) -> str:
         """The MD5 of everything written so far."""
         return self._digest.hexdigest()
 
-    async def close(self) -> None:
-        """Finish the write in flight and close the file."""
+    async def close(self, *, publish_as: Path | None = None) -> None:
+        """Finish the queued writes and close the file; then rename it to `publish_as` if given."""
         await self.settle()
         if self._handle is not None:
             handle, self._handle = self._handle, None
-            await _run(handle.close)
+            await self._in_writer(self._close, handle, publish_as)
+
+    def _close(self, handle: IO[bytes], publish_as: Path | None) -> None:
+        # One executor job for both: each job is a round trip through the loop (this one ends every download).
+        handle.close()
+        if publish_as is not None:
+            self.path.replace(publish_as)
+
+    async def _in_writer[T](self, func: Callable[..., T], *args: Any) -> T:
+        """`func(*args)` after the queued writes; its result."""
+        return await _awaitable(self._require_writer().submit(func, *args))
+
+    def _require_writer(self) -> _InOrder:
+        if self._writer is None:
+            raise RuntimeError("partial file is not open")
+        return self._writer
 
     def _require_handle(self) -> IO[bytes]:
         if self._handle is None:
             raise RuntimeError("partial file is not open")
         return self._handle
+
+
+def _awaitable[T](future: concurrent.futures.Future[T]) -> asyncio.Future[T]:
+    """`future` for the loop to wait on. Where its outcome is read from `future` itself (`collect`,
+    `settle`), an error is then not logged as never retrieved."""
+    waitable = asyncio.wrap_future(future)
+    waitable.add_done_callback(_mark_seen)
+    return waitable
+
+
+def _mark_seen(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 def _hash_prefix(handle: IO[bytes], length: int) -> Any:
@@ -260,11 +380,21 @@ def _hash_prefix(handle: IO[bytes], length: int) -> Any:
     return digest
 
 
-def _write_and_hash(handle: IO[bytes], digest: Any, data: bytearray) -> int:
-    # hashlib releases the GIL on large buffers: hashing here runs beside the loop's network reads.
-    handle.write(data)
-    digest.update(data)
-    return len(data)
+def _write_and_hash(handle: IO[bytes], digest: Any, pieces: list[bytes]) -> int:
+    # The pieces as they are, in one system call: joining them first would copy every byte once more (3-4 % of
+    # a download's CPU). hashlib releases the GIL on large buffers: hashing runs beside the loop's reads.
+    if len(pieces) > _MAX_PIECES_PER_WRITE:
+        pieces = [b"".join(pieces)]
+    length = sum(len(piece) for piece in pieces)
+    written = os.writev(handle.fileno(), pieces)
+    if written < length:
+        # A regular file takes it all unless the disk fills up: write the rest, to get the error (or finish).
+        rest = memoryview(b"".join(pieces))[written:]
+        while rest:
+            rest = rest[os.write(handle.fileno(), rest) :]
+    for piece in pieces:
+        digest.update(piece)
+    return length
 
 
 def _truncate(handle: IO[bytes]) -> None:
@@ -321,7 +451,7 @@ class Downloader:
         cache: FirmwareCache,
         store: StateStore,
         *,
-        chunk_size: int = 256 * 1024,
+        chunk_size: int = CHUNK_SIZE,
         max_attempts: int = 5,
         backoff_s: float = 1.0,
         backoff_max_s: float = 30.0,
@@ -342,6 +472,7 @@ class Downloader:
             backoff_s=backoff_s,
             backoff_max_s=backoff_max_s,
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=read_timeout_s, sock_read=read_timeout_s),
+            read_timeout_s=read_timeout_s,
             save_interval_s=save_interval_s,
             progress_interval_s=progress_interval_s,
             clock=clock,
@@ -388,7 +519,6 @@ class Downloader:
             _LOGGER.debug("Firmware %s (md5 %s) is already in the cache", spec.version, spec.md5)
             on_progress(DownloadProgress(spec.size, spec.size, spec.size, 0.0, 0.0))
             return final
-        await self._cache.ensure_directory()
         part = _PartialFile(self._cache.partial_path_for(spec), spec.size)
         offset = await self._resume_offset(spec, part.path)
         needed = spec.size - offset
@@ -430,10 +560,9 @@ class Downloader:
         verified = False
         try:
             try:
-                await run.download()
-                await part.close()
+                await run.download()  # returns once every byte is written and hashed
                 _check_md5(spec, part.hexdigest())
-                await _run(part.path.replace, final)
+                await part.close(publish_as=final)
             except OSError as err:
                 # Network errors are handled inside the run: what arrives here is the local disk failing.
                 raise _write_error(spec, part, err) from None
@@ -537,6 +666,7 @@ class _Settings:
     backoff_s: float
     backoff_max_s: float
     timeout: aiohttp.ClientTimeout
+    read_timeout_s: float
     save_interval_s: float
     progress_interval_s: float
     clock: Callable[[], float]
@@ -562,6 +692,37 @@ def _write_error(spec: FirmwareSpec, part: _PartialFile, err: OSError) -> OtaErr
     )
 
 
+class _StallWatch:
+    """Fails a body's read once no byte arrived for `timeout_s` while the reader waited for one (aiohttp's
+    `sock_read`, looked at twice per timeout rather than re-armed for every piece).
+
+    The reader sets `waiting` around each read and counts `pieces`; the time it spends on the writer (its
+    queue full) is not the server's silence. A stall is noticed `timeout_s` to 1.5 `timeout_s` after it began.
+    """
+
+    def __init__(self, content: aiohttp.StreamReader, timeout_s: float) -> None:
+        self.waiting = False
+        self.pieces = 0
+        self._content = content
+        self._timeout_s = timeout_s
+        self._loop = asyncio.get_running_loop()
+        self._handle = self._loop.call_later(timeout_s / 2, self._look, 0, self._loop.time())
+
+    def stop(self) -> None:
+        """No more looking (the body is read, or the read failed)."""
+        self._handle.cancel()
+
+    def _look(self, seen: int, since: float) -> None:
+        now = self._loop.time()
+        if self.pieces != seen or not self.waiting:
+            seen, since = self.pieces, now
+        elif now - since >= self._timeout_s:
+            # What aiohttp's own read timeout does: the read in progress raises it.
+            self._content.set_exception(aiohttp.SocketTimeoutError("Timeout on reading data from socket"))
+            return
+        self._handle = self._loop.call_at(now + self._timeout_s / 2, self._look, seen, since)
+
+
 class _Run:
     """One `fetch`: requests, retries and progress for one partial file."""
 
@@ -584,7 +745,7 @@ class _Run:
         self._remember = remember
         self._resumed_from = resumed_from
         self._speed = _SpeedMeter(settings.clock)
-        self._last_save = settings.clock()
+        self._last_save = self._last_write = settings.clock()
         self._last_progress = -float("inf")
         self._counted = resumed_from  # bytes the speed meter has seen
 
@@ -604,7 +765,7 @@ class _Run:
             else:
                 self._progress(part.downloaded, force=True)
                 break
-            await part.drain()
+            await part.room(0)
             failures = 1 if part.downloaded > before else failures + 1
             if failures >= self._settings.max_attempts:
                 raise DownloadTimeoutError(failure) from None
@@ -648,9 +809,15 @@ class _Run:
             headers=headers,
             timeout=self._settings.timeout,
             auto_decompress=False,
-            read_bufsize=self._settings.chunk_size,
+            read_bufsize=_READ_BUFSIZE,
         ) as response:
             await self._check_status(response, offset)
+            connection = response.connection
+            if connection is not None and connection.protocol is not None:
+                # aiohttp re-arms its `sock_read` timer for every piece of the body, a measurable share of the
+                # loop's CPU on a fast link: past the headers, `_StallWatch` does that job with two timers per
+                # timeout instead.
+                connection.protocol.read_timeout = None
             await self._read_body(response)
         if part.downloaded < spec.size:
             raise _RetryableError(self._failure(FailureReason.DOWNLOAD_INTERRUPTED))
@@ -702,47 +869,76 @@ class _Run:
         self._progress(0, force=True)
 
     async def _read_body(self, response: aiohttp.ClientResponse) -> None:
-        chunk_size = self._settings.chunk_size
-        # While a write is still in flight, keep reading into the buffer (up to a bound) instead of waiting:
-        # fewer, larger hand-offs to the executor when the worker thread is slow to get the GIL back.
-        most = _MAX_BUFFERED_CHUNKS * chunk_size
-        pending = bytearray()
+        chunk_size, part, content = self._settings.chunk_size, self._part, response.content
+        # The pieces as aiohttp hands them over, joined (if at all) by the writer: no copy on the loop.
+        pieces: list[bytes] = []
+        length = 0
+        watch = _StallWatch(content, self._settings.read_timeout_s)
         try:
-            async for piece in response.content.iter_any():
-                pending += piece
-                self._progress(self._part.downloaded + self._part.queued + len(pending))
-                if len(pending) >= chunk_size and (not self._part.busy or len(pending) >= most):
-                    await self._commit(pending)
-                    pending = bytearray()
+            while True:
+                watch.waiting = True
+                piece = await content.readany()
+                watch.waiting = False
+                if not piece:
+                    break
+                watch.pieces += 1
+                pieces.append(piece)
+                length += len(piece)
+                now = self._settings.clock()
+                self._progress(part.downloaded + part.queued + length, now=now)
+                # On a slow link a chunk takes long to fill: what arrived is written at least once per save
+                # interval, so the saved resume point keeps up with it.
+                if length >= chunk_size or now - self._last_write >= self._settings.save_interval_s:
+                    await self._keep_up()
+                    self._write(pieces, length)
+                    pieces, length = [], 0
         except aiohttp.ClientError, TimeoutError:
             # Keep what arrived before the cut: the retry then asks only for what is missing.
-            if pending:
-                await self._commit(pending)
+            self._write(pieces, length)
             raise
-        if pending:
-            await self._commit(pending)
-        await self._account()
+        except asyncio.CancelledError:
+            # Stopped (the job was cancelled, the engine stops): what arrived is kept for the resume too, unless
+            # it overruns the image (then the resume finds that out again).
+            with contextlib.suppress(Md5MismatchError):
+                self._write(pieces, length)
+            raise
+        finally:
+            watch.stop()
+        self._write(pieces, length)
+        await part.room(0)
+        await self._save_when_due()
 
-    async def _commit(self, data: bytearray) -> None:
+    def _write(self, pieces: list[bytes], length: int) -> None:
+        """Queue `pieces` to the writer (nothing when empty)."""
         spec, part = self._spec, self._part
-        await self._account()
-        if part.downloaded + len(data) > spec.size:
-            raise _size_mismatch(spec, part.downloaded + len(data))
-        part.submit(data)
-
-    async def _account(self) -> None:
-        """Settle the write in flight, then persist the resume point when due."""
-        part = self._part
-        if not await part.drain():
+        if not length:
             return
+        if part.downloaded + part.queued + length > spec.size:
+            raise _size_mismatch(spec, part.downloaded + part.queued + length)
+        part.submit(pieces, length)
+        self._last_write = self._settings.clock()
+
+    async def _keep_up(self) -> None:
+        """Before queuing a chunk: count what the writer finished, wait for it when its queue is full, and save
+        the resume point when due (what the chunks before this one wrote)."""
+        part = self._part
+        if part.pending_writes >= _MAX_QUEUED_CHUNKS:
+            await part.room(_MAX_QUEUED_CHUNKS // 2)
+        else:
+            part.collect()
+        await self._save_when_due()
+
+    async def _save_when_due(self) -> None:
+        """Persist the resume point (what is written) when the save interval has passed."""
         now = self._settings.clock()
         if now - self._last_save >= self._settings.save_interval_s:
             self._last_save = now
-            await self._remember(self._spec, part.downloaded)
+            await self._remember(self._spec, self._part.downloaded)
 
-    def _progress(self, received: int, *, force: bool = False) -> None:
+    def _progress(self, received: int, *, force: bool = False, now: float | None = None) -> None:
         """Tell the job how many bytes arrived (written or still buffered), at most once per interval."""
-        now = self._settings.clock()
+        if now is None:
+            now = self._settings.clock()
         if not force and now - self._last_progress < self._settings.progress_interval_s:
             return
         self._last_progress = now

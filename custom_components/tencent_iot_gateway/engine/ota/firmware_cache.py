@@ -94,9 +94,8 @@ class FirmwareCache:
         await asyncio.get_running_loop().run_in_executor(None, self._mkdir)
 
     async def free_space(self) -> int:
-        """Free bytes on the file system of the cache directory."""
-        await self.ensure_directory()
-        return await asyncio.get_running_loop().run_in_executor(None, self._disk_usage, self._directory)
+        """Free bytes on the file system of the cache directory (which this creates if needed)."""
+        return await asyncio.get_running_loop().run_in_executor(None, self._free_space)
 
     def acquire(self, item: FirmwareSpec | ImageKey) -> None:
         """Note that one more job needs this image."""
@@ -163,6 +162,11 @@ class FirmwareCache:
 
     def _mkdir(self) -> None:
         self._directory.mkdir(parents=True, exist_ok=True)
+
+    def _free_space(self) -> int:
+        # One executor job: a download asks this before its first byte, and every job is a round trip.
+        self._mkdir()
+        return self._disk_usage(self._directory)
 
     def _rmtree(self) -> None:
         shutil.rmtree(self._directory, ignore_errors=True)
