@@ -204,14 +204,15 @@ async def test_an_update_of_an_unknown_sub_device_adds_it(
 async def test_a_bind_with_a_wrong_secret_is_logged_and_the_device_stays_offline(
     emulator: Emulator, http: aiohttp.ClientSession, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """An unbound device whose secret the cloud rejects: the error is logged, the device stays offline (-1)."""
+    """An unbound device whose secret the cloud rejects: the error is logged, the device stays offline (-1),
+    and its status says why the bind was refused (803: the signature is wrong)."""
     cloud = await seed_cloud(emulator, http, bind=False)
     subs = [SubDevice(LIGHTS[0], "0.1", secret=WRONG_SECRET)]
     with caplog.at_level(logging.ERROR, logger=ENGINE_LOGGER):
         async with running_gateway(cloud, tmp_path, sub_devices=subs) as gateway:
             assert not gateway.engine.is_online(LIGHTS[0])
             assert gateway.events[-1] == ConnectionChanged(connected=True)
-            assert SubDeviceStatus(LIGHTS[0], False, -1) in gateway.events
+            assert SubDeviceStatus(LIGHTS[0], False, -1, bind_refused=803) in gateway.events
             status = await cloud.console.get_device(LIGHTS[0].product_id, LIGHTS[0].device_name)
             assert status.gateway is None
     failures = [r.getMessage() for r in caplog.records if "Could not bind" in r.getMessage()]
