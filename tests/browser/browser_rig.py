@@ -4,15 +4,19 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 import contextlib
+from dataclasses import dataclass
 import os
 from pathlib import Path
 import re
 import socket
 from typing import Any
 
+import aiohttp
 from playwright.async_api import Browser, Locator, Page, ViewportSize, async_playwright, expect
 
-from demo_support.demo_setup import DEMO_USER
+from demo_support.demo_setup import DEMO_USER, HomeAssistantApi
+from demo_support.demo_stack import DemoPaths, Ports, RunningDemo, running_demo
+from tencent_iot_emulator.console_client import ConsoleClient
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -32,6 +36,36 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+@dataclass(frozen=True, slots=True)
+class DemoInBrowser:
+    """The demo running (Home Assistant and the emulator), their APIs, and a browser to drive its UI."""
+
+    demo: RunningDemo
+    api: HomeAssistantApi
+    console: ConsoleClient
+    browser: Browser
+
+    @property
+    def ha_url(self) -> str:
+        """Where Home Assistant answers."""
+        return self.demo.setup.ha_url
+
+
+@contextlib.asynccontextmanager
+async def demo_in_browser(tmp_path: Path) -> AsyncIterator[DemoInBrowser]:
+    """The demo on free ports below `tmp_path`, Home Assistant's API logged in, the emulator's console, Chromium."""
+    paths = DemoPaths(tmp_path / "config", tmp_path / "emulator")
+    ports = Ports(ha=free_port(), mqtt=0, mqtts=0, http=0, https=0)
+    async with (
+        aiohttp.ClientSession() as session,
+        running_demo(paths, ports, session, timeout_s=90) as demo,
+        chromium() as browser,
+    ):
+        api = HomeAssistantApi(session, demo.setup.ha_url)
+        api.access_token = demo.setup.access_token
+        yield DemoInBrowser(demo, api, ConsoleClient(demo.endpoints.http_url, session), browser)
 
 
 @contextlib.asynccontextmanager

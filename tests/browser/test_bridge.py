@@ -13,19 +13,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import aiohttp
 from playwright.async_api import Locator, Page, expect
 import pytest
 
-from demo_support.demo_setup import BRIDGE_LIGHT, BRIDGE_PRODUCT, HomeAssistantApi
-from demo_support.demo_stack import DemoPaths, Ports, running_demo
-from tencent_iot_emulator.console_client import ConsoleClient, ConsoleError
+from demo_support.demo_setup import BRIDGE_LIGHT, BRIDGE_PRODUCT
+from tencent_iot_emulator.console_client import ConsoleError
 from tests.browser.browser_rig import (
     UI_TIMEOUT_MS,
     VIEWPORT,
     call_ws,
-    chromium,
-    free_port,
+    demo_in_browser,
     log_in,
     screenshot,
     screenshots_folder,
@@ -157,17 +154,9 @@ async def test_bridge_a_light_and_control_it_both_ways(
     """Bridge form → the light's device online in the cloud; console control power_switch 1 → the light is on
     in HA; brightness changed in HA → the console page shows the new value."""
     shots = screenshots_folder(tmp_path)
-    paths = DemoPaths(tmp_path / "config", tmp_path / "emulator")
-    ports = Ports(ha=free_port(), mqtt=0, mqtts=0, http=0, https=0)
-    async with (
-        aiohttp.ClientSession() as session,
-        running_demo(paths, ports, session, timeout_s=90) as demo,
-        chromium() as browser,
-    ):
-        ha_url = demo.setup.ha_url
-        api = HomeAssistantApi(session, ha_url)
-        api.access_token = demo.setup.access_token
-        console = ConsoleClient(demo.endpoints.http_url, session)
+    async with demo_in_browser(tmp_path) as rig:
+        demo, api, console, browser = rig.demo, rig.api, rig.console, rig.browser
+        ha_url = rig.ha_url
         assert (await api.state(BRIDGE_LIGHT))["state"] == "off"
 
         page = await browser.new_page(viewport=VIEWPORT, locale=words.locale)

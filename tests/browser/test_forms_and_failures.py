@@ -17,19 +17,16 @@ from pathlib import Path
 import re
 import time
 
-import aiohttp
 from playwright.async_api import Locator, Page, ViewportSize, expect
 import pytest
 
 from demo_support.demo_push import push_firmware
 from demo_support.demo_setup import SEED_VERSION, SUBENTRY_TYPE, DemoError, HomeAssistantApi
-from demo_support.demo_stack import DemoPaths, Ports, running_demo
-from tencent_iot_emulator.console_client import ConsoleClient
 from tests.browser.browser_rig import (
     UI_TIMEOUT_MS,
     VIEWPORT,
     call_ws,
-    chromium,
+    demo_in_browser,
     free_port,
     frontend_summary_says,
     log_in,
@@ -262,17 +259,9 @@ async def test_forms_held_install_failures_and_install(
     reason and advice in the dialog, the repair issue and a retry's error; a device refusing the connection
     → reason and advice; fault gone → installed. One language throughout."""
     shots = screenshots_folder(tmp_path)
-    paths = DemoPaths(tmp_path / "config", tmp_path / "emulator")
-    ports = Ports(ha=free_port(), mqtt=0, mqtts=0, http=0, https=0)
-    async with (
-        aiohttp.ClientSession() as session,
-        running_demo(paths, ports, session, timeout_s=90) as demo,
-        chromium() as browser,
-    ):
-        ha_url = demo.setup.ha_url
-        api = HomeAssistantApi(session, ha_url)
-        api.access_token = demo.setup.access_token
-        console = ConsoleClient(demo.endpoints.http_url, session)
+    async with demo_in_browser(tmp_path) as rig:
+        demo, api, console, browser = rig.demo, rig.api, rig.console, rig.browser
+        ha_url = rig.ha_url
         credentials = await console.add_device(PRODUCT, DEVICE)
         await console.put_virtual_device(PRODUCT, DEVICE, SEED_VERSION)
         refusing = await console.add_device(PRODUCT, REFUSING_DEVICE)

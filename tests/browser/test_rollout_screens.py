@@ -12,20 +12,16 @@ from pathlib import Path
 import re
 import time
 
-import aiohttp
 from playwright.async_api import expect
 import pytest
 
 from demo_support.demo_push import push_firmware, wait_versions_reported
-from demo_support.demo_setup import LIGHTS, HomeAssistantApi
-from demo_support.demo_stack import DemoPaths, Ports, running_demo
-from tencent_iot_emulator.console_client import ConsoleClient
+from demo_support.demo_setup import LIGHTS
 from tests.browser.browser_rig import (
     UI_TIMEOUT_MS,
     VIEWPORT,
     call_ws,
-    chromium,
-    free_port,
+    demo_in_browser,
     log_in,
     screenshot,
     screenshots_folder,
@@ -82,17 +78,9 @@ async def test_rollout_options_and_halted_rollout_repair(
     """The options form shows the rollout settings; a canary that refuses the image halts the rollout and the
     repair issue says so, naming the failing device and its reason."""
     shots = screenshots_folder(tmp_path)
-    paths = DemoPaths(tmp_path / "config", tmp_path / "emulator")
-    ports = Ports(ha=free_port(), mqtt=0, mqtts=0, http=0, https=0)
-    async with (
-        aiohttp.ClientSession() as session,
-        running_demo(paths, ports, session, timeout_s=90) as demo,
-        chromium() as browser,
-    ):
-        ha_url = demo.setup.ha_url
-        api = HomeAssistantApi(session, ha_url)
-        api.access_token = demo.setup.access_token
-        console = ConsoleClient(demo.endpoints.http_url, session)
+    async with demo_in_browser(tmp_path) as rig:
+        demo, api, console, browser = rig.demo, rig.api, rig.console, rig.browser
+        ha_url = rig.ha_url
         page = await browser.new_page(viewport=VIEWPORT, locale=words.locale)
         await log_in(page, ha_url)
         await call_ws(page, {"type": "config/core/update", "language": words.language})

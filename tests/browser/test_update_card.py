@@ -11,19 +11,15 @@ from __future__ import annotations
 from pathlib import Path
 import time
 
-import aiohttp
 from playwright.async_api import Locator, Page, TimeoutError as PlaywrightTimeoutError, expect
 import pytest
 
 from demo_support.demo_push import push_firmware
-from demo_support.demo_setup import LIGHTS, HomeAssistantApi
-from demo_support.demo_stack import DemoPaths, Ports, running_demo
-from tencent_iot_emulator.console_client import ConsoleClient
+from demo_support.demo_setup import LIGHTS
 from tests.browser.browser_rig import (
     UI_TIMEOUT_MS,
     VIEWPORT,
-    chromium,
-    free_port,
+    demo_in_browser,
     log_in,
     open_more_info,
     screenshot,
@@ -73,18 +69,10 @@ async def test_update_card_installs_a_pushed_firmware(socket_enabled: None, tmp_
     """Installed 0.1 → push → latest V100R0001 → Install → the phase and a moving bar → installed V100R0001,
     cloud `done`."""
     shots = screenshots_folder(tmp_path)
-    paths = DemoPaths(tmp_path / "config", tmp_path / "emulator")
-    ports = Ports(ha=free_port(), mqtt=0, mqtts=0, http=0, https=0)
     light1 = LIGHTS[0]
-    async with (
-        aiohttp.ClientSession() as session,
-        running_demo(paths, ports, session, timeout_s=90) as demo,
-        chromium() as browser,
-    ):
-        api = HomeAssistantApi(session, demo.setup.ha_url)
-        api.access_token = demo.setup.access_token
+    async with demo_in_browser(tmp_path) as rig:
+        demo, api, console, browser = rig.demo, rig.api, rig.console, rig.browser
         assert (await api.state(ENTITY_ID))["attributes"]["installed_version"] == "0.1"
-        console = ConsoleClient(demo.endpoints.http_url, session)
 
         page = await browser.new_page(viewport=VIEWPORT)
         await log_in(page, demo.setup.ha_url)
