@@ -22,8 +22,7 @@ from custom_components.tencent_iot_gateway.bridge.pairings import pairings_of
 from custom_components.tencent_iot_gateway.const import DOMAIN, SUBENTRY_SUB_DEVICE
 from custom_components.tencent_iot_gateway.diagnostics import async_get_config_entry_diagnostics
 from tests.emulator_fixtures import eventually
-
-from .bridge_rig import (
+from tests.integration.bridge.bridge_rig import (
     BRIDGE_PRODUCT,
     BRIDGE_SECRET,
     DEVICE_NAME,
@@ -36,8 +35,8 @@ from .bridge_rig import (
     setup_lights,
     wait_settled,
 )
-from .gateway_rig import Gateway
-from .helpers import state, wait_for
+from tests.integration.gateway_rig import Gateway
+from tests.integration.helpers import state, wait_for
 
 type WebSocketGenerator = Callable[[HomeAssistant], Awaitable[Any]]
 

@@ -37,9 +37,8 @@ from custom_components.tencent_iot_gateway.const import (
 )
 from tencent_iot_emulator.console_client import DeviceProperties
 from tests.emulator_fixtures import eventually
-
-from .gateway_rig import Gateway, add_entry
-from .helpers import wait_for
+from tests.integration.gateway_rig import Gateway, add_entry
+from tests.integration.helpers import wait_for
 
 BRIDGE_PRODUCT = "BRLIGHT001"
 BRIDGE_SECRET = "QlJJREdFLVBST0RVQ1QtU0VDUkVU"

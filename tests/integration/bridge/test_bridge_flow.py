@@ -27,8 +27,7 @@ from custom_components.tencent_iot_gateway.const import (
     CONF_UNBIND_ON_REMOVE,
     DOMAIN,
 )
-
-from .bridge_rig import (
+from tests.integration.bridge.bridge_rig import (
     BRIDGE_PRODUCT,
     BRIDGE_SECRET,
     LIGHT,
@@ -38,8 +37,8 @@ from .bridge_rig import (
     setup_lights,
     wait_settled,
 )
-from .gateway_rig import Gateway, add_entry
-from .helpers import frontend_fields, wait_for
+from tests.integration.gateway_rig import Gateway, add_entry
+from tests.integration.helpers import frontend_fields, wait_for
 
 
 def _user(product_id: str = BRIDGE_PRODUCT, creation: str = "register") -> dict[str, object]:
