@@ -612,15 +612,24 @@ async def test_mismatched_stored_state_starts_afresh(rig: FirmwareRig, field: st
     assert progress.events[0].resumed_from == 0
 
 
+async def _left_on_disk(
+    rig: FirmwareRig, spec: FirmwareSpec, partial: bytes, *, saved: int | None
+) -> FirmwareCache:
+    """What an earlier run left: a partial file, and (unless `saved` is None) a resume state of `saved` bytes."""
+    cache = FirmwareCache(rig.cache_dir)
+    await cache.ensure_directory()
+    cache.partial_path_for(spec).write_bytes(partial)
+    if saved is not None:
+        state = ResumeState(spec.public_url, spec.version, spec.md5, SIZE, saved).to_dict()
+        rig.state_path.write_text(json.dumps({"downloads": {image_file_stem(spec): state}}))
+    return cache
+
+
 async def test_matching_state_with_wrong_partial_length_starts_afresh(rig: FirmwareRig) -> None:
     data = image(SIZE)
     firmware = await rig.upload(data)
     spec = rig.spec(firmware)
-    cache = FirmwareCache(rig.cache_dir)
-    cache.directory.mkdir(parents=True)
-    cache.partial_path_for(spec).write_bytes(data[:4000])
-    state = ResumeState(spec.public_url, spec.version, spec.md5, SIZE, 5000).to_dict()
-    rig.state_path.write_text(json.dumps({"downloads": {image_file_stem(spec): state}}))
+    cache = await _left_on_disk(rig, spec, data[:4000], saved=5000)
 
     path = await rig.downloader(cache=cache).fetch(spec, Recorder())
 
@@ -633,9 +642,7 @@ async def test_a_stale_partial_without_state_is_overwritten(rig: FirmwareRig) ->
     data = image(SIZE)
     firmware = await rig.upload(data)
     spec = rig.spec(firmware)
-    cache = FirmwareCache(rig.cache_dir)
-    await cache.ensure_directory()
-    cache.partial_path_for(spec).write_bytes(b"\xff" * (SIZE + 500))
+    cache = await _left_on_disk(rig, spec, b"\xff" * (SIZE + 500), saved=None)
 
     path = await rig.downloader(cache=cache).fetch(spec, Recorder())
 
@@ -648,11 +655,7 @@ async def test_a_partial_longer_than_its_saved_state_is_cut_back(rig: FirmwareRi
     data = image(SIZE)
     firmware = await rig.upload(data)
     spec = rig.spec(firmware)
-    cache = FirmwareCache(rig.cache_dir)
-    await cache.ensure_directory()
-    cache.partial_path_for(spec).write_bytes(data[:5000] + b"\xee" * 1000)
-    state = ResumeState(spec.public_url, spec.version, spec.md5, SIZE, 5000).to_dict()
-    rig.state_path.write_text(json.dumps({"downloads": {image_file_stem(spec): state}}))
+    cache = await _left_on_disk(rig, spec, data[:5000] + b"\xee" * 1000, saved=5000)
 
     path = await rig.downloader(cache=cache).fetch(spec, Recorder())
 
@@ -664,11 +667,7 @@ async def test_corrupt_partial_file_is_caught_by_md5_after_resume(rig: FirmwareR
     data = image(SIZE)
     firmware = await rig.upload(data)
     spec = rig.spec(firmware)
-    cache = FirmwareCache(rig.cache_dir)
-    cache.directory.mkdir(parents=True)
-    cache.partial_path_for(spec).write_bytes(b"\xff" + data[1:5000])
-    state = ResumeState(spec.public_url, spec.version, spec.md5, SIZE, 5000).to_dict()
-    rig.state_path.write_text(json.dumps({"downloads": {image_file_stem(spec): state}}))
+    cache = await _left_on_disk(rig, spec, b"\xff" + data[1:5000], saved=5000)
 
     with pytest.raises(Md5MismatchError):
         await rig.downloader(cache=cache).fetch(spec, Recorder())
